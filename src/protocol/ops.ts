@@ -1,0 +1,289 @@
+import { z } from 'zod'
+import type { TargetKind } from './names.js'
+
+/**
+ * The RPC catalogue: one entry per opcode, with the target kinds that serve it, whether it
+ * modifies state (gets a transno, is kept for replay) and the schema of its arguments. Servers
+ * validate every request against it before anything touches storage.
+ */
+
+export const MAX_NAME = 255
+export const MAX_SYMLINK = 4095
+export const MAX_FILE_SIZE = 2 ** 50
+export const MAX_IO = 64 * 1024 * 1024
+export const MAX_STRIPES = 64
+export const STRIPE_UNIT = 64 * 1024
+
+const u32 = z.number().int().min(0).max(0xffffffff)
+export const fidSchema = z.number().int().min(1).max(0xffffffff)
+export const nameSchema = z
+  .string()
+  .min(1)
+  .max(MAX_NAME)
+  .refine((n) => n !== '.' && n !== '..' && !n.includes('/') && !n.includes('\0'), {
+    message: "a name may not be '.', '..', nor contain '/' or NUL",
+  })
+const offsetSchema = z.number().int().min(0).max(MAX_FILE_SIZE)
+const timeSchema = z.number().finite()
+const modeSchema = z.number().int().min(0).max(0o7777)
+const handleSchema = z.string().regex(/^[0-9a-f]{16}$/)
+
+export const layoutSchema = z.object({
+  stripe_size: z.number().int().min(STRIPE_UNIT).max(2 ** 32).refine((n) => n % STRIPE_UNIT === 0, {
+    message: `stripe size must be a multiple of ${STRIPE_UNIT}`,
+  }),
+  osts: z.array(z.number().int().min(0).max(0xffff)).min(1).max(MAX_STRIPES),
+})
+export type Layout = z.infer<typeof layoutSchema>
+
+/** A directory's default layout: stripe_count -1 means every OST; offset -1 means round-robin. */
+export const dirLayoutSchema = z.object({
+  stripe_count: z.number().int().min(-1).max(MAX_STRIPES).refine((n) => n !== 0, { message: 'stripe count 0 is not allowed here' }),
+  stripe_size: layoutSchema.shape.stripe_size,
+  stripe_offset: z.number().int().min(-1).max(0xffff),
+})
+export type DirLayout = z.infer<typeof dirLayoutSchema>
+
+export type FileType = 'reg' | 'dir' | 'lnk'
+
+export interface MdtAttr {
+  fid: number
+  type: FileType
+  /** Permission bits only; the type is in `type`. */
+  mode: number
+  uid: number
+  gid: number
+  nlink: number
+  atime: number
+  mtime: number
+  ctime: number
+  /** Directories and symlinks carry their size here; regular files' size lives on the OSTs. */
+  size: number
+  layout?: Layout
+  dir_layout?: DirLayout
+  target?: string
+}
+
+export interface DirEntry {
+  name: string
+  fid: number
+  type: FileType
+}
+
+export interface StatfsReply {
+  bsize: number
+  blocks: number
+  bfree: number
+  bavail: number
+  files: number
+  ffree: number
+  namemax: number
+}
+
+export interface ObjAttr {
+  size: number
+  blocks: number
+  mtime: number
+}
+
+export interface ConnectReply {
+  handle: string
+  instance: number
+  replayable: boolean
+  recovering: boolean
+  last_committed: number
+  target_uuid: string
+}
+
+export interface TargetInfo {
+  name: string
+  kind: TargetKind
+  index: number
+  /** Primary NID first, then the failover NIDs. */
+  nids: string[]
+  mode: 'failover' | 'failout'
+  /** Cleared by a permanent deactivate on the MGS. */
+  active: boolean
+  /** The NID it was last started on and its instance counter (imperative recovery). */
+  current_nid?: string
+  instance: number
+}
+
+export interface FsConfig {
+  fsname: string
+  port: number
+  targets: TargetInfo[]
+  seq: number
+}
+
+export interface IrEvent {
+  seq: number
+  target: string
+  nid: string
+  instance: number
+}
+
+const objRef = { fid: fidSchema, stripe: z.number().int().min(0).max(MAX_STRIPES - 1) }
+
+export const OPS = {
+  // Every target
+  connect: {
+    kinds: ['mgs', 'mdt', 'ost'],
+    modifying: false,
+    args: z.object({ prev_handle: handleSchema.optional(), mount_flags: z.array(z.string().max(32)).max(16).optional() }),
+  },
+  disconnect: { kinds: ['mgs', 'mdt', 'ost'], modifying: false, args: z.object({}) },
+  ping: { kinds: ['mgs', 'mdt', 'ost'], modifying: false, args: z.object({}) },
+  sync: { kinds: ['mdt', 'ost'], modifying: false, args: z.object({}) },
+  statfs: { kinds: ['mdt', 'ost'], modifying: false, args: z.object({}) },
+
+  // Metadata target
+  mdt_getattr: { kinds: ['mdt'], modifying: false, args: z.object({ fid: fidSchema }) },
+  mdt_lookup: { kinds: ['mdt'], modifying: false, args: z.object({ parent: fidSchema, name: nameSchema }) },
+  mdt_readdir: {
+    kinds: ['mdt'],
+    modifying: false,
+    args: z.object({ fid: fidSchema, cookie: z.number().int().min(0), count: z.number().int().min(1).max(10000) }),
+  },
+  mdt_create: {
+    kinds: ['mdt'],
+    modifying: true,
+    args: z.object({
+      parent: fidSchema,
+      name: nameSchema,
+      type: z.enum(['reg', 'dir', 'lnk']),
+      mode: modeSchema,
+      uid: u32,
+      gid: u32,
+      time: timeSchema,
+      target: z.string().min(1).max(MAX_SYMLINK).optional(),
+      layout: layoutSchema.optional(),
+      /** Open the new file in the same transaction, with these open(2) flags. */
+      open_flags: u32.optional(),
+      exclusive: z.boolean().optional(),
+    }),
+  },
+  mdt_setattr: {
+    kinds: ['mdt'],
+    modifying: true,
+    args: z.object({
+      fid: fidSchema,
+      mode: modeSchema.optional(),
+      uid: u32.optional(),
+      gid: u32.optional(),
+      atime: timeSchema.optional(),
+      mtime: timeSchema.optional(),
+      ctime: timeSchema.optional(),
+      layout: layoutSchema.optional(),
+      dir_layout: dirLayoutSchema.nullable().optional(),
+    }),
+  },
+  mdt_link: {
+    kinds: ['mdt'],
+    modifying: true,
+    args: z.object({ fid: fidSchema, parent: fidSchema, name: nameSchema, time: timeSchema }),
+  },
+  mdt_unlink: {
+    kinds: ['mdt'],
+    modifying: true,
+    args: z.object({ parent: fidSchema, name: nameSchema, dir: z.boolean(), time: timeSchema }),
+  },
+  mdt_rename: {
+    kinds: ['mdt'],
+    modifying: true,
+    args: z.object({ parent: fidSchema, name: nameSchema, new_parent: fidSchema, new_name: nameSchema, time: timeSchema }),
+  },
+  mdt_open: { kinds: ['mdt'], modifying: true, args: z.object({ fid: fidSchema, flags: u32 }) },
+  mdt_close: { kinds: ['mdt'], modifying: true, args: z.object({ handle: handleSchema }) },
+
+  // Object storage target
+  ost_write: {
+    kinds: ['ost'],
+    modifying: true,
+    bulkIn: true,
+    args: z.object({ ...objRef, offset: offsetSchema, append: z.boolean().optional() }),
+  },
+  ost_read: {
+    kinds: ['ost'],
+    modifying: false,
+    bulkOut: true,
+    args: z.object({ ...objRef, offset: offsetSchema, length: z.number().int().min(0).max(MAX_IO) }),
+  },
+  ost_punch: { kinds: ['ost'], modifying: true, args: z.object({ ...objRef, size: offsetSchema }) },
+  ost_getattr: {
+    kinds: ['ost'],
+    modifying: false,
+    args: z.object({ objects: z.array(z.object(objRef)).min(1).max(MAX_STRIPES) }),
+  },
+  ost_destroy: { kinds: ['ost'], modifying: true, args: z.object({ fid: fidSchema }) },
+
+  // Management service
+  mgs_config: { kinds: ['mgs'], modifying: false, args: z.object({ fsname: z.string().max(8).optional() }) },
+  mgs_target_reg: {
+    kinds: ['mgs'],
+    modifying: false,
+    args: z.object({
+      name: z.string().min(1).max(64),
+      kind: z.enum(['mdt', 'ost']),
+      index: z.number().int().min(0).max(0xffff),
+      fsname: z.string().min(1).max(8),
+      nid: z.string().min(1).max(128),
+      failnodes: z.array(z.string().min(1).max(128)).max(8),
+      mode: z.enum(['failover', 'failout']),
+      instance: z.number().int().min(0),
+    }),
+  },
+  mgs_set_param: {
+    kinds: ['mgs'],
+    modifying: false,
+    args: z.object({ target: z.string().min(1).max(64), key: z.enum(['active']), value: z.string().max(64) }),
+  },
+  mgs_watch: {
+    kinds: ['mgs'],
+    modifying: false,
+    args: z.object({ since: z.number().int().min(0), wait_ms: z.number().int().min(0).max(600_000) }),
+  },
+} as const satisfies Record<string, OpSpec>
+
+export interface OpSpec {
+  kinds: readonly TargetKind[]
+  modifying: boolean
+  bulkIn?: boolean
+  bulkOut?: boolean
+  args: z.ZodType
+}
+
+export type OpName = keyof typeof OPS
+export type OpArgs<O extends OpName> = z.infer<(typeof OPS)[O]['args']>
+
+export function isOpName(s: string): s is OpName {
+  return Object.prototype.hasOwnProperty.call(OPS, s)
+}
+
+/** Replies, by opcode (the wire carries them as JSON). */
+export interface OpReplies {
+  connect: ConnectReply
+  disconnect: Record<string, never>
+  ping: Record<string, never>
+  sync: Record<string, never>
+  statfs: StatfsReply & { objects?: number }
+  mdt_getattr: { attr: MdtAttr }
+  mdt_lookup: { attr: MdtAttr }
+  mdt_readdir: { entries: DirEntry[]; next: number | null }
+  mdt_create: { attr: MdtAttr; handle?: string }
+  mdt_setattr: { attr: MdtAttr }
+  mdt_link: { attr: MdtAttr }
+  mdt_unlink: { fid: number; nlink: number }
+  mdt_rename: Record<string, never>
+  mdt_open: { attr: MdtAttr; handle: string }
+  mdt_close: Record<string, never>
+  ost_write: { offset: number; size: number }
+  ost_read: { length: number }
+  ost_punch: Record<string, never>
+  ost_getattr: { attrs: (ObjAttr | null)[] }
+  ost_destroy: Record<string, never>
+  mgs_config: FsConfig
+  mgs_target_reg: Record<string, never>
+  mgs_set_param: Record<string, never>
+  mgs_watch: { seq: number; events: IrEvent[] }
+}

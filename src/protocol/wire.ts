@@ -1,0 +1,171 @@
+/**
+ * The RPC envelope over HTTP. The ptlrpc header (who, which connection, xid, transno,
+ * flags) travels as HTTP headers so it can be read (and later authenticated) without
+ * parsing the body; the body is one frame: a 4-byte big-endian JSON length, the JSON,
+ * then the bulk data (OST read/write pages), so bulk is never re-encoded.
+ */
+export const RPC_PATH = '/rpc'
+
+export const H = {
+  target: 'x-lp-target',
+  op: 'x-lp-op',
+  client: 'x-lp-client',
+  handle: 'x-lp-handle',
+  connCnt: 'x-lp-conn-cnt',
+  xid: 'x-lp-xid',
+  lastXid: 'x-lp-last-xid',
+  flags: 'x-lp-flags',
+  transno: 'x-lp-transno',
+  /** Reserved: HMAC over the identity fields and the body digest when the fs has a shared key. */
+  auth: 'x-lp-auth',
+  status: 'x-lp-status',
+  lastCommitted: 'x-lp-last-committed',
+  error: 'x-lp-error',
+} as const
+
+export type ReqFlag = 'replay' | 'resend' | 'replay_done'
+export type ReplyFlag = 'recovering' | 'stale_conn'
+
+/** The ptlrpc header of a request. */
+export interface ReqHeader {
+  target: string
+  op: string
+  client: string
+  handle?: string
+  connCnt: number
+  xid: number
+  lastXid: number
+  flags: ReqFlag[]
+  /** The original transno, on a replay. */
+  transno?: number
+}
+
+export interface ReplyHeader {
+  status: number
+  transno: number
+  lastCommitted: number
+  flags: ReplyFlag[]
+  error?: string
+}
+
+export interface ReqBody {
+  a: unknown
+  /** On a replay: the original reply, so the target reproduces the same ids (fid, open handle). */
+  r?: unknown
+}
+
+export function encodeFrame(json: unknown, bulk?: Uint8Array): Buffer[] {
+  const text = Buffer.from(JSON.stringify(json ?? {}))
+  const len = Buffer.allocUnsafe(4)
+  len.writeUInt32BE(text.length, 0)
+  return bulk && bulk.length ? [len, text, Buffer.from(bulk.buffer, bulk.byteOffset, bulk.byteLength)] : [len, text]
+}
+
+export class FrameError extends Error {}
+
+export function decodeFrame(buf: Buffer): { json: unknown; bulk: Buffer } {
+  if (buf.length < 4) throw new FrameError('body too short for a frame')
+  const n = buf.readUInt32BE(0)
+  if (n > buf.length - 4) throw new FrameError('frame JSON length exceeds the body')
+  let json: unknown
+  try {
+    json = JSON.parse(buf.subarray(4, 4 + n).toString('utf8'))
+  } catch {
+    throw new FrameError('frame JSON does not parse')
+  }
+  return { json, bulk: buf.subarray(4 + n) }
+}
+
+const REQ_FLAGS: readonly ReqFlag[] = ['replay', 'resend', 'replay_done']
+
+export function encodeReqHeader(h: ReqHeader): Record<string, string> {
+  const out: Record<string, string> = {
+    [H.target]: h.target,
+    [H.op]: h.op,
+    [H.client]: h.client,
+    [H.connCnt]: String(h.connCnt),
+    [H.xid]: String(h.xid),
+    [H.lastXid]: String(h.lastXid),
+  }
+  if (h.handle) out[H.handle] = h.handle
+  if (h.flags.length) out[H.flags] = h.flags.join(',')
+  if (h.transno !== undefined) out[H.transno] = String(h.transno)
+  return out
+}
+
+type HeaderBag = Record<string, string | string[] | undefined>
+
+function one(headers: HeaderBag, name: string): string | undefined {
+  const v = headers[name]
+  return Array.isArray(v) ? v[0] : v
+}
+
+function uint(headers: HeaderBag, name: string, required: boolean): number | undefined {
+  const v = one(headers, name)
+  if (v === undefined) {
+    if (required) throw new FrameError(`missing header ${name}`)
+    return undefined
+  }
+  if (!/^\d{1,16}$/.test(v)) throw new FrameError(`header ${name} is not an unsigned integer`)
+  const n = Number(v)
+  if (!Number.isSafeInteger(n)) throw new FrameError(`header ${name} is out of range`)
+  return n
+}
+
+export function decodeReqHeader(headers: HeaderBag): ReqHeader {
+  const target = one(headers, H.target)
+  const op = one(headers, H.op)
+  const client = one(headers, H.client)
+  if (!target) throw new FrameError(`missing header ${H.target}`)
+  if (!op) throw new FrameError(`missing header ${H.op}`)
+  if (!client || !/^[A-Za-z0-9_.:-]{1,128}$/.test(client)) throw new FrameError(`missing or invalid header ${H.client}`)
+  const flagText = one(headers, H.flags)
+  const flags = flagText ? flagText.split(',') : []
+  for (const f of flags) if (!REQ_FLAGS.includes(f as ReqFlag)) throw new FrameError(`unknown request flag '${f}'`)
+  const handle = one(headers, H.handle)
+  if (handle !== undefined && !/^[0-9a-f]{16}$/.test(handle)) throw new FrameError(`invalid header ${H.handle}`)
+  return {
+    target,
+    op,
+    client,
+    handle,
+    connCnt: uint(headers, H.connCnt, true)!,
+    xid: uint(headers, H.xid, true)!,
+    lastXid: uint(headers, H.lastXid, true)!,
+    flags: flags as ReqFlag[],
+    transno: uint(headers, H.transno, false),
+  }
+}
+
+export function encodeReplyHeader(h: ReplyHeader): Record<string, string> {
+  const out: Record<string, string> = {
+    [H.status]: String(h.status),
+    [H.transno]: String(h.transno),
+    [H.lastCommitted]: String(h.lastCommitted),
+  }
+  if (h.flags.length) out[H.flags] = h.flags.join(',')
+  if (h.error) out[H.error] = encodeURIComponent(h.error)
+  return out
+}
+
+export function decodeReplyHeader(headers: HeaderBag): ReplyHeader {
+  const status = Number(one(headers, H.status) ?? NaN)
+  if (!Number.isInteger(status)) throw new FrameError(`reply without a valid ${H.status}`)
+  const err = one(headers, H.error)
+  const flagText = one(headers, H.flags)
+  return {
+    status,
+    transno: uint(headers, H.transno, false) ?? 0,
+    lastCommitted: uint(headers, H.lastCommitted, false) ?? 0,
+    flags: (flagText ? flagText.split(',') : []) as ReplyFlag[],
+    error: err ? safeDecode(err) : undefined,
+  }
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s)
+  } catch {
+    return s
+  }
+}

@@ -1,0 +1,39 @@
+import { randomUUID } from 'node:crypto'
+import type { Clock } from '../common/clock.js'
+import type { Logger } from '../common/log.js'
+import { Transport } from './transport.js'
+import { Tunables } from './tunables.js'
+
+/**
+ * One RPC client identity (a mount, or a server's own client such as the MDT's OSP): its
+ * uuid, its xid space, the transport and the timing all its imports share.
+ */
+export class PtlrpcClient {
+  readonly uuid: string
+  readonly transport: Transport
+  readonly tunables: Tunables
+  private xid = 0
+
+  constructor(
+    readonly clock: Clock,
+    readonly log: Logger,
+    port: number,
+    opts: { uuid?: string; tunables?: Tunables; connections?: number } = {},
+  ) {
+    this.uuid = opts.uuid ?? randomUUID()
+    this.tunables = opts.tunables ?? new Tunables()
+    this.transport = new Transport({ port, connections: opts.connections })
+  }
+
+  nextXid(): number {
+    return ++this.xid
+  }
+
+  get lastXid(): number {
+    return this.xid
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close()
+  }
+}

@@ -1,0 +1,625 @@
+import { EventEmitter } from 'node:events'
+import type { Logger } from '../common/log.js'
+import type { Timer } from '../common/clock.js'
+import { LpError, errnoOf } from '../protocol/errno.js'
+import { OPS, type ConnectReply, type OpName } from '../protocol/ops.js'
+import type { ReqFlag, ReqHeader } from '../protocol/wire.js'
+import type { PtlrpcClient } from './client.js'
+import { PtlRequest, type RpcReply } from './request.js'
+import { TransportError, type RawReply } from './transport.js'
+
+/**
+ * One import: this client's connection to one target (Lustre's obd_import). It owns the
+ * connection list and its selection rule, the state machine of SEMANTICS section 1, the
+ * request gate (section 3), the replay list and resends (section 4), and the pinger.
+ */
+export type ImportState =
+  | 'NEW'
+  | 'DISCONN'
+  | 'CONNECTING'
+  | 'REPLAY'
+  | 'REPLAY_LOCKS'
+  | 'REPLAY_WAIT'
+  | 'RECOVER'
+  | 'FULL'
+  | 'EVICTED'
+  | 'IDLE'
+  | 'CLOSED'
+
+export interface Connection {
+  nid: string
+  /** Monotonic ms of the last attempt; -Infinity when never tried. */
+  lastTry: number
+  /** Tried since the last successful connect. */
+  tried: boolean
+}
+
+export interface ImportOptions {
+  client: PtlrpcClient
+  /** Target name, e.g. spfs-OST0001. */
+  target: string
+  /** Device name, e.g. spfs-OST0001-osc-<id>. */
+  name: string
+  /** Primary NID first, then failover NIDs. */
+  nids: string[]
+  log: Logger
+}
+
+export interface RequestOptions {
+  bulk?: Uint8Array
+  /** Fail with EAGAIN instead of waiting when the import is not FULL (statfs for df, pings). */
+  noDelay?: boolean
+}
+
+const ENOTCONN = errnoOf('ENOTCONN')
+const ENODEV = errnoOf('ENODEV')
+const HISTORY = 16
+
+class ConnectionLost extends Error {}
+class ReplayRejected extends Error {}
+
+export class Import extends EventEmitter {
+  readonly target: string
+  readonly name: string
+  readonly conns: Connection[]
+  state: ImportState = 'NEW'
+  readonly history: Array<{ state: ImportState; time: number }> = []
+  invalid = false
+  deactive = false
+  replayable = true
+  generation = 0
+  connCnt = 0
+  /** Highest last_committed the target has told us. */
+  peerCommitted = 0
+  lastReplayTransno = 0
+  current: Connection | null = null
+  remoteHandle: string | null = null
+  instance = 0
+  connectionAttempts = 0
+  timeouts = 0
+  /** Requests kept for replay (answered with a transno above peerCommitted), by transno. */
+  readonly replayList: PtlRequest[] = []
+  keptBytes = 0
+  private readonly active = new Set<PtlRequest>()
+  private delayed: PtlRequest[] = []
+  private recovering = false
+  private cycles = 0
+  private attemptsThisCycle = 0
+  private wake: (() => void) | null = null
+  private pinger: Timer | null = null
+  private lastActivity = 0
+  private waitSum = 0
+  private waitCount = 0
+  private readonly c: PtlrpcClient
+  private readonly log: Logger
+
+  constructor(o: ImportOptions) {
+    super()
+    this.c = o.client
+    this.target = o.target
+    this.name = o.name
+    this.conns = o.nids.map((nid) => ({ nid, lastTry: -Infinity, tried: false }))
+    this.log = o.log.child({ target: o.target })
+    this.history.push({ state: 'NEW', time: this.c.clock.wallNow() })
+  }
+
+  // ---- public surface ----
+
+  /** Start connecting (NEW -> CONNECTING); returns at once. */
+  connect(): void {
+    if (this.state === 'NEW') void this.recoverLoop()
+  }
+
+  /** Resolve when FULL; reject if the import is closed first. */
+  whenFull(): Promise<void> {
+    if (this.state === 'FULL') return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      const on = (s: ImportState) => {
+        if (s === 'FULL') resolve()
+        else if (s === 'CLOSED') reject(new LpError('ESHUTDOWN', `${this.target}: import closed`))
+        else return
+        this.off('state', on)
+      }
+      this.on('state', on)
+    })
+  }
+
+  get inflight(): number {
+    let n = 0
+    for (const r of this.active) if (r.phase === 'inflight') n++
+    return n
+  }
+
+  get delayedCount(): number {
+    return this.delayed.length + [...this.active].filter((r) => r.phase === 'resend').length
+  }
+
+  get avgWaitMs(): number {
+    return this.waitCount ? this.waitSum / this.waitCount : 0
+  }
+
+  get currentNid(): string | undefined {
+    return this.current?.nid
+  }
+
+  request<B = unknown>(op: OpName, args: unknown, opts: RequestOptions = {}): Promise<RpcReply<B>> {
+    const req = new PtlRequest(this.c.nextXid(), op, args, opts.bulk, this.generation, OPS[op].modifying, !!opts.noDelay)
+    this.submit(req)
+    return req.done as Promise<RpcReply<B>>
+  }
+
+  // ---- the request gate (SEMANTICS section 3) ----
+
+  private submit(req: PtlRequest): void {
+    if (this.state === 'CLOSED' || this.state === 'NEW') return req.reject(new LpError('EIO', `${this.target}: import is ${this.state}`))
+    if (this.invalid) return req.reject(new LpError('ESHUTDOWN', `${this.target}: import is ${this.deactive ? 'deactivated' : 'invalid'}`))
+    if (req.generation < this.generation) return req.reject(new LpError('EIO', `${this.target}: request from before an invalidation`))
+    if (this.state === 'FULL') return this.dispatch(req)
+    if (req.noDelay) return req.reject(new LpError('EAGAIN', `${this.target}: import is ${this.state}`))
+    req.phase = 'delayed'
+    this.delayed.push(req)
+  }
+
+  private header(req: PtlRequest, flags: ReqFlag[], transno?: number): ReqHeader {
+    return {
+      target: this.target,
+      op: req.op,
+      client: this.c.uuid,
+      handle: this.remoteHandle ?? undefined,
+      connCnt: this.connCnt,
+      xid: req.xid,
+      lastXid: this.lastXid(),
+      flags,
+      transno,
+    }
+  }
+
+  /** Every xid up to this one has its reply (the target may drop their saved replies). */
+  private lastXid(): number {
+    let min = Infinity
+    for (const r of this.active) if (r.xid < min) min = r.xid
+    for (const r of this.delayed) if (r.xid < min) min = r.xid
+    return min === Infinity ? this.c.lastXid : min - 1
+  }
+
+  private dispatch(req: PtlRequest): void {
+    const conn = this.current!
+    req.phase = 'inflight'
+    req.connCnt = this.connCnt
+    this.active.add(req)
+    const flags: ReqFlag[] = req.sent ? ['resend'] : []
+    req.sent = true
+    const ac = new AbortController()
+    req.abort = ac
+    req.sentAt = this.c.clock.now()
+    this.lastActivity = req.sentAt
+    this.armDeadline(req, conn)
+    const h = this.header(req, flags)
+    this.c.transport.send(conn.nid, h, { a: req.args }, req.bulk, ac.signal).then(
+      (raw) => this.onReply(req, raw),
+      (e) => this.onSendError(req, e as Error),
+    )
+  }
+
+  /**
+   * Past its deadline a request is not failed outright: a ping with a short deadline asks
+   * whether the peer is alive; only a missed ping fails the import (decided question 2).
+   */
+  private armDeadline(req: PtlRequest, conn: Connection): void {
+    req.deadline = this.c.clock.setTimeout(() => {
+      if (req.phase !== 'inflight') return
+      this.timeouts += 1
+      this.log.info({ xid: req.xid, op: req.op, nid: conn.nid }, `${this.target}: request x${req.xid} past its deadline, checking the peer with a ping`)
+      this.livenessPing(conn).then(
+        () => {
+          if (req.phase === 'inflight') this.armDeadline(req, conn)
+        },
+        (e) => {
+          if (req.phase !== 'inflight') return
+          this.failConnection(req.connCnt, `request x${req.xid} (${req.op}) timed out and the ping failed: ${(e as Error).message}`)
+        },
+      )
+    }, this.c.tunables.requestTimeoutMs)
+  }
+
+  private async livenessPing(conn: Connection): Promise<void> {
+    const h: ReqHeader = {
+      target: this.target,
+      op: 'ping',
+      client: this.c.uuid,
+      handle: this.remoteHandle ?? undefined,
+      connCnt: this.connCnt,
+      xid: this.c.nextXid(),
+      lastXid: this.lastXid(),
+      flags: [],
+    }
+    const raw = await this.c.transport.send(conn.nid, h, { a: {} }, undefined, AbortSignal.timeout(this.c.tunables.pingTimeoutMs))
+    if (raw.header.status !== 0) throw new Error(`ping answered ${raw.header.status}: ${raw.header.error ?? ''}`)
+  }
+
+  private onReply(req: PtlRequest, raw: RawReply): void {
+    if (req.phase !== 'inflight') return
+    const status = raw.header.status
+    if (status === -ENOTCONN || status === -ENODEV || raw.header.flags.includes('stale_conn')) {
+      // The target does not know this connection (restarted, moved, evicted us): reconnect and resend.
+      this.retry(req, `${req.op} x${req.xid} answered ${status === -ENODEV ? 'ENODEV' : 'ENOTCONN'}: ${raw.header.error ?? ''}`)
+      return
+    }
+    this.complete(req, raw)
+  }
+
+  private onSendError(req: PtlRequest, e: Error): void {
+    if (req.phase !== 'inflight') return
+    if (e instanceof TransportError && e.kind === 'http' && e.httpStatus !== 404 && e.httpStatus !== 503) {
+      // The peer understood and refused the request itself: it will not do better on a resend.
+      this.finish(req)
+      req.reject(LpError.fromStatus(e.status ?? -errnoOf('EPROTO'), e.message))
+      return
+    }
+    this.retry(req, `${req.op} x${req.xid} to ${this.current?.nid}: ${e.message}`)
+  }
+
+  /**
+   * No usable answer: the request waits to be resent. If it failed on the current connection
+   * that connection is lost; if on an older one, the import already reconnected and the
+   * request goes out again at once.
+   */
+  private retry(req: PtlRequest, why: string): void {
+    this.requeue(req)
+    this.failConnection(req.connCnt, why)
+    if (this.state === 'FULL') this.dispatch(req)
+  }
+
+  private requeue(req: PtlRequest): void {
+    req.stopTimers()
+    req.abort?.abort()
+    req.phase = 'resend'
+  }
+
+  private finish(req: PtlRequest): void {
+    req.stopTimers()
+    req.phase = 'done'
+    this.active.delete(req)
+    this.lastActivity = this.c.clock.now()
+  }
+
+  private complete(req: PtlRequest, raw: RawReply): void {
+    this.finish(req)
+    this.waitSum += this.c.clock.now() - req.sentAt
+    this.waitCount += 1
+    const { status, transno, lastCommitted } = raw.header
+    if (status === 0 && transno > 0) {
+      req.transno = transno
+      req.reply = raw.body
+      if (this.replayable && transno > Math.max(this.peerCommitted, lastCommitted)) this.keep(req)
+    }
+    this.committed(lastCommitted)
+    if (status !== 0) req.reject(LpError.fromStatus(status, raw.header.error))
+    else req.resolve({ body: raw.body, bulk: raw.bulk, transno })
+  }
+
+  private keep(req: PtlRequest): void {
+    let i = this.replayList.length
+    while (i > 0 && this.replayList[i - 1]!.transno > req.transno) i--
+    this.replayList.splice(i, 0, req)
+    this.keptBytes += req.bytes
+    this.log.trace({ xid: req.xid, transno: req.transno }, 'kept for replay')
+  }
+
+  /** The target says everything up to `lc` is on its storage: free what replay no longer needs. */
+  private committed(lc: number): void {
+    if (lc <= this.peerCommitted) return
+    this.peerCommitted = lc
+    let n = 0
+    let freed = 0
+    while (n < this.replayList.length && this.replayList[n]!.transno <= lc) freed += this.replayList[n++]!.bytes
+    if (n) {
+      this.replayList.splice(0, n)
+      this.keptBytes -= freed
+      this.emit('committed', freed)
+    }
+  }
+
+  // ---- losing and regaining the connection ----
+
+  /**
+   * The connection of `connCnt` failed. Failures of an older connection cause no second
+   * reconnect. In failover mode everything waits; a non-replayable (failout) import is
+   * invalidated at once.
+   */
+  private failConnection(connCnt: number, why: string): void {
+    if (connCnt !== this.connCnt || this.state !== 'FULL') return
+    const nid = this.current?.nid
+    const fate = this.replayable ? 'will wait for recovery to complete' : 'will fail'
+    this.log.warn({ nid, why }, `${this.target}: Connection to ${this.target} (at ${nid}) was lost; in progress operations using this service ${fate}`)
+    if (nid) this.c.transport.reset(nid)
+    for (const r of this.active) if (r.phase === 'inflight') this.requeue(r)
+    this.setState('DISCONN')
+    if (!this.replayable) this.invalidate('connection lost (failout)')
+    void this.recoverLoop()
+  }
+
+  private setState(s: ImportState): void {
+    if (this.state === s) return
+    this.state = s
+    this.history.push({ state: s, time: this.c.clock.wallNow() })
+    if (this.history.length > HISTORY) this.history.shift()
+    this.log.debug({ state: s }, `${this.target}: import ${s}`)
+    this.emit('state', s)
+    if (s === 'FULL') this.schedulePing()
+    else {
+      this.pinger?.cancel()
+      this.pinger = null
+    }
+  }
+
+  /** First connection not tried since the last success; once all were, the least recently tried. */
+  pickConnection(): Connection {
+    const fresh = this.conns.find((c) => !c.tried)
+    if (fresh) return fresh
+    return this.conns.reduce((a, b) => (b.lastTry < a.lastTry ? b : a))
+  }
+
+  /** Interrupt a pause between connection cycles (imperative recovery, activate). */
+  kick(nid?: string): void {
+    if (nid) {
+      const i = this.conns.findIndex((c) => c.nid === nid)
+      if (i > 0) this.conns.unshift(...this.conns.splice(i, 1))
+      if (i >= 0) this.conns[0]!.tried = false
+    }
+    this.wake?.()
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = this.c.clock.setTimeout(() => {
+        this.wake = null
+        resolve()
+      }, ms)
+      this.wake = () => {
+        t.cancel()
+        this.wake = null
+        resolve()
+      }
+    })
+  }
+
+  private async recoverLoop(): Promise<void> {
+    if (this.recovering) return
+    this.recovering = true
+    try {
+      while (this.state !== 'CLOSED' && !this.deactive && this.state !== 'FULL') {
+        if (this.attemptsThisCycle >= this.conns.length) {
+          this.attemptsThisCycle = 0
+          this.cycles += 1
+          this.setState('DISCONN')
+          await this.pause(this.c.tunables.reconnectIntervalMs)
+          continue
+        }
+        const conn = this.pickConnection()
+        this.attemptsThisCycle += 1
+        const reply = await this.tryConnect(conn)
+        if (!reply || this.deactive || this.isClosed()) continue
+        try {
+          await this.connected(conn, reply)
+        } catch (e) {
+          if (e instanceof ReplayRejected) continue
+          this.log.info({ nid: conn.nid, err: (e as Error).message }, `${this.target}: recovery interrupted, reconnecting`)
+          this.c.transport.reset(conn.nid)
+          this.setState('DISCONN')
+        }
+      }
+    } finally {
+      this.recovering = false
+    }
+  }
+
+  private async tryConnect(conn: Connection): Promise<ConnectReply | null> {
+    this.connCnt += 1
+    this.connectionAttempts += 1
+    conn.lastTry = this.c.clock.now()
+    conn.tried = true
+    this.setState('CONNECTING')
+    const h: ReqHeader = {
+      target: this.target,
+      op: 'connect',
+      client: this.c.uuid,
+      connCnt: this.connCnt,
+      xid: this.c.nextXid(),
+      lastXid: this.lastXid(),
+      flags: [],
+    }
+    const args = this.remoteHandle ? { prev_handle: this.remoteHandle } : {}
+    try {
+      const raw = await this.c.transport.send(conn.nid, h, { a: args }, undefined, AbortSignal.timeout(this.c.tunables.connectTimeoutMs(this.cycles)))
+      if (raw.header.status !== 0) {
+        this.log.info({ nid: conn.nid, status: raw.header.status }, `${this.target}: connect to ${conn.nid} refused: ${raw.header.error ?? raw.header.status}`)
+        return null
+      }
+      return raw.body as ConnectReply
+    } catch (e) {
+      this.log.debug({ nid: conn.nid, err: (e as Error).message }, `${this.target}: connect to ${conn.nid} failed`)
+      this.c.transport.reset(conn.nid)
+      return null
+    }
+  }
+
+  private async connected(conn: Connection, r: ConnectReply): Promise<void> {
+    this.current = conn
+    for (const c of this.conns) c.tried = false
+    this.conns.unshift(...this.conns.splice(this.conns.indexOf(conn), 1))
+    this.cycles = 0
+    this.attemptsThisCycle = 0
+    const wasEvicted = this.remoteHandle !== null && r.handle !== this.remoteHandle && !r.recovering
+    this.remoteHandle = r.handle
+    this.replayable = r.replayable
+    this.instance = r.instance
+    if (r.last_committed < this.peerCommitted)
+      this.log.error(
+        { nid: conn.nid, transno: r.last_committed, peer_committed: this.peerCommitted },
+        `${this.target}: went back in time (transno ${r.last_committed} was previously committed, server now claims ${this.peerCommitted})! See https://bugzilla.lustre.org/show_bug.cgi?id=9646`,
+      )
+    this.committed(r.last_committed)
+    if (wasEvicted) {
+      this.setState('EVICTED')
+      this.log.error({ nid: conn.nid }, `${this.target}: This client was evicted by ${this.target}; in progress operations using this service will fail.`)
+      this.invalidate('evicted')
+    } else if (r.recovering && this.replayable) {
+      await this.replay(conn)
+    }
+    this.setState('RECOVER')
+    this.invalid = this.deactive
+    this.log.info({ nid: conn.nid }, `${this.target}: Connection restored to ${this.target} (at ${conn.nid})`)
+    this.setState('FULL')
+    // Resend what got no reply, in xid order, then release what waited.
+    const resends = [...this.active].filter((q) => q.phase === 'resend').sort((a, b) => a.xid - b.xid)
+    for (const q of resends) this.dispatch(q)
+    const waiting = this.delayed
+    this.delayed = []
+    for (const q of waiting) this.submit(q)
+  }
+
+  /** Replay every kept request in transno order, one at a time; then tell the target we are done. */
+  private async replay(conn: Connection): Promise<void> {
+    this.setState('REPLAY')
+    const list = [...this.replayList]
+    this.log.info({ nid: conn.nid, count: list.length, bytes: this.keptBytes }, `${this.target}: replaying ${list.length} requests`)
+    for (const req of list) {
+      if (req.transno <= this.peerCommitted) continue
+      const raw = await this.sendRecovery(conn, req, ['replay'], req.transno, { a: req.args, r: req.reply })
+      if (raw.header.status !== 0) {
+        this.log.error({ xid: req.xid, transno: req.transno, status: raw.header.status }, `${this.target}: replay of transno ${req.transno} rejected: ${raw.header.error ?? ''}; the target evicts us`)
+        this.setState('EVICTED')
+        this.invalidate('replay rejected')
+        throw new ReplayRejected()
+      }
+      this.lastReplayTransno = req.transno
+      this.emit('replayed', req)
+      this.committed(raw.header.lastCommitted)
+    }
+    this.setState('REPLAY_LOCKS')
+    this.setState('REPLAY_WAIT')
+    const ping = new PtlRequest(this.c.nextXid(), 'ping', {}, undefined, this.generation, false, false)
+    const raw = await this.sendRecovery(conn, ping, ['replay_done'], undefined, { a: {} })
+    if (raw.header.status !== 0) {
+      this.setState('EVICTED')
+      this.invalidate('evicted during recovery')
+      throw new ReplayRejected()
+    }
+    this.committed(raw.header.lastCommitted)
+  }
+
+  /** Recovery traffic: passes the gate, waits as long as the peer is alive. */
+  private async sendRecovery(conn: Connection, req: PtlRequest, flags: ReqFlag[], transno: number | undefined, body: { a: unknown; r?: unknown }): Promise<RawReply> {
+    const connCnt = this.connCnt
+    for (;;) {
+      const ac = new AbortController()
+      let timedOut = false
+      const t = this.c.clock.setTimeout(() => {
+        timedOut = true
+        ac.abort(new Error('deadline'))
+      }, this.c.tunables.requestTimeoutMs)
+      try {
+        const raw = await this.c.transport.send(conn.nid, this.header(req, flags, transno), body, req.bulk, ac.signal)
+        if (raw.header.status === -ENOTCONN || raw.header.status === -ENODEV) throw new ConnectionLost(`${req.op} answered ${raw.header.status}`)
+        return raw
+      } catch (e) {
+        if (!timedOut) throw e instanceof ConnectionLost ? e : new ConnectionLost((e as Error).message)
+        // Deadline passed: if the peer still answers pings, keep waiting (it may be recovering).
+        await this.livenessPing(conn).catch((pe) => {
+          throw new ConnectionLost(`ping failed: ${(pe as Error).message}`)
+        })
+        if (connCnt !== this.connCnt) throw new ConnectionLost('connection replaced')
+      } finally {
+        t.cancel()
+      }
+    }
+  }
+
+  /**
+   * Invalidate: fail every in-flight and queued request with EIO, drop the replay list and
+   * tell the layers above to drop what they cached for this target.
+   */
+  private invalidate(reason: string): void {
+    this.generation += 1
+    this.invalid = true
+    const victims = [...this.active, ...this.delayed]
+    this.active.clear()
+    this.delayed = []
+    for (const r of victims) {
+      r.stopTimers()
+      r.abort?.abort()
+      r.phase = 'done'
+      r.reject(new LpError('EIO', `${this.target}: ${reason}`))
+    }
+    const dropped = this.keptBytes
+    this.replayList.splice(0)
+    this.keptBytes = 0
+    if (dropped) this.emit('committed', dropped)
+    this.emit('invalidate', reason)
+  }
+
+  /** (A method, so that the compiler does not narrow the state across awaits.) */
+  isClosed(): boolean {
+    return this.state === 'CLOSED'
+  }
+
+  // ---- deactivate / activate (SEMANTICS section 7) ----
+
+  deactivate(): void {
+    if (this.deactive) return
+    this.deactive = true
+    this.log.warn({}, `${this.target}: deactivated; I/O to it fails with EIO`)
+    this.invalidate('deactivated')
+    this.wake?.()
+  }
+
+  activate(): void {
+    if (!this.deactive) return
+    this.deactive = false
+    this.log.info({}, `${this.target}: activated, reconnecting`)
+    if (this.state === 'FULL') this.setState('DISCONN')
+    void this.recoverLoop()
+  }
+
+  // ---- pinger ----
+
+  private schedulePing(): void {
+    this.pinger?.cancel()
+    const t = this.c.tunables
+    const interval = this.replayList.length ? t.pingIntervalUncommittedMs : t.pingIntervalMs
+    this.pinger = this.c.clock.setTimeout(() => {
+      this.pinger = null
+      if (this.state !== 'FULL') return
+      const idle = this.c.clock.now() - this.lastActivity
+      if (idle < interval && !this.replayList.length) return this.schedulePing()
+      this.request('ping', {}, { noDelay: true }).then(
+        () => undefined,
+        () => undefined,
+      ).finally(() => {
+        if (this.state === 'FULL') this.schedulePing()
+      })
+    }, interval)
+  }
+
+  /** Disconnect from the target (clean umount) and fail whatever is left. */
+  async close(): Promise<void> {
+    if (this.state === 'CLOSED') return
+    if (this.state === 'FULL' && this.current) {
+      const req = new PtlRequest(this.c.nextXid(), 'disconnect', {}, undefined, this.generation, false, true)
+      await this.c.transport
+        .send(this.current.nid, this.header(req, []), { a: {} }, undefined, AbortSignal.timeout(this.c.tunables.pingTimeoutMs))
+        .catch(() => undefined)
+    }
+    this.setState('CLOSED')
+    this.wake?.()
+    const victims = [...this.active, ...this.delayed]
+    this.active.clear()
+    this.delayed = []
+    for (const r of victims) {
+      r.stopTimers()
+      r.abort?.abort()
+      r.reject(new LpError('EIO', `${this.target}: import closed`))
+    }
+  }
+}

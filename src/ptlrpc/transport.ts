@@ -1,0 +1,128 @@
+import { Pool, errors as undiciErrors } from 'undici'
+import { parseNid } from '../protocol/nid.js'
+import {
+  RPC_PATH,
+  decodeFrame,
+  decodeReplyHeader,
+  encodeFrame,
+  encodeReqHeader,
+  type ReplyHeader,
+  type ReqBody,
+  type ReqHeader,
+} from '../protocol/wire.js'
+
+/**
+ * Carries RPCs to NIDs over keep-alive undici Pools. It classifies every failure the way
+ * the import needs it: the peer refused or dropped the connection (`conn`), the deadline
+ * passed (`timeout`), or the peer answered at the HTTP level with a refusal (`http`).
+ */
+export type TransportFailure = 'conn' | 'timeout' | 'http'
+
+export class TransportError extends Error {
+  constructor(
+    readonly kind: TransportFailure,
+    message: string,
+    readonly httpStatus?: number,
+    readonly status?: number,
+  ) {
+    super(message)
+  }
+}
+
+export interface RawReply {
+  header: ReplyHeader
+  body: unknown
+  bulk: Buffer
+}
+
+export interface TransportOptions {
+  port: number
+  /** Connections per peer; requests beyond them queue in the pool. */
+  connections?: number
+}
+
+export class Transport {
+  private readonly pools = new Map<string, Pool>()
+  private closed = false
+
+  constructor(private readonly o: TransportOptions) {}
+
+  private pool(nid: string): Pool {
+    let p = this.pools.get(nid)
+    if (!p) {
+      const { host } = parseNid(nid)
+      p = new Pool(`http://${host}:${this.o.port}`, {
+        connections: this.o.connections ?? 16,
+        pipelining: 1,
+        // Our own deadlines (AbortSignal) decide when a peer is late, not undici's defaults.
+        headersTimeout: 0,
+        bodyTimeout: 0,
+        // Close idle sockets well before the server would, so a request never meets a socket
+        // the server is closing.
+        keepAliveTimeout: 4_000,
+        keepAliveMaxTimeout: 4_000,
+        connect: { timeout: 60_000 },
+      })
+      this.pools.set(nid, p)
+    }
+    return p
+  }
+
+  async send(nid: string, h: ReqHeader, body: ReqBody, bulk: Uint8Array | undefined, signal: AbortSignal): Promise<RawReply> {
+    if (this.closed) throw new TransportError('conn', 'transport closed')
+    const parts = encodeFrame(body, bulk)
+    const payload = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+    let res
+    try {
+      res = await this.pool(nid).request({
+        path: RPC_PATH,
+        method: 'POST',
+        headers: { ...encodeReqHeader(h), 'content-type': 'application/x-lproxy' },
+        body: payload,
+        signal,
+      })
+    } catch (e) {
+      throw classify(e, signal)
+    }
+    let buf: Buffer
+    try {
+      buf = Buffer.from(await res.body.arrayBuffer())
+    } catch (e) {
+      throw classify(e, signal)
+    }
+    let header: ReplyHeader
+    try {
+      header = decodeReplyHeader(res.headers)
+    } catch (e) {
+      throw new TransportError('http', `HTTP ${res.statusCode} from ${nid}: ${(e as Error).message}`, res.statusCode)
+    }
+    if (res.statusCode !== 200) {
+      throw new TransportError('http', header.error ?? `HTTP ${res.statusCode} from ${nid}`, res.statusCode, header.status)
+    }
+    const { json, bulk: replyBulk } = decodeFrame(buf)
+    return { header, body: json, bulk: replyBulk }
+  }
+
+  /** Drop the connections to a peer (after a failure, so the next attempt dials afresh). */
+  reset(nid: string): void {
+    const p = this.pools.get(nid)
+    if (!p) return
+    this.pools.delete(nid)
+    void p.destroy().catch(() => undefined)
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    const all = [...this.pools.values()]
+    this.pools.clear()
+    await Promise.all(all.map((p) => p.destroy().catch(() => undefined)))
+  }
+}
+
+function classify(e: unknown, signal: AbortSignal): TransportError {
+  if (signal.aborted) return new TransportError('timeout', String((signal.reason as Error)?.message ?? 'deadline passed'))
+  if (e instanceof undiciErrors.RequestAbortedError) return new TransportError('timeout', 'request aborted')
+  const code = (e as { code?: string }).code ?? ''
+  const msg = (e as Error).message ?? String(e)
+  return new TransportError('conn', `${code || 'error'}: ${msg}`)
+}

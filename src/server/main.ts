@@ -1,0 +1,83 @@
+import { parseArgs } from 'node:util'
+import { realClock } from '../common/clock.js'
+import { createLogger } from '../common/log.js'
+import { parseNid, formatNid } from '../protocol/nid.js'
+import { ServerNode } from './node.js'
+
+/**
+ * Entry of a server node process, spawned by `lproxy start` (or run in the foreground with
+ * -f). It mounts its first target, then tells its parent over IPC whether that worked.
+ */
+export interface NodeArgs {
+  nid: string
+  name: string
+  port: number
+  log?: string
+  dir: string
+  params: Record<string, string>
+}
+
+export async function runNode(a: NodeArgs, report: (msg: { ok: boolean; targets?: string[]; error?: string; errno?: string }) => void): Promise<void> {
+  const log = createLogger({ name: `node-${a.name}`, file: a.log })
+  let exiting = false
+  const node = new ServerNode({
+    nid: a.nid,
+    name: a.name,
+    port: a.port,
+    clock: realClock,
+    log,
+    onEmpty: () => {
+      if (exiting) return
+      exiting = true
+      log.info({}, 'no target left on this node, exiting')
+      void node.close().finally(() => setTimeout(() => process.exit(0), 50))
+    },
+  })
+  process.on('SIGTERM', () => {
+    if (exiting) return
+    exiting = true
+    log.info({}, 'SIGTERM: stopping every target cleanly')
+    void node.shutdown().finally(() => setTimeout(() => process.exit(0), 50))
+  })
+  try {
+    await node.listen()
+    const targets = await node.mountDir(a.dir, a.params)
+    report({ ok: true, targets })
+  } catch (e) {
+    const err = e as Error & { code?: string }
+    log.error({ err: err.message }, 'start failed')
+    report({ ok: false, error: err.message, errno: err.code })
+    await node.close().catch(() => undefined)
+    setTimeout(() => process.exit(1), 50)
+  }
+}
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dist\//, 'dist/'))) {
+  const { values } = parseArgs({
+    options: {
+      nid: { type: 'string' },
+      name: { type: 'string' },
+      port: { type: 'string' },
+      log: { type: 'string' },
+      dir: { type: 'string' },
+      params: { type: 'string' },
+    },
+  })
+  const nid = formatNid(parseNid(values.nid!))
+  void runNode(
+    {
+      nid,
+      name: values.name ?? parseNid(nid).host,
+      port: Number(values.port),
+      log: values.log,
+      dir: values.dir!,
+      params: values.params ? (JSON.parse(values.params) as Record<string, string>) : {},
+    },
+    (msg) => {
+      if (process.send) {
+        process.send(msg)
+        process.disconnect()
+      }
+    },
+  )
+}

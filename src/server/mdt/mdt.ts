@@ -1,0 +1,174 @@
+import { promises as fsp } from 'node:fs'
+import path from 'node:path'
+import type { Clock } from '../../common/clock.js'
+import type { Logger } from '../../common/log.js'
+import { writeFileAtomic } from '../../common/fsutil.js'
+import { LpError } from '../../protocol/errno.js'
+import type { Layout, MdtAttr, OpArgs } from '../../protocol/ops.js'
+import type { Applied, Backend, OpContext, QueryResult, Redo } from '../target/backend.js'
+import { fsStatfs } from '../statfs.js'
+import { Namespace, type NsImage, type NsRedo } from './namespace.js'
+
+/**
+ * Destroys the OST objects of a file (Lustre's OSP): resolves once every OST holding a
+ * stripe of it confirmed, retrying as long as it takes.
+ */
+export interface ObjectDestroyer {
+  destroy(fid: number, layout: Layout, signal: AbortSignal): Promise<void>
+}
+
+export interface MdtOptions {
+  dir: string
+  clock: Clock
+  destroyer?: ObjectDestroyer
+  /** Lets the MDT commit its own bookkeeping (the llog cancel) as a transaction. */
+  internalTxn?: (redo: Redo[]) => void
+}
+
+interface ReplayedCreate {
+  attr?: MdtAttr
+  handle?: string
+}
+
+export class MdtBackend implements Backend {
+  private ns!: Namespace
+  private log: Logger | null = null
+  private readonly destroying = new Set<number>()
+  private readonly abort = new AbortController()
+  private internalTxn: (redo: Redo[]) => void
+
+  constructor(private readonly o: MdtOptions) {
+    this.internalTxn = o.internalTxn ?? (() => undefined)
+  }
+
+  setInternalTxn(fn: (redo: Redo[]) => void): void {
+    this.internalTxn = fn
+  }
+
+  private snapDir(): string {
+    return path.join(this.o.dir, 'snapshots')
+  }
+
+  async load(checkpoint: unknown): Promise<void> {
+    const ref = checkpoint as { snapshot: string } | undefined
+    if (!ref) {
+      this.ns = Namespace.fresh(this.o.clock.wallNow())
+      return
+    }
+    const img = JSON.parse(await fsp.readFile(path.join(this.snapDir(), ref.snapshot), 'utf8')) as NsImage
+    this.ns = Namespace.fromImage(img)
+  }
+
+  async redo(rec: Record<string, unknown>): Promise<void> {
+    this.ns.redo(rec as unknown as NsRedo)
+  }
+
+  apply(op: string, args: unknown, ctx: OpContext): Applied {
+    const ns = this.ns
+    const replay = ctx.replayReply as ReplayedCreate | undefined
+    const { result, redo } = ns.tx((): unknown => {
+      switch (op) {
+        case 'mdt_create':
+          return ns.create(args as OpArgs<'mdt_create'>, ctx.client, replay)
+        case 'mdt_setattr':
+          return { attr: ns.setattr(args as OpArgs<'mdt_setattr'>, ctx.now) }
+        case 'mdt_link':
+          return { attr: ns.link(args as OpArgs<'mdt_link'>) }
+        case 'mdt_unlink':
+          return ns.unlink(args as OpArgs<'mdt_unlink'>)
+        case 'mdt_rename':
+          ns.rename(args as OpArgs<'mdt_rename'>)
+          return {}
+        case 'mdt_open':
+          return ns.open(args as OpArgs<'mdt_open'>, ctx.client, replay)
+        case 'mdt_close':
+          ns.close((args as OpArgs<'mdt_close'>).handle, ctx.client)
+          return {}
+        default:
+          throw new LpError('EOPNOTSUPP', `MDT does not modify with '${op}'`)
+      }
+    })
+    return { body: result, redo }
+  }
+
+  async query(op: string, args: unknown): Promise<QueryResult> {
+    const ns = this.ns
+    switch (op) {
+      case 'mdt_getattr':
+        return { body: { attr: ns.attr(ns.inode((args as OpArgs<'mdt_getattr'>).fid)) } }
+      case 'mdt_lookup': {
+        const a = args as OpArgs<'mdt_lookup'>
+        return { body: { attr: ns.attr(ns.lookup(a.parent, a.name)) } }
+      }
+      case 'mdt_readdir': {
+        const a = args as OpArgs<'mdt_readdir'>
+        return { body: ns.readdir(a.fid, a.cookie, a.count) }
+      }
+      case 'statfs': {
+        const s = await fsStatfs(this.o.dir)
+        return { body: { ...s, files: ns.inodeCount + s.ffree, objects: ns.inodeCount } }
+      }
+      default:
+        throw new LpError('EOPNOTSUPP', `MDT does not answer '${op}'`)
+    }
+  }
+
+  dropClient(uuid: string): Redo[] {
+    return this.ns.tx(() => this.ns.dropClient(uuid)).redo
+  }
+
+  async afterCommit(redo: Redo[]): Promise<void> {
+    // Objects of a file are destroyed only once its removal is durable.
+    for (const r of redo) {
+      const rec = r.rec as unknown as NsRedo
+      if (rec.k === 'llog' && rec.v) this.scheduleDestroy(rec.fid, rec.v)
+    }
+  }
+
+  start(log: Logger): void {
+    this.log = log
+    for (const [fid, layout] of this.ns.llog) this.scheduleDestroy(fid, layout)
+  }
+
+  private scheduleDestroy(fid: number, layout: Layout): void {
+    const d = this.o.destroyer
+    if (!d || !this.log || this.destroying.has(fid)) return
+    this.destroying.add(fid)
+    d.destroy(fid, layout, this.abort.signal).then(
+      () => {
+        this.destroying.delete(fid)
+        this.internalTxn(this.ns.tx(() => this.ns.cancelLlog(fid)).redo)
+        this.log?.debug({ fid }, 'objects destroyed')
+      },
+      (e) => {
+        this.destroying.delete(fid)
+        if (!this.abort.signal.aborted) this.log?.error({ fid, err: (e as Error).message }, 'object destroy abandoned')
+      },
+    )
+  }
+
+  /** FIDs whose objects still wait to be destroyed. */
+  pendingDestroys(): number {
+    return this.ns.llog.size
+  }
+
+  snapshot(): unknown {
+    return this.ns.image()
+  }
+
+  async persist(snapshot: unknown, transno: number): Promise<unknown> {
+    await fsp.mkdir(this.snapDir(), { recursive: true })
+    const name = `ns-${String(transno).padStart(12, '0')}.json`
+    await writeFileAtomic(path.join(this.snapDir(), name), JSON.stringify(snapshot))
+    return { snapshot: name }
+  }
+
+  async afterCheckpoint(ref: unknown): Promise<void> {
+    const keep = (ref as { snapshot: string }).snapshot
+    for (const f of await fsp.readdir(this.snapDir())) if (f !== keep) await fsp.rm(path.join(this.snapDir(), f), { force: true })
+  }
+
+  async close(): Promise<void> {
+    this.abort.abort()
+  }
+}

@@ -1,0 +1,431 @@
+import { randomBytes } from 'node:crypto'
+import { LpError } from '../../protocol/errno.js'
+import type { DirEntry, DirLayout, FileType, Layout, MdtAttr, OpArgs } from '../../protocol/ops.js'
+import type { Redo } from '../target/backend.js'
+
+/**
+ * The metadata target's namespace, all in memory: inodes by FID, directory entries, open
+ * handles, and the log of objects whose files are gone and must be destroyed on the OSTs.
+ * Every operation checks everything first, then changes state through the setters below,
+ * which also describe each change as a physical redo record (the same setters re-apply
+ * those records when the journal is replayed at start).
+ */
+export interface Inode {
+  fid: number
+  type: FileType
+  mode: number
+  uid: number
+  gid: number
+  nlink: number
+  atime: number
+  mtime: number
+  ctime: number
+  size: number
+  target?: string
+  layout?: Layout
+  dir_layout?: DirLayout
+  /** Directories: the next readdir cookie to hand out. */
+  next_cookie?: number
+}
+
+export interface Dirent {
+  fid: number
+  /** Readdir cookie: increasing in insertion order, stable while the entry exists. */
+  c: number
+}
+
+export interface OpenRec {
+  client: string
+  fid: number
+  flags: number
+}
+
+export const ROOT_FID = 1
+const DIR_SIZE = 4096
+
+export type NsRedo =
+  | { k: 'ino'; fid: number; v: Inode | null }
+  | { k: 'de'; dir: number; name: string; v: Dirent | null }
+  | { k: 'open'; h: string; v: OpenRec | null }
+  | { k: 'llog'; fid: number; v: Layout | null }
+  | { k: 'fidnext'; v: number }
+
+export interface NsImage {
+  inodes: Inode[]
+  dirs: Array<[number, Array<[string, Dirent]>]>
+  opens: Array<[string, OpenRec]>
+  llog: Array<[number, Layout]>
+  fidNext: number
+}
+
+export class Namespace {
+  private inodes = new Map<number, Inode>()
+  private dirs = new Map<number, Map<string, Dirent>>()
+  private opens = new Map<string, OpenRec>()
+  private openCount = new Map<number, number>()
+  readonly llog = new Map<number, Layout>()
+  private fidNext = ROOT_FID + 1
+  private out: Redo[] | null = null
+
+  static fresh(now: number): Namespace {
+    const ns = new Namespace()
+    ns.setInode({ fid: ROOT_FID, type: 'dir', mode: 0o755, uid: 0, gid: 0, nlink: 2, atime: now, mtime: now, ctime: now, size: DIR_SIZE, next_cookie: 1 })
+    return ns
+  }
+
+  static fromImage(img: NsImage): Namespace {
+    const ns = new Namespace()
+    for (const i of img.inodes) ns.inodes.set(i.fid, i)
+    for (const [fid, ents] of img.dirs) ns.dirs.set(fid, new Map(ents))
+    for (const [h, o] of img.opens) ns.setOpen(h, o)
+    for (const [fid, l] of img.llog) ns.llog.set(fid, l)
+    ns.fidNext = img.fidNext
+    return ns
+  }
+
+  image(): NsImage {
+    return {
+      inodes: [...this.inodes.values()].map((i) => ({ ...i })),
+      dirs: [...this.dirs].map(([fid, m]) => [fid, [...m].map(([n, d]) => [n, { ...d }] as [string, Dirent])]),
+      opens: [...this.opens].map(([h, o]) => [h, { ...o }]),
+      llog: [...this.llog],
+      fidNext: this.fidNext,
+    }
+  }
+
+  get inodeCount(): number {
+    return this.inodes.size
+  }
+
+  // ---- primitive setters: the only code that changes state; each emits its redo ----
+
+  private emit(r: NsRedo): void {
+    this.out?.push({ rec: r as unknown as Record<string, unknown> })
+  }
+
+  private setInode(i: Inode): void {
+    this.inodes.set(i.fid, i)
+    if (i.type === 'dir' && !this.dirs.has(i.fid)) this.dirs.set(i.fid, new Map())
+    this.emit({ k: 'ino', fid: i.fid, v: { ...i } })
+  }
+
+  private delInode(fid: number): void {
+    this.inodes.delete(fid)
+    this.dirs.delete(fid)
+    this.emit({ k: 'ino', fid, v: null })
+  }
+
+  private setDirent(dir: number, name: string, v: Dirent | null): void {
+    const m = this.dirs.get(dir)!
+    if (v) m.set(name, v)
+    else m.delete(name)
+    this.emit({ k: 'de', dir, name, v })
+  }
+
+  private setOpen(h: string, v: OpenRec | null): void {
+    const old = this.opens.get(h)
+    if (old) this.openCount.set(old.fid, (this.openCount.get(old.fid) ?? 1) - 1)
+    if (v) {
+      this.opens.set(h, v)
+      this.openCount.set(v.fid, (this.openCount.get(v.fid) ?? 0) + 1)
+    } else this.opens.delete(h)
+    this.emit({ k: 'open', h, v })
+  }
+
+  private setLlog(fid: number, v: Layout | null): void {
+    if (v) this.llog.set(fid, v)
+    else this.llog.delete(fid)
+    this.emit({ k: 'llog', fid, v })
+  }
+
+  private setFidNext(v: number): void {
+    this.fidNext = v
+    this.emit({ k: 'fidnext', v })
+  }
+
+  /** Re-apply a committed record (journal replay at start). */
+  redo(r: NsRedo): void {
+    switch (r.k) {
+      case 'ino':
+        if (r.v) this.setInode(r.v)
+        else this.delInode(r.fid)
+        return
+      case 'de':
+        if (!this.dirs.has(r.dir)) this.dirs.set(r.dir, new Map())
+        this.setDirent(r.dir, r.name, r.v)
+        return
+      case 'open':
+        this.setOpen(r.h, r.v)
+        return
+      case 'llog':
+        this.setLlog(r.fid, r.v)
+        return
+      case 'fidnext':
+        this.fidNext = r.v
+    }
+  }
+
+  /** Run `fn` collecting the redo of every change it makes. */
+  tx<T>(fn: () => T): { result: T; redo: Redo[] } {
+    const redo: Redo[] = []
+    this.out = redo
+    try {
+      return { result: fn(), redo }
+    } finally {
+      this.out = null
+    }
+  }
+
+  // ---- lookups ----
+
+  attr(i: Inode): MdtAttr {
+    const a: MdtAttr = {
+      fid: i.fid,
+      type: i.type,
+      mode: i.mode,
+      uid: i.uid,
+      gid: i.gid,
+      nlink: i.nlink,
+      atime: i.atime,
+      mtime: i.mtime,
+      ctime: i.ctime,
+      size: i.size,
+    }
+    if (i.layout) a.layout = i.layout
+    if (i.dir_layout) a.dir_layout = i.dir_layout
+    if (i.target !== undefined) a.target = i.target
+    return a
+  }
+
+  inode(fid: number): Inode {
+    const i = this.inodes.get(fid)
+    if (!i) throw new LpError('ENOENT', `no object with FID ${fid}`)
+    return i
+  }
+
+  private dir(fid: number): Map<string, Dirent> {
+    const i = this.inode(fid)
+    if (i.type !== 'dir') throw new LpError('ENOTDIR', `FID ${fid} is not a directory`)
+    return this.dirs.get(fid)!
+  }
+
+  lookup(parent: number, name: string): Inode {
+    const d = this.dir(parent).get(name)
+    if (!d) throw new LpError('ENOENT', `no entry '${name}' in directory ${parent}`)
+    return this.inode(d.fid)
+  }
+
+  readdir(fid: number, cookie: number, count: number): { entries: DirEntry[]; next: number | null } {
+    const entries: DirEntry[] = []
+    let last = cookie
+    for (const [name, d] of this.dir(fid)) {
+      if (d.c <= cookie) continue
+      if (entries.length === count) return { entries, next: last }
+      const i = this.inodes.get(d.fid)
+      if (!i) continue
+      entries.push({ name, fid: d.fid, type: i.type })
+      last = d.c
+    }
+    return { entries, next: null }
+  }
+
+  isOpen(fid: number): boolean {
+    return (this.openCount.get(fid) ?? 0) > 0
+  }
+
+  // ---- modifications ----
+
+  private addEntry(parent: Inode, name: string, fid: number): void {
+    const c = parent.next_cookie ?? 1
+    this.setDirent(parent.fid, name, { fid, c })
+    parent.next_cookie = c + 1
+  }
+
+  private touch(i: Inode, time: number, nlinkDelta = 0): void {
+    this.setInode({ ...i, mtime: time, ctime: time, nlink: i.nlink + nlinkDelta })
+  }
+
+  private allocFid(forced?: number): number {
+    if (forced !== undefined) {
+      if (this.inodes.has(forced)) throw new LpError('EEXIST', `FID ${forced} is in use`)
+      if (forced >= this.fidNext) this.setFidNext(forced + 1)
+      return forced
+    }
+    const fid = this.fidNext
+    if (fid > 0xffffffff) throw new LpError('ENOSPC', 'FID space exhausted')
+    this.setFidNext(fid + 1)
+    return fid
+  }
+
+  private openHandle(fid: number, client: string, flags: number, forced?: string): string {
+    const h = forced ?? randomBytes(8).toString('hex')
+    this.setOpen(h, { client, fid, flags })
+    return h
+  }
+
+  create(a: OpArgs<'mdt_create'>, client: string, replay?: { attr?: MdtAttr; handle?: string }): { attr: MdtAttr; handle?: string } {
+    const parent = this.inode(a.parent)
+    const entries = this.dir(a.parent)
+    const existing = entries.get(a.name)
+    if (existing) {
+      const i = this.inode(existing.fid)
+      // open(O_CREAT) without O_EXCL of an existing regular file opens it.
+      if (a.open_flags === undefined || a.exclusive || a.type !== 'reg') throw new LpError('EEXIST', `'${a.name}' exists`)
+      if (i.type === 'dir') throw new LpError('EISDIR', `'${a.name}' is a directory`)
+      return { attr: this.attr(i), handle: this.openHandle(i.fid, client, a.open_flags, replay?.handle) }
+    }
+    if (a.type === 'lnk' && !a.target) throw new LpError('EINVAL', 'a symlink needs a target')
+    if (a.type !== 'lnk' && a.target !== undefined) throw new LpError('EINVAL', 'only a symlink has a target')
+    if (a.type !== 'reg' && (a.layout || a.open_flags !== undefined)) throw new LpError('EINVAL', 'only a regular file has a layout or is opened')
+    if (replay?.attr && this.inodes.has(replay.attr.fid)) throw new LpError('EEXIST', `FID ${replay.attr.fid} is in use`)
+    const fid = this.allocFid(replay?.attr?.fid)
+    const t = a.time
+    const inode: Inode = {
+      fid,
+      type: a.type,
+      mode: a.mode & 0o7777,
+      uid: a.uid,
+      gid: a.gid,
+      nlink: a.type === 'dir' ? 2 : 1,
+      atime: t,
+      mtime: t,
+      ctime: t,
+      size: a.type === 'dir' ? DIR_SIZE : a.type === 'lnk' ? Buffer.byteLength(a.target!) : 0,
+    }
+    if (a.type === 'dir') {
+      inode.next_cookie = 1
+      if (parent.dir_layout) inode.dir_layout = parent.dir_layout
+    }
+    if (a.target !== undefined) inode.target = a.target
+    if (a.layout) inode.layout = a.layout
+    this.setInode(inode)
+    this.addEntry(parent, a.name, fid)
+    this.touch(parent, t, a.type === 'dir' ? 1 : 0)
+    const handle = a.open_flags !== undefined ? this.openHandle(fid, client, a.open_flags, replay?.handle) : undefined
+    return { attr: this.attr(inode), handle }
+  }
+
+  setattr(a: OpArgs<'mdt_setattr'>, now: number): MdtAttr {
+    const i = this.inode(a.fid)
+    if (a.layout && i.type !== 'reg') throw new LpError('EINVAL', 'only a regular file has a layout')
+    if (a.layout && i.layout && JSON.stringify(a.layout) !== JSON.stringify(i.layout))
+      throw new LpError('EEXIST', 'the file already has a layout')
+    if (a.dir_layout !== undefined && i.type !== 'dir') throw new LpError('ENOTDIR', 'a default layout is set on a directory')
+    const n: Inode = { ...i }
+    if (a.mode !== undefined) n.mode = a.mode & 0o7777
+    if (a.uid !== undefined) n.uid = a.uid
+    if (a.gid !== undefined) n.gid = a.gid
+    if (a.atime !== undefined) n.atime = a.atime
+    if (a.mtime !== undefined) n.mtime = a.mtime
+    n.ctime = a.ctime ?? now
+    if (a.layout) n.layout = a.layout
+    if (a.dir_layout === null) delete n.dir_layout
+    else if (a.dir_layout) n.dir_layout = a.dir_layout
+    this.setInode(n)
+    return this.attr(n)
+  }
+
+  link(a: OpArgs<'mdt_link'>): MdtAttr {
+    const i = this.inode(a.fid)
+    if (i.type === 'dir') throw new LpError('EPERM', 'hard links to directories are not allowed')
+    if (i.nlink === 0) throw new LpError('ENOENT', 'the file was unlinked')
+    const parent = this.inode(a.parent)
+    if (this.dir(a.parent).has(a.name)) throw new LpError('EEXIST', `'${a.name}' exists`)
+    this.addEntry(parent, a.name, i.fid)
+    this.touch(this.inode(a.parent), a.time)
+    const n = { ...this.inode(a.fid), nlink: i.nlink + 1, ctime: a.time }
+    this.setInode(n)
+    return this.attr(n)
+  }
+
+  /** Check that `name` in `parent` can be removed (as rmdir when `dir`); returns the victim. */
+  private checkRemovable(parent: number, name: string, dir: boolean): Inode {
+    const victim = this.lookup(parent, name)
+    if (dir && victim.type !== 'dir') throw new LpError('ENOTDIR', `'${name}' is not a directory`)
+    if (!dir && victim.type === 'dir') throw new LpError('EISDIR', `'${name}' is a directory`)
+    if (dir && this.dirs.get(victim.fid)!.size > 0) throw new LpError('ENOTEMPTY', `directory '${name}' is not empty`)
+    return victim
+  }
+
+  /** Drop one name of `victim` (already checked), destroying it when nothing holds it. */
+  private removeName(parent: number, name: string, victim: Inode, time: number): number {
+    this.setDirent(parent, name, null)
+    const p = this.inode(parent)
+    this.touch(p, time, victim.type === 'dir' ? -1 : 0)
+    const nlink = victim.type === 'dir' ? 0 : victim.nlink - 1
+    if (nlink === 0 && !this.isOpen(victim.fid)) this.destroy(victim)
+    else this.setInode({ ...victim, nlink, ctime: time })
+    return nlink
+  }
+
+  private destroy(i: Inode): void {
+    this.delInode(i.fid)
+    if (i.layout) this.setLlog(i.fid, i.layout)
+  }
+
+  unlink(a: OpArgs<'mdt_unlink'>): { fid: number; nlink: number } {
+    const victim = this.checkRemovable(a.parent, a.name, a.dir)
+    return { fid: victim.fid, nlink: this.removeName(a.parent, a.name, victim, a.time) }
+  }
+
+  rename(a: OpArgs<'mdt_rename'>): void {
+    const src = this.lookup(a.parent, a.name)
+    const newParent = this.inode(a.new_parent)
+    const dst = this.dir(a.new_parent).get(a.new_name)
+    if (dst && dst.fid === src.fid) return
+    if (src.type === 'dir') {
+      // A directory may not move under itself.
+      for (let p: number | undefined = a.new_parent; p !== undefined; p = this.parentOf(p))
+        if (p === src.fid) throw new LpError('EINVAL', 'cannot move a directory into itself')
+    }
+    let victim: Inode | undefined
+    if (dst) {
+      victim = this.inode(dst.fid)
+      if (src.type === 'dir' && victim.type !== 'dir') throw new LpError('ENOTDIR', `'${a.new_name}' is not a directory`)
+      if (src.type !== 'dir' && victim.type === 'dir') throw new LpError('EISDIR', `'${a.new_name}' is a directory`)
+      if (victim.type === 'dir' && this.dirs.get(victim.fid)!.size > 0) throw new LpError('ENOTEMPTY', `directory '${a.new_name}' is not empty`)
+    }
+    if (victim) this.removeName(a.new_parent, a.new_name, victim, a.time)
+    this.setDirent(a.parent, a.name, null)
+    const moved = src.type === 'dir' && a.parent !== a.new_parent ? 1 : 0
+    this.touch(this.inode(a.parent), a.time, -moved)
+    this.addEntry(this.inode(a.new_parent), a.new_name, src.fid)
+    this.touch(this.inode(newParent.fid), a.time, moved)
+    this.setInode({ ...this.inode(src.fid), ctime: a.time })
+  }
+
+  private parentOf(fid: number): number | undefined {
+    if (fid === ROOT_FID) return undefined
+    // Directories have one name; finding it by scan is fine for the rare directory rename.
+    for (const [dir, ents] of this.dirs) for (const d of ents.values()) if (d.fid === fid) return dir
+    return undefined
+  }
+
+  open(a: OpArgs<'mdt_open'>, client: string, replay?: { handle?: string }): { attr: MdtAttr; handle: string } {
+    const i = this.inode(a.fid)
+    if (replay?.handle && this.opens.has(replay.handle)) throw new LpError('EEXIST', 'open handle in use')
+    return { attr: this.attr(i), handle: this.openHandle(i.fid, client, a.flags, replay?.handle) }
+  }
+
+  close(handle: string, client: string): void {
+    const o = this.opens.get(handle)
+    if (!o || o.client !== client) throw new LpError('EBADF', `no open handle ${handle} for this client`)
+    this.release(handle, o)
+  }
+
+  private release(handle: string, o: OpenRec): void {
+    this.setOpen(handle, null)
+    const i = this.inodes.get(o.fid)
+    if (i && i.nlink === 0 && !this.isOpen(i.fid)) this.destroy(i)
+  }
+
+  /** Drop every open of a client that left; unlinked files it held open go. */
+  dropClient(client: string): void {
+    for (const [h, o] of [...this.opens]) if (o.client === client) this.release(h, o)
+  }
+
+  /** The OSTs confirmed the destroy of every object of `fid`. */
+  cancelLlog(fid: number): void {
+    if (this.llog.has(fid)) this.setLlog(fid, null)
+  }
+}

@@ -1,0 +1,268 @@
+import type http from 'node:http'
+import type net from 'node:net'
+import path from 'node:path'
+import { promises as fsp } from 'node:fs'
+import type { Clock } from '../common/clock.js'
+import type { Logger } from '../common/log.js'
+import { serveJsonSocket } from '../common/jsonsock.js'
+import { nodeSocket } from '../common/rundir.js'
+import { LpError } from '../protocol/errno.js'
+import { nidHost, nidList } from '../protocol/nid.js'
+import { parseTargetName, targetName } from '../protocol/names.js'
+import { PtlrpcClient } from '../ptlrpc/client.js'
+import { Mgc } from '../mgc/mgc.js'
+import { createFront } from './front.js'
+import { MdtBackend } from './mdt/mdt.js'
+import { MgsBackend } from './mgs/mgs.js'
+import { OstBackend } from './ost/ost.js'
+import { Osp } from './osp.js'
+import { Mmp } from './target/mmp.js'
+import { readConfig, describe, type TargetConfig } from './target/config.js'
+import { Target } from './target/target.js'
+import { serverTunables } from './tunables.js'
+
+/**
+ * A server node: one process bound to one NID, serving every target mounted on it
+ * (active/active pairs mount each other's targets on failover). Killing it is a node crash.
+ */
+export interface NodeOptions {
+  nid: string
+  name: string
+  port: number
+  clock: Clock
+  log: Logger
+  /** Called when the last target stops: the process should exit. */
+  onEmpty: () => void
+}
+
+interface Mounted {
+  dir: string
+  cfg: TargetConfig
+  mmp: Mmp
+  targets: Target[]
+  mgc: Mgc | null
+  osp: Osp | null
+  client: PtlrpcClient | null
+}
+
+export class ServerNode {
+  private readonly targets = new Map<string, Target>()
+  private readonly mounts = new Map<string, Mounted>()
+  private readonly starting = new Set<string>()
+  private http: http.Server | null = null
+  private admin: net.Server | null = null
+  private readonly log: Logger
+
+  constructor(private readonly o: NodeOptions) {
+    this.log = o.log.child({ nid: o.nid })
+  }
+
+  get socketPath(): string {
+    return nodeSocket(this.o.nid, this.o.port)
+  }
+
+  async listen(): Promise<void> {
+    const server = createFront(this.targets, this.log)
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e: NodeJS.ErrnoException) =>
+        reject(new LpError(e.code === 'EADDRINUSE' ? 'EADDRINUSE' : 'EIO', `cannot listen on ${nidHost(this.o.nid)}:${this.o.port}: ${e.message}`)),
+      )
+      server.listen(this.o.port, nidHost(this.o.nid), () => resolve())
+    })
+    this.http = server
+    this.admin = await serveJsonSocket(this.socketPath, (req) => this.adminRequest(req))
+    this.log.info({ port: this.o.port, pid: process.pid }, `node ${this.o.name} (${this.o.nid}) listening on port ${this.o.port}`)
+  }
+
+  /** Mount the target(s) in `dir` on this node: MMP, load, serve, register with the MGS. */
+  async mountDir(dirArg: string, overrides: Record<string, string> = {}): Promise<string[]> {
+    const dir = path.resolve(dirArg)
+    if (this.mounts.has(dir) || this.starting.has(dir)) throw new LpError('EALREADY', `${dir} is already mounted on this node`)
+    this.starting.add(dir)
+    try {
+      return await this.doMount(dir, overrides)
+    } finally {
+      this.starting.delete(dir)
+    }
+  }
+
+  private async doMount(dir: string, overrides: Record<string, string>): Promise<string[]> {
+    const cfg = await readConfig(dir)
+    if (cfg.port !== this.o.port) throw new LpError('EINVAL', `${dir} belongs to a filesystem on port ${cfg.port}, this node listens on ${this.o.port}`)
+    const tun = serverTunables(cfg, overrides)
+    const log = this.log
+    const m: Mounted = { dir, cfg, targets: [], mgc: null, osp: null, client: null, mmp: null! }
+    m.mmp = new Mmp({
+      dir,
+      intervalMs: tun.mmpIntervalMs,
+      clock: this.o.clock,
+      node: this.o.name,
+      nid: this.o.nid,
+      onForeign: (b) => {
+        log.error({ dir, holder: b.node, holder_nid: b.nid }, `MMP: ${describe(cfg)} in ${dir} is now updated by node ${b.node} (${b.nid}); stopping it here at once`)
+        void this.unmount(dir, false)
+      },
+    })
+    this.log.info({ dir }, `${describe(cfg)}: checking multiple-mount protection`)
+    await m.mmp.acquire()
+    try {
+      const mgsNids = cfg.mgsnode ? nidList(cfg.mgsnode) : [this.o.nid, ...cfg.failnodes.flatMap((f) => nidList(f))]
+      m.client = new PtlrpcClient(this.o.clock, this.log, this.o.port, { uuid: `${describe(cfg)}-${this.o.name}_UUID`.replace(/\+/g, '-') })
+      m.client.tunables.timeout = tun.obdTimeoutMs / 1000
+      m.mgc = new Mgc(m.client, mgsNids, this.log)
+      const mode = cfg.params['failover.mode'] === 'failout' ? 'failout' : 'failover'
+      const base = { clock: this.o.clock, log: this.log, tunables: tun }
+      if (cfg.mgs) {
+        const b = new MgsBackend(path.join(dir, 'mgs'), cfg.fsname, cfg.port, this.o.clock)
+        m.targets.push(await Target.open({ ...base, name: 'MGS', kind: 'mgs', dir: path.join(dir, 'mgs'), backend: b, replayable: false }))
+      }
+      if (cfg.mdt) {
+        m.osp = new Osp(m.client, m.mgc, cfg.fsname, this.log)
+        const b = new MdtBackend({ dir: path.join(dir, 'mdt'), clock: this.o.clock, destroyer: m.osp })
+        const name = targetName(cfg.fsname, { kind: 'mdt', index: cfg.index })
+        const t = await Target.open({ ...base, name, kind: 'mdt', dir: path.join(dir, 'mdt'), backend: b, replayable: mode === 'failover' })
+        b.setInternalTxn((redo) => t.internalTxn(redo))
+        m.targets.push(t)
+      }
+      if (cfg.ost) {
+        const name = targetName(cfg.fsname, { kind: 'ost', index: cfg.index })
+        const b = new OstBackend(path.join(dir, 'ost'))
+        m.targets.push(await Target.open({ ...base, name, kind: 'ost', dir: path.join(dir, 'ost'), backend: b, replayable: mode === 'failover' }))
+      }
+      this.mounts.set(dir, m)
+      for (const t of m.targets) {
+        this.targets.set(t.name, t)
+        t.start()
+        this.log.info({ instance: t.instance }, `${t.name}: serving on ${this.o.nid}${t.recovering ? ', in recovery' : ''}`)
+      }
+      m.mgc.start()
+      for (const t of m.targets) if (t.kind !== 'mgs') this.register(m, t, mode)
+      return m.targets.map((t) => t.name)
+    } catch (e) {
+      await m.mmp.release(true)
+      await m.client?.close()
+      throw e
+    }
+  }
+
+  private register(m: Mounted, t: Target, mode: 'failover' | 'failout'): void {
+    const failnodes = m.cfg.failnodes.flatMap((f) => nidList(f))
+    m.mgc!
+      .register({
+        name: t.name,
+        kind: t.kind as 'mdt' | 'ost',
+        index: m.cfg.index,
+        fsname: m.cfg.fsname,
+        nid: this.o.nid,
+        failnodes,
+        mode,
+        instance: t.instance,
+      })
+      .then(
+        () => this.log.info({}, `${t.name}: registered with the MGS`),
+        (e) => this.log.error({ err: (e as Error).message }, `${t.name}: registration with the MGS failed`),
+      )
+  }
+
+  /** Stop the target(s) of `dir`; clean: commit and mark the MMP block released. */
+  async unmount(dirArg: string, clean: boolean): Promise<void> {
+    const dir = path.resolve(dirArg)
+    const m = this.mounts.get(dir)
+    if (!m) throw new LpError('ENOENT', `${dir} is not mounted on node ${this.o.name}`)
+    this.mounts.delete(dir)
+    for (const t of m.targets) this.targets.delete(t.name)
+    await m.mgc?.close()
+    await m.osp?.close()
+    for (const t of m.targets) await t.stop(clean)
+    await m.client?.close()
+    await m.mmp.release(clean)
+    if (this.mounts.size === 0 && this.starting.size === 0) this.o.onEmpty()
+  }
+
+  private findTarget(req: Record<string, unknown>): Target {
+    if (typeof req.target === 'string') {
+      const id = parseTargetName(req.target)
+      const t = [...this.targets.values()].find((x) => x.name === req.target || (id && x.kind === id.kind && targetIndex(x.name) === id.index))
+      if (t) return t
+      throw new LpError('ENODEV', `target ${req.target} is not served by node ${this.o.name}`)
+    }
+    const dir = path.resolve(String(req.dir))
+    const m = this.mounts.get(dir)
+    if (!m) throw new LpError('ENODEV', `${dir} is not mounted on node ${this.o.name}`)
+    const kind = req.kind as string | undefined
+    return m.targets.find((t) => (kind ? t.kind === kind : t.kind !== 'mgs')) ?? m.targets[0]!
+  }
+
+  private async adminRequest(req: Record<string, unknown>): Promise<unknown> {
+    switch (req.cmd) {
+      case 'mount':
+        return { targets: await this.mountDir(String(req.dir), (req.params as Record<string, string>) ?? {}) }
+      case 'umount':
+        await this.unmount(String(req.dir), req.clean !== false)
+        return {}
+      case 'barrier': {
+        const t = this.findTarget(req)
+        return { target: t.name, last_committed: await t.barrier() }
+      }
+      case 'recovery_status': {
+        const t = this.findTarget(req)
+        return { target: t.name, ...t.recoveryStatus() }
+      }
+      case 'abort_recovery': {
+        const t = this.findTarget(req)
+        return { target: t.name, aborted: t.abortRecovery() }
+      }
+      case 'evict': {
+        const t = this.findTarget(req)
+        if (!t.adminEvict(String(req.client))) throw new LpError('ENOENT', `${t.name} has no client ${String(req.client)}`)
+        return { target: t.name }
+      }
+      case 'status':
+        return this.status()
+      default:
+        throw new LpError('EINVAL', `unknown admin command '${String(req.cmd)}'`)
+    }
+  }
+
+  status(): unknown {
+    return {
+      node: this.o.name,
+      nid: this.o.nid,
+      pid: process.pid,
+      port: this.o.port,
+      mounts: [...this.mounts.values()].map((m) => ({
+        dir: m.dir,
+        targets: m.targets.map((t) => ({
+          name: t.name,
+          kind: t.kind,
+          instance: t.instance,
+          recovering: t.recovering,
+          last_committed: t.lastCommitted,
+          last_transno: t.lastTransno,
+          barrier: t.barrierSet,
+          clients: t.clients(),
+        })),
+      })),
+    }
+  }
+
+  /** Stop everything (SIGTERM): clean unmounts. */
+  async shutdown(): Promise<void> {
+    for (const dir of [...this.mounts.keys()]) await this.unmount(dir, true).catch(() => undefined)
+    await this.close()
+  }
+
+  async close(): Promise<void> {
+    this.admin?.close()
+    await fsp.rm(this.socketPath, { force: true })
+    const server = this.http
+    if (!server) return
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+    server.closeAllConnections()
+    await closed
+  }
+}
+
+function targetIndex(name: string): number {
+  return parseTargetName(name)?.index ?? -1
+}

@@ -1,0 +1,140 @@
+import { promises as fsp, constants } from 'node:fs'
+import path from 'node:path'
+
+/**
+ * Committed OST objects: one sparse file per object, `O/d<fid % 32>/<fid>.<stripe>` (ldiskfs
+ * keeps objects under O/ too). Files are written only with committed changes; they are
+ * fsynced at checkpoints, the journal covering them in between.
+ */
+export interface ObjStat {
+  size: number
+  blocks: number
+  mtime: number
+}
+
+export function objKey(fid: number, stripe: number): string {
+  return `${fid}.${stripe}`
+}
+
+const MAX_OPEN = 64
+
+export class ObjectStore {
+  readonly objects = new Map<string, ObjStat>()
+  /** fid -> stripes present, for destroy by fid. */
+  readonly byFid = new Map<number, Set<number>>()
+  private readonly handles = new Map<string, fsp.FileHandle>()
+  private readonly dirty = new Set<string>()
+
+  constructor(private readonly root: string) {}
+
+  private file(key: string): string {
+    const fid = Number(key.slice(0, key.indexOf('.')))
+    return path.join(this.root, 'O', `d${fid % 32}`, key)
+  }
+
+  async load(): Promise<void> {
+    for (let d = 0; d < 32; d++) {
+      const dir = path.join(this.root, 'O', `d${d}`)
+      await fsp.mkdir(dir, { recursive: true })
+      for (const name of await fsp.readdir(dir)) {
+        const m = /^(\d+)\.(\d+)$/.exec(name)
+        if (!m) continue
+        const st = await fsp.stat(path.join(dir, name))
+        this.track(Number(m[1]), Number(m[2]), { size: st.size, blocks: st.blocks, mtime: st.mtimeMs })
+      }
+    }
+  }
+
+  private track(fid: number, stripe: number, st: ObjStat): void {
+    this.objects.set(objKey(fid, stripe), st)
+    let s = this.byFid.get(fid)
+    if (!s) this.byFid.set(fid, (s = new Set()))
+    s.add(stripe)
+  }
+
+  private untrack(fid: number, stripe: number): void {
+    this.objects.delete(objKey(fid, stripe))
+    const s = this.byFid.get(fid)
+    s?.delete(stripe)
+    if (s && !s.size) this.byFid.delete(fid)
+  }
+
+  private async handle(key: string): Promise<fsp.FileHandle> {
+    let fh = this.handles.get(key)
+    if (fh) {
+      // Most recently used last, so the oldest is closed first.
+      this.handles.delete(key)
+      this.handles.set(key, fh)
+      return fh
+    }
+    if (this.handles.size >= MAX_OPEN) {
+      const [oldKey, old] = this.handles.entries().next().value as [string, fsp.FileHandle]
+      this.handles.delete(oldKey)
+      if (this.dirty.delete(oldKey)) await old.sync()
+      await old.close()
+    }
+    fh = await fsp.open(this.file(key), constants.O_RDWR | constants.O_CREAT, 0o600)
+    this.handles.set(key, fh)
+    return fh
+  }
+
+  async write(fid: number, stripe: number, off: number, data: Buffer, mtime: number): Promise<void> {
+    const key = objKey(fid, stripe)
+    const fh = await this.handle(key)
+    let done = 0
+    while (done < data.length) done += (await fh.write(data, done, data.length - done, off + done)).bytesWritten
+    const prev = this.objects.get(key)
+    const size = Math.max(prev?.size ?? 0, off + data.length)
+    this.track(fid, stripe, { size, blocks: Math.ceil(size / 512), mtime })
+    this.dirty.add(key)
+  }
+
+  async truncate(fid: number, stripe: number, size: number, mtime: number): Promise<void> {
+    const key = objKey(fid, stripe)
+    const fh = await this.handle(key)
+    await fh.truncate(size)
+    this.track(fid, stripe, { size, blocks: Math.ceil(size / 512), mtime })
+    this.dirty.add(key)
+  }
+
+  async destroy(fid: number): Promise<void> {
+    for (const stripe of [...(this.byFid.get(fid) ?? [])]) {
+      const key = objKey(fid, stripe)
+      const fh = this.handles.get(key)
+      this.handles.delete(key)
+      this.dirty.delete(key)
+      await fh?.close()
+      await fsp.rm(this.file(key), { force: true })
+      this.untrack(fid, stripe)
+    }
+  }
+
+  /** Read committed bytes into `buf` (holes and past-EOF stay as they are: zero). */
+  async read(fid: number, stripe: number, off: number, buf: Buffer): Promise<void> {
+    const key = objKey(fid, stripe)
+    const st = this.objects.get(key)
+    if (!st || off >= st.size) return
+    const fh = await this.handle(key)
+    const want = Math.min(buf.length, st.size - off)
+    let done = 0
+    while (done < want) {
+      const { bytesRead } = await fh.read(buf, done, want - done, off + done)
+      if (bytesRead === 0) break
+      done += bytesRead
+    }
+  }
+
+  /** Make every committed change durable (checkpoint). */
+  async syncAll(): Promise<void> {
+    for (const key of [...this.dirty]) {
+      const fh = this.handles.get(key)
+      if (fh) await fh.sync()
+      this.dirty.delete(key)
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const fh of this.handles.values()) await fh.close().catch(() => undefined)
+    this.handles.clear()
+  }
+}

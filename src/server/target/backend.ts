@@ -1,0 +1,60 @@
+import type { Logger } from '../../common/log.js'
+
+/**
+ * What a target's service (MDT, OST) plugs into the generic target: the target owns
+ * transnos, the journal, last_rcvd, recovery and MMP; the backend owns its namespace or
+ * objects and describes every change as redo records.
+ */
+export interface Redo {
+  rec: Record<string, unknown>
+  /** Bulk data the record refers to (journaled after the JSON). */
+  data?: Buffer
+  /** The backend's own handle on the in-memory change (not journaled), for afterCommit. */
+  ref?: unknown
+}
+
+export interface Applied {
+  body: unknown
+  redo: Redo[]
+}
+
+export interface QueryResult {
+  body: unknown
+  bulk?: Buffer
+}
+
+export interface OpContext {
+  client: string
+  /** Present on a replay: the reply the original execution produced. */
+  replayReply?: unknown
+  bulk: Buffer
+  /** Wall-clock ms, for timestamps. */
+  now: number
+}
+
+export interface Backend {
+  /** Load the state of the last checkpoint (undefined: freshly formatted). */
+  load(checkpoint: unknown): Promise<void>
+  /** Re-apply a committed redo record while replaying the journal at start. */
+  redo(rec: Record<string, unknown>, data: Buffer): Promise<void>
+  /**
+   * Execute a modifying request. Synchronous so that transno order is execution order;
+   * must validate everything first and throw (an LpError) with no effect at all.
+   */
+  apply(op: string, args: unknown, ctx: OpContext): Applied
+  /** Execute a non-modifying request. */
+  query(op: string, args: unknown, ctx: OpContext): Promise<QueryResult>
+  /** A client left (disconnect or eviction): drop its state, as redo to commit. */
+  dropClient(uuid: string, now: number): Redo[]
+  /** Called after a batch is durable in the journal, with its redo in order. */
+  afterCommit(redo: Redo[]): Promise<void>
+  /** The state at this instant, taken synchronously when a checkpoint is cut. */
+  snapshot(): unknown
+  /** Make the checkpointed state durable; returns what CHECKPOINT should record. */
+  persist(snapshot: unknown, transno: number): Promise<unknown>
+  /** The checkpoint is recorded: older snapshots may go. */
+  afterCheckpoint(ref: unknown): Promise<void>
+  /** Background work after the target serves (e.g. the MDT's object destroys). */
+  start?(log: Logger): void
+  close(): Promise<void>
+}

@@ -1,0 +1,149 @@
+import { promises as fsp } from 'node:fs'
+import path from 'node:path'
+import { randomUUID } from 'node:crypto'
+import { readJson, writeFileAtomic, fsyncDir } from '../../common/fsutil.js'
+import { nidList, NidError, DEFAULT_PORT } from '../../protocol/nid.js'
+import { FSNAME_RE, MAX_TARGET_INDEX, targetName } from '../../protocol/names.js'
+
+/**
+ * A target directory's CONFIG, written by `lproxy format` (mkfs.lustre's role). One
+ * directory holds one target, except that the MGS may share the MDT's, as with
+ * `mkfs.lustre --mgs --mdt`.
+ */
+export interface TargetConfig {
+  version: 1
+  fsname: string
+  uuid: string
+  mgs: boolean
+  mdt: boolean
+  ost: boolean
+  index: number
+  /** Where the MGS is (NID spec); absent when this directory holds the MGS itself. */
+  mgsnode?: string
+  failnodes: string[]
+  port: number
+  params: Record<string, string>
+  created: string
+}
+
+export const CONFIG_FILE = 'CONFIG'
+
+/** Server tunables a target reads from its params (Lustre names where they exist). */
+export const KNOWN_PARAMS: Record<string, (v: string) => string | null> = {
+  'failover.mode': (v) => (v === 'failover' || v === 'failout' ? null : "must be 'failover' or 'failout'"),
+  'sys.timeout': positive,
+  commit_interval: positive,
+  mmp_interval: positive,
+  recovery_time_soft: positive,
+  recovery_time_hard: positive,
+}
+
+function positive(v: string): string | null {
+  return /^\d+(\.\d+)?$/.test(v) && Number(v) > 0 ? null : 'must be a positive number of seconds'
+}
+
+export class FormatError extends Error {}
+
+export interface FormatOptions {
+  dir: string
+  fsname: string
+  mgs: boolean
+  mdt: boolean
+  ost: boolean
+  index?: number
+  mgsnode?: string
+  failnodes: string[]
+  port?: number
+  params: string[]
+  reformat: boolean
+}
+
+export function parseParams(list: string[]): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const p of list) {
+    const eq = p.indexOf('=')
+    if (eq <= 0) throw new FormatError(`--param '${p}': expected key=value`)
+    const k = p.slice(0, eq)
+    const v = p.slice(eq + 1)
+    const check = KNOWN_PARAMS[k]
+    if (!check) throw new FormatError(`--param '${p}': unknown parameter '${k}' (known: ${Object.keys(KNOWN_PARAMS).join(', ')})`)
+    const err = check(v)
+    if (err) throw new FormatError(`--param '${p}': ${err}`)
+    out[k] = v
+  }
+  return out
+}
+
+export async function formatTarget(o: FormatOptions): Promise<TargetConfig> {
+  if (!FSNAME_RE.test(o.fsname)) throw new FormatError(`invalid --fsname '${o.fsname}': 1-8 letters, digits or '_'`)
+  if (!o.mgs && !o.mdt && !o.ost) throw new FormatError('say what to format: --mgs, --mdt and/or --ost')
+  if (o.ost && (o.mgs || o.mdt)) throw new FormatError('an OST cannot share its directory with the MGS or an MDT')
+  const index = o.index ?? (o.mdt ? 0 : undefined)
+  if ((o.mdt || o.ost) && index === undefined) throw new FormatError('--index is required for an OST')
+  if (index !== undefined && (!Number.isInteger(index) || index < 0 || index > MAX_TARGET_INDEX))
+    throw new FormatError(`invalid --index ${index}: 0..${MAX_TARGET_INDEX}`)
+  if (o.mdt && index !== 0) throw new FormatError('only MDT index 0 is supported (one metadata target)')
+  if (!o.mgs && !o.mgsnode) throw new FormatError('--mgsnode is required unless this directory holds the MGS (--mgs)')
+  try {
+    if (o.mgsnode) nidList(o.mgsnode)
+    for (const f of o.failnodes) nidList(f)
+  } catch (e) {
+    if (e instanceof NidError) throw new FormatError(e.message)
+    throw e
+  }
+  const port = o.port ?? DEFAULT_PORT
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new FormatError(`invalid --port ${o.port}`)
+  const params = parseParams(o.params)
+  if (params['failover.mode'] && !o.ost && !o.mdt) throw new FormatError('failover.mode applies to an MDT or OST')
+
+  const dir = path.resolve(o.dir)
+  let st
+  try {
+    st = await fsp.stat(dir)
+  } catch {
+    st = null
+  }
+  if (st && !st.isDirectory()) throw new FormatError(`${dir} exists and is not a directory`)
+  if (st) {
+    const existing = await readConfig(dir).catch(() => undefined)
+    const entries = await fsp.readdir(dir)
+    if ((existing || entries.length) && !o.reformat) {
+      const what = existing ? `target ${describe(existing)}` : `${entries.length} entries`
+      throw new FormatError(`${dir} already holds ${what}; use --reformat to erase it`)
+    }
+    for (const e of entries) await fsp.rm(path.join(dir, e), { recursive: true, force: true })
+  } else {
+    await fsp.mkdir(dir, { recursive: true, mode: 0o700 })
+  }
+  const cfg: TargetConfig = {
+    version: 1,
+    fsname: o.fsname,
+    uuid: randomUUID(),
+    mgs: o.mgs,
+    mdt: o.mdt,
+    ost: o.ost,
+    index: index ?? 0,
+    mgsnode: o.mgsnode,
+    failnodes: o.failnodes,
+    port,
+    params,
+    created: new Date().toISOString(),
+  }
+  await writeFileAtomic(path.join(dir, CONFIG_FILE), JSON.stringify(cfg, null, 2) + '\n')
+  await fsyncDir(dir)
+  return cfg
+}
+
+export function describe(c: TargetConfig): string {
+  const names: string[] = []
+  if (c.mgs) names.push('MGS')
+  if (c.mdt) names.push(targetName(c.fsname, { kind: 'mdt', index: c.index }))
+  if (c.ost) names.push(targetName(c.fsname, { kind: 'ost', index: c.index }))
+  return names.join('+')
+}
+
+export async function readConfig(dir: string): Promise<TargetConfig> {
+  const cfg = await readJson<TargetConfig>(path.join(dir, CONFIG_FILE))
+  if (!cfg || cfg.version !== 1) throw new FormatError(`${dir} does not hold an lproxy target (no CONFIG); run 'lproxy format' first`)
+  return cfg
+}

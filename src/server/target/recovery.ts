@@ -1,0 +1,258 @@
+import type { Clock, Timer } from '../../common/clock.js'
+import type { Logger } from '../../common/log.js'
+
+/**
+ * Server-side recovery of one target (Lustre's target recovery): the clients in last_rcvd
+ * are known; the window opens at the first reconnect and is extended by every reconnect and
+ * replay, never past the hard limit; replays run strictly in transno order across clients,
+ * skipping a gap only once every client still replaying has a request queued; it ends when
+ * every known client is done, or at expiry, evicting whoever did not finish.
+ */
+export type RecoveryStatus = 'INACTIVE' | 'WAITING_FOR_CLIENTS' | 'RECOVERING' | 'COMPLETE'
+
+export interface RecoveryOptions {
+  clock: Clock
+  log: Logger
+  target: string
+  known: string[]
+  lastCommitted: number
+  softMs: number
+  hardMs: number
+  imperative: boolean
+  /** The target drops these clients' exports and last_rcvd slots. */
+  evict: (uuid: string, why: string) => void
+}
+
+interface Queued {
+  transno: number
+  run: () => void
+  /** The client was evicted before its turn: fail the request. */
+  cancel: () => void
+}
+
+export interface RecoveryStatusView {
+  status: RecoveryStatus
+  recovery_start?: number
+  recovery_duration?: number
+  time_remaining?: number
+  connected_clients: string
+  req_replay_clients: number
+  completed_clients: string
+  evicted_clients: number
+  replayed_requests: number
+  queued_requests: number
+  next_transno: number
+  last_transno: number
+  IR: 'ENABLED' | 'DISABLED'
+  clients?: Array<{ uuid: string; state: string }>
+}
+
+export class Recovery {
+  status: RecoveryStatus
+  private readonly known: Set<string>
+  private readonly connected = new Set<string>()
+  private readonly done = new Set<string>()
+  private readonly evicted = new Set<string>()
+  private readonly queue = new Map<string, Queued>()
+  private nextTransno: number
+  private lastReplayed: number
+  private replayed = 0
+  private startedAt = 0
+  private startedWall = 0
+  private endedAt = 0
+  private deadline = 0
+  private timer: Timer | null = null
+  private waiters: Array<() => void> = []
+
+  constructor(private readonly o: RecoveryOptions) {
+    this.known = new Set(o.known)
+    this.nextTransno = o.lastCommitted + 1
+    this.lastReplayed = o.lastCommitted
+    if (this.known.size === 0) {
+      this.status = 'INACTIVE'
+      return
+    }
+    this.status = 'WAITING_FOR_CLIENTS'
+    o.log.info({ target: o.target, clients: this.known.size }, `${o.target}: Will be in recovery for at least ${fmt(o.softMs)}, or until ${this.known.size} client${this.known.size > 1 ? 's' : ''} reconnect`)
+    // If no known client ever comes back, do not refuse new clients forever.
+    this.timer = o.clock.setTimeout(() => {
+      if (this.status === 'WAITING_FOR_CLIENTS') this.expire('no client reconnected')
+    }, o.softMs)
+  }
+
+  get active(): boolean {
+    return this.status === 'WAITING_FOR_CLIENTS' || this.status === 'RECOVERING'
+  }
+
+  isKnown(uuid: string): boolean {
+    return this.known.has(uuid) && !this.evicted.has(uuid)
+  }
+
+  private now(): number {
+    return this.o.clock.now()
+  }
+
+  private extend(): void {
+    const hardEnd = this.startedAt + this.o.hardMs
+    this.deadline = Math.min(hardEnd, Math.max(this.deadline, this.now() + this.o.softMs))
+    this.timer?.cancel()
+    this.timer = this.o.clock.setTimeout(() => this.expire('recovery window expired'), this.deadline - this.now())
+  }
+
+  /** A known client reconnected. */
+  connect(uuid: string): void {
+    if (this.status === 'WAITING_FOR_CLIENTS') {
+      this.status = 'RECOVERING'
+      this.startedAt = this.now()
+      this.startedWall = this.o.clock.wallNow()
+      this.deadline = this.startedAt
+    }
+    this.connected.add(uuid)
+    this.extend()
+  }
+
+  /**
+   * Queue a replay; `run` executes it (synchronously) when its turn comes. A replay whose
+   * transno already went by (a client that came late) runs at once.
+   */
+  replay(uuid: string, transno: number, run: () => void, cancel: () => void): void {
+    if (transno < this.nextTransno) {
+      this.replayed += 1
+      run()
+      return
+    }
+    this.queue.set(uuid, { transno, run, cancel })
+    this.extend()
+    this.process()
+  }
+
+  private process(): void {
+    for (;;) {
+      let next: [string, Queued] | undefined
+      for (const e of this.queue) if (e[1].transno === this.nextTransno) next = e
+      if (!next) {
+        const replaying = [...this.connected].filter((c) => !this.done.has(c) && !this.evicted.has(c)).length
+        if (this.queue.size === 0 || this.queue.size < replaying) return
+        // Every client still replaying waits on us: the missing transnos will never come.
+        const lowest = Math.min(...[...this.queue.values()].map((q) => q.transno))
+        this.o.log.info({ target: this.o.target, from: this.nextTransno, to: lowest }, 'recovery: skipping transno gap')
+        this.nextTransno = lowest
+        continue
+      }
+      this.queue.delete(next[0])
+      this.nextTransno = next[1].transno + 1
+      this.lastReplayed = next[1].transno
+      this.replayed += 1
+      next[1].run()
+    }
+  }
+
+  /** The client has replayed everything it had; resolves once recovery is over. */
+  replayDone(uuid: string): Promise<void> {
+    this.done.add(uuid)
+    this.queue.delete(uuid)
+    const p = this.whenComplete()
+    this.process()
+    this.checkComplete()
+    return p
+  }
+
+  whenComplete(): Promise<void> {
+    if (!this.active) return Promise.resolve()
+    return new Promise((resolve) => this.waiters.push(resolve))
+  }
+
+  /** The target evicted this client (e.g. its replay was rejected). */
+  dropped(uuid: string): void {
+    if (!this.known.has(uuid)) return
+    this.evicted.add(uuid)
+    this.unqueue(uuid)
+    this.process()
+    this.checkComplete()
+  }
+
+  private unqueue(uuid: string): void {
+    const q = this.queue.get(uuid)
+    this.queue.delete(uuid)
+    q?.cancel()
+  }
+
+  private checkComplete(): void {
+    if (!this.active) return
+    for (const c of this.known) if (!this.done.has(c) && !this.evicted.has(c)) return
+    this.complete()
+  }
+
+  private expire(why: string): void {
+    if (!this.active) return
+    const stale = [...this.known].filter((c) => !this.done.has(c) && !this.evicted.has(c))
+    this.o.log.warn({ target: this.o.target, evicting: stale }, `${this.o.target}: ${why}, evicting ${stale.length} client(s) that did not finish recovery`)
+    for (const c of stale) {
+      this.evicted.add(c)
+      this.unqueue(c)
+      this.o.evict(c, why)
+    }
+    this.complete()
+  }
+
+  abort(): void {
+    this.expire('recovery aborted by the administrator')
+  }
+
+  private complete(): void {
+    if (this.status === 'COMPLETE') return
+    this.timer?.cancel()
+    if (this.status === 'WAITING_FOR_CLIENTS') {
+      this.startedAt = this.now()
+      this.startedWall = this.o.clock.wallNow()
+    }
+    this.status = 'COMPLETE'
+    this.endedAt = this.now()
+    const recovered = [...this.known].filter((c) => this.done.has(c) && !this.evicted.has(c)).length
+    const evicted = [...this.known].filter((c) => this.evicted.has(c)).length
+    this.o.log.info(
+      { target: this.o.target, recovered, evicted, replayed: this.replayed },
+      `${this.o.target}: Recovery over after ${fmt(this.endedAt - this.startedAt)}, of ${this.known.size} clients ${recovered} recovered and ${evicted} were evicted.`,
+    )
+    for (const w of this.waiters.splice(0)) w()
+  }
+
+  /** Stop timers (target stopping); pending waiters are released so they can fail. */
+  close(): void {
+    this.timer?.cancel()
+    for (const uuid of [...this.queue.keys()]) this.unqueue(uuid)
+    for (const w of this.waiters.splice(0)) w()
+  }
+
+  view(lastTransno: number): RecoveryStatusView {
+    const v: RecoveryStatusView = {
+      status: this.status,
+      connected_clients: `${this.connected.size}/${this.known.size}`,
+      req_replay_clients: [...this.connected].filter((c) => !this.done.has(c) && !this.evicted.has(c)).length,
+      completed_clients: `${[...this.done].filter((c) => !this.evicted.has(c)).length}/${this.known.size}`,
+      evicted_clients: this.evicted.size,
+      replayed_requests: this.replayed,
+      queued_requests: this.queue.size,
+      next_transno: this.nextTransno,
+      last_transno: Math.max(lastTransno, this.lastReplayed),
+      IR: this.o.imperative ? 'ENABLED' : 'DISABLED',
+      clients: [...this.known].map((uuid) => ({
+        uuid,
+        state: this.evicted.has(uuid) ? 'evicted' : this.done.has(uuid) ? 'recovered' : this.connected.has(uuid) ? 'replaying' : 'waiting',
+      })),
+    }
+    if (this.status === 'RECOVERING') {
+      v.recovery_start = Math.floor(this.startedWall / 1000)
+      v.time_remaining = Math.max(0, Math.round((this.deadline - this.now()) / 1000))
+    } else if (this.status === 'COMPLETE') {
+      v.recovery_start = Math.floor(this.startedWall / 1000)
+      v.recovery_duration = Math.round((this.endedAt - this.startedAt) / 1000)
+    }
+    return v
+  }
+}
+
+function fmt(ms: number): string {
+  const s = Math.round(ms / 1000)
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`
+}

@@ -1,0 +1,415 @@
+import { promises as fsp } from 'node:fs'
+import path from 'node:path'
+import { randomBytes } from 'node:crypto'
+import type { Clock, Timer } from '../../common/clock.js'
+import type { Logger } from '../../common/log.js'
+import { readJson, writeFileAtomic } from '../../common/fsutil.js'
+import { LpError, toStatus } from '../../protocol/errno.js'
+import type { TargetKind } from '../../protocol/names.js'
+import { OPS, type OpName, type ConnectReply } from '../../protocol/ops.js'
+import type { ReplyFlag, ReqHeader } from '../../protocol/wire.js'
+import type { Backend, Redo } from './backend.js'
+import { Committer, CHECKPOINT, type CheckpointFile, type BatchJson } from './committer.js'
+import { Journal, scanJournal } from './journal.js'
+import { LastRcvd } from './lastrcvd.js'
+import { Recovery, type RecoveryStatusView } from './recovery.js'
+
+export interface TargetTunables {
+  obdTimeoutMs: number
+  commitIntervalMs: number
+  recoverySoftMs: number
+  recoveryHardMs: number
+  maxPendingBytes: number
+  checkpointBytes: number
+  imperativeRecovery: boolean
+}
+
+export interface TargetOptions {
+  name: string
+  kind: TargetKind
+  /** Where this target keeps its state (journal, checkpoint, backend files). */
+  dir: string
+  clock: Clock
+  log: Logger
+  backend: Backend
+  /** failover mode: clients keep requests for replay, and the target runs recovery. */
+  replayable: boolean
+  tunables: TargetTunables
+}
+
+export interface TargetReply {
+  http: number
+  status: number
+  transno: number
+  lastCommitted: number
+  flags: ReplyFlag[]
+  body: unknown
+  bulk?: Buffer
+  error?: string
+}
+
+interface Export {
+  uuid: string
+  handle: string
+  connCnt: number
+  lastSeen: number
+}
+
+const INSTANCE_FILE = 'instance'
+
+/**
+ * One target (MGS, MDT or OST) as its node serves it: exports and connects, transno order,
+ * commit and last_rcvd, reply reconstruction for resends, recovery gating, eviction.
+ */
+export class Target {
+  readonly name: string
+  readonly kind: TargetKind
+  readonly replayable: boolean
+  instance = 0
+  private readonly exports = new Map<string, Export>()
+  private recovery!: Recovery
+  private committer!: Committer
+  private lastrcvd!: LastRcvd
+  private stopping = false
+  private evictorTimer: Timer | null = null
+  private deferred: Array<() => void> = []
+  private readonly log: Logger
+
+  private constructor(private readonly o: TargetOptions) {
+    this.name = o.name
+    this.kind = o.kind
+    this.replayable = o.replayable
+    this.log = o.log.child({ target: o.name })
+  }
+
+  /** Load the committed state (checkpoint + journal prefix) and arm recovery. */
+  static async open(o: TargetOptions): Promise<Target> {
+    const t = new Target(o)
+    await t.load()
+    return t
+  }
+
+  private async load(): Promise<void> {
+    const { dir, backend } = this.o
+    await fsp.mkdir(dir, { recursive: true })
+    const cp: CheckpointFile = (await readJson<CheckpointFile>(path.join(dir, CHECKPOINT))) ?? {
+      transno: 0,
+      journal_seq: 1,
+      lastrcvd: { clients: [], replies: [] },
+      backend: undefined,
+    }
+    this.lastrcvd = LastRcvd.load(cp.lastrcvd)
+    await backend.load(cp.backend)
+    const scan = await scanJournal<BatchJson>(path.join(dir, 'journal'), cp.journal_seq)
+    if (scan.tornBytes) this.log.warn({ bytes: scan.tornBytes }, 'journal: dropping a torn tail (an uncommitted batch cut by a crash)')
+    let last = cp.transno
+    for (const { json, data } of scan.records) {
+      let off = 0
+      for (const e of json.ents) {
+        if ('m' in e) {
+          this.lastrcvd.applyMeta(e.m)
+          continue
+        }
+        for (const r of e.r) {
+          const d = r.d ? data.subarray(off, off + r.d) : Buffer.alloc(0)
+          off += r.d ?? 0
+          await backend.redo(r.rec, d)
+        }
+        if (e.c) this.lastrcvd.record(e.c, e.x, e.t, e.s)
+      }
+      last = Math.max(last, json.last)
+    }
+    const journal = await Journal.openForAppend(path.join(dir, 'journal'), scan.records.length ? scan.lastSeq : cp.journal_seq, scan.validBytes)
+    this.committer = new Committer(
+      {
+        dir,
+        clock: this.o.clock,
+        log: this.log,
+        intervalMs: this.o.tunables.commitIntervalMs,
+        maxPendingBytes: this.o.tunables.maxPendingBytes,
+        checkpointBytes: this.o.tunables.checkpointBytes,
+      },
+      journal,
+      backend,
+      this.lastrcvd,
+      last,
+    )
+    this.instance = ((await readJson<number>(path.join(dir, INSTANCE_FILE))) ?? 0) + 1
+    await writeFileAtomic(path.join(dir, INSTANCE_FILE), String(this.instance))
+    this.log.info({ transno: last, instance: this.instance, clients: this.lastrcvd.clients.size }, `${this.name}: loaded, last_committed ${last}`)
+
+    const known = this.replayable ? [...this.lastrcvd.clients.keys()] : []
+    this.recovery = new Recovery({
+      clock: this.o.clock,
+      log: this.log,
+      target: this.name,
+      known,
+      lastCommitted: last,
+      softMs: this.o.tunables.recoverySoftMs,
+      hardMs: this.o.tunables.recoveryHardMs,
+      imperative: this.o.tunables.imperativeRecovery,
+      evict: (uuid, why) => this.evict(uuid, why),
+    })
+    void this.recovery.whenComplete().then(() => this.runDeferred())
+    // A non-replayable target forgets its clients at restart: they come back as new (evicted).
+    if (!this.replayable) for (const uuid of [...this.lastrcvd.clients.keys()]) this.evict(uuid, 'target restarted without recovery')
+  }
+
+  /** Start committing and evicting silent clients; called once the node serves the target. */
+  start(): void {
+    this.committer.start()
+    this.o.backend.start?.(this.log)
+    this.scheduleEvictor()
+  }
+
+  get lastCommitted(): number {
+    return this.committer.lastCommitted
+  }
+
+  get lastTransno(): number {
+    return this.committer.lastTransno
+  }
+
+  get recovering(): boolean {
+    return this.recovery.active
+  }
+
+  private reply(status: number, body: unknown = {}, extra: Partial<TargetReply> = {}): TargetReply {
+    return {
+      http: 200,
+      status,
+      transno: 0,
+      lastCommitted: this.committer.lastCommitted,
+      flags: this.recovery.active ? ['recovering'] : [],
+      body,
+      ...extra,
+    }
+  }
+
+  private fail(e: unknown): TargetReply {
+    const status = toStatus(e)
+    return this.reply(status, {}, { error: e instanceof Error ? e.message : String(e) })
+  }
+
+  async handle(h: ReqHeader, args: unknown, replayReply: unknown, bulk: Buffer): Promise<TargetReply> {
+    if (this.stopping) return this.fail(new LpError('ENODEV', `${this.name} is stopping`))
+    const op = h.op as OpName
+    if (op === 'connect') return this.connect(h, args as { prev_handle?: string })
+    const exp = this.exports.get(h.client)
+    if (!exp || exp.handle !== h.handle) return this.fail(new LpError('ENOTCONN', `${this.name}: client ${h.client} is not connected`))
+    if (h.connCnt < exp.connCnt) return this.reply(-107, {}, { flags: ['stale_conn'], error: 'request from an older connection' })
+    exp.lastSeen = this.o.clock.now()
+    this.lastrcvd.prune(h.client, h.lastXid)
+
+    if (op === 'disconnect') {
+      this.evict(h.client, 'disconnected', true)
+      return this.reply(0)
+    }
+    if (op === 'ping') {
+      if (h.flags.includes('replay_done') && this.recovery.active) {
+        await this.recovery.replayDone(h.client)
+        if (!this.exports.has(h.client)) return this.fail(new LpError('ENOTCONN', 'evicted during recovery'))
+      }
+      return this.reply(0)
+    }
+    if (h.flags.includes('replay')) return this.replay(h, op, args, replayReply, bulk)
+    if (this.recovery.active) {
+      await this.recovery.whenComplete()
+      if (this.stopping) return this.fail(new LpError('ENODEV', `${this.name} is stopping`))
+      if (this.exports.get(h.client)?.handle !== h.handle) return this.fail(new LpError('ENOTCONN', 'evicted during recovery'))
+    }
+    const spec = OPS[op]
+    if (spec.modifying && h.flags.includes('resend')) {
+      const saved = this.lastrcvd.find(h.client, h.xid)
+      if (saved) {
+        this.log.info({ client: h.client, xid: h.xid, transno: saved.transno }, 'resend: reconstructing the saved reply')
+        return this.reply(0, saved.body, { transno: saved.transno })
+      }
+    }
+    try {
+      if (spec.modifying) return this.execute(h, op, args, undefined, bulk, this.committer.nextTransno())
+      if (op === 'sync') {
+        await this.committer.syncUpTo(this.committer.lastTransno)
+        return this.reply(0)
+      }
+      const r = await this.o.backend.query(op, args, { client: h.client, bulk, now: this.o.clock.wallNow() })
+      return this.reply(0, r.body, { bulk: r.bulk })
+    } catch (e) {
+      return this.fail(e)
+    }
+  }
+
+  /** Execute a modifying request under `transno`; throws (nothing changed) on failure. */
+  private execute(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer, transno: number): TargetReply {
+    const applied = this.o.backend.apply(op, args, { client: h.client, bulk, replayReply, now: this.o.clock.wallNow() })
+    this.committer.add({ transno, client: h.client, xid: h.xid, reply: applied.body, redo: applied.redo })
+    this.lastrcvd.record(h.client, h.xid, transno, applied.body)
+    this.log.debug({ op, xid: h.xid, transno, client: h.client }, 'executed')
+    return this.reply(0, applied.body, { transno })
+  }
+
+  private replay(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer): Promise<TargetReply> {
+    const transno = h.transno
+    if (!transno || !OPS[op].modifying) return Promise.resolve(this.fail(new LpError('EPROTO', 'a replay needs a modifying op and its transno')))
+    if (transno <= this.committer.lastCommitted) {
+      // Committed before the crash: nothing to redo; hand back what it replied then.
+      const saved = this.lastrcvd.find(h.client, h.xid)
+      return Promise.resolve(this.reply(0, saved?.body ?? replayReply ?? {}, { transno }))
+    }
+    if (!this.recovery.active) return Promise.resolve(this.fail(new LpError('ENOTCONN', `${this.name} is not in recovery`)))
+    return new Promise((resolve) => {
+      this.recovery.replay(
+        h.client,
+        transno,
+        () => {
+          try {
+            resolve(this.execute(h, op, args, replayReply, bulk, transno))
+          } catch (e) {
+            this.log.error({ client: h.client, xid: h.xid, transno, op, err: (e as Error).message }, `${this.name}: replay of transno ${transno} failed, evicting ${h.client}`)
+            resolve(this.fail(e))
+            this.evict(h.client, `replay of transno ${transno} failed`)
+          }
+        },
+        () => resolve(this.fail(new LpError('ENOTCONN', 'evicted before this replay ran'))),
+      )
+    })
+  }
+
+  private connect(h: ReqHeader, args: { prev_handle?: string }): Promise<TargetReply> | TargetReply {
+    const uuid = h.client
+    const now = this.o.clock.now()
+    const ok = (handle: string, recovering: boolean): TargetReply => {
+      const body: ConnectReply = {
+        handle,
+        instance: this.instance,
+        replayable: this.replayable,
+        recovering,
+        last_committed: this.committer.lastCommitted,
+        target_uuid: `${this.name}_UUID`,
+      }
+      return this.reply(0, body)
+    }
+    if (this.recovery.active) {
+      const rec = this.lastrcvd.clients.get(uuid)
+      if (rec && this.recovery.isKnown(uuid)) {
+        this.exports.set(uuid, { uuid, handle: rec.handle, connCnt: h.connCnt, lastSeen: now })
+        this.recovery.connect(uuid)
+        this.log.info({ client: uuid, nid: 'client' }, `${this.name}: client ${uuid} reconnected for recovery`)
+        return ok(rec.handle, true)
+      }
+      const v = this.recovery.view(this.committer.lastTransno)
+      const msg = `${this.name}: Denying connection for new client ${uuid}, waiting for ${this.lastrcvd.clients.size} known clients (${v.completed_clients} recovered, ${v.req_replay_clients} in progress, and ${v.evicted_clients} evicted) to recover`
+      this.log.info({ client: uuid }, msg)
+      return this.fail(new LpError('EBUSY', msg))
+    }
+    const existing = this.exports.get(uuid)
+    if (existing && args.prev_handle === existing.handle) {
+      existing.connCnt = h.connCnt
+      existing.lastSeen = now
+      return ok(existing.handle, false)
+    }
+    // A client we do not know on this connection starts afresh; an older incarnation goes.
+    if (existing) this.evict(uuid, 'reconnected without its export handle')
+    const handle = randomBytes(8).toString('hex')
+    this.exports.set(uuid, { uuid, handle, connCnt: h.connCnt, lastSeen: now })
+    if (!this.replayable) return ok(handle, false)
+    const meta = { k: 'client_add' as const, v: { uuid, handle, lastTransno: 0, lastXid: 0 } }
+    this.lastrcvd.applyMeta(meta)
+    this.committer.addMeta(meta)
+    this.log.info({ client: uuid }, `${this.name}: new client ${uuid} connected`)
+    // A client must be known durably before it may expect recovery to wait for it.
+    return this.committer.commit().then(
+      () => ok(handle, false),
+      (e) => this.fail(e),
+    )
+  }
+
+  /** Forget a client: its export, last_rcvd slot and (through the backend) its opens. */
+  evict(uuid: string, why: string, clean = false): void {
+    this.exports.delete(uuid)
+    if (this.lastrcvd.clients.has(uuid)) {
+      const meta = { k: 'client_del' as const, uuid }
+      this.lastrcvd.applyMeta(meta)
+      this.committer.addMeta(meta)
+    }
+    if (clean) this.log.info({ client: uuid }, `${this.name}: client ${uuid} disconnected`)
+    else this.log.warn({ client: uuid }, `${this.name}: evicting client ${uuid}: ${why}`)
+    this.recovery?.dropped(uuid)
+    this.whenIdle(() => this.internalTxn(this.o.backend.dropClient(uuid, this.o.clock.wallNow())))
+  }
+
+  /** The target's own transactions (no client) must not take transnos that replays will use. */
+  private whenIdle(fn: () => void): void {
+    if (this.recovery?.active) this.deferred.push(fn)
+    else fn()
+  }
+
+  private runDeferred(): void {
+    for (const fn of this.deferred.splice(0)) fn()
+  }
+
+  /** Commit a change the target makes by itself (e.g. an MDT's object-destroy bookkeeping). */
+  internalTxn(redo: Redo[]): void {
+    if (!redo.length || this.stopping) return
+    this.committer.add({ transno: this.committer.nextTransno(), client: '', xid: 0, reply: null, redo })
+  }
+
+  private scheduleEvictor(): void {
+    const period = this.o.tunables.obdTimeoutMs / 4
+    this.evictorTimer = this.o.clock.setTimeout(() => {
+      if (this.stopping) return
+      if (!this.recovery.active) {
+        const limit = this.o.clock.now() - 1.5 * this.o.tunables.obdTimeoutMs
+        for (const e of [...this.exports.values()])
+          if (e.lastSeen < limit) this.evict(e.uuid, `no request or ping for ${Math.round((this.o.clock.now() - e.lastSeen) / 1000)}s`)
+      }
+      this.scheduleEvictor()
+    }, period)
+  }
+
+  /** Admin: evict one client by uuid (or its uuid prefix). */
+  adminEvict(uuid: string): boolean {
+    const match = [...this.exports.keys(), ...this.lastrcvd.clients.keys()].find((u) => u === uuid)
+    if (!match) return false
+    this.evict(match, 'evicted by the administrator')
+    return true
+  }
+
+  abortRecovery(): boolean {
+    if (!this.recovery.active) return false
+    this.recovery.abort()
+    return true
+  }
+
+  /** Replay barrier: commit everything, then keep executing but commit nothing. */
+  barrier(): Promise<number> {
+    this.log.warn({ transno: this.committer.lastCommitted }, `${this.name}: replay barrier set, nothing more will be committed until the target stops`)
+    return this.committer.freeze()
+  }
+
+  recoveryStatus(): RecoveryStatusView {
+    return this.recovery.view(this.committer.lastTransno)
+  }
+
+  clients(): Array<{ uuid: string; connected: boolean; lastSeenMsAgo?: number }> {
+    const now = this.o.clock.now()
+    const all = new Set([...this.lastrcvd.clients.keys(), ...this.exports.keys()])
+    return [...all].map((uuid) => {
+      const e = this.exports.get(uuid)
+      return { uuid, connected: !!e, lastSeenMsAgo: e ? Math.round(now - e.lastSeen) : undefined }
+    })
+  }
+
+  get barrierSet(): boolean {
+    return this.committer.barrier
+  }
+
+  async stop(clean: boolean): Promise<void> {
+    this.stopping = true
+    this.evictorTimer?.cancel()
+    this.recovery.close()
+    await this.committer.close(clean)
+    await this.o.backend.close()
+    this.log.info({ transno: this.committer.lastCommitted }, `${this.name}: stopped${clean ? '' : ' (not clean)'}`)
+  }
+}

@@ -1,13 +1,11 @@
 import { Command, CommanderError } from 'commander'
-import { LpError } from '../protocol/errno.js'
 import { registerClientCommands } from './client.js'
+import { UsageError } from './errors.js'
 
 /**
  * `lproxy`: parses and dispatches, nothing more. Every failure ends as one line on stderr
  * naming what was wrong, and a non-zero exit.
  */
-export class UsageError extends Error {}
-
 const program = new Command('lproxy')
   .description('Lustre-like resilient I/O proxy: targets, failover, and a FUSE client')
   .version('0.1.0')
@@ -22,5 +20,5 @@ try {
   if (e instanceof CommanderError) process.exit(e.exitCode)
   const msg = e instanceof Error ? e.message : String(e)
   process.stderr.write(`lproxy: ${msg}\n`)
-  process.exit(e instanceof UsageError ? 2 : e instanceof LpError ? 1 : 1)
+  process.exit(e instanceof UsageError ? 2 : 1)
 }

@@ -216,6 +216,8 @@ export const OPS = {
     args: z.object({ objects: z.array(z.object(objRef)).min(1).max(MAX_STRIPES) }),
   },
   ost_destroy: { kinds: ['ost'], modifying: true, args: z.object({ fid: fidSchema }) },
+  /** Set an existing object's mtime (utimens reaches the objects too, as in Lustre). */
+  ost_setattr: { kinds: ['ost'], modifying: true, args: z.object({ ...objRef, mtime: timeSchema }) },
 
   // Management service
   mgs_config: { kinds: ['mgs'], modifying: false, args: z.object({ fsname: z.string().max(8).optional() }) },
@@ -282,6 +284,7 @@ export interface OpReplies {
   ost_punch: Record<string, never>
   ost_getattr: { attrs: (ObjAttr | null)[] }
   ost_destroy: Record<string, never>
+  ost_setattr: Record<string, never>
   mgs_config: FsConfig
   mgs_target_reg: Record<string, never>
   mgs_set_param: Record<string, never>

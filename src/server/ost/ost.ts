@@ -13,6 +13,7 @@ import { ObjectStore, objKey } from './store.js'
 type PendingOp =
   | { k: 'w'; off: number; data: Buffer; mt: number }
   | { k: 't'; size: number; mt: number }
+  | { k: 'm'; mt: number }
   | { k: 'd' }
 
 interface Overlay {
@@ -26,6 +27,7 @@ interface Overlay {
 type OstRedo =
   | { k: 'w'; fid: number; stripe: number; off: number; mt: number }
   | { k: 't'; fid: number; stripe: number; size: number; mt: number }
+  | { k: 'm'; fid: number; stripe: number; mt: number }
   | { k: 'd'; fid: number }
 
 export class OstBackend implements Backend {
@@ -49,6 +51,7 @@ export class OstBackend implements Backend {
   private async applyToStore(r: OstRedo, data: Buffer): Promise<void> {
     if (r.k === 'w') await this.store.write(r.fid, r.stripe, r.off, data, r.mt)
     else if (r.k === 't') await this.store.truncate(r.fid, r.stripe, r.size, r.mt)
+    else if (r.k === 'm') await this.store.setMtime(r.fid, r.stripe, r.mt)
     else await this.store.destroy(r.fid)
   }
 
@@ -74,6 +77,8 @@ export class OstBackend implements Backend {
     } else if (op.k === 't') {
       ov.size = op.size
       ov.exists = true
+      ov.mtime = op.mt
+    } else if (op.k === 'm') {
       ov.mtime = op.mt
     } else {
       ov.exists = false
@@ -101,6 +106,15 @@ export class OstBackend implements Backend {
         const p: PendingOp = { k: 't', size: a.size, mt: ctx.now }
         this.push(a.fid, a.stripe, p)
         const rec: OstRedo = { k: 't', fid: a.fid, stripe: a.stripe, size: a.size, mt: ctx.now }
+        return { body: {}, redo: [{ rec, ref: [objKey(a.fid, a.stripe), p] }] }
+      }
+      case 'ost_setattr': {
+        const a = args as OpArgs<'ost_setattr'>
+        // An object not written yet has no time of its own to set.
+        if (!this.current(a.fid, a.stripe).exists) return { body: {}, redo: [] }
+        const p: PendingOp = { k: 'm', mt: a.mtime }
+        this.push(a.fid, a.stripe, p)
+        const rec: OstRedo = { k: 'm', fid: a.fid, stripe: a.stripe, mt: a.mtime }
         return { body: {}, redo: [{ rec, ref: [objKey(a.fid, a.stripe), p] }] }
       }
       case 'ost_destroy': {
@@ -163,7 +177,7 @@ export class OstBackend implements Backend {
         if (from < to) op.data.copy(buf, from - offset, from - op.off, to - op.off)
       } else if (op.k === 't') {
         if (op.size < end) buf.fill(0, Math.max(0, op.size - offset))
-      } else buf.fill(0)
+      } else if (op.k === 'd') buf.fill(0)
     }
     return { body: { length: n }, bulk: buf }
   }

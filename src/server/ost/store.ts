@@ -83,6 +83,8 @@ export class ObjectStore {
     const fh = await this.handle(key)
     let done = 0
     while (done < data.length) done += (await fh.write(data, done, data.length - done, off + done)).bytesWritten
+    // The object's mtime is the write's, not the (later) commit's: it must survive a restart.
+    await fh.utimes(mtime / 1000, mtime / 1000)
     const prev = this.objects.get(key)
     const size = Math.max(prev?.size ?? 0, off + data.length)
     this.track(fid, stripe, { size, blocks: Math.ceil(size / 512), mtime })
@@ -93,8 +95,18 @@ export class ObjectStore {
     const key = objKey(fid, stripe)
     const fh = await this.handle(key)
     await fh.truncate(size)
+    await fh.utimes(mtime / 1000, mtime / 1000)
     this.track(fid, stripe, { size, blocks: Math.ceil(size / 512), mtime })
     this.dirty.add(key)
+  }
+
+  async setMtime(fid: number, stripe: number, mtime: number): Promise<void> {
+    const key = objKey(fid, stripe)
+    const st = this.objects.get(key)
+    if (!st) return
+    const fh = await this.handle(key)
+    await fh.utimes(mtime / 1000, mtime / 1000)
+    st.mtime = mtime
   }
 
   async destroy(fid: number): Promise<void> {

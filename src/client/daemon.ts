@@ -1,0 +1,104 @@
+import { promises as fsp } from 'node:fs'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { realClock } from '../common/clock.js'
+import { createLogger } from '../common/log.js'
+import { clientSocket } from '../common/rundir.js'
+import { FuseAdapter } from '../fuse/adapter.js'
+import { serveCtl } from '../ctl/server.js'
+import { ClientFs } from './fs.js'
+import { parseOptions } from './options.js'
+
+/**
+ * The mount daemon: one per mountpoint. It must not touch its own mount synchronously (the
+ * mount is served by this process's event loop), which is why it is a process of its own.
+ */
+export interface DaemonArgs {
+  mgsnode: string
+  mountpoint: string
+  options: string[]
+  log: string
+  port: number
+}
+
+export interface DaemonReport {
+  ok: boolean
+  pid?: number
+  error?: string
+  errno?: string
+  warnings?: string[]
+}
+
+/** Linux 6.14+ may abort FUSE requests that wait too long; failover waits indefinitely. */
+export async function fuseTimeoutWarnings(): Promise<string[]> {
+  const out: string[] = []
+  for (const name of ['default_request_timeout', 'max_request_timeout']) {
+    const v = await fsp.readFile(`/proc/sys/fs/fuse/${name}`, 'utf8').catch(() => '0')
+    if (Number(v.trim()) > 0)
+      out.push(`/proc/sys/fs/fuse/${name} is ${v.trim()} s: the kernel will abort requests that wait longer, cutting failover's indefinite wait short (set it to 0)`)
+  }
+  return out
+}
+
+export async function runDaemon(a: DaemonArgs, report: (r: DaemonReport) => void): Promise<void> {
+  const log = createLogger({ name: 'client', file: a.log })
+  let fs: ClientFs | null = null
+  let fuse: FuseAdapter | null = null
+  let stopping = false
+  const shutdown = async (code: number) => {
+    if (stopping) return
+    stopping = true
+    log.info({ mountpoint: a.mountpoint }, 'unmounting')
+    await fuse?.unmount().catch((e) => log.error({ err: (e as Error).message }, 'FUSE unmount failed'))
+    await fs?.close().catch(() => undefined)
+    await fsp.rm(clientSocket(a.mountpoint), { force: true })
+    log.info({}, 'unmounted')
+    log.flush()
+    setTimeout(() => process.exit(code), 50)
+  }
+  try {
+    const opts = parseOptions(a.options)
+    const warnings = await fuseTimeoutWarnings()
+    for (const w of warnings) log.warn({}, w)
+    fs = await ClientFs.connect({ mgsnode: a.mgsnode, port: a.port, options: opts, clock: realClock, log })
+    fuse = new FuseAdapter(fs.llite, { mountpoint: a.mountpoint, fsname: fs.config.fsname, attrTimeoutS: opts.actimeo, log })
+    await fuse.mount()
+    await serveCtl({ fs, mountpoint: a.mountpoint, umount: () => shutdown(0) })
+    process.on('SIGTERM', () => void shutdown(0))
+    process.on('SIGINT', () => void shutdown(0))
+    log.info({ mountpoint: a.mountpoint, client: fs.client.uuid }, `mounted ${fs.config.fsname} on ${a.mountpoint}`)
+    report({ ok: true, pid: process.pid, warnings })
+  } catch (e) {
+    const err = e as Error & { code?: string }
+    log.error({ err: err.message }, 'mount failed')
+    report({ ok: false, error: err.message, errno: err.code })
+    await shutdown(1)
+  }
+}
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dist\//, 'dist/'))) {
+  const { values } = parseArgs({
+    options: {
+      mgsnode: { type: 'string' },
+      mountpoint: { type: 'string' },
+      options: { type: 'string' },
+      log: { type: 'string' },
+      port: { type: 'string' },
+    },
+  })
+  void runDaemon(
+    {
+      mgsnode: values.mgsnode!,
+      mountpoint: path.resolve(values.mountpoint!),
+      options: JSON.parse(values.options ?? '[]') as string[],
+      log: values.log!,
+      port: Number(values.port),
+    },
+    (r) => {
+      if (process.send) {
+        process.send(r)
+        process.disconnect()
+      }
+    },
+  )
+}

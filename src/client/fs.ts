@@ -1,0 +1,120 @@
+import type { Clock } from '../common/clock.js'
+import type { Logger } from '../common/log.js'
+import { LpError } from '../protocol/errno.js'
+import { nidList } from '../protocol/nid.js'
+import type { FsConfig, TargetInfo } from '../protocol/ops.js'
+import { PtlrpcClient } from '../ptlrpc/client.js'
+import { Import } from '../ptlrpc/import.js'
+import { Mgc } from '../mgc/mgc.js'
+import { Mdc } from '../mdc/mdc.js'
+import { Osc } from '../osc/osc.js'
+import { Lov } from '../lov/lov.js'
+import { Llite } from '../llite/llite.js'
+import type { ClientOptions } from './options.js'
+
+/**
+ * A mounted filesystem's client stack without FUSE: MGC, the MDT import, one OSC per OST,
+ * LOV and llite. The mount daemon puts FUSE on top; tests drive it directly.
+ */
+export interface ClientFsOptions {
+  mgsnode: string
+  port: number
+  options: ClientOptions
+  clock: Clock
+  log: Logger
+}
+
+export class ClientFs {
+  readonly client: PtlrpcClient
+  readonly mgc: Mgc
+  config!: FsConfig
+  mdc!: Mdc
+  lov!: Lov
+  llite!: Llite
+  readonly id: string
+
+  private constructor(private readonly o: ClientFsOptions) {
+    this.client = new PtlrpcClient(o.clock, o.log, o.port)
+    this.client.tunables.timeout = o.options.timeout
+    this.id = this.client.uuid.slice(0, 8)
+    this.mgc = new Mgc(this.client, nidList(o.mgsnode), o.log, `MGC${nidList(o.mgsnode)[0]}`)
+  }
+
+  /** Read the configuration from the MGS and connect every import; returns once the MDT is FULL. */
+  static async connect(o: ClientFsOptions): Promise<ClientFs> {
+    const fs = new ClientFs(o)
+    try {
+      await fs.setup()
+      return fs
+    } catch (e) {
+      await fs.close()
+      throw e
+    }
+  }
+
+  private async setup(): Promise<void> {
+    const { log, options } = this.o
+    this.mgc.start()
+    await reachable(this.mgc.import, 'the MGS', this.o.port)
+    this.config = await this.mgc.config()
+    const mdt = this.config.targets.find((t) => t.kind === 'mdt')
+    if (!mdt) throw new LpError('ENODEV', `filesystem '${this.config.fsname}' has no MDT registered with the MGS yet`)
+    const mdtImp = this.newImport(mdt, 'mdc')
+    this.mdc = new Mdc(mdtImp)
+    const oscs = new Map<number, Osc>()
+    for (const t of this.config.targets.filter((x) => x.kind === 'ost')) {
+      const imp = this.newImport(t, 'osc')
+      if (!t.active) imp.deactivate()
+      oscs.set(t.index, new Osc(t.index, imp, { maxUnstableBytes: options.maxUnstableMb * 1024 * 1024 }))
+    }
+    this.lov = new Lov(oscs)
+    this.llite = new Llite({
+      mdc: this.mdc,
+      lov: this.lov,
+      clock: this.o.clock,
+      log,
+      attrTimeoutMs: options.actimeo * 1000,
+      uid: process.getuid?.() ?? 0,
+      gid: process.getgid?.() ?? 0,
+    })
+    mdtImp.connect()
+    for (const o of oscs.values()) o.imp.connect()
+    await reachable(mdtImp, mdt.name, this.o.port)
+  }
+
+  private newImport(t: TargetInfo, type: 'mdc' | 'osc'): Import {
+    return new Import({ client: this.client, target: t.name, name: `${t.name}-${type}-${this.id}`, nids: t.nids, log: this.o.log })
+  }
+
+  imports(): Import[] {
+    const out = [this.mgc.import]
+    if (this.mdc) out.push(this.mdc.imp)
+    if (this.lov) for (const o of this.lov.oscs.values()) out.push(o.imp)
+    return out
+  }
+
+  async close(): Promise<void> {
+    if (this.lov) await Promise.all([...this.lov.oscs.values()].map((o) => o.imp.close()))
+    if (this.mdc) await this.mdc.imp.close()
+    await this.mgc.close()
+    await this.client.close()
+  }
+}
+
+/** Wait for an import to be FULL, but give up after two full cycles through its connection list. */
+function reachable(imp: Import, what: string, port: number): Promise<void> {
+  if (imp.state === 'FULL') return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    let cycles = 0
+    const on = (s: string) => {
+      if (s === 'FULL') {
+        imp.off('state', on)
+        resolve()
+      } else if (s === 'DISCONN' && ++cycles >= 2) {
+        imp.off('state', on)
+        reject(new LpError('EIO', `cannot reach ${what} at ${imp.conns.map((c) => c.nid).join(', ')} (port ${port})`))
+      }
+    }
+    imp.on('state', on)
+  })
+}

@@ -1,0 +1,48 @@
+import { LpError } from '../protocol/errno.js'
+
+/** `-o` mount options, as `mount -t lustre -o ...` takes them. */
+export interface ClientOptions {
+  /** obd_timeout, seconds. */
+  timeout: number
+  /** Imperative recovery (off with `noir`). */
+  ir: boolean
+  /** Attribute and entry cache lifetime, seconds (NFS's actimeo). */
+  actimeo: number
+  /** Unstable (uncommitted, kept for replay) MiB per OST before writers force a sync. */
+  maxUnstableMb: number
+}
+
+export const DEFAULT_OPTIONS: ClientOptions = { timeout: 100, ir: true, actimeo: 1, maxUnstableMb: 256 }
+
+export function parseOptions(list: string[]): ClientOptions {
+  const o = { ...DEFAULT_OPTIONS }
+  for (const item of list.flatMap((s) => s.split(',')).filter(Boolean)) {
+    const [k, v] = item.split('=', 2) as [string, string | undefined]
+    const num = () => {
+      const n = Number(v)
+      if (v === undefined || !Number.isFinite(n) || n < 0) throw new LpError('EINVAL', `mount option '${item}': expected ${k}=<number>`)
+      return n
+    }
+    switch (k) {
+      case 'timeout':
+        o.timeout = num()
+        if (o.timeout < 1) throw new LpError('EINVAL', `mount option '${item}': timeout must be at least 1 second`)
+        break
+      case 'noir':
+        o.ir = false
+        break
+      case 'actimeo':
+        o.actimeo = num()
+        break
+      case 'max_unstable_mb':
+        o.maxUnstableMb = num()
+        break
+      case 'rw':
+      case 'defaults':
+        break
+      default:
+        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N)`)
+    }
+  }
+  return o
+}

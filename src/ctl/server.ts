@@ -1,0 +1,63 @@
+import type net from 'node:net'
+import { serveJsonSocket } from '../common/jsonsock.js'
+import { clientSocket } from '../common/rundir.js'
+import { LpError } from '../protocol/errno.js'
+import { dirLayoutSchema } from '../protocol/ops.js'
+import type { ClientFs } from '../client/fs.js'
+
+/**
+ * The mount daemon's control socket (root only): what `lproxy` admin commands ask of a
+ * mounted client.
+ */
+export interface CtlContext {
+  fs: ClientFs
+  mountpoint: string
+  umount: () => Promise<void>
+}
+
+export async function serveCtl(ctx: CtlContext): Promise<net.Server> {
+  return serveJsonSocket(clientSocket(ctx.mountpoint), (req) => handle(ctx, req))
+}
+
+/** Paths on the control socket are relative to the mount's root. */
+function fsPath(p: unknown): string {
+  if (typeof p !== 'string' || !p.startsWith('/')) throw new LpError('EINVAL', 'path must be absolute within the mount')
+  return p
+}
+
+async function handle(ctx: CtlContext, req: Record<string, unknown>): Promise<unknown> {
+  const { fs } = ctx
+  switch (req.cmd) {
+    case 'status':
+      return {
+        mountpoint: ctx.mountpoint,
+        pid: process.pid,
+        fsname: fs.config.fsname,
+        client: fs.client.uuid,
+        imports: fs.imports().map((i) => ({
+          name: i.name,
+          target: i.target,
+          state: i.state,
+          nid: i.currentNid ?? null,
+          inflight: i.inflight,
+          delayed: i.delayedCount,
+          kept_bytes: i.keptBytes,
+          kept_requests: i.replayList.length,
+          deactive: i.deactive,
+          invalid: i.invalid,
+        })),
+      }
+    case 'umount':
+      setImmediate(() => void ctx.umount())
+      return {}
+    case 'setstripe': {
+      const dl = req.layout === null ? null : dirLayoutSchema.parse(req.layout)
+      await fs.llite.setstripe(fsPath(req.path), dl)
+      return {}
+    }
+    case 'getstripe':
+      return fs.llite.getstripe(fsPath(req.path))
+    default:
+      throw new LpError('EINVAL', `unknown control command '${String(req.cmd)}'`)
+  }
+}

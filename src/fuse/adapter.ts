@@ -1,0 +1,173 @@
+import path from 'node:path'
+import { createRequire } from 'node:module'
+import type { Logger } from '../common/log.js'
+import { LpError, toStatus } from '../protocol/errno.js'
+import type { Llite } from '../llite/llite.js'
+import { typeBits } from '../llite/stat.js'
+
+/**
+ * The only code that knows fuse-native: its callbacks become llite calls, errors become
+ * negative errnos. Three binding facts shape it: its 15 s per-operation timeout is off
+ * (failover waits as long as it takes); `big_writes` is not in its option list, so the
+ * option string is extended here; and the buffers it passes are detached after the
+ * callback, so written data is copied before it is kept (the replay list keeps it).
+ */
+const require = createRequire(import.meta.url)
+const Fuse = require('fuse-native') as FuseCtor
+
+type Cb = (...args: unknown[]) => void
+interface FuseInstance {
+  mount(cb: (err: Error | null) => void): void
+  unmount(cb: (err: Error | null) => void): void
+  _fuseOptions(): string
+}
+type FuseCtor = { new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>): FuseInstance; unmount(mnt: string, cb: (err: Error | null) => void): void }
+
+/** libfuse 2 hides an open file it is asked to unlink by renaming it to this kind of name. */
+const HIDDEN = /^\.fuse_hidden[0-9a-f]+$/
+
+/** UTIME_NOW / UTIME_OMIT reach us as 1073 ms (the binding folds the nanosecond marker into ms). */
+const UTIME_SPECIAL_MS = 2000
+
+export interface FuseMountOptions {
+  mountpoint: string
+  fsname: string
+  attrTimeoutS: number
+  log: Logger
+}
+
+export class FuseAdapter {
+  private fuse: FuseInstance | null = null
+  /** Hidden names of unlinked-but-open files -> their FID (the MDT keeps them until the last close). */
+  private readonly hidden = new Map<string, number>()
+
+  constructor(
+    private readonly llite: Llite,
+    private readonly o: FuseMountOptions,
+  ) {}
+
+  private errno(e: unknown): number {
+    const status = toStatus(e)
+    // An invalidated import (evicted, deactivated, failed out) is EIO to the application.
+    if (e instanceof LpError && e.code === 'ESHUTDOWN') return -5
+    if (!(e instanceof LpError)) this.o.log.error({ err: (e as Error)?.stack ?? String(e) }, 'unexpected error in a filesystem operation')
+    return status
+  }
+
+  /** Run `fn` and answer the kernel: cb(0, result) or cb(-errno). */
+  private call<T>(cb: Cb, fn: () => Promise<T>, reply: (v: T) => unknown[] = () => []): void {
+    fn().then(
+      (v) => cb(0, ...reply(v)),
+      (e) => cb(this.errno(e)),
+    )
+  }
+
+  /** read/write answer with a count or a negative errno in one argument. */
+  private count(cb: Cb, fn: () => Promise<number>): void {
+    fn().then(
+      (n) => cb(n),
+      (e) => cb(this.errno(e)),
+    )
+  }
+
+  private ops(): Record<string, unknown> {
+    const l = this.llite
+    return {
+      init: (cb: Cb) => cb(0),
+      access: (p: string, _mode: number, cb: Cb) => this.call(cb, () => (this.hidden.has(p) ? Promise.resolve() : l.resolve(p).then(() => undefined))),
+      statfs: (_p: string, cb: Cb) => this.call(cb, () => l.statfs(), (s) => [s]),
+      getattr: (p: string, cb: Cb) => {
+        const fid = this.hidden.get(p)
+        if (fid === undefined && HIDDEN.test(path.basename(p))) return cb(-2)
+        this.call(cb, () => (fid !== undefined ? l.getattrFid(fid) : l.getattr(p)), (s) => [s])
+      },
+      readdir: (p: string, cb: Cb) =>
+        this.call(
+          cb,
+          () => l.readdir(p),
+          // libfuse 2's high-level API lists '.' and '..' only if the filesystem does.
+          ({ self, parent, entries }) => [
+            ['.', '..', ...entries.map((e) => e.name)],
+            [self, parent, ...entries.map((e) => e.fid)].map((ino, i) => ({ ino, mode: typeBits(i < 2 ? 'dir' : entries[i - 2]!.type) })),
+          ],
+        ),
+      mkdir: (p: string, mode: number, cb: Cb) => this.call(cb, () => l.mkdir(p, mode)),
+      rmdir: (p: string, cb: Cb) => this.call(cb, () => l.rmdir(p)),
+      create: (p: string, mode: number, cb: Cb) => this.call(cb, () => l.create(p, mode, 0o102), (fd) => [fd]),
+      open: (p: string, flags: number, cb: Cb) => {
+        const fid = this.hidden.get(p)
+        this.call(cb, () => (fid !== undefined ? l.openFid(fid, flags) : l.open(p, flags)), (fd) => [fd])
+      },
+      read: (_p: string, fd: number, buf: Buffer, len: number, off: number, cb: Cb) =>
+        this.count(cb, async () => {
+          const data = await l.read(fd, off, len)
+          data.copy(buf)
+          return data.length
+        }),
+      write: (_p: string, fd: number, buf: Buffer, len: number, off: number, cb: Cb) =>
+        this.count(cb, () => l.write(fd, Buffer.from(buf.subarray(0, len)), off)),
+      flush: (_p: string, fd: number, cb: Cb) => this.call(cb, () => l.flush(fd)),
+      fsync: (_p: string, datasync: number, fd: number, cb: Cb) => this.call(cb, () => l.fsync(fd, !!datasync)),
+      fsyncdir: (_p: string, _datasync: number, _fd: number, cb: Cb) => this.call(cb, () => l.fsyncdir()),
+      release: (_p: string, fd: number, cb: Cb) => this.call(cb, () => l.release(fd)),
+      truncate: (p: string, size: number, cb: Cb) => this.call(cb, () => l.truncate(p, size)),
+      ftruncate: (_p: string, fd: number, size: number, cb: Cb) => this.call(cb, () => l.ftruncate(fd, size)),
+      chmod: (p: string, mode: number, cb: Cb) => this.call(cb, () => l.chmod(p, mode)),
+      chown: (p: string, uid: number, gid: number, cb: Cb) => this.call(cb, () => l.chown(p, uid, gid)),
+      utimens: (p: string, atime: number, mtime: number, cb: Cb) =>
+        this.call(cb, () => {
+          const now = Date.now()
+          const fix = (t: number) => (t < UTIME_SPECIAL_MS ? now : t)
+          return l.utimens(p, fix(atime), fix(mtime))
+        }),
+      unlink: (p: string, cb: Cb) => {
+        if (this.hidden.delete(p)) return cb(0)
+        this.call(cb, () => l.unlink(p))
+      },
+      rename: (src: string, dest: string, cb: Cb) => {
+        // libfuse hides an open file instead of unlinking it; the MDT already keeps an
+        // unlinked file while it is open, so unlink the name and remember the hidden one.
+        if (HIDDEN.test(path.basename(dest)) && path.dirname(src) === path.dirname(dest))
+          return this.call(cb, async () => void this.hidden.set(dest, await l.unlink(src)))
+        this.call(cb, () => l.rename(src, dest))
+      },
+      link: (src: string, dest: string, cb: Cb) => this.call(cb, () => l.link(src, dest)),
+      symlink: (target: string, p: string, cb: Cb) => this.call(cb, () => l.symlink(target, p)),
+      readlink: (p: string, cb: Cb) => this.call(cb, () => l.readlink(p), (t) => [t]),
+    }
+  }
+
+  async mount(): Promise<void> {
+    const o = this.o
+    const extra = [
+      'big_writes',
+      'max_write=131072',
+      'max_read=131072',
+      'use_ino',
+      'default_permissions',
+      'allow_other',
+      `fsname=${o.fsname}`,
+      'subtype=lproxy',
+      `entry_timeout=${o.attrTimeoutS}`,
+      // libfuse 2 gives each hard link its own kernel inode, which the kernel cannot keep
+      // coherent; llite's FID-keyed cache is invalidated by our own changes, so it caches instead.
+      'attr_timeout=0',
+    ].join(',')
+    class LproxyFuse extends Fuse {
+      override _fuseOptions(): string {
+        const base = super._fuseOptions()
+        return base ? `${base},${extra}` : `-o${extra}`
+      }
+    }
+    const fuse = new LproxyFuse(o.mountpoint, this.ops(), { timeout: false })
+    await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())))
+    this.fuse = fuse
+  }
+
+  async unmount(): Promise<void> {
+    const f = this.fuse
+    if (!f) return
+    this.fuse = null
+    await new Promise<void>((resolve, reject) => f.unmount((err) => (err ? reject(err) : resolve())))
+  }
+}

@@ -1,0 +1,131 @@
+import { LpError } from '../protocol/errno.js'
+import type { DirLayout, Layout, StatfsReply } from '../protocol/ops.js'
+import type { Osc } from '../osc/osc.js'
+import { fileSizeFrom, mapExtent, objectSizeFor, stripesByOst } from './layout.js'
+
+/**
+ * The logical object volume: places new files on the OSTs (round-robin over the active ones,
+ * honouring a directory's default layout) and turns file I/O into object I/O.
+ */
+export const DEFAULT_STRIPE_SIZE = 1024 * 1024
+
+export interface Glimpse {
+  size: number
+  blocks: number
+  mtime: number
+}
+
+export class Lov {
+  private rr = 0
+
+  constructor(readonly oscs: Map<number, Osc>) {}
+
+  osc(index: number): Osc {
+    const o = this.oscs.get(index)
+    if (!o) throw new LpError('EIO', `OST index ${index} is not configured on this client`)
+    return o
+  }
+
+  /** Usable for new files: not deactivated, not failed out. */
+  private placeable(o: Osc): boolean {
+    return !o.imp.deactive && !o.imp.invalid
+  }
+
+  /** Choose a layout for a new file (Lustre's QOS round-robin, reduced to its essentials). */
+  chooseLayout(dl: DirLayout | undefined): Layout {
+    const all = [...this.oscs.values()].sort((a, b) => a.index - b.index)
+    const usable = all.filter((o) => this.placeable(o))
+    if (!usable.length) throw new LpError('ENOSPC', 'no active OST to place a new file on')
+    // OSTs that answer right now come first, so a down OST does not stall new files.
+    const ready = usable.filter((o) => o.imp.state === 'FULL')
+    const pool = ready.length ? [...ready, ...usable.filter((o) => o.imp.state !== 'FULL')] : usable
+    const want = dl?.stripe_count ?? 1
+    const count = want === -1 ? usable.length : Math.min(want, usable.length)
+    const fixed = dl && dl.stripe_offset >= 0 ? pool.findIndex((o) => o.index === dl.stripe_offset) : -1
+    // Round-robin the first stripe over the ready OSTs; further stripes follow in pool order.
+    const start = fixed >= 0 ? fixed : this.rr++ % (ready.length || pool.length)
+    const osts: number[] = []
+    for (let k = 0; osts.length < count; k++) osts.push(pool[(start + k) % pool.length]!.index)
+    return { stripe_size: dl?.stripe_size ?? DEFAULT_STRIPE_SIZE, osts }
+  }
+
+  /** Write a file range; the pieces go to their objects in parallel. */
+  async write(fid: number, layout: Layout, off: number, data: Uint8Array): Promise<void> {
+    await Promise.all(
+      mapExtent(layout, off, data.byteLength).map((e) =>
+        this.osc(e.ost).write(fid, e.stripe, e.objOff, data.subarray(e.fileOff - off, e.fileOff - off + e.len)),
+      ),
+    )
+  }
+
+  /** O_APPEND on a single-stripe file is resolved on the OST: returns where the data landed. */
+  async append(fid: number, layout: Layout, data: Uint8Array): Promise<number> {
+    if (layout.osts.length !== 1) throw new LpError('EINVAL', 'OST-side append needs a single stripe')
+    return (await this.osc(layout.osts[0]!).write(fid, 0, 0, data, true)).offset
+  }
+
+  /**
+   * Read a file range into `buf`; holes read as zeros. Returns whether every object had
+   * every byte asked of it (when not, the caller checks the file size for EOF).
+   */
+  async read(fid: number, layout: Layout, off: number, buf: Buffer): Promise<boolean> {
+    const parts = await Promise.all(
+      mapExtent(layout, off, buf.length).map(async (e) => {
+        const got = await this.osc(e.ost).read(fid, e.stripe, e.objOff, e.len)
+        got.copy(buf, e.fileOff - off)
+        if (got.length < e.len) buf.fill(0, e.fileOff - off + got.length, e.fileOff - off + e.len)
+        return got.length === e.len
+      }),
+    )
+    return parts.every(Boolean)
+  }
+
+  /**
+   * File size from its objects. Stripes on deactivated or failed-out OSTs count as empty
+   * (decided question 3); on a down OST in failover mode this waits like any request.
+   */
+  async glimpse(fid: number, layout: Layout): Promise<Glimpse> {
+    const sizes: Array<number | null> = layout.osts.map(() => null)
+    let blocks = 0
+    let mtime = 0
+    await Promise.all(
+      [...stripesByOst(layout)].map(async ([ost, stripes]) => {
+        let attrs
+        try {
+          attrs = await this.osc(ost).getattr(stripes.map((stripe) => ({ fid, stripe })))
+        } catch (e) {
+          if (e instanceof LpError && (e.code === 'ESHUTDOWN' || e.code === 'EIO') && this.osc(ost).imp.invalid) return
+          throw e
+        }
+        attrs.forEach((a, k) => {
+          if (!a) return
+          sizes[stripes[k]!] = a.size
+          blocks += a.blocks
+          mtime = Math.max(mtime, a.mtime)
+        })
+      }),
+    )
+    return { size: fileSizeFrom(layout, sizes), blocks, mtime }
+  }
+
+  /** Truncate (or extend) every object to its share of `size`. */
+  async truncate(fid: number, layout: Layout, size: number): Promise<void> {
+    await Promise.all(layout.osts.map((ost, stripe) => this.osc(ost).punch(fid, stripe, objectSizeFor(layout, stripe, size))))
+  }
+
+  async setMtime(fid: number, layout: Layout, mtime: number): Promise<void> {
+    await Promise.all(layout.osts.map((ost, stripe) => this.osc(ost).setMtime(fid, stripe, mtime)))
+  }
+
+  /** Commit the file's data on every OST it has a stripe on. */
+  async sync(layout: Layout): Promise<void> {
+    await Promise.all([...stripesByOst(layout).keys()].map((ost) => this.osc(ost).sync()))
+  }
+
+  /** statfs of every OST that answers now (df does not wait for a down OST). */
+  async statfs(): Promise<Array<{ index: number; statfs: StatfsReply | null }>> {
+    return Promise.all(
+      [...this.oscs.values()].map(async (o) => ({ index: o.index, statfs: await o.statfs().catch(() => null) })),
+    )
+  }
+}

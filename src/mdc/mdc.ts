@@ -1,0 +1,80 @@
+import type { DirEntry, DirLayout, FileType, Layout, MdtAttr, OpArgs, OpReplies, StatfsReply } from '../protocol/ops.js'
+import type { Import } from '../ptlrpc/import.js'
+
+/** The metadata client: one typed call per MDT RPC. */
+export class Mdc {
+  constructor(readonly imp: Import) {}
+
+  async getattr(fid: number): Promise<MdtAttr> {
+    return (await this.imp.request<OpReplies['mdt_getattr']>('mdt_getattr', { fid })).body.attr
+  }
+
+  async lookup(parent: number, name: string): Promise<MdtAttr> {
+    return (await this.imp.request<OpReplies['mdt_lookup']>('mdt_lookup', { parent, name })).body.attr
+  }
+
+  /** Every entry of a directory, page by page. */
+  async readdir(fid: number, pageSize = 1000): Promise<DirEntry[]> {
+    const all: DirEntry[] = []
+    let cookie = 0
+    for (;;) {
+      const r = (await this.imp.request<OpReplies['mdt_readdir']>('mdt_readdir', { fid, cookie, count: pageSize })).body
+      all.push(...r.entries)
+      if (r.next === null) return all
+      cookie = r.next
+    }
+  }
+
+  async create(a: {
+    parent: number
+    name: string
+    type: FileType
+    mode: number
+    uid: number
+    gid: number
+    time: number
+    target?: string
+    layout?: Layout
+    open_flags?: number
+    exclusive?: boolean
+  }): Promise<OpReplies['mdt_create']> {
+    return (await this.imp.request<OpReplies['mdt_create']>('mdt_create', a)).body
+  }
+
+  async setattr(a: OpArgs<'mdt_setattr'>): Promise<MdtAttr> {
+    return (await this.imp.request<OpReplies['mdt_setattr']>('mdt_setattr', a)).body.attr
+  }
+
+  async setDirLayout(fid: number, dirLayout: DirLayout | null, time: number): Promise<MdtAttr> {
+    return this.setattr({ fid, dir_layout: dirLayout, ctime: time })
+  }
+
+  async link(fid: number, parent: number, name: string, time: number): Promise<MdtAttr> {
+    return (await this.imp.request<OpReplies['mdt_link']>('mdt_link', { fid, parent, name, time })).body.attr
+  }
+
+  async unlink(parent: number, name: string, dir: boolean, time: number): Promise<OpReplies['mdt_unlink']> {
+    return (await this.imp.request<OpReplies['mdt_unlink']>('mdt_unlink', { parent, name, dir, time })).body
+  }
+
+  async rename(parent: number, name: string, newParent: number, newName: string, time: number): Promise<void> {
+    await this.imp.request('mdt_rename', { parent, name, new_parent: newParent, new_name: newName, time })
+  }
+
+  async open(fid: number, flags: number): Promise<OpReplies['mdt_open']> {
+    return (await this.imp.request<OpReplies['mdt_open']>('mdt_open', { fid, flags })).body
+  }
+
+  async close(handle: string): Promise<void> {
+    await this.imp.request('mdt_close', { handle })
+  }
+
+  async statfs(): Promise<StatfsReply & { objects?: number }> {
+    return (await this.imp.request<OpReplies['statfs']>('statfs', {}, { noDelay: true })).body
+  }
+
+  /** Commit the MDT (fsync of a directory, and of a file's metadata). */
+  async sync(): Promise<void> {
+    await this.imp.request('sync', {})
+  }
+}

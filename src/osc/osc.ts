@@ -1,0 +1,67 @@
+import type { ObjAttr, OpReplies, StatfsReply } from '../protocol/ops.js'
+import type { Import } from '../ptlrpc/import.js'
+
+/**
+ * The object storage client of one OST: one typed call per RPC, and the unstable-bytes
+ * budget: writes the OST executed but has not committed stay on the replay list with their
+ * data; past the budget a sync makes the OST commit instead of letting them pile up.
+ */
+export interface OscTunables {
+  /** Unstable (kept for replay) bytes allowed per OST before a write forces a sync. */
+  maxUnstableBytes: number
+}
+
+export class Osc {
+  private syncing: Promise<void> | null = null
+
+  constructor(
+    readonly index: number,
+    readonly imp: Import,
+    private readonly tun: OscTunables,
+  ) {}
+
+  async write(fid: number, stripe: number, offset: number, data: Uint8Array, append = false): Promise<OpReplies['ost_write']> {
+    await this.throttle()
+    const r = await this.imp.request<OpReplies['ost_write']>('ost_write', { fid, stripe, offset, ...(append ? { append } : {}) }, { bulk: data })
+    return r.body
+  }
+
+  /** Writers past the unstable budget wait for a commit rather than grow the replay list. */
+  private async throttle(): Promise<void> {
+    while (this.imp.keptBytes >= this.tun.maxUnstableBytes) {
+      if (!this.syncing) this.syncing = this.sync().finally(() => (this.syncing = null))
+      const before = this.imp.keptBytes
+      await this.syncing
+      // Under a replay barrier the target commits nothing: wait for the next change instead of spinning.
+      if (this.imp.keptBytes >= before) await new Promise((r) => this.imp.once('committed', r))
+    }
+  }
+
+  async read(fid: number, stripe: number, offset: number, length: number): Promise<Buffer> {
+    return (await this.imp.request('ost_read', { fid, stripe, offset, length })).bulk
+  }
+
+  async punch(fid: number, stripe: number, size: number): Promise<void> {
+    await this.imp.request('ost_punch', { fid, stripe, size })
+  }
+
+  async setMtime(fid: number, stripe: number, mtime: number): Promise<void> {
+    await this.imp.request('ost_setattr', { fid, stripe, mtime })
+  }
+
+  async getattr(objects: Array<{ fid: number; stripe: number }>): Promise<(ObjAttr | null)[]> {
+    return (await this.imp.request<OpReplies['ost_getattr']>('ost_getattr', { objects })).body.attrs
+  }
+
+  async destroy(fid: number): Promise<void> {
+    await this.imp.request('ost_destroy', { fid })
+  }
+
+  async sync(): Promise<void> {
+    await this.imp.request('sync', {})
+  }
+
+  async statfs(): Promise<StatfsReply & { objects?: number }> {
+    return (await this.imp.request<OpReplies['statfs']>('statfs', {}, { noDelay: true })).body
+  }
+}

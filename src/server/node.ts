@@ -107,7 +107,9 @@ export class ServerNode {
     await m.mmp.acquire()
     try {
       const mgsNids = cfg.mgsnode ? nidList(cfg.mgsnode) : [this.o.nid, ...cfg.failnodes.flatMap((f) => nidList(f))]
-      m.client = new PtlrpcClient(this.o.clock, this.log, this.o.port, { uuid: `${describe(cfg)}-${this.o.name}_UUID`.replace(/\+/g, '-') })
+      // The target's own client identity (Lustre's <target>-mdtlov_UUID) is the same on either
+      // node of the pair: OSTs must recognise the MDT's OSP after it fails over.
+      m.client = new PtlrpcClient(this.o.clock, this.log, this.o.port, { uuid: `${describe(cfg).replace(/\+/g, '-')}-tgt_UUID` })
       m.client.tunables.timeout = tun.obdTimeoutMs / 1000
       m.mgc = new Mgc(m.client, mgsNids, this.log)
       const mode = cfg.params['failover.mode'] === 'failout' ? 'failout' : 'failover'

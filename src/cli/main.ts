@@ -1,5 +1,7 @@
 import { Command, CommanderError } from 'commander'
 import { registerClientCommands } from './client.js'
+import { registerServerCommands } from './server.js'
+import { registerClusterCommands } from './cluster.js'
 import { UsageError } from './errors.js'
 
 /**
@@ -12,7 +14,9 @@ const program = new Command('lproxy')
   .showHelpAfterError()
   .exitOverride()
 
+registerServerCommands(program)
 registerClientCommands(program)
+registerClusterCommands(program)
 
 try {
   await program.parseAsync(process.argv)

@@ -1,0 +1,144 @@
+import type { Command } from 'commander'
+import { clusterDown } from '../cluster/down.js'
+import { clusterFail, clusterFailback, type FailMode, type MoveResult } from '../cluster/fail.js'
+import { DEFAULT_DIR, DEFAULT_NET } from '../cluster/layout.js'
+import { LocalCluster } from '../cluster/local.js'
+import { clusterStatus, type ClusterStatus } from '../cluster/status.js'
+import { clusterUp } from '../cluster/up.js'
+import { UsageError } from './errors.js'
+import { collect, command, intArg, print, secondsArg } from './server.js'
+
+/** `lproxy cluster ...`: the embedded local cluster and its fault injection (logic in src/cluster/). */
+export function registerClusterCommands(program: Command): void {
+  const cluster = program
+    .command('cluster')
+    .description('the embedded local cluster: MGS+MDT failover pair (mds1, mds2), two OSTs on an active/active OSS pair (oss1, oss2)')
+  const dirOption = (c: Command) => c.option('--dir <dir>', 'cluster directory', DEFAULT_DIR)
+
+  dirOption(command(cluster, 'up', 'format (when not yet formatted), start every target on its primary node, mount'))
+    .option('--mount <mountpoint>', 'where to mount (default <dir>/mnt)')
+    .option('--no-mount', 'start the servers only')
+    .option('--net <a.b.c>', `loopback /24 of the nodes (default ${DEFAULT_NET}: mds1 .1, mds2 .2, oss1 .11, oss2 .12)`)
+    .option('--port <port>', 'the filesystem-wide port (default 988)')
+    .option('--timeout <s>', 'obd_timeout (sys.timeout) of servers and client')
+    .option('--commit-interval <s>', 'journal commit interval of the targets')
+    .option('--mmp-interval <s>', 'MMP update interval of the targets')
+    .option('--recovery-soft <s>', 'recovery_time_soft of the targets')
+    .option('--failout <ostN>', 'format this OST with failover.mode=failout (repeatable)', collect)
+    .option('--reformat', 'erase and format every target again')
+    .action(async (o: UpCli) => {
+      const t0 = Date.now()
+      const params: Record<string, string> = {}
+      const tunables: Array<[string, string, string | undefined]> = [
+        ['--timeout', 'sys.timeout', o.timeout],
+        ['--commit-interval', 'commit_interval', o.commitInterval],
+        ['--mmp-interval', 'mmp_interval', o.mmpInterval],
+        ['--recovery-soft', 'recovery_time_soft', o.recoverySoft],
+      ]
+      for (const [flag, key, v] of tunables) if (v !== undefined) params[key] = String(secondsArg(flag, v))
+      const r = await clusterUp({
+        dir: o.dir,
+        mountpoint: typeof o.mount === 'string' ? o.mount : undefined,
+        mount: o.mount !== false,
+        net: o.net,
+        port: intArg('--port', o.port, 1, 65535),
+        params,
+        failout: o.failout,
+        reformat: !!o.reformat,
+      })
+      for (const w of r.warnings) process.stderr.write(`lproxy: warning: ${w}\n`)
+      const lines = r.formatted.length ? [`formatted ${r.formatted.join(', ')} in ${r.dir}/targets`] : []
+      for (const p of r.placements) lines.push(`${p.target} (${r.cluster.targets[p.target]!.names.join(', ')}) serving on ${p.node} (${p.nid}, pid ${p.pid})`)
+      lines.push(r.mounted ? `mounted ${r.cluster.fsname} on ${r.cluster.mount.mountpoint}` : 'not mounted (--no-mount)')
+      lines.push(`cluster up in ${r.dir} (${((Date.now() - t0) / 1000).toFixed(1)} s)`)
+      print(lines)
+    })
+
+  dirOption(command(cluster, 'status', 'nodes, which node serves each target now, recovery, clients, the mount'))
+    .option('--json', 'print JSON')
+    .action(async (o: { dir: string; json?: boolean }) => {
+      const st = await clusterStatus(await LocalCluster.open(o.dir))
+      print(o.json ? [JSON.stringify(st, null, 2)] : statusLines(st))
+    })
+
+  dirOption(command(cluster, 'down', 'unmount, stop every target cleanly, leave no process (keeps the data)'))
+    .option('--purge', 'also remove the cluster directory')
+    .action(async (o: { dir: string; purge?: boolean }) => {
+      const r = await clusterDown(await LocalCluster.open(o.dir), { purge: !!o.purge })
+      for (const w of r.warnings) process.stderr.write(`lproxy: warning: ${w}\n`)
+      const lines = [`stopped ${r.stopped.length} target${r.stopped.length === 1 ? '' : 's'} cleanly`]
+      if (r.unmounted) lines.unshift('unmounted')
+      if (r.killed.length) lines.push(`killed pid ${r.killed.join(', ')}`)
+      lines.push(r.purged ? `cluster down, ${o.dir} removed` : 'cluster down')
+      print(lines)
+    })
+
+  dirOption(command(cluster, 'fail', 'fail a node (or the node serving a target): power-off, then takeover by its partner after the dead time'))
+    .argument('<node|target>', 'mds1, mds2, oss1, oss2, or a target (mdt0, ost1, ost2) meaning the node serving it now')
+    .option('--soft', 'clean stop instead of power-off (no dead time)')
+    .option('--hang', 'SIGSTOP the node; after the dead time it is fenced (SIGKILL) and taken over')
+    .option('--no-takeover', 'fail only: nobody takes the targets over')
+    .option('--deadtime <s>', 'time to declare the node dead (default 1)')
+    .option('--json', 'print JSON')
+    .action(async (what: string, o: { dir: string; soft?: boolean; hang?: boolean; takeover: boolean; deadtime?: string; json?: boolean }) => {
+      if (o.soft && o.hang) throw new UsageError('cluster fail: --soft and --hang exclude each other')
+      const mode: FailMode = o.soft ? 'soft' : o.hang ? 'hang' : 'kill'
+      const deadtimeMs = (secondsArg('--deadtime', o.deadtime, true) ?? 1) * 1000
+      const r = await clusterFail(await LocalCluster.open(o.dir), { what, mode, takeover: o.takeover, deadtimeMs })
+      print(o.json ? [JSON.stringify(r, null, 2)] : moveLines(r))
+    })
+
+  dirOption(command(cluster, 'failback', "move a node's own targets back to it from its partner (clean stop there, start here)"))
+    .argument('<node>', 'mds1, mds2, oss1 or oss2')
+    .option('--json', 'print JSON')
+    .action(async (node: string, o: { dir: string; json?: boolean }) => {
+      const r = await clusterFailback(await LocalCluster.open(o.dir), node)
+      print(o.json ? [JSON.stringify(r, null, 2)] : r.moved.length ? moveLines(r) : [`${node} already serves its targets`])
+    })
+}
+
+interface UpCli {
+  dir: string
+  /** A path with --mount, false with --no-mount. */
+  mount?: string | false
+  net?: string
+  port?: string
+  timeout?: string
+  commitInterval?: string
+  mmpInterval?: string
+  recoverySoft?: string
+  failout?: string[]
+  reformat?: boolean
+}
+
+function moveLines(r: MoveResult): string[] {
+  return r.timeline.map((e) => `${('+' + (e.ms / 1000).toFixed(3) + 's').padStart(9)}  ${e.event}`)
+}
+
+function statusLines(st: ClusterStatus): string[] {
+  const nodes = st.nodes.map((n) => [n.name, n.nid, n.state, n.pid === null ? '-' : String(n.pid), n.targets.join(', ') || '-'])
+  const targets = st.targets.map((t) => [
+    t.name,
+    t.names.join(', '),
+    t.state,
+    t.node ?? '-',
+    t.recovery ?? '-',
+    `${t.primary}/${t.failover}`,
+    t.clients.map((c) => c.uuid + (c.connected ? '' : ' (disconnected)')).join(', ') || '-',
+  ])
+  const m = st.mount
+  return [
+    `cluster ${st.fsname} in ${st.dir} (net ${st.net}, port ${st.port})`,
+    '',
+    ...table(['NODE', 'NID', 'STATE', 'PID', 'SERVES'], nodes),
+    '',
+    ...table(['TARGET', 'NAMES', 'STATE', 'ON', 'RECOVERY', 'PRIMARY/FAILOVER', 'CLIENTS'], targets),
+    '',
+    `mount: ${m.mountpoint} ${m.mounted ? 'mounted' : 'not mounted'}${m.pid !== null ? `, daemon pid ${m.pid}` : ''}${m.enabled ? '' : ' (--no-mount)'}`,
+  ]
+}
+
+function table(head: string[], rows: string[][]): string[] {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+  return [head, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '))
+}

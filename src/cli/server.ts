@@ -1,0 +1,188 @@
+import { existsSync } from 'node:fs'
+import path from 'node:path'
+import type { Command } from 'commander'
+import { formatNid, parseNid } from '../protocol/nid.js'
+import { parseTargetName } from '../protocol/names.js'
+import { describe, formatTarget, parseParams, readConfig } from '../server/target/config.js'
+import { probeNode } from '../cluster/admin.js'
+import { refByDir, refByName, targetRequest, type TargetRef } from '../cluster/resolve.js'
+import { defaultLog, startTarget, stopTarget } from '../cluster/target.js'
+import { UsageError } from './errors.js'
+
+/** Server-side admin commands, the way a Lustre admin works: format, start, stop, recovery. */
+export function registerServerCommands(program: Command): void {
+  const fmt = command(program, 'format', 'format a target directory, like mkfs.lustre (refuses an existing target without --reformat)')
+    .argument('<dir>', 'target directory (the shared LUN)')
+    .option('--fsname <name>', 'filesystem name (required), 1-8 letters, digits or _')
+    .option('--mgs', 'hold the MGS (may share the directory with the MDT)')
+    .option('--mdt', 'a metadata target')
+    .option('--ost', 'an object storage target')
+    .option('--index <n>', 'target index (the N of ostN); the MDT is index 0')
+    .option('--mgsnode <nidspec>', "where the MGS is, failover NIDs separated by ':' (e.g. 127.0.1.1@tcp:127.0.1.2@tcp)")
+    .option('--failnode <nid>', 'failover node of this target (repeatable)', collect)
+    .option('--param <key=value>', 'target parameter, e.g. failover.mode=failout, sys.timeout=20 (repeatable)', collect)
+    .option('--port <port>', 'the filesystem-wide port (default 988)')
+    .option('--reformat', 'erase an existing target in <dir>')
+  fmt.action(async (dir: string, o: Record<string, unknown>) => {
+    if (!o.fsname) throw new UsageError('format: --fsname is required')
+    const cfg = await formatTarget({
+      dir,
+      fsname: String(o.fsname),
+      mgs: !!o.mgs,
+      mdt: !!o.mdt,
+      ost: !!o.ost,
+      index: intArg('--index', o.index as string | undefined, 0, 0xffff),
+      mgsnode: o.mgsnode as string | undefined,
+      failnodes: (o.failnode as string[] | undefined) ?? [],
+      port: intArg('--port', o.port as string | undefined, 1, 65535),
+      params: (o.param as string[] | undefined) ?? [],
+      reformat: !!o.reformat,
+    })
+    const params = Object.entries(cfg.params).map(([k, v]) => `${k}=${v}`)
+    print([
+      `Target:     ${describe(cfg)}`,
+      `Index:      ${cfg.index}`,
+      `Fsname:     ${cfg.fsname}`,
+      `MGS nodes:  ${cfg.mgsnode ?? '(this target)'}`,
+      `Failnodes:  ${cfg.failnodes.join(' ') || '-'}`,
+      `Port:       ${cfg.port}`,
+      `Parameters: ${params.join(' ') || '-'}`,
+      `Directory:  ${path.resolve(dir)}`,
+    ])
+  })
+
+  command(program, 'start', 'serve the target in <dir> on the node bound to --nid (started if none runs); MMP-checked')
+    .argument('<dir>', 'target directory')
+    .option('--nid <nid>', 'NID of the serving node (required), e.g. 127.0.1.1@tcp')
+    .option('--name <name>', 'node name, for logs and MMP (default: the NID host)')
+    .option('--log <file>', `pino JSON log of a new node (default ${defaultLog('<name>')}; with -f: stderr)`)
+    .option('-f, --foreground', 'run the node in this process (for supervisors); stops cleanly on SIGTERM')
+    .option('--param <key=value>', 'tunable for this start, e.g. sys.timeout=20 (repeatable)', collect)
+    .action(async (dir: string, o: { nid?: string; name?: string; log?: string; foreground?: boolean; param?: string[] }) => {
+      if (!o.nid) throw new UsageError('start: --nid is required')
+      const nid = formatNid(parseNid(o.nid))
+      if (o.name !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(o.name)) throw new UsageError(`start: invalid --name '${o.name}'`)
+      const params = parseParams(o.param ?? [])
+      if (params['failover.mode']) throw new UsageError('start: failover.mode is chosen at format time')
+      if (o.foreground) return runForeground(dir, nid, o.name, o.log, params)
+      const s = await startTarget({ dir, nid, name: o.name, log: o.log, params })
+      print([`${s.targets.join(', ')}: serving on ${s.nid} (node ${s.node}, pid ${s.pid})`])
+    })
+
+  command(program, 'stop', 'cleanly stop the target in <dir> on whichever node serves it (soft failover)')
+    .argument('<dir>', 'target directory')
+    .action(async (dir: string) => {
+      const s = await stopTarget(dir)
+      print([`${s.name}: stopped cleanly on ${s.status.node} (${s.nid})`])
+    })
+
+  targetCommand(program, 'barrier', 'replay barrier: commit everything, then commit nothing more until the target stops').action(
+    async (what: string, o: TargetOpts) => {
+      const r = await targetRequest<{ target: string; last_committed: number }>(await targetRef(what, o), 'barrier')
+      print([`${r.target}: replay barrier set at last_committed ${r.last_committed}; nothing more is committed until it stops`])
+    },
+  )
+
+  targetCommand(program, 'recovery-status', "a target's recovery state, like obdfilter.*.recovery_status")
+    .option('--json', 'print JSON')
+    .action(async (what: string, o: TargetOpts & { json?: boolean }) => {
+      const r = await targetRequest<RecoveryStatus>(await targetRef(what, o), 'recovery_status')
+      if (o.json) print([JSON.stringify(r, null, 2)])
+      else print(recoveryLines(r))
+    })
+
+  targetCommand(program, 'abort-recovery', 'end recovery now, evicting the clients that have not finished').action(
+    async (what: string, o: TargetOpts) => {
+      const r = await targetRequest<{ target: string; aborted: boolean }>(await targetRef(what, o), 'abort_recovery')
+      print([`${r.target}: ${r.aborted ? 'recovery aborted' : 'not in recovery, nothing to abort'}`])
+    },
+  )
+
+  targetCommand(program, 'evict', 'evict a client from a target')
+    .argument('<client_uuid>', 'client UUID, as listed by recovery-status or cluster status')
+    .action(async (what: string, uuid: string, o: TargetOpts) => {
+      const r = await targetRequest<{ target: string }>(await targetRef(what, o), 'evict', { client: uuid })
+      print([`${r.target}: evicted ${uuid}`])
+    })
+}
+
+interface TargetOpts {
+  mgsnode?: string
+  port?: string
+}
+
+/** The verbs that take a target directory, or a target name found through the MGS. */
+function targetCommand(program: Command, name: string, description: string): Command {
+  return command(program, name, description)
+    .argument('<dir|target>', 'target directory, or a target name (mdt0, ost1, spfs-OST0001, MGS) with --mgsnode')
+    .option('--mgsnode <nidspec>', 'MGS NIDs, to find the node serving a target given by name')
+    .option('--port <port>', 'the filesystem-wide port, with --mgsnode (default 988)')
+}
+
+/** With --mgsnode a target name is meant, even if a directory of that name happens to exist here. */
+async function targetRef(what: string, o: TargetOpts): Promise<TargetRef> {
+  const isName = !!parseTargetName(what)
+  if (o.mgsnode && isName) return refByName(what, o.mgsnode, intArg('--port', o.port, 1, 65535))
+  if (existsSync(what)) return refByDir(what)
+  if (!isName) throw new UsageError(`'${what}' is neither a target directory nor a target name (e.g. ost1, spfs-OST0001, mdt0, MGS)`)
+  throw new UsageError(`a target name (${what}) needs --mgsnode to find the node serving it; or give its directory`)
+}
+
+type RecoveryStatus = { target: string; clients?: Array<{ uuid: string; state: string }> } & Record<string, unknown>
+
+/** Lustre's layout: `<prefix>.<target>.recovery_status=` then `key: value` lines; then the known clients. */
+function recoveryLines(r: RecoveryStatus): string[] {
+  const { target, clients, ...fields } = r
+  const prefix = target === 'MGS' ? 'mgs' : /-MDT/.test(target) ? 'mdt' : 'obdfilter'
+  const lines = [`${prefix}.${target}.recovery_status=`, ...Object.entries(fields).map(([k, v]) => `${k}: ${String(v)}`)]
+  if (clients?.length) lines.push('clients:', ...clients.map((c) => `  ${c.uuid}: ${c.state}`))
+  return lines
+}
+
+async function runForeground(dir: string, nid: string, name: string | undefined, log: string | undefined, params: Record<string, string>): Promise<void> {
+  const abs = path.resolve(dir)
+  const cfg = await readConfig(abs)
+  const p = await probeNode(nid, cfg.port)
+  if (p.state !== 'down') throw new Error(`a node already runs on ${nid} (port ${cfg.port}); without -f, 'lproxy start' mounts the target on it`)
+  const { runNode } = await import('../server/main.js')
+  await new Promise<void>((resolve) =>
+    runNode({ nid, name: name ?? parseNid(nid).host, port: cfg.port, log, dir: abs, params }, (m) => {
+      // On failure runNode exits the process itself, after this line is out.
+      if (m.ok) print([`${(m.targets ?? []).join(', ')}: serving on ${nid} (pid ${process.pid}, foreground)`])
+      else process.stderr.write(`lproxy: ${m.error}\n`)
+      resolve()
+    }),
+  )
+}
+
+// ---- parsing helpers shared with the cluster commands ----
+
+/** A subcommand whose parse errors are one `lproxy: ...` line, like every other failure. */
+export function command(parent: Command, name: string, description: string): Command {
+  const cmd = parent.command(name).description(description).showHelpAfterError(false)
+  const full = [parent.parent ? parent.name() : '', name].filter(Boolean).join(' ')
+  return cmd.configureOutput({
+    outputError: (str, write) => write(`lproxy: ${str.replace(/^error: /, '').trimEnd()} (see 'lproxy ${full} --help')\n`),
+  })
+}
+
+/** Repeatable option; no default given to commander, so that help does not show `(default: [])`. */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value]
+}
+
+export function intArg(name: string, v: string | undefined, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`invalid ${name} '${v}': an integer from ${min} to ${max}`)
+  return Number(v)
+}
+
+export function secondsArg(name: string, v: string | undefined, zero = false): number | undefined {
+  if (v === undefined) return undefined
+  if (!/^\d+(\.\d+)?$/.test(v) || (Number(v) === 0 && !zero)) throw new UsageError(`invalid ${name} '${v}': a ${zero ? '' : 'positive '}number of seconds`)
+  return Number(v)
+}
+
+export function print(lines: string[]): void {
+  process.stdout.write(lines.map((l) => l + '\n').join(''))
+}

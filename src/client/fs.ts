@@ -8,6 +8,7 @@ import { Import } from '../ptlrpc/import.js'
 import { Mgc } from '../mgc/mgc.js'
 import { Mdc } from '../mdc/mdc.js'
 import { Osc } from '../osc/osc.js'
+import { OscWriteback } from '../osc/writeback.js'
 import { Lov } from '../lov/lov.js'
 import { Llite } from '../llite/llite.js'
 import type { ClientOptions } from './options.js'
@@ -16,6 +17,8 @@ import type { ClientOptions } from './options.js'
  * A mounted filesystem's client stack without FUSE: MGC, the MDT import, one OSC per OST,
  * LOV and llite. The mount daemon puts FUSE on top; tests drive it directly.
  */
+const MiB = 1024 * 1024
+
 export interface ClientFsOptions {
   mgsnode: string
   port: number
@@ -62,12 +65,23 @@ export class ClientFs {
     const mdtImp = this.newImport(mdt, 'mdc')
     this.mdc = new Mdc(mdtImp)
     const oscs = new Map<number, Osc>()
+    const caches = new Map<number, OscWriteback>()
     for (const t of this.config.targets.filter((x) => x.kind === 'ost')) {
       const imp = this.newImport(t, 'osc')
       if (!t.active) imp.deactivate()
-      oscs.set(t.index, new Osc(t.index, imp, { maxUnstableBytes: options.maxUnstableMb * 1024 * 1024 }))
+      const osc = new Osc(t.index, imp, { maxUnstableBytes: options.maxUnstableMb * MiB })
+      oscs.set(t.index, osc)
+      caches.set(
+        t.index,
+        new OscWriteback(
+          osc,
+          { maxRpcBytes: options.maxPagesPerRpc * 4096, maxRpcsInFlight: options.maxRpcsInFlight, maxDirtyBytes: options.maxDirtyMb * MiB, dirtyExpireMs: 1000 },
+          this.o.clock,
+          log,
+        ),
+      )
     }
-    this.lov = new Lov(oscs)
+    this.lov = new Lov(oscs, caches)
     this.llite = new Llite({
       mdc: this.mdc,
       lov: this.lov,

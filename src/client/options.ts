@@ -10,9 +10,23 @@ export interface ClientOptions {
   actimeo: number
   /** Unstable (uncommitted, kept for replay) MiB per OST before writers force a sync. */
   maxUnstableMb: number
+  /** Write-back cache per OST, MiB (Lustre's osc max_dirty_mb). */
+  maxDirtyMb: number
+  /** Largest write RPC, in 4 KiB pages (max_pages_per_rpc). */
+  maxPagesPerRpc: number
+  /** Write RPCs in flight per OST (max_rpcs_in_flight). */
+  maxRpcsInFlight: number
 }
 
-export const DEFAULT_OPTIONS: ClientOptions = { timeout: 100, ir: true, actimeo: 1, maxUnstableMb: 256 }
+export const DEFAULT_OPTIONS: ClientOptions = {
+  timeout: 100,
+  ir: true,
+  actimeo: 1,
+  maxUnstableMb: 256,
+  maxDirtyMb: 64,
+  maxPagesPerRpc: 1024,
+  maxRpcsInFlight: 8,
+}
 
 export function parseOptions(list: string[]): ClientOptions {
   const o = { ...DEFAULT_OPTIONS }
@@ -21,6 +35,11 @@ export function parseOptions(list: string[]): ClientOptions {
     const num = () => {
       const n = Number(v)
       if (v === undefined || !Number.isFinite(n) || n < 0) throw new LpError('EINVAL', `mount option '${item}': expected ${k}=<number>`)
+      return n
+    }
+    const int = (min: number, max: number) => {
+      const n = num()
+      if (!Number.isInteger(n) || n < min || n > max) throw new LpError('EINVAL', `mount option '${item}': ${k} is an integer from ${min} to ${max}`)
       return n
     }
     switch (k) {
@@ -37,11 +56,20 @@ export function parseOptions(list: string[]): ClientOptions {
       case 'max_unstable_mb':
         o.maxUnstableMb = num()
         break
+      case 'max_dirty_mb':
+        o.maxDirtyMb = num()
+        break
+      case 'max_pages_per_rpc':
+        o.maxPagesPerRpc = int(1, 16384)
+        break
+      case 'max_rpcs_in_flight':
+        o.maxRpcsInFlight = int(1, 256)
+        break
       case 'rw':
       case 'defaults':
         break
       default:
-        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N)`)
+        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N)`)
     }
   }
   return o

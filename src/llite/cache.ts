@@ -46,8 +46,10 @@ export class MetaCache {
     return this.fresh(this.attrs.get(fid))
   }
 
+  /** New MDT attributes; without a glimpse the cached one stays (MDT changes leave the size alone). */
   setAttr(attr: MdtAttr, glimpse?: Glimpse): void {
-    this.attrs.set(attr.fid, { v: { attr, glimpse }, expires: this.clock.now() + this.ttlMs })
+    const old = this.attrs.get(attr.fid)?.v.glimpse
+    this.attrs.set(attr.fid, { v: { attr, glimpse: glimpse ?? old }, expires: this.clock.now() + this.ttlMs })
   }
 
   setGlimpse(fid: number, glimpse: Glimpse): void {

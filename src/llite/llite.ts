@@ -3,7 +3,7 @@ import type { Logger } from '../common/log.js'
 import { LpError } from '../protocol/errno.js'
 import type { DirEntry, DirLayout, FileType, Layout, MdtAttr } from '../protocol/ops.js'
 import type { Mdc } from '../mdc/mdc.js'
-import type { Lov } from '../lov/lov.js'
+import type { Glimpse, Lov } from '../lov/lov.js'
 import { MetaCache } from './cache.js'
 import { OpenFile, O_ACCMODE, O_APPEND, O_RDONLY } from './file.js'
 import { toStat, type PosixStat } from './stat.js'
@@ -112,11 +112,19 @@ export class Llite {
 
   private async statOf(a: MdtAttr): Promise<PosixStat> {
     if (a.type !== 'reg' || !a.layout) return toStat(a)
-    const cached = this.cache.attr(a.fid)
-    if (cached?.glimpse) return toStat(a, cached.glimpse)
-    const g = await this.lov.glimpse(a.fid, a.layout)
-    this.cache.setAttr(a, g)
-    return toStat(a, g)
+    let g = this.cache.attr(a.fid)?.glimpse
+    if (!g) {
+      g = await this.lov.glimpse(a.fid, a.layout)
+      this.keepGlimpse(a.fid, a.layout, g)
+    }
+    // Bytes still in the write-back cache count: a writer sees its own size at once.
+    const cached = this.lov.cachedSize(a.fid, a.layout)
+    return toStat(a, cached > g.size ? { ...g, size: cached } : g)
+  }
+
+  /** While bytes wait in the write-back cache the objects' sizes are about to change: do not keep them. */
+  private keepGlimpse(fid: number, layout: Layout, g: Glimpse): void {
+    if (!this.lov.cachedSize(fid, layout)) this.cache.setGlimpse(fid, g)
   }
 
   async chmod(path: string, mode: number): Promise<void> {
@@ -133,6 +141,8 @@ export class Llite {
 
   async utimens(path: string, atime: number, mtime: number): Promise<void> {
     const a = await this.resolve(path)
+    // Cached writes landing later would stamp the objects with their own time: send them first.
+    if (a.type === 'reg' && a.layout) await this.lov.flush(a.fid, a.layout)
     const n = await this.mdc.setattr({ fid: a.fid, atime, mtime, ctime: this.now() })
     // The objects carry mtime too (a glimpse takes the newer): set theirs as well.
     if (a.type === 'reg' && a.layout) await this.lov.setMtime(a.fid, a.layout, mtime)
@@ -153,8 +163,10 @@ export class Llite {
     if (a.type !== 'reg') throw new LpError('EINVAL', 'cannot truncate this file type')
     const t = this.now()
     const layout = await this.ensureLayout(a)
-    await this.lov.truncate(a.fid, layout, size)
-    this.cache.setAttr(await this.mdc.setattr({ fid: a.fid, mtime: t, ctime: t }))
+    // Cached writes must land before the punch, or they would land after it.
+    await this.lov.flush(a.fid, layout)
+    await this.lov.truncate(a.fid, layout, size, t)
+    this.cache.setAttr(await this.mdc.setattr({ fid: a.fid, mtime: t, ctime: t }), { size, blocks: Math.ceil(size / 512), mtime: t })
   }
 
   /** Files get their layout at create; one created without (by an older tool) gets it at first I/O. */
@@ -309,35 +321,53 @@ export class Llite {
     if (await this.lov.read(f.fid, f.layout, off, buf)) return buf
     // Some object ended early: a hole, or the end of the file. The file size tells which.
     const g = await this.lov.glimpse(f.fid, f.layout)
-    this.cache.setGlimpse(f.fid, g)
-    return buf.subarray(0, Math.max(0, Math.min(len, g.size - off)))
+    this.keepGlimpse(f.fid, f.layout, g)
+    const size = Math.max(g.size, this.lov.cachedSize(f.fid, f.layout))
+    return buf.subarray(0, Math.max(0, Math.min(len, size - off)))
   }
 
-  async write(fd: number, data: Uint8Array, off: number): Promise<number> {
+  /** A write-back error of the file not reported yet is reported now, once. */
+  private reportError(f: OpenFile): void {
+    const e = f.layout && this.lov.takeError(f.fid, f.layout)
+    if (e) throw e
+  }
+
+  async write(fd: number, data: Buffer, off: number): Promise<number> {
     const f = this.file(fd)
-    f.throwPendingError()
+    this.reportError(f)
     const layout = f.layout ?? (f.layout = await this.ensureLayout(await this.attrOf(f.fid)))
     let at = off
+    const t = this.now()
     if (f.flags & O_APPEND) {
-      if (layout.osts.length === 1) at = await this.lov.append(f.fid, layout, data)
+      // O_APPEND is resolved on the OST (decided question 11); striped files use the glimpsed size.
+      if (layout.osts.length === 1) at = await this.lov.append(f.fid, layout, data, t)
       else {
+        await this.lov.flush(f.fid, layout)
         at = (await this.lov.glimpse(f.fid, layout)).size
-        await this.lov.write(f.fid, layout, at, data)
+        await this.lov.write(f.fid, layout, at, data, t)
       }
-    } else await this.lov.write(f.fid, layout, off, data)
-    this.cache.grow(f.fid, at + data.byteLength, this.now())
-    return data.byteLength
+    } else await this.lov.write(f.fid, layout, off, data, t)
+    this.cache.grow(f.fid, at + data.length, t)
+    return data.length
   }
 
-  /** close(2) of one descriptor: report a write-back error that has not been reported yet. */
+  private async writeBack(f: OpenFile): Promise<void> {
+    if (!f.layout) return
+    await this.lov.flush(f.fid, f.layout)
+    this.reportError(f)
+  }
+
+  /** close(2) of one descriptor: write back the file's cached data and report its errors. */
   async flush(fd: number): Promise<void> {
-    this.file(fd).throwPendingError()
+    await this.writeBack(this.file(fd))
   }
 
+  /** Returns once the file's data are committed on its OSTs and (unless datasync) the MDT. */
   async fsync(fd: number, datasync: boolean): Promise<void> {
     const f = this.file(fd)
-    f.throwPendingError()
+    await this.writeBack(f)
     if (f.layout) await this.lov.sync(f.layout)
+    this.reportError(f)
     if (!datasync) await this.mdc.sync()
   }
 
@@ -348,6 +378,8 @@ export class Llite {
   /** The last close: the MDT forgets the open (an unlinked file goes with its last one). */
   async release(fd: number): Promise<void> {
     const f = this.file(fd)
+    let failed: unknown
+    await this.writeBack(f).catch((e) => (failed = e))
     this.files.delete(fd)
     try {
       await this.mdc.close(f.handle)
@@ -355,7 +387,7 @@ export class Llite {
       // An eviction already dropped our opens on the MDT: nothing is left to close.
       if (!(e instanceof LpError && (e.code === 'EBADF' || e.code === 'EIO'))) throw e
     }
-    f.throwPendingError()
+    if (failed) throw failed
   }
 
   fidOf(fd: number): number {

@@ -1,6 +1,7 @@
 import { LpError } from '../protocol/errno.js'
 import type { DirLayout, Layout, StatfsReply } from '../protocol/ops.js'
 import type { Osc } from '../osc/osc.js'
+import type { OscWriteback } from '../osc/writeback.js'
 import { fileSizeFrom, mapExtent, objectSizeFor, stripesByOst } from './layout.js'
 
 /**
@@ -18,12 +19,21 @@ export interface Glimpse {
 export class Lov {
   private rr = 0
 
-  constructor(readonly oscs: Map<number, Osc>) {}
+  constructor(
+    readonly oscs: Map<number, Osc>,
+    readonly caches: Map<number, OscWriteback>,
+  ) {}
 
   osc(index: number): Osc {
     const o = this.oscs.get(index)
     if (!o) throw new LpError('EIO', `OST index ${index} is not configured on this client`)
     return o
+  }
+
+  private wb(index: number): OscWriteback {
+    const c = this.caches.get(index)
+    if (!c) throw new LpError('EIO', `OST index ${index} is not configured on this client`)
+    return c
   }
 
   /** Usable for new files: not deactivated, not failed out. */
@@ -49,19 +59,34 @@ export class Lov {
     return { stripe_size: dl?.stripe_size ?? DEFAULT_STRIPE_SIZE, osts }
   }
 
-  /** Write a file range; the pieces go to their objects in parallel. */
-  async write(fid: number, layout: Layout, off: number, data: Uint8Array): Promise<void> {
-    await Promise.all(
-      mapExtent(layout, off, data.byteLength).map((e) =>
-        this.osc(e.ost).write(fid, e.stripe, e.objOff, data.subarray(e.fileOff - off, e.fileOff - off + e.len)),
-      ),
-    )
+  /** Write a file range into the write-back caches of its objects' OSTs. */
+  async write(fid: number, layout: Layout, off: number, data: Buffer, mtime: number): Promise<void> {
+    for (const e of mapExtent(layout, off, data.length))
+      await this.wb(e.ost).write(fid, e.stripe, e.objOff, data.subarray(e.fileOff - off, e.fileOff - off + e.len), mtime)
+  }
+
+  /** Send everything cached for the file; resolves once it reached the OSTs (or failed). */
+  async flush(fid: number, layout: Layout): Promise<void> {
+    await Promise.all([...stripesByOst(layout).keys()].map((ost) => this.wb(ost).flush(fid)))
+  }
+
+  /** The first write-back error of the file on any of its OSTs (reported once). */
+  takeError(fid: number, layout: Layout): LpError | undefined {
+    let first: LpError | undefined
+    for (const ost of stripesByOst(layout).keys()) first ??= this.wb(ost).takeError(fid)
+    return first
+  }
+
+  /** The file size its cached (not yet written back) bytes imply. */
+  cachedSize(fid: number, layout: Layout): number {
+    return fileSizeFrom(layout, layout.osts.map((ost, stripe) => this.wb(ost).cachedEnd(fid, stripe) || null))
   }
 
   /** O_APPEND on a single-stripe file is resolved on the OST: returns where the data landed. */
-  async append(fid: number, layout: Layout, data: Uint8Array): Promise<number> {
+  async append(fid: number, layout: Layout, data: Buffer, mtime: number): Promise<number> {
     if (layout.osts.length !== 1) throw new LpError('EINVAL', 'OST-side append needs a single stripe')
-    return (await this.osc(layout.osts[0]!).write(fid, 0, 0, data, true)).offset
+    await this.flush(fid, layout)
+    return (await this.osc(layout.osts[0]!).write(fid, 0, 0, data, mtime, true)).offset
   }
 
   /**
@@ -71,10 +96,18 @@ export class Lov {
   async read(fid: number, layout: Layout, off: number, buf: Buffer): Promise<boolean> {
     const parts = await Promise.all(
       mapExtent(layout, off, buf.length).map(async (e) => {
+        const wb = this.wb(e.ost)
+        const piece = buf.subarray(e.fileOff - off, e.fileOff - off + e.len)
+        // Read-your-writes: bytes still in the write-back cache are the newest.
+        if (wb.covers(fid, e.stripe, e.objOff, e.len)) {
+          wb.overlay(fid, e.stripe, e.objOff, piece)
+          return true
+        }
         const got = await this.osc(e.ost).read(fid, e.stripe, e.objOff, e.len)
-        got.copy(buf, e.fileOff - off)
-        if (got.length < e.len) buf.fill(0, e.fileOff - off + got.length, e.fileOff - off + e.len)
-        return got.length === e.len
+        got.copy(piece)
+        piece.fill(0, got.length)
+        wb.overlay(fid, e.stripe, e.objOff, piece)
+        return got.length === e.len || wb.covers(fid, e.stripe, e.objOff + got.length, e.len - got.length)
       }),
     )
     return parts.every(Boolean)
@@ -109,8 +142,8 @@ export class Lov {
   }
 
   /** Truncate (or extend) every object to its share of `size`. */
-  async truncate(fid: number, layout: Layout, size: number): Promise<void> {
-    await Promise.all(layout.osts.map((ost, stripe) => this.osc(ost).punch(fid, stripe, objectSizeFor(layout, stripe, size))))
+  async truncate(fid: number, layout: Layout, size: number, mtime: number): Promise<void> {
+    await Promise.all(layout.osts.map((ost, stripe) => this.osc(ost).punch(fid, stripe, objectSizeFor(layout, stripe, size), mtime)))
   }
 
   async setMtime(fid: number, layout: Layout, mtime: number): Promise<void> {

@@ -20,10 +20,11 @@ export class Osc {
     private readonly tun: OscTunables,
   ) {}
 
-  async write(fid: number, stripe: number, offset: number, data: Uint8Array, append = false): Promise<OpReplies['ost_write']> {
+  /** `mtime`: the writer's time, which becomes the object's (as Lustre's BRW carries it). */
+  async write(fid: number, stripe: number, offset: number, data: Uint8Array, mtime: number, append = false): Promise<OpReplies['ost_write'] & { transno: number }> {
     await this.throttle()
-    const r = await this.imp.request<OpReplies['ost_write']>('ost_write', { fid, stripe, offset, ...(append ? { append } : {}) }, { bulk: data })
-    return r.body
+    const r = await this.imp.request<OpReplies['ost_write']>('ost_write', { fid, stripe, offset, mtime, ...(append ? { append } : {}) }, { bulk: data })
+    return { ...r.body, transno: r.transno }
   }
 
   /** Writers past the unstable budget wait for a commit rather than grow the replay list. */
@@ -41,8 +42,8 @@ export class Osc {
     return (await this.imp.request('ost_read', { fid, stripe, offset, length })).bulk
   }
 
-  async punch(fid: number, stripe: number, size: number): Promise<void> {
-    await this.imp.request('ost_punch', { fid, stripe, size })
+  async punch(fid: number, stripe: number, size: number, mtime: number): Promise<void> {
+    await this.imp.request('ost_punch', { fid, stripe, size, mtime })
   }
 
   async setMtime(fid: number, stripe: number, mtime: number): Promise<void> {

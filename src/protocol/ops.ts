@@ -201,7 +201,8 @@ export const OPS = {
     kinds: ['ost'],
     modifying: true,
     bulkIn: true,
-    args: z.object({ ...objRef, offset: offsetSchema, append: z.boolean().optional() }),
+    /** mtime: the client's time of the write (Lustre's BRW carries the inode's), so the object's mtime is the writer's. */
+    args: z.object({ ...objRef, offset: offsetSchema, append: z.boolean().optional(), mtime: timeSchema.optional() }),
   },
   ost_read: {
     kinds: ['ost'],
@@ -209,7 +210,7 @@ export const OPS = {
     bulkOut: true,
     args: z.object({ ...objRef, offset: offsetSchema, length: z.number().int().min(0).max(MAX_IO) }),
   },
-  ost_punch: { kinds: ['ost'], modifying: true, args: z.object({ ...objRef, size: offsetSchema }) },
+  ost_punch: { kinds: ['ost'], modifying: true, args: z.object({ ...objRef, size: offsetSchema, mtime: timeSchema.optional() }) },
   ost_getattr: {
     kinds: ['ost'],
     modifying: false,

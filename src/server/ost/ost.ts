@@ -71,7 +71,8 @@ export class OstBackend implements Backend {
     if (!ov) this.overlays.set(key, (ov = { ops: [], ...cur }))
     ov.ops.push(op)
     if (op.k === 'w') {
-      ov.size = Math.max(ov.exists ? ov.size : 0, op.off + op.data.length)
+      // A write of nothing creates the object but extends nothing (as write(2)).
+      ov.size = Math.max(ov.exists ? ov.size : 0, op.data.length ? op.off + op.data.length : 0)
       ov.exists = true
       ov.mtime = op.mt
     } else if (op.k === 't') {
@@ -96,16 +97,18 @@ export class OstBackend implements Backend {
         const data = ctx.bulk
         const off = a.append ? this.current(a.fid, a.stripe).size : a.offset
         if (off + data.length > MAX_FILE_SIZE) throw new LpError('EFBIG', `write past the maximum object size ${MAX_FILE_SIZE}`)
-        const p: PendingOp = { k: 'w', off, data, mt: ctx.now }
+        const mt = a.mtime ?? ctx.now
+        const p: PendingOp = { k: 'w', off, data, mt }
         this.push(a.fid, a.stripe, p)
-        const rec: OstRedo = { k: 'w', fid: a.fid, stripe: a.stripe, off, mt: ctx.now }
+        const rec: OstRedo = { k: 'w', fid: a.fid, stripe: a.stripe, off, mt }
         return { body: { offset: off, size: this.current(a.fid, a.stripe).size }, redo: [{ rec, data, ref: [objKey(a.fid, a.stripe), p] }] }
       }
       case 'ost_punch': {
         const a = args as OpArgs<'ost_punch'>
-        const p: PendingOp = { k: 't', size: a.size, mt: ctx.now }
+        const mt = a.mtime ?? ctx.now
+        const p: PendingOp = { k: 't', size: a.size, mt }
         this.push(a.fid, a.stripe, p)
-        const rec: OstRedo = { k: 't', fid: a.fid, stripe: a.stripe, size: a.size, mt: ctx.now }
+        const rec: OstRedo = { k: 't', fid: a.fid, stripe: a.stripe, size: a.size, mt }
         return { body: {}, redo: [{ rec, ref: [objKey(a.fid, a.stripe), p] }] }
       }
       case 'ost_setattr': {

@@ -49,8 +49,12 @@ export async function runDaemon(a: DaemonArgs, report: (r: DaemonReport) => void
     if (stopping) return
     stopping = true
     log.info({ mountpoint: a.mountpoint }, 'unmounting')
-    await fuse?.unmount().catch((e) => log.error({ err: (e as Error).message }, 'FUSE unmount failed'))
+    // Write back what can be written back in a bounded time; then closing the imports fails
+    // whatever still waits (a request to a dead target would otherwise hold a FUSE thread,
+    // and the unmount, forever).
+    if (fs) await fs.llite.writeBackAll(fs.client.tunables.obdTimeoutMs).catch((e) => log.error({ err: (e as Error).message }, 'write-back at unmount failed'))
     await fs?.close().catch(() => undefined)
+    await fuse?.unmount().catch((e) => log.error({ err: (e as Error).message }, 'FUSE unmount failed'))
     await fsp.rm(clientSocket(a.mountpoint), { force: true })
     log.info({}, 'unmounted')
     log.flush()

@@ -1,4 +1,4 @@
-import { callJsonSocket, SocketUnavailable } from '../common/jsonsock.js'
+import { callJsonSocket, SocketUnavailable, SocketTimeout } from '../common/jsonsock.js'
 import { nodeSocket } from '../common/rundir.js'
 
 /**
@@ -41,8 +41,7 @@ export async function probeNode(nid: string, port: number): Promise<Probe> {
     return { state: 'up', status: await adminCall<NodeStatus>(nid, port, { cmd: 'status' }, PROBE_MS) }
   } catch (e) {
     if (e instanceof SocketUnavailable) return { state: 'down' }
-    // Socket errors and refusals carry a code; only the answer timeout does not.
-    if ((e as { code?: string }).code === undefined) return { state: 'hung' }
+    if (e instanceof SocketTimeout) return { state: 'hung' }
     throw e
   }
 }

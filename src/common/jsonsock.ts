@@ -51,13 +51,16 @@ export async function serveJsonSocket(file: string, handler: Handler): Promise<n
 
 export class SocketUnavailable extends Error {}
 
+/** The peer accepted the connection but did not answer in time (a hung daemon). */
+export class SocketTimeout extends Error {}
+
 /** Send one request; throws SocketUnavailable when nobody listens, LpError when the peer failed it. */
 export function callJsonSocket<T = unknown>(file: string, req: Record<string, unknown>, timeoutMs = 0): Promise<T> {
   return new Promise((resolve, reject) => {
     const sock = net.createConnection(file)
     let buf = ''
     let settled = false
-    const timer = timeoutMs ? setTimeout(() => finish(new Error(`no answer from ${file} within ${timeoutMs} ms`)), timeoutMs) : null
+    const timer = timeoutMs ? setTimeout(() => finish(new SocketTimeout(`no answer from ${file} within ${timeoutMs} ms`)), timeoutMs) : null
     function finish(err: Error | null, value?: T) {
       if (settled) return
       settled = true

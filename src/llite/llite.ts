@@ -1,3 +1,4 @@
+import pTimeout from 'p-timeout'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import { LpError } from '../protocol/errno.js'
@@ -388,6 +389,12 @@ export class Llite {
       if (!(e instanceof LpError && (e.code === 'EBADF' || e.code === 'EIO'))) throw e
     }
     if (failed) throw failed
+  }
+
+  /** Write back every open file's cached data, waiting at most `ms` (unmount). */
+  async writeBackAll(ms: number): Promise<void> {
+    const all = Promise.all([...this.files.values()].map((f) => (f.layout ? this.lov.flush(f.fid, f.layout) : undefined)))
+    await pTimeout(all, { milliseconds: ms, message: new LpError('ETIMEDOUT', `cached data not written back within ${ms} ms`) })
   }
 
   fidOf(fd: number): number {

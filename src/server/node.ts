@@ -49,6 +49,8 @@ export class ServerNode {
   private readonly targets = new Map<string, Target>()
   private readonly mounts = new Map<string, Mounted>()
   private readonly starting = new Set<string>()
+  /** Set once the last target stopped: the process is exiting and takes no new target. */
+  private exiting = false
   private http: http.Server | null = null
   private admin: net.Server | null = null
   private readonly log: Logger
@@ -77,6 +79,7 @@ export class ServerNode {
   /** Mount the target(s) in `dir` on this node: MMP, load, serve, register with the MGS. */
   async mountDir(dirArg: string, overrides: Record<string, string> = {}): Promise<string[]> {
     const dir = path.resolve(dirArg)
+    if (this.exiting) throw new LpError('ESHUTDOWN', `node ${this.o.name} is exiting (it serves no target any more); start the target again`)
     if (this.mounts.has(dir) || this.starting.has(dir)) throw new LpError('EALREADY', `${dir} is already mounted on this node`)
     this.starting.add(dir)
     try {
@@ -178,7 +181,10 @@ export class ServerNode {
     for (const t of m.targets) await t.stop(clean)
     await m.client?.close()
     await m.mmp.release(clean)
-    if (this.mounts.size === 0 && this.starting.size === 0) this.o.onEmpty()
+    if (this.mounts.size === 0 && this.starting.size === 0) {
+      this.exiting = true
+      this.o.onEmpty()
+    }
   }
 
   private findTarget(req: Record<string, unknown>): Target {

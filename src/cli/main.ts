@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander'
 import { registerClientCommands } from './client.js'
 import { registerServerCommands } from './server.js'
 import { registerClusterCommands } from './cluster.js'
+import { registerDemoCommand } from './demo.js'
 import { UsageError } from './errors.js'
 
 /**
@@ -17,6 +18,7 @@ const program = new Command('lproxy')
 registerServerCommands(program)
 registerClientCommands(program)
 registerClusterCommands(program)
+registerDemoCommand(program)
 
 try {
   await program.parseAsync(process.argv)

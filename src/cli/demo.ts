@@ -1,0 +1,40 @@
+import type { Command } from 'commander'
+import { DEFAULT_NET, DEFAULT_PORT } from '../cluster/layout.js'
+import { mib, runDemo } from '../cluster/demo.js'
+import { command, intArg } from './server.js'
+
+/** `lproxy demo` (what `npm start` runs). */
+export function registerDemoCommand(program: Command): void {
+  command(program, 'demo', 'bring up the embedded cluster, copy a real tree across a node failover, verify every byte, tear down')
+    .option('--source <dir>', 'tree to copy', '/usr/share/doc')
+    .option('--fail <node|target|none>', 'what to fail in the middle of the copy', 'oss1')
+    .option('--fail-at <fraction>', 'fail once this fraction of the bytes is copied', '0.4')
+    .option('--net <a.b.c>', 'loopback /24 of the nodes', DEFAULT_NET)
+    .option('--port <port>', 'the filesystem-wide port', String(DEFAULT_PORT))
+    .option('--dir <dir>', 'cluster directory to keep (default: a temporary one, removed)')
+    .action(async (o: { source: string; fail: string; failAt: string; net: string; port: string; dir?: string }) => {
+      const say = (l: string) => process.stdout.write(l + '\n')
+      const r = await runDemo({
+        source: o.source,
+        fail: o.fail === 'none' ? null : o.fail,
+        failAt: Number(o.failAt),
+        net: o.net,
+        port: intArg('--port', o.port, 1, 65535)!,
+        dir: o.dir,
+        say,
+      })
+      const c = r.copy
+      say('')
+      say(`summary: ${c.files} files, ${mib(c.bytes)} copied in ${(c.ms / 1000).toFixed(1)} s (${(c.bytes / 1e6 / (c.ms / 1000)).toFixed(1)} MB/s)`)
+      if (r.failover) {
+        const served = r.failover.moved.map((m) => `${m.target} on ${m.node} after ${(m.ms / 1000).toFixed(2)} s`).join(', ')
+        say(`  failover:    ${r.failover.node} killed; ${served}`)
+      }
+      say(`  application: ${c.errors.length} errors, longest stall ${(c.longestOp.ms / 1000).toFixed(2)} s (${c.longestOp.what})`)
+      say(`  replay:      ${r.replayed.requests} requests replayed (${mib(r.replayed.bytes)})`)
+      say(`  verified:    ${r.verified.files} files, ${r.verified.bytes} bytes, ${r.verified.mismatches.length} mismatches`)
+      for (const e of c.errors.slice(0, 10)) say(`  error: ${e}`)
+      for (const m of r.verified.mismatches.slice(0, 10)) say(`  mismatch: ${m}`)
+      if (c.errors.length || r.verified.mismatches.length || r.verified.files !== c.files) process.exitCode = 1
+    })
+}

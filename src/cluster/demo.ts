@@ -1,0 +1,94 @@
+import { promises as fsp } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { callJsonSocket } from '../common/jsonsock.js'
+import { clientSocket } from '../common/rundir.js'
+import { clusterDown } from './down.js'
+import { clusterFail, type MoveResult } from './fail.js'
+import { LocalCluster } from './local.js'
+import { clusterUp } from './up.js'
+import { copyTree, verifyTree, type CopyStats } from './workload.js'
+
+/**
+ * `npm start`: the main job on the embedded cluster. Bring it up, copy a real tree into the
+ * mount, fail a node in the middle of the copy (its partner takes over), verify every byte,
+ * report what the application saw, tear everything down.
+ */
+export interface DemoOptions {
+  source: string
+  /** Node or target to fail when `failAt` of the bytes are copied; null: no failover. */
+  fail: string | null
+  failAt: number
+  net: string
+  port: number
+  /** Keep the cluster directory (default: a temporary one, removed at the end). */
+  dir?: string
+  say: (line: string) => void
+}
+
+export interface DemoReport {
+  copy: CopyStats
+  failover: MoveResult | null
+  replayed: { requests: number; bytes: number }
+  verified: { files: number; bytes: number; mismatches: string[] }
+}
+
+interface ImportStatus {
+  target: string
+  replayed_requests: number
+  replayed_bytes: number
+}
+
+export async function runDemo(o: DemoOptions): Promise<DemoReport> {
+  const total = await treeBytes(o.source)
+  const dir = o.dir ?? (await fsp.mkdtemp(path.join(os.tmpdir(), 'lproxy-demo-')))
+  const t0 = Date.now()
+  const clock = () => `+${((Date.now() - t0) / 1000).toFixed(1)}s`
+  try {
+    // Scaled-down Lustre constants: obd_timeout 20 s, commits every second.
+    const up = await clusterUp({
+      dir,
+      mount: true,
+      net: o.net,
+      port: o.port,
+      params: { 'sys.timeout': '20', commit_interval: '1', mmp_interval: '0.5' },
+      reformat: true,
+    })
+    const mnt = up.cluster.mount.mountpoint
+    o.say(`${clock()} cluster up in ${dir}: ${up.placements.map((p) => `${p.target} on ${p.node}`).join(', ')}; mounted on ${mnt}`)
+    const dst = path.join(mnt, path.basename(o.source))
+    await fsp.mkdir(dst)
+    o.say(`${clock()} copying ${o.source} (${mib(total)}) into ${dst}`)
+    let failover: Promise<MoveResult> | null = null
+    const copy = await copyTree(o.source, dst, (bytes) => {
+      if (!o.fail || failover || bytes < total * o.failAt) return
+      o.say(`${clock()} ${mib(bytes)} copied: failing ${o.fail} (power-off, then its partner takes over)`)
+      failover = LocalCluster.open(dir).then((lc) => clusterFail(lc, { what: o.fail!, mode: 'kill', takeover: true, deadtimeMs: 1000 }))
+    })
+    const moved = failover ? await (failover as Promise<MoveResult>) : null
+    if (moved) for (const e of moved.timeline) o.say(`   failover +${(e.ms / 1000).toFixed(2)}s: ${e.event}`)
+    o.say(`${clock()} copied ${copy.files} files, ${copy.dirs} directories, ${copy.symlinks} symlinks in ${(copy.ms / 1000).toFixed(1)} s`)
+    const st = await callJsonSocket<{ imports: ImportStatus[] }>(clientSocket(mnt), { cmd: 'status' })
+    const replayed = st.imports.reduce((a, i) => ({ requests: a.requests + i.replayed_requests, bytes: a.bytes + i.replayed_bytes }), { requests: 0, bytes: 0 })
+    o.say(`${clock()} verifying every byte`)
+    const verified = await verifyTree(o.source, dst)
+    return { copy, failover: moved, replayed, verified }
+  } finally {
+    const lc = await LocalCluster.open(dir).catch(() => null)
+    if (lc) await clusterDown(lc, { purge: !o.dir })
+    else if (!o.dir) await fsp.rm(dir, { recursive: true, force: true })
+    o.say(`${clock()} cluster down${o.dir ? '' : ', directory removed'}`)
+  }
+}
+
+async function treeBytes(dir: string): Promise<number> {
+  let n = 0
+  for (const e of await fsp.readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) n += (await fsp.stat(path.join(e.parentPath ?? e.path, e.name))).size
+  }
+  return n
+}
+
+export function mib(n: number): string {
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`
+}

@@ -99,10 +99,8 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dis
       port: Number(values.port),
     },
     (r) => {
-      if (process.send) {
-        process.send(r)
-        process.disconnect()
-      }
+      // Disconnect only once the report is flushed, or the parent may never see it.
+      process.send?.(r, () => process.disconnect())
     },
   )
 }

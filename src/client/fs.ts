@@ -1,6 +1,6 @@
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
-import { LpError } from '../protocol/errno.js'
+import { LpError, errnoOf } from '../protocol/errno.js'
 import { nidList } from '../protocol/nid.js'
 import type { FsConfig, TargetInfo } from '../protocol/ops.js'
 import { PtlrpcClient } from '../ptlrpc/client.js'
@@ -126,7 +126,11 @@ export class ClientFs {
   }
 }
 
-/** Wait for an import to be FULL, but give up after two full cycles through its connection list. */
+/**
+ * Wait for an import to be FULL, but give up after two full cycles through its connection
+ * list in which no target answered. A target in recovery (EBUSY to new clients) answers:
+ * the mount waits for its recovery to end, as Lustre's does.
+ */
 function reachable(imp: Import, what: string, port: number): Promise<void> {
   if (imp.state === 'FULL') return Promise.resolve()
   return new Promise((resolve, reject) => {
@@ -135,7 +139,7 @@ function reachable(imp: Import, what: string, port: number): Promise<void> {
       if (s === 'FULL') {
         imp.off('state', on)
         resolve()
-      } else if (s === 'DISCONN' && ++cycles >= 2) {
+      } else if (s === 'DISCONN' && imp.lastConnectStatus !== -errnoOf('EBUSY') && ++cycles >= 2) {
         imp.off('state', on)
         reject(new LpError('EIO', `cannot reach ${what} at ${imp.conns.map((c) => c.nid).join(', ')} (port ${port})`))
       }

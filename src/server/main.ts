@@ -74,10 +74,8 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dis
       params: values.params ? (JSON.parse(values.params) as Record<string, string>) : {},
     },
     (msg) => {
-      if (process.send) {
-        process.send(msg)
-        process.disconnect()
-      }
+      // Disconnect only once the report is flushed, or the parent may never see it.
+      process.send?.(msg, () => process.disconnect())
     },
   )
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
-import { Transport } from './transport.js'
+import { Transport, type RpcTransport } from './transport.js'
 import { Tunables } from './tunables.js'
 
 /**
@@ -10,7 +10,7 @@ import { Tunables } from './tunables.js'
  */
 export class PtlrpcClient {
   readonly uuid: string
-  readonly transport: Transport
+  readonly transport: RpcTransport
   readonly tunables: Tunables
   private xid = 0
 
@@ -18,11 +18,11 @@ export class PtlrpcClient {
     readonly clock: Clock,
     readonly log: Logger,
     port: number,
-    opts: { uuid?: string; tunables?: Tunables; connections?: number } = {},
+    opts: { uuid?: string; tunables?: Tunables; connections?: number; transport?: RpcTransport } = {},
   ) {
     this.uuid = opts.uuid ?? randomUUID()
     this.tunables = opts.tunables ?? new Tunables()
-    this.transport = new Transport({ port, connections: opts.connections })
+    this.transport = opts.transport ?? new Transport({ port, connections: opts.connections })
   }
 
   nextXid(): number {

@@ -3,7 +3,7 @@ import type { Logger } from '../common/log.js'
 import type { Timer } from '../common/clock.js'
 import { LpError, errnoOf } from '../protocol/errno.js'
 import { OPS, type ConnectReply, type OpName } from '../protocol/ops.js'
-import type { ReqFlag, ReqHeader } from '../protocol/wire.js'
+import type { ReqBody, ReqFlag, ReqHeader } from '../protocol/wire.js'
 import type { PtlrpcClient } from './client.js'
 import { PtlRequest, type RpcReply } from './request.js'
 import { TransportError, type RawReply } from './transport.js'
@@ -53,10 +53,16 @@ export interface RequestOptions {
 
 const ENOTCONN = errnoOf('ENOTCONN')
 const ENODEV = errnoOf('ENODEV')
+const EPROTO = errnoOf('EPROTO')
 const HISTORY = 16
 
 class ConnectionLost extends Error {}
 class ReplayRejected extends Error {}
+
+/** The peer understood and refused the request itself (404 is "no such target here", 503 "not now"): a resend will not do better. */
+function refusal(e: unknown): e is TransportError {
+  return e instanceof TransportError && e.kind === 'http' && e.httpStatus !== 404 && e.httpStatus !== 503
+}
 
 export class Import extends EventEmitter {
   readonly target: string
@@ -76,6 +82,8 @@ export class Import extends EventEmitter {
   remoteHandle: string | null = null
   instance = 0
   connectionAttempts = 0
+  /** Status of the last connect a target answered (EBUSY: it is in recovery, not gone). */
+  lastConnectStatus = 0
   timeouts = 0
   /** Requests kept for replay (answered with a transno above peerCommitted), by transno. */
   readonly replayList: PtlRequest[] = []
@@ -206,20 +214,34 @@ export class Import extends EventEmitter {
    * whether the peer is alive; only a missed ping fails the import (decided question 2).
    */
   private armDeadline(req: PtlRequest, conn: Connection): void {
+    const connCnt = req.connCnt
+    // The ping speaks for the connection it went on: if the request was resent meanwhile, it has its own deadline.
+    const waiting = () => req.phase === 'inflight' && req.connCnt === connCnt
     req.deadline = this.c.clock.setTimeout(() => {
       if (req.phase !== 'inflight') return
       this.timeouts += 1
       this.log.info({ xid: req.xid, op: req.op, nid: conn.nid }, `${this.target}: request x${req.xid} past its deadline, checking the peer with a ping`)
       this.livenessPing(conn).then(
         () => {
-          if (req.phase === 'inflight') this.armDeadline(req, conn)
+          if (waiting()) this.armDeadline(req, conn)
         },
         (e) => {
-          if (req.phase !== 'inflight') return
-          this.failConnection(req.connCnt, `request x${req.xid} (${req.op}) timed out and the ping failed: ${(e as Error).message}`)
+          if (!waiting()) return
+          this.failConnection(connCnt, `request x${req.xid} (${req.op}) timed out and the ping failed: ${(e as Error).message}`)
         },
       )
     }, this.c.tunables.requestTimeoutMs)
+  }
+
+  /** Send with a deadline on the import's clock (AbortSignal.timeout would ignore an injected clock). */
+  private async sendWithin(nid: string, h: ReqHeader, body: ReqBody, ms: number): Promise<RawReply> {
+    const ac = new AbortController()
+    const t = this.c.clock.setTimeout(() => ac.abort(new Error(`no answer within ${ms} ms`)), ms)
+    try {
+      return await this.c.transport.send(nid, h, body, undefined, ac.signal)
+    } finally {
+      t.cancel()
+    }
   }
 
   private async livenessPing(conn: Connection): Promise<void> {
@@ -233,7 +255,7 @@ export class Import extends EventEmitter {
       lastXid: this.lastXid(),
       flags: [],
     }
-    const raw = await this.c.transport.send(conn.nid, h, { a: {} }, undefined, AbortSignal.timeout(this.c.tunables.pingTimeoutMs))
+    const raw = await this.sendWithin(conn.nid, h, { a: {} }, this.c.tunables.pingTimeoutMs)
     if (raw.header.status !== 0) throw new Error(`ping answered ${raw.header.status}: ${raw.header.error ?? ''}`)
   }
 
@@ -250,10 +272,9 @@ export class Import extends EventEmitter {
 
   private onSendError(req: PtlRequest, e: Error): void {
     if (req.phase !== 'inflight') return
-    if (e instanceof TransportError && e.kind === 'http' && e.httpStatus !== 404 && e.httpStatus !== 503) {
-      // The peer understood and refused the request itself: it will not do better on a resend.
+    if (refusal(e)) {
       this.finish(req)
-      req.reject(LpError.fromStatus(e.status ?? -errnoOf('EPROTO'), e.message))
+      req.reject(LpError.fromStatus(e.status ?? -EPROTO, e.message))
       return
     }
     this.retry(req, `${req.op} x${req.xid} to ${this.current?.nid}: ${e.message}`)
@@ -268,6 +289,14 @@ export class Import extends EventEmitter {
     this.requeue(req)
     this.failConnection(req.connCnt, why)
     if (this.state === 'FULL') this.dispatch(req)
+    else this.dropNoDelay(req)
+  }
+
+  /** A "no delay" request (statfs for df, a ping) fails with EAGAIN rather than wait to be resent (section 3). */
+  private dropNoDelay(req: PtlRequest): void {
+    if (!req.noDelay || req.phase !== 'resend') return
+    this.finish(req)
+    req.reject(new LpError('EAGAIN', `${this.target}: import is ${this.state}`))
   }
 
   private requeue(req: PtlRequest): void {
@@ -304,6 +333,8 @@ export class Import extends EventEmitter {
     this.replayList.splice(i, 0, req)
     this.keptBytes += req.bytes
     this.log.trace({ xid: req.xid, transno: req.transno }, 'kept for replay')
+    // A commit is now expected: bring the next ping forward to learn it (Lustre's ptlrpc_pinger_commit_expected).
+    if (this.replayList.length === 1 && this.state === 'FULL') this.schedulePing()
   }
 
   /** The target says everything up to `lc` is on its storage: free what replay no longer needs. */
@@ -335,12 +366,14 @@ export class Import extends EventEmitter {
     if (nid) this.c.transport.reset(nid)
     for (const r of this.active) if (r.phase === 'inflight') this.requeue(r)
     this.setState('DISCONN')
+    for (const r of [...this.active]) this.dropNoDelay(r)
     if (!this.replayable) this.invalidate('connection lost (failout)')
     void this.recoverLoop()
   }
 
   private setState(s: ImportState): void {
-    if (this.state === s) return
+    // CLOSED is final: a recovery still running when the import was closed must not revive it.
+    if (this.state === s || this.state === 'CLOSED') return
     this.state = s
     this.history.push({ state: s, time: this.c.clock.wallNow() })
     if (this.history.length > HISTORY) this.history.shift()
@@ -419,6 +452,7 @@ export class Import extends EventEmitter {
     this.connectionAttempts += 1
     conn.lastTry = this.c.clock.now()
     conn.tried = true
+    this.lastActivity = conn.lastTry
     this.setState('CONNECTING')
     const h: ReqHeader = {
       target: this.target,
@@ -431,7 +465,8 @@ export class Import extends EventEmitter {
     }
     const args = this.remoteHandle ? { prev_handle: this.remoteHandle } : {}
     try {
-      const raw = await this.c.transport.send(conn.nid, h, { a: args }, undefined, AbortSignal.timeout(this.c.tunables.connectTimeoutMs(this.cycles)))
+      const raw = await this.sendWithin(conn.nid, h, { a: args }, this.c.tunables.connectTimeoutMs(this.cycles))
+      this.lastConnectStatus = raw.header.status
       if (raw.header.status !== 0) {
         this.log.info({ nid: conn.nid, status: raw.header.status }, `${this.target}: connect to ${conn.nid} refused: ${raw.header.error ?? raw.header.status}`)
         return null
@@ -450,14 +485,18 @@ export class Import extends EventEmitter {
     this.conns.unshift(...this.conns.splice(this.conns.indexOf(conn), 1))
     this.cycles = 0
     this.attemptsThisCycle = 0
-    const wasEvicted = this.remoteHandle !== null && r.handle !== this.remoteHandle && !r.recovering
+    const reconnect = this.remoteHandle !== null
+    const wasEvicted = reconnect && r.handle !== this.remoteHandle && !r.recovering
+    // Back to the very instance we were replaying to (a blip): it holds what it acknowledged, so
+    // go on after that (Lustre's imp_resend_replay); a restarted target gets everything again.
+    const replayedUpTo = reconnect && r.recovering && r.instance === this.instance && r.handle === this.remoteHandle ? this.lastReplayTransno : 0
     this.remoteHandle = r.handle
     this.replayable = r.replayable
     this.instance = r.instance
     if (r.last_committed < this.peerCommitted)
       this.log.error(
         { nid: conn.nid, transno: r.last_committed, peer_committed: this.peerCommitted },
-        `${this.target}: went back in time (transno ${r.last_committed} was previously committed, server now claims ${this.peerCommitted})! See https://bugzilla.lustre.org/show_bug.cgi?id=9646`,
+        `${this.target}: went back in time (transno ${this.peerCommitted} was previously committed, server now claims ${r.last_committed})! See https://bugzilla.lustre.org/show_bug.cgi?id=9646`,
       )
     this.committed(r.last_committed)
     if (wasEvicted) {
@@ -465,9 +504,10 @@ export class Import extends EventEmitter {
       this.log.error({ nid: conn.nid }, `${this.target}: This client was evicted by ${this.target}; in progress operations using this service will fail.`)
       this.invalidate('evicted')
     } else if (r.recovering && this.replayable) {
-      await this.replay(conn)
+      await this.replay(conn, replayedUpTo)
     }
-    this.setState('RECOVER')
+    // A first connect has nothing to recover: CONNECTING -> FULL.
+    if (reconnect) this.setState('RECOVER')
     this.invalid = this.deactive
     this.log.info({ nid: conn.nid }, `${this.target}: Connection restored to ${this.target} (at ${conn.nid})`)
     this.setState('FULL')
@@ -479,13 +519,14 @@ export class Import extends EventEmitter {
     for (const q of waiting) this.submit(q)
   }
 
-  /** Replay every kept request in transno order, one at a time; then tell the target we are done. */
-  private async replay(conn: Connection): Promise<void> {
+  /** Replay every kept request above `from` in transno order, one at a time; then tell the target we are done. */
+  private async replay(conn: Connection, from: number): Promise<void> {
     this.setState('REPLAY')
+    this.lastReplayTransno = from
     const list = [...this.replayList]
     this.log.info({ nid: conn.nid, count: list.length, bytes: this.keptBytes }, `${this.target}: replaying ${list.length} requests`)
     for (const req of list) {
-      if (req.transno <= this.peerCommitted) continue
+      if (req.transno <= this.peerCommitted || req.transno <= from) continue
       const raw = await this.sendRecovery(conn, req, ['replay'], req.transno, { a: req.args, r: req.reply })
       if (raw.header.status !== 0) {
         this.log.error({ xid: req.xid, transno: req.transno, status: raw.header.status }, `${this.target}: replay of transno ${req.transno} rejected: ${raw.header.error ?? ''}; the target evicts us`)
@@ -509,30 +550,37 @@ export class Import extends EventEmitter {
     this.committed(raw.header.lastCommitted)
   }
 
-  /** Recovery traffic: passes the gate, waits as long as the peer is alive. */
+  /**
+   * Recovery traffic: passes the gate, waits as long as the peer is alive. Past each deadline
+   * a ping asks; the request itself is never sent twice on one connection (the target may be
+   * holding it for recovery, and a second copy of a replay could execute twice).
+   */
   private async sendRecovery(conn: Connection, req: PtlRequest, flags: ReqFlag[], transno: number | undefined, body: { a: unknown; r?: unknown }): Promise<RawReply> {
-    const connCnt = this.connCnt
-    for (;;) {
-      const ac = new AbortController()
-      let timedOut = false
-      const t = this.c.clock.setTimeout(() => {
-        timedOut = true
-        ac.abort(new Error('deadline'))
+    const ac = new AbortController()
+    const arm = () => {
+      req.deadline = this.c.clock.setTimeout(() => {
+        this.livenessPing(conn).then(
+          () => {
+            if (!ac.signal.aborted) arm()
+          },
+          (pe) => ac.abort(new ConnectionLost(`${req.op} past its deadline and the ping failed: ${(pe as Error).message}`)),
+        )
       }, this.c.tunables.requestTimeoutMs)
-      try {
-        const raw = await this.c.transport.send(conn.nid, this.header(req, flags, transno), body, req.bulk, ac.signal)
-        if (raw.header.status === -ENOTCONN || raw.header.status === -ENODEV) throw new ConnectionLost(`${req.op} answered ${raw.header.status}`)
-        return raw
-      } catch (e) {
-        if (!timedOut) throw e instanceof ConnectionLost ? e : new ConnectionLost((e as Error).message)
-        // Deadline passed: if the peer still answers pings, keep waiting (it may be recovering).
-        await this.livenessPing(conn).catch((pe) => {
-          throw new ConnectionLost(`ping failed: ${(pe as Error).message}`)
-        })
-        if (connCnt !== this.connCnt) throw new ConnectionLost('connection replaced')
-      } finally {
-        t.cancel()
-      }
+    }
+    arm()
+    try {
+      const raw = await this.c.transport.send(conn.nid, this.header(req, flags, transno), body, req.bulk, ac.signal)
+      if (raw.header.status === -ENOTCONN || raw.header.status === -ENODEV) throw new ConnectionLost(`${req.op} answered ${raw.header.status}`)
+      return raw
+    } catch (e) {
+      // Refused by the node itself (e.g. HTTP 400): a rejection like a bad status, so that
+      // the caller takes the EVICTED path instead of reconnecting to replay it again (decided question 10).
+      if (refusal(e)) return { header: { status: e.status || -EPROTO, transno: 0, lastCommitted: 0, flags: [], error: e.message }, body: {}, bulk: Buffer.alloc(0) }
+      throw e instanceof ConnectionLost ? e : new ConnectionLost((e as Error).message)
+    } finally {
+      // Done: no more deadlines, and a ping still out re-arms nothing.
+      ac.abort()
+      req.stopTimers()
     }
   }
 
@@ -584,22 +632,26 @@ export class Import extends EventEmitter {
 
   // ---- pinger ----
 
+  /**
+   * An idle import pings obd_timeout/4 after its last traffic (Lustre's imp_next_ping); one
+   * with requests kept for replay pings every 7 s regardless, to learn a newer last_committed.
+   */
   private schedulePing(): void {
     this.pinger?.cancel()
     const t = this.c.tunables
-    const interval = this.replayList.length ? t.pingIntervalUncommittedMs : t.pingIntervalMs
+    const wait = this.replayList.length ? t.pingIntervalUncommittedMs : this.lastActivity + t.pingIntervalMs - this.c.clock.now()
     this.pinger = this.c.clock.setTimeout(() => {
       this.pinger = null
-      if (this.state !== 'FULL') return
-      const idle = this.c.clock.now() - this.lastActivity
-      if (idle < interval && !this.replayList.length) return this.schedulePing()
+      // A deactivated import (FULL but invalid) sends nothing, pings included.
+      if (this.state !== 'FULL' || this.invalid) return
+      if (!this.replayList.length && this.c.clock.now() - this.lastActivity < t.pingIntervalMs) return this.schedulePing()
       this.request('ping', {}, { noDelay: true }).then(
         () => undefined,
         () => undefined,
       ).finally(() => {
         if (this.state === 'FULL') this.schedulePing()
       })
-    }, interval)
+    }, wait)
   }
 
   /** Disconnect from the target (clean umount) and fail whatever is left. */
@@ -607,9 +659,7 @@ export class Import extends EventEmitter {
     if (this.state === 'CLOSED') return
     if (this.state === 'FULL' && this.current) {
       const req = new PtlRequest(this.c.nextXid(), 'disconnect', {}, undefined, this.generation, false, true)
-      await this.c.transport
-        .send(this.current.nid, this.header(req, []), { a: {} }, undefined, AbortSignal.timeout(this.c.tunables.pingTimeoutMs))
-        .catch(() => undefined)
+      await this.sendWithin(this.current.nid, this.header(req, []), { a: {} }, this.c.tunables.pingTimeoutMs).catch(() => undefined)
     }
     this.setState('CLOSED')
     this.wake?.()

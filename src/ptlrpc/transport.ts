@@ -35,13 +35,20 @@ export interface RawReply {
   bulk: Buffer
 }
 
+/** What imports need from a transport (PtlrpcClient takes another one, e.g. a test's fake). */
+export interface RpcTransport {
+  send(nid: string, h: ReqHeader, body: ReqBody, bulk: Uint8Array | undefined, signal: AbortSignal): Promise<RawReply>
+  reset(nid: string): void
+  close(): Promise<void>
+}
+
 export interface TransportOptions {
   port: number
   /** Connections per peer; requests beyond them queue in the pool. */
   connections?: number
 }
 
-export class Transport {
+export class Transport implements RpcTransport {
   private readonly pools = new Map<string, Pool>()
   private closed = false
 

@@ -45,6 +45,7 @@ async function handle(ctx: CtlContext, req: Record<string, unknown>): Promise<un
           kept_requests: i.replayList.length,
           deactive: i.deactive,
           invalid: i.invalid,
+          connection_attempts: i.connectionAttempts,
           replayed_requests: fs.replayed.get(i)?.requests ?? 0,
           replayed_bytes: fs.replayed.get(i)?.bytes ?? 0,
         })),

@@ -4,6 +4,7 @@ import type { Logger } from '../common/log.js'
 import { LpError, toStatus } from '../protocol/errno.js'
 import type { Llite } from '../llite/llite.js'
 import { typeBits } from '../llite/stat.js'
+import { raiseMaxBackground } from './fusectl.js'
 
 /**
  * The only code that knows fuse-native: its callbacks become llite calls, errors become
@@ -162,6 +163,9 @@ export class FuseAdapter {
     const fuse = new LproxyFuse(o.mountpoint, this.ops(), { timeout: false })
     await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())))
     this.fuse = fuse
+    await raiseMaxBackground(o.mountpoint).catch((e) =>
+      o.log.warn({ err: (e as Error).message }, `could not raise the FUSE max_background of ${o.mountpoint}: reads blocked on a dead target may stall other reads`),
+    )
   }
 
   async unmount(): Promise<void> {

@@ -92,6 +92,8 @@ export class ClientFs {
       uid: process.getuid?.() ?? 0,
       gid: process.getgid?.() ?? 0,
     })
+    // Evicted by the MDT: what we cached of the namespace may be stale, and our opens are gone.
+    mdtImp.on('invalidate', () => this.llite.cache.clear())
     mdtImp.connect()
     for (const o of oscs.values()) o.imp.connect()
     await reachable(mdtImp, mdt.name, this.o.port)

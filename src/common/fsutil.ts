@@ -1,9 +1,12 @@
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 
+let tmpSeq = 0
+
 /** Write a file so that after a crash either the old or the new content is there, whole. */
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`
+  // Unique per call: two writes of one file at once must not share (and steal) a temp file.
+  const tmp = `${file}.tmp-${process.pid}-${++tmpSeq}`
   const fh = await fsp.open(tmp, 'w', 0o600)
   try {
     await fh.writeFile(data)

@@ -14,7 +14,8 @@ export const MAX_TARGET_INDEX = 0xffff
 
 export function targetName(fsname: string, t: TargetId): string {
   if (t.kind === 'mgs') return 'MGS'
-  return `${fsname}-${t.kind.toUpperCase()}${t.index.toString(16).toUpperCase().padStart(4, '0')}`
+  // Lustre's "%s-OST%04x": the index in lower-case hex.
+  return `${fsname}-${t.kind.toUpperCase()}${t.index.toString(16).padStart(4, '0')}`
 }
 
 export function shortName(t: TargetId): string {

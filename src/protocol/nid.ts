@@ -1,3 +1,5 @@
+import { isIPv4 } from 'node:net'
+
 /**
  * LNet-style network identifiers: `host@tcp[N]`. A mgsspec / failover spec joins
  * NIDs with ':' (as mount -t lustre does); ',' also separates NIDs of one node.
@@ -19,7 +21,9 @@ export function parseNid(text: string): Nid {
   const host = s.slice(0, at)
   const net = s.slice(at + 1)
   if (!NET_RE.test(net)) throw new NidError(`invalid NID '${text}': network '${net}' is not supported (only tcp, tcp0, tcp1, ...)`)
-  if (!HOST_RE.test(host)) throw new NidError(`invalid NID '${text}': '${host}' is not a host name or IPv4 address`)
+  // All digits and dots is meant as an address (no top-level domain is numeric): it must be one.
+  if (!HOST_RE.test(host) || (/^[\d.]+$/.test(host) && !isIPv4(host)))
+    throw new NidError(`invalid NID '${text}': '${host}' is not a host name or IPv4 address`)
   return { host, net }
 }
 

@@ -149,8 +149,10 @@ export function encodeReplyHeader(h: ReplyHeader): Record<string, string> {
 }
 
 export function decodeReplyHeader(headers: HeaderBag): ReplyHeader {
-  const status = Number(one(headers, H.status) ?? NaN)
-  if (!Number.isInteger(status)) throw new FrameError(`reply without a valid ${H.status}`)
+  // Number() would read '' or ' ' as 0, a success.
+  const text = one(headers, H.status)
+  if (text === undefined || !/^-?\d{1,4}$/.test(text)) throw new FrameError(`reply without a valid ${H.status}`)
+  const status = Number(text)
   const err = one(headers, H.error)
   const flagText = one(headers, H.flags)
   return {

@@ -209,6 +209,13 @@ export class Namespace {
     return this.dirs.get(fid)!
   }
 
+  /** A directory that may take new entries: a removed one, kept while open, may not. */
+  private liveDir(fid: number): Map<string, Dirent> {
+    const d = this.dir(fid)
+    if (this.inode(fid).nlink === 0) throw new LpError('ENOENT', `directory ${fid} was removed`)
+    return d
+  }
+
   lookup(parent: number, name: string): Inode {
     const d = this.dir(parent).get(name)
     if (!d) throw new LpError('ENOENT', `no entry '${name}' in directory ${parent}`)
@@ -265,7 +272,7 @@ export class Namespace {
 
   create(a: OpArgs<'mdt_create'>, client: string, replay?: { attr?: MdtAttr; handle?: string }): { attr: MdtAttr; handle?: string } {
     const parent = this.inode(a.parent)
-    const entries = this.dir(a.parent)
+    const entries = this.liveDir(a.parent)
     const existing = entries.get(a.name)
     if (existing) {
       const i = this.inode(existing.fid)
@@ -330,7 +337,7 @@ export class Namespace {
     if (i.type === 'dir') throw new LpError('EPERM', 'hard links to directories are not allowed')
     if (i.nlink === 0) throw new LpError('ENOENT', 'the file was unlinked')
     const parent = this.inode(a.parent)
-    if (this.dir(a.parent).has(a.name)) throw new LpError('EEXIST', `'${a.name}' exists`)
+    if (this.liveDir(a.parent).has(a.name)) throw new LpError('EEXIST', `'${a.name}' exists`)
     this.addEntry(parent, a.name, i.fid)
     this.touch(this.inode(a.parent), a.time)
     const n = { ...this.inode(a.fid), nlink: i.nlink + 1, ctime: a.time }
@@ -371,7 +378,7 @@ export class Namespace {
   rename(a: OpArgs<'mdt_rename'>): void {
     const src = this.lookup(a.parent, a.name)
     const newParent = this.inode(a.new_parent)
-    const dst = this.dir(a.new_parent).get(a.new_name)
+    const dst = this.liveDir(a.new_parent).get(a.new_name)
     if (dst && dst.fid === src.fid) return
     if (src.type === 'dir') {
       // A directory may not move under itself.

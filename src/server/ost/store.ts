@@ -86,7 +86,7 @@ export class ObjectStore {
     // The object's mtime is the write's, not the (later) commit's: it must survive a restart.
     await fh.utimes(mtime / 1000, mtime / 1000)
     const prev = this.objects.get(key)
-    const size = Math.max(prev?.size ?? 0, off + data.length)
+    const size = Math.max(prev?.size ?? 0, data.length ? off + data.length : 0)
     this.track(fid, stripe, { size, blocks: Math.ceil(size / 512), mtime })
     this.dirty.add(key)
   }

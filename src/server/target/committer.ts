@@ -171,14 +171,19 @@ export class Committer {
       await this.journal.append(json, data)
     } catch (e) {
       this.o.log.error({ err: e }, 'journal commit failed')
+      // The batch goes back ahead of what came since: a later commit must not advance
+      // last_committed past transactions that are not in the journal.
+      this.pending = batch.concat(this.pending)
+      this.pendingBytes += data.reduce((s, b) => s + b.length, 0)
       for (const w of this.waiters.splice(0)) w.reject(e)
       throw e
     }
     this.lastCommitted = last
     this.o.log.debug({ transno: last, entries: batch.length, bytes: data.reduce((s, b) => s + b.length, 0) }, 'committed')
+    // Durable now: syncs need not wait for the backend's files or the checkpoint (nor fail with them).
+    this.wake()
     await this.backend.afterCommit(redo)
     if (cut) await this.checkpoint(cut, last)
-    this.wake()
   }
 
   private wake(): void {

@@ -75,12 +75,19 @@ export class Journal {
     const all = [hdr, ...parts]
     let off = 0
     const total = HDR + len
-    // writev may write less than asked; loop until the record is whole.
-    while (off < total) {
-      const { bytesWritten } = await fh.writev(sliceFrom(all, off))
-      off += bytesWritten
+    try {
+      // writev may write less than asked; loop until the record is whole.
+      while (off < total) {
+        const { bytesWritten } = await fh.writev(sliceFrom(all, off))
+        off += bytesWritten
+      }
+      await fh.datasync()
+    } catch (e) {
+      // Cut off what part of the record got written (e.g. ENOSPC), or the next record would
+      // follow a torn one and be lost at the next scan.
+      await fh.truncate(this.size).catch(() => undefined)
+      throw e
     }
-    await fh.datasync()
     this.size += total
   }
 

@@ -39,6 +39,7 @@ export async function readMmp(dir: string): Promise<MmpBlock | undefined> {
 export class Mmp {
   private seq = 0
   private timer: Timer | null = null
+  private ticking: Promise<void> | null = null
   private stopped = false
 
   constructor(private readonly o: MmpOptions) {}
@@ -88,7 +89,7 @@ export class Mmp {
 
   private schedule(): void {
     if (this.stopped) return
-    this.timer = this.o.clock.setTimeout(() => void this.tick(), this.o.intervalMs)
+    this.timer = this.o.clock.setTimeout(() => void (this.ticking = this.tick()), this.o.intervalMs)
   }
 
   private async tick(): Promise<void> {
@@ -113,6 +114,8 @@ export class Mmp {
   async release(clean: boolean): Promise<void> {
     this.stopped = true
     this.timer?.cancel()
+    // A heartbeat being written now must not land after (and over) the clean mark.
+    await this.ticking
     if (clean) {
       this.seq += 1
       await this.write('clean')

@@ -131,7 +131,8 @@ export class Recovery {
       let next: [string, Queued] | undefined
       for (const e of this.queue) if (e[1].transno === this.nextTransno) next = e
       if (!next) {
-        const replaying = [...this.connected].filter((c) => !this.done.has(c) && !this.evicted.has(c)).length
+        // A known client that has not reconnected yet may hold the missing transno too.
+        const replaying = [...this.known].filter((c) => !this.done.has(c) && !this.evicted.has(c)).length
         if (this.queue.size === 0 || this.queue.size < replaying) return
         // Every client still replaying waits on us: the missing transnos will never come.
         const lowest = Math.min(...[...this.queue.values()].map((q) => q.transno))
@@ -187,11 +188,12 @@ export class Recovery {
     if (!this.active) return
     const stale = [...this.known].filter((c) => !this.done.has(c) && !this.evicted.has(c))
     this.o.log.warn({ target: this.o.target, evicting: stale }, `${this.o.target}: ${why}, evicting ${stale.length} client(s) that did not finish recovery`)
+    // All of them first: evicting one must not let another one's queued replay run.
     for (const c of stale) {
       this.evicted.add(c)
       this.unqueue(c)
-      this.o.evict(c, why)
     }
+    for (const c of stale) this.o.evict(c, why)
     this.complete()
   }
 

@@ -73,6 +73,8 @@ export class Target {
   private stopping = false
   private evictorTimer: Timer | null = null
   private deferred: Array<() => void> = []
+  /** The replies of the replays executed in this recovery, by transno. */
+  private readonly replayed = new Map<number, { client: string; body: unknown }>()
   private readonly log: Logger
 
   private constructor(private readonly o: TargetOptions) {
@@ -150,7 +152,10 @@ export class Target {
       imperative: this.o.tunables.imperativeRecovery,
       evict: (uuid, why) => this.evict(uuid, why),
     })
-    void this.recovery.whenComplete().then(() => this.runDeferred())
+    void this.recovery.whenComplete().then(() => {
+      this.replayed.clear()
+      this.runDeferred()
+    })
     // A non-replayable target forgets its clients at restart: they come back as new (evicted).
     if (!this.replayable) for (const uuid of [...this.lastrcvd.clients.keys()]) this.evict(uuid, 'target restarted without recovery')
   }
@@ -257,13 +262,19 @@ export class Target {
       return Promise.resolve(this.reply(0, saved?.body ?? replayReply ?? {}, { transno }))
     }
     if (!this.recovery.active) return Promise.resolve(this.fail(new LpError('ENOTCONN', `${this.name} is not in recovery`)))
+    // Sent again because its reply was lost (the client reconnected): answer as the first time.
+    // Its saved reply in last_rcvd may already be pruned by the client's last_xid.
+    const first = this.replayed.get(transno)
+    if (first?.client === h.client) return Promise.resolve(this.reply(0, first.body, { transno }))
     return new Promise((resolve) => {
       this.recovery.replay(
         h.client,
         transno,
         () => {
           try {
-            resolve(this.execute(h, op, args, replayReply, bulk, transno))
+            const r = this.execute(h, op, args, replayReply, bulk, transno)
+            this.replayed.set(transno, { client: h.client, body: r.body })
+            resolve(r)
           } catch (e) {
             this.log.error({ client: h.client, xid: h.xid, transno, op, err: (e as Error).message }, `${this.name}: replay of transno ${transno} failed, evicting ${h.client}`)
             resolve(this.fail(e))
@@ -298,7 +309,8 @@ export class Target {
         return ok(rec.handle, true)
       }
       const v = this.recovery.view(this.committer.lastTransno)
-      const msg = `${this.name}: Denying connection for new client ${uuid}, waiting for ${this.lastrcvd.clients.size} known clients (${v.completed_clients} recovered, ${v.req_replay_clients} in progress, and ${v.evicted_clients} evicted) to recover`
+      const recovered = parseInt(v.completed_clients, 10) // "n/N"
+      const msg = `${this.name}: Denying connection for new client ${uuid}, waiting for ${this.lastrcvd.clients.size} known clients (${recovered} recovered, ${v.req_replay_clients} in progress, and ${v.evicted_clients} evicted) to recover`
       this.log.info({ client: uuid }, msg)
       return this.fail(new LpError('EBUSY', msg))
     }
@@ -351,7 +363,11 @@ export class Target {
   /** Commit a change the target makes by itself (e.g. an MDT's object-destroy bookkeeping). */
   internalTxn(redo: Redo[]): void {
     if (!redo.length || this.stopping) return
-    this.committer.add({ transno: this.committer.nextTransno(), client: '', xid: 0, reply: null, redo })
+    // Numbered only once recovery is over: a transno taken now would be a replay's, and once
+    // committed, last_committed would tell its client to drop that request unreplayed.
+    this.whenIdle(() => {
+      if (!this.stopping) this.committer.add({ transno: this.committer.nextTransno(), client: '', xid: 0, reply: null, redo })
+    })
   }
 
   private scheduleEvictor(): void {

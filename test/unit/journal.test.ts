@@ -1,0 +1,187 @@
+import { describe, it, expect, afterAll, vi } from 'vitest'
+import { promises as fsp } from 'node:fs'
+import path from 'node:path'
+import { Journal, scanJournal } from '../../src/server/target/journal.js'
+import { tempDir, removeTempDirs } from '../helpers/nodes.js'
+
+afterAll(removeTempDirs)
+
+const HDR = 12
+const file = (dir: string, seq: number) => path.join(dir, `${String(seq).padStart(8, '0')}.jnl`)
+
+interface Rec {
+  n: number
+  tag: string
+}
+
+/** Write `count` records to journal file 1; returns each record's start offset and its data. */
+async function writeRecords(dir: string, count: number, seq = 1): Promise<{ offsets: number[]; datas: Buffer[]; size: number }> {
+  const j = await Journal.openForAppend(dir, seq, 0)
+  const offsets: number[] = []
+  const datas: Buffer[] = []
+  for (let n = 0; n < count; n++) {
+    offsets.push(j.bytes)
+    // Data in several parts, some empty, of varied sizes.
+    const parts = [Buffer.alloc(n * 37, n + 1), Buffer.alloc(0), Buffer.from(`tail-${n}`)]
+    datas.push(Buffer.concat(parts))
+    await j.append({ n, tag: `rec ${n} ✓` } satisfies Rec, parts)
+  }
+  const size = j.bytes
+  await j.close()
+  return { offsets, datas, size }
+}
+
+function expectPrefix(records: Array<{ json: Rec; data: Buffer }>, datas: Buffer[], count: number): void {
+  expect(records.map((r) => r.json.n)).toEqual([...Array(count).keys()])
+  records.forEach((r, i) => {
+    expect(r.json.tag).toBe(`rec ${i} ✓`)
+    expect(Buffer.compare(r.data, datas[i]!)).toBe(0)
+  })
+}
+
+describe('journal', () => {
+  it('scans back exactly what was appended, in order', async () => {
+    const dir = await tempDir('lp-jnl')
+    const { datas, size } = await writeRecords(dir, 20)
+    expect((await fsp.stat(file(dir, 1))).size).toBe(size)
+    const scan = await scanJournal<Rec>(dir, 1)
+    expectPrefix(scan.records, datas, 20)
+    expect(scan).toMatchObject({ lastSeq: 1, validBytes: size, tornBytes: 0 })
+  })
+
+  it('scans an empty or missing journal as nothing', async () => {
+    const dir = await tempDir('lp-jnl')
+    const scan = await scanJournal(path.join(dir, 'journal'), 3)
+    expect(scan).toEqual({ records: [], lastSeq: 3, validBytes: 0, tornBytes: 0 })
+    await fsp.writeFile(path.join(dir, 'journal', 'README'), 'not a journal file')
+    await fsp.writeFile(path.join(dir, 'journal', '1.jnl'), 'bad name')
+    expect((await scanJournal(path.join(dir, 'journal'), 1)).records).toEqual([])
+  })
+
+  it('keeps exactly the prefix when the file is cut anywhere in its last record', async () => {
+    const dir = await tempDir('lp-jnl')
+    const { offsets, datas, size } = await writeRecords(dir, 6)
+    const whole = await fsp.readFile(file(dir, 1))
+    const last = offsets[5]!
+    // Cut inside the record header, right after it, in the JSON, in the data, one byte short.
+    for (const cut of [last + 1, last + HDR - 1, last + HDR, last + HDR + 10, size - 5, size - 1]) {
+      await fsp.writeFile(file(dir, 1), whole.subarray(0, cut))
+      const scan = await scanJournal<Rec>(dir, 1)
+      expectPrefix(scan.records, datas, 5)
+      expect(scan).toMatchObject({ lastSeq: 1, validBytes: last, tornBytes: cut - last })
+    }
+    // Cut exactly at a record boundary: nothing is torn.
+    await fsp.writeFile(file(dir, 1), whole.subarray(0, last))
+    const clean = await scanJournal<Rec>(dir, 1)
+    expectPrefix(clean.records, datas, 5)
+    expect(clean.tornBytes).toBe(0)
+  })
+
+  it('keeps exactly the prefix when a byte of the last record is flipped', async () => {
+    const dir = await tempDir('lp-jnl')
+    const { offsets, datas, size } = await writeRecords(dir, 6)
+    const whole = await fsp.readFile(file(dir, 1))
+    const last = offsets[5]!
+    // magic, length, crc, JSON length, JSON, data, the very last byte
+    for (const at of [last, last + 5, last + 9, last + HDR + 1, last + HDR + 8, last + HDR + 60, size - 1]) {
+      const bad = Buffer.from(whole)
+      bad[at] ^= 0x20
+      await fsp.writeFile(file(dir, 1), bad)
+      const scan = await scanJournal<Rec>(dir, 1)
+      expectPrefix(scan.records, datas, 5)
+      expect(scan.validBytes).toBe(last)
+      expect(scan.tornBytes).toBe(size - last)
+    }
+  })
+
+  it('trusts nothing after a damaged record in the middle', async () => {
+    const dir = await tempDir('lp-jnl')
+    const { offsets, datas } = await writeRecords(dir, 6)
+    const bad = await fsp.readFile(file(dir, 1))
+    bad[offsets[2]! + HDR + 6] ^= 0xff
+    await fsp.writeFile(file(dir, 1), bad)
+    const scan = await scanJournal<Rec>(dir, 1)
+    expectPrefix(scan.records, datas, 2)
+    expect(scan.validBytes).toBe(offsets[2])
+  })
+
+  it('appends after a torn tail once it is cut off', async () => {
+    const dir = await tempDir('lp-jnl')
+    const { offsets, datas, size } = await writeRecords(dir, 4)
+    await fsp.truncate(file(dir, 1), size - 3)
+    const scan = await scanJournal<Rec>(dir, 1)
+    expect(scan.records.length).toBe(3)
+    const j = await Journal.openForAppend(dir, scan.lastSeq, scan.validBytes)
+    expect(j.bytes).toBe(offsets[3])
+    expect((await fsp.stat(file(dir, 1))).size).toBe(offsets[3])
+    await j.append({ n: 3, tag: 'rec 3 ✓' }, [datas[3]!])
+    await j.close()
+    const again = await scanJournal<Rec>(dir, 1)
+    expectPrefix(again.records, datas, 4)
+    expect(again.tornBytes).toBe(0)
+  })
+
+  it('rotates to a new file and drops the older ones', async () => {
+    const dir = await tempDir('lp-jnl')
+    const j = await Journal.openForAppend(dir, 1, 0)
+    await j.append({ n: 0 }, [Buffer.from('a')])
+    await j.append({ n: 1 }, [])
+    expect(await j.rotate()).toBe(2)
+    expect(j.currentSeq).toBe(2)
+    expect(j.bytes).toBe(0)
+    await j.append({ n: 2 }, [Buffer.from('c')])
+    expect(await j.rotate()).toBe(3)
+    await j.append({ n: 3 }, [Buffer.from('d')])
+
+    const all = await scanJournal<{ n: number }>(dir, 1)
+    expect(all.records.map((r) => r.json.n)).toEqual([0, 1, 2, 3])
+    expect(all.records.map((r) => r.data.toString())).toEqual(['a', '', 'c', 'd'])
+    expect(all.lastSeq).toBe(3)
+    // A scan from a later file ignores the earlier ones.
+    expect((await scanJournal<{ n: number }>(dir, 2)).records.map((r) => r.json.n)).toEqual([2, 3])
+
+    await j.dropBefore(3)
+    expect((await fsp.readdir(dir)).sort()).toEqual(['00000003.jnl'])
+    expect((await scanJournal<{ n: number }>(dir, 1)).records.map((r) => r.json.n)).toEqual([3])
+    await j.close()
+  })
+
+  it('stops at a torn file and ignores later files', async () => {
+    const dir = await tempDir('lp-jnl')
+    const { size } = await writeRecords(dir, 3, 1)
+    await writeRecords(dir, 2, 2)
+    await fsp.truncate(file(dir, 1), size - 1)
+    const scan = await scanJournal<Rec>(dir, 1)
+    expect(scan.records.map((r) => r.json.n)).toEqual([0, 1])
+    expect(scan.lastSeq).toBe(1)
+  })
+})
+
+describe('journal write failures', () => {
+  it('a failed append leaves no partial record behind', async () => {
+    const dir = await tempDir('lp-jnl')
+    const j = await Journal.openForAppend(dir, 1, 0)
+    await j.append({ n: 0, tag: 'rec 0 ✓' }, [Buffer.from('first')])
+    const good = j.bytes
+    // The disk fills up in the middle of the next record: the first part is written, then ENOSPC.
+    const probe = await fsp.open(path.join(dir, 'probe'), 'w')
+    const proto = Object.getPrototypeOf(probe) as { writev: (...a: unknown[]) => Promise<{ bytesWritten: number }> }
+    await probe.close()
+    const orig = proto.writev
+    let calls = 0
+    const spy = vi.spyOn(proto, 'writev').mockImplementation(async function (this: unknown, bufs: unknown) {
+      if (calls++ === 0) return orig.call(this, (bufs as Buffer[]).slice(0, 2))
+      throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })
+    })
+    await expect(j.append({ n: 1, tag: 'rec 1 ✓' }, [Buffer.alloc(5000, 1)])).rejects.toThrow(/no space/)
+    spy.mockRestore()
+    expect(j.bytes).toBe(good)
+    expect((await fsp.stat(file(dir, 1))).size).toBe(good)
+    // Once there is room again, the next record follows the last whole one.
+    await j.append({ n: 1, tag: 'rec 1 ✓' }, [Buffer.from('second')])
+    await j.close()
+    const scan = await scanJournal<Rec>(dir, 1)
+    expect(scan.records.map((r) => r.data.toString())).toEqual(['first', 'second'])
+    expect(scan.tornBytes).toBe(0)
+  })
+})

@@ -1,0 +1,285 @@
+import { describe, it, expect, afterAll, afterEach } from 'vitest'
+import { promises as fsp } from 'node:fs'
+import path from 'node:path'
+import { OstBackend } from '../../src/server/ost/ost.js'
+import { MAX_FILE_SIZE, type ObjAttr } from '../../src/protocol/ops.js'
+import type { Redo } from '../../src/server/target/backend.js'
+import { LpError } from '../../src/protocol/errno.js'
+import { tempDir, removeTempDirs } from '../helpers/nodes.js'
+
+afterAll(removeTempDirs)
+
+const open: OstBackend[] = []
+afterEach(async () => {
+  for (const b of open.splice(0)) await b.close()
+})
+
+/** An OST backend and a model of what each object must read back as. */
+async function setup(dir?: string) {
+  const root = dir ?? (await tempDir('lp-ost'))
+  const b = new OstBackend(root)
+  open.push(b)
+  await b.load()
+  const redo: Redo[] = []
+  let now = 1_700_000_000_000
+  const apply = (op: string, args: unknown, bulk: Buffer = Buffer.alloc(0)) => {
+    const r = b.apply(op, args, { client: 'c1', bulk, now: ++now })
+    redo.push(...r.redo)
+    return r.body as Record<string, unknown>
+  }
+  const write = (fid: number, stripe: number, offset: number, data: Buffer | string, append = false) =>
+    apply('ost_write', { fid, stripe, offset, append }, Buffer.isBuffer(data) ? data : Buffer.from(data))
+  const punch = (fid: number, stripe: number, size: number) => apply('ost_punch', { fid, stripe, size })
+  const destroy = (fid: number) => apply('ost_destroy', { fid })
+  const read = async (fid: number, stripe: number, offset = 0, length = 1 << 20) => {
+    const r = await b.query('ost_read', { fid, stripe, offset, length })
+    expect((r.body as { length: number }).length).toBe(r.bulk!.length)
+    return r.bulk!
+  }
+  const attrs = async (...objs: Array<[number, number]>) =>
+    ((await b.query('ost_getattr', { objects: objs.map(([fid, stripe]) => ({ fid, stripe })) })).body as { attrs: (ObjAttr | null)[] }).attrs
+  const objects = async () => ((await b.query('statfs', {})).body as { objects: number }).objects
+  /** Commit the first `n` redo records (all by default), as the committer does after the journal. */
+  const commit = async (n = redo.length) => b.afterCommit(redo.splice(0, n))
+  return { root, b, redo, apply, write, punch, destroy, read, attrs, objects, commit }
+}
+
+/** What a sequence of writes and punches leaves, computed the simple way. */
+class Model {
+  buf = Buffer.alloc(0)
+  write(off: number, data: Buffer | string) {
+    const d = Buffer.isBuffer(data) ? data : Buffer.from(data)
+    if (!d.length) return
+    const next = Buffer.alloc(Math.max(this.buf.length, off + d.length))
+    this.buf.copy(next)
+    d.copy(next, off)
+    this.buf = next
+  }
+  punch(size: number) {
+    const next = Buffer.alloc(size)
+    this.buf.copy(next, 0, 0, Math.min(size, this.buf.length))
+    this.buf = next
+  }
+}
+
+const pat = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + seed * 13) % 251))
+
+describe('OST objects', () => {
+  it('reads fold every uncommitted write: overlapping, sparse, partial ranges', async () => {
+    const o = await setup()
+    const m = new Model()
+    for (const [off, data] of [
+      [0, pat(100, 1)],
+      [50, pat(100, 2)],
+      [1000, pat(10, 3)],
+      [20, pat(5, 4)],
+    ] as const) {
+      o.write(7, 0, off, data)
+      m.write(off, data)
+    }
+    expect(Buffer.compare(await o.read(7, 0), m.buf)).toBe(0)
+    expect((await o.read(7, 0)).length).toBe(1010)
+    // A hole reads as zeros; a range across writes and holes is exact.
+    expect(Buffer.compare(await o.read(7, 0, 140, 30), m.buf.subarray(140, 170))).toBe(0)
+    expect((await o.read(7, 0, 500, 10)).equals(Buffer.alloc(10))).toBe(true)
+    // Past the end: short, then nothing.
+    expect((await o.read(7, 0, 1005, 100)).length).toBe(5)
+    expect((await o.read(7, 0, 5000, 100)).length).toBe(0)
+    // Another stripe of the same file is another object.
+    expect((await o.read(7, 1)).length).toBe(0)
+    expect(await o.attrs([7, 0], [7, 1])).toEqual([{ size: 1010, blocks: 2, mtime: expect.any(Number) }, null])
+  })
+
+  it('a punch that shrinks, then writes that grow again, read zeros in between', async () => {
+    const o = await setup()
+    const m = new Model()
+    o.write(1, 0, 0, 'x'.repeat(100))
+    m.write(0, 'x'.repeat(100))
+    o.punch(1, 0, 10)
+    m.punch(10)
+    expect((await o.read(1, 0)).toString()).toBe('x'.repeat(10))
+    o.write(1, 0, 50, 'y'.repeat(10))
+    m.write(50, 'y'.repeat(10))
+    expect(Buffer.compare(await o.read(1, 0), m.buf)).toBe(0)
+    expect((await o.read(1, 0, 10, 40)).equals(Buffer.alloc(40))).toBe(true)
+    // A punch can grow an object too: zeros.
+    o.punch(1, 0, 200)
+    m.punch(200)
+    expect(Buffer.compare(await o.read(1, 0), m.buf)).toBe(0)
+    expect((await o.attrs([1, 0]))[0]!.size).toBe(200)
+    // The same once the file holds the old bytes and only the punch is pending.
+    await o.commit()
+    o.punch(1, 0, 5)
+    o.write(1, 0, 60, 'z')
+    m.punch(5)
+    m.write(60, 'z')
+    expect(Buffer.compare(await o.read(1, 0), m.buf)).toBe(0)
+    await o.commit()
+    expect(Buffer.compare(await o.read(1, 0), m.buf)).toBe(0)
+  })
+
+  it('appends at the current end of the object', async () => {
+    const o = await setup()
+    expect(o.write(2, 0, 0, 'abc', true)).toEqual({ offset: 0, size: 3 })
+    expect(o.write(2, 0, 0, 'def', true)).toEqual({ offset: 3, size: 6 })
+    await o.commit()
+    expect(o.write(2, 0, 999, 'g', true)).toEqual({ offset: 6, size: 7 })
+    expect((await o.read(2, 0)).toString()).toBe('abcdefg')
+  })
+
+  it('refuses a write past the maximum object size, with no effect', async () => {
+    const o = await setup()
+    expect(() => o.write(3, 0, MAX_FILE_SIZE - 1, 'ab')).toThrow(LpError)
+    expect(o.redo).toEqual([])
+    expect(await o.attrs([3, 0])).toEqual([null])
+  })
+
+  it('destroy removes every stripe, committed or not; a later write starts afresh', async () => {
+    const o = await setup()
+    o.write(5, 0, 0, 'committed')
+    await o.commit()
+    o.write(5, 1, 0, 'pending')
+    o.write(6, 0, 0, 'other file')
+    expect(await o.objects()).toBe(3)
+    o.destroy(5)
+    expect(await o.attrs([5, 0], [5, 1], [6, 0])).toEqual([null, null, expect.objectContaining({ size: 10 })])
+    expect((await o.read(5, 0)).length).toBe(0)
+    expect(await o.objects()).toBe(1)
+    o.write(5, 0, 4, 'new')
+    expect(await o.read(5, 0)).toEqual(Buffer.from('\0\0\0\0new'))
+    expect(await o.objects()).toBe(2)
+    await o.commit()
+    expect(await o.read(5, 0)).toEqual(Buffer.from('\0\0\0\0new'))
+    expect((await o.read(5, 1)).length).toBe(0)
+    expect(await o.objects()).toBe(2)
+    // Only the two live objects have files.
+    const files: string[] = []
+    for (const d of await fsp.readdir(path.join(o.root, 'O'))) files.push(...(await fsp.readdir(path.join(o.root, 'O', d))))
+    expect(files.sort()).toEqual(['5.0', '6.0'])
+  })
+
+  it('reads are the same before, during and after the commits that move data to files, and after a reload', async () => {
+    const o = await setup()
+    const models = new Map<string, Model>()
+    let seed = 11
+    const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n
+    for (let i = 0; i < 300; i++) {
+      const fid = 1 + rnd(3)
+      const stripe = rnd(2)
+      const key = `${fid}.${stripe}`
+      const m = models.get(key) ?? new Model()
+      models.set(key, m)
+      const k = rnd(10)
+      if (k === 0) {
+        const size = rnd(3000)
+        o.punch(fid, stripe, size)
+        m.punch(size)
+      } else if (k === 1 && i > 100) {
+        o.destroy(fid)
+        models.set(`${fid}.0`, new Model())
+        models.set(`${fid}.1`, new Model())
+      } else {
+        const off = rnd(4000)
+        const data = pat(1 + rnd(1500), i)
+        o.write(fid, stripe, off, data)
+        m.write(off, data)
+      }
+      // Commit a random prefix now and then: part of the history is in files, the rest pending.
+      if (rnd(8) === 0) await o.commit(rnd(o.redo.length + 1))
+    }
+    const check = async (label: string) => {
+      for (const [key, m] of models) {
+        const [fid, stripe] = key.split('.').map(Number) as [number, number]
+        const got = await o.read(fid, stripe)
+        expect(Buffer.compare(got, m.buf), `${label}: object ${key}`).toBe(0)
+      }
+    }
+    await check('with pending ops')
+    const committed = await o.objects()
+    await o.commit()
+    await check('all committed')
+    expect(await o.objects()).toBe(committed)
+    // A fresh backend on the same files (a restart) sees the same.
+    const again = await setup(o.root)
+    for (const [key, m] of models) {
+      const [fid, stripe] = key.split('.').map(Number) as [number, number]
+      expect(Buffer.compare(await again.read(fid, stripe), m.buf), `reloaded: object ${key}`).toBe(0)
+      const a = (await again.attrs([fid, stripe]))[0]
+      if (m.buf.length) expect(a?.size).toBe(m.buf.length)
+    }
+    expect(await again.objects()).toBe(committed)
+  })
+
+  it('journal redo on the files gives the same objects', async () => {
+    const o = await setup()
+    const journal: Array<{ rec: Record<string, unknown>; data: Buffer }> = []
+    const m = new Model()
+    const log = () => journal.push(...o.redo.map((r) => ({ rec: r.rec, data: r.data ?? Buffer.alloc(0) })))
+    o.write(9, 0, 0, pat(5000, 1))
+    m.write(0, pat(5000, 1))
+    o.punch(9, 0, 1000)
+    m.punch(1000)
+    o.write(9, 0, 3000, pat(100, 2))
+    m.write(3000, pat(100, 2))
+    o.write(8, 0, 0, 'gone')
+    o.destroy(8)
+    log()
+    const fresh = await setup()
+    for (const r of journal) await fresh.b.redo(JSON.parse(JSON.stringify(r.rec)) as Record<string, unknown>, r.data)
+    expect(Buffer.compare(await fresh.read(9, 0), m.buf)).toBe(0)
+    expect(await fresh.attrs([8, 0])).toEqual([null])
+    // Redoing over files that already hold all of it (a crash after the commit) changes nothing.
+    for (const r of journal) await fresh.b.redo(JSON.parse(JSON.stringify(r.rec)) as Record<string, unknown>, r.data)
+    expect(Buffer.compare(await fresh.read(9, 0), m.buf)).toBe(0)
+  })
+
+  it('a zero-length write creates the object but does not extend it, before and after a restart', async () => {
+    const o = await setup()
+    o.write(4, 0, 100, Buffer.alloc(0))
+    expect(await o.attrs([4, 0])).toEqual([expect.objectContaining({ size: 0 })])
+    o.write(4, 0, 0, 'ab')
+    o.write(4, 0, 50, Buffer.alloc(0))
+    expect((await o.read(4, 0)).toString()).toBe('ab')
+    await o.commit()
+    expect((await o.attrs([4, 0]))[0]!.size).toBe(2)
+    const again = await setup(o.root)
+    expect((await again.attrs([4, 0]))[0]!.size).toBe(2)
+    expect((await again.read(4, 0)).toString()).toBe('ab')
+  })
+
+  it('many objects at once: reads and commits share the open-file cache without tripping each other', async () => {
+    const o = await setup()
+    const N = 150 // more than the store keeps open
+    const data = (fid: number) => pat(4096 + fid, fid)
+    for (let fid = 1; fid <= N; fid++) o.write(fid, 0, 0, data(fid))
+    await o.commit()
+    for (let fid = 1; fid <= N; fid++) o.write(fid, 0, 100, 'changed')
+    // Commit (writes to the files) while every object is read, again and again.
+    const expected = (fid: number) => {
+      const b = Buffer.from(data(fid))
+      b.write('changed', 100)
+      return b
+    }
+    const reads = [...Array(3)].flatMap(() => [...Array(N).keys()].map(async (i) => Buffer.compare(await o.read(i + 1, 0), expected(i + 1))))
+    const [results] = await Promise.all([Promise.all(reads), o.commit()])
+    expect(results.every((r) => r === 0)).toBe(true)
+    for (let fid = 1; fid <= N; fid++) expect(Buffer.compare(await o.read(fid, 0), expected(fid))).toBe(0)
+    const again = await setup(o.root)
+    for (let fid = 1; fid <= N; fid++) expect(Buffer.compare(await again.read(fid, 0), expected(fid))).toBe(0)
+  })
+
+  it('counts objects for statfs', async () => {
+    const o = await setup()
+    expect(await o.objects()).toBe(0)
+    for (let fid = 1; fid <= 4; fid++) o.write(fid, 0, 0, 'x')
+    o.write(1, 1, 0, 'x')
+    expect(await o.objects()).toBe(5)
+    await o.commit()
+    expect(await o.objects()).toBe(5)
+    o.destroy(1)
+    o.destroy(77)
+    expect(await o.objects()).toBe(3)
+    await o.commit()
+    expect(await o.objects()).toBe(3)
+  })
+})

@@ -279,6 +279,7 @@ export class Namespace {
       // open(O_CREAT) without O_EXCL of an existing regular file opens it.
       if (a.open_flags === undefined || a.exclusive || a.type !== 'reg') throw new LpError('EEXIST', `'${a.name}' exists`)
       if (i.type === 'dir') throw new LpError('EISDIR', `'${a.name}' is a directory`)
+      if (replay?.handle && this.opens.has(replay.handle)) throw new LpError('EEXIST', 'open handle in use')
       return { attr: this.attr(i), handle: this.openHandle(i.fid, client, a.open_flags, replay?.handle) }
     }
     if (a.type === 'lnk' && !a.target) throw new LpError('EINVAL', 'a symlink needs a target')

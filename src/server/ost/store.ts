@@ -1,5 +1,6 @@
 import { promises as fsp, constants } from 'node:fs'
 import path from 'node:path'
+import { fsyncDir } from '../../common/fsutil.js'
 
 /**
  * Committed OST objects: one sparse file per object, `O/d<fid % 32>/<fid>.<stripe>` (ldiskfs
@@ -24,6 +25,7 @@ export class ObjectStore {
   readonly byFid = new Map<number, Set<number>>()
   private readonly handles = new Map<string, fsp.FileHandle>()
   private readonly dirty = new Set<string>()
+  private readonly dirtyDirs = new Set<string>()
 
   constructor(private readonly root: string) {}
 
@@ -59,7 +61,8 @@ export class ObjectStore {
     if (s && !s.size) this.byFid.delete(fid)
   }
 
-  private async handle(key: string): Promise<fsp.FileHandle> {
+  /** An open handle on the object's file; `create` false: null when the file is gone (never recreate it for a read). */
+  private async handle(key: string, create = true): Promise<fsp.FileHandle | null> {
     let fh = this.handles.get(key)
     if (fh) {
       // Most recently used last, so the oldest is closed first.
@@ -73,14 +76,20 @@ export class ObjectStore {
       if (this.dirty.delete(oldKey)) await old.sync()
       await old.close()
     }
-    fh = await fsp.open(this.file(key), constants.O_RDWR | constants.O_CREAT, 0o600)
+    try {
+      fh = await fsp.open(this.file(key), constants.O_RDWR | (create ? constants.O_CREAT : 0), 0o600)
+    } catch (e) {
+      if (!create && (e as NodeJS.ErrnoException).code === 'ENOENT') return null
+      throw e
+    }
     this.handles.set(key, fh)
+    if (create) this.dirtyDirs.add(path.dirname(this.file(key)))
     return fh
   }
 
   async write(fid: number, stripe: number, off: number, data: Buffer, mtime: number): Promise<void> {
     const key = objKey(fid, stripe)
-    const fh = await this.handle(key)
+    const fh = (await this.handle(key))!
     let done = 0
     while (done < data.length) done += (await fh.write(data, done, data.length - done, off + done)).bytesWritten
     // The object's mtime is the write's, not the (later) commit's: it must survive a restart.
@@ -93,7 +102,7 @@ export class ObjectStore {
 
   async truncate(fid: number, stripe: number, size: number, mtime: number): Promise<void> {
     const key = objKey(fid, stripe)
-    const fh = await this.handle(key)
+    const fh = (await this.handle(key))!
     await fh.truncate(size)
     await fh.utimes(mtime / 1000, mtime / 1000)
     this.track(fid, stripe, { size, blocks: Math.ceil(size / 512), mtime })
@@ -104,7 +113,7 @@ export class ObjectStore {
     const key = objKey(fid, stripe)
     const st = this.objects.get(key)
     if (!st) return
-    const fh = await this.handle(key)
+    const fh = (await this.handle(key))!
     await fh.utimes(mtime / 1000, mtime / 1000)
     st.mtime = mtime
   }
@@ -117,6 +126,7 @@ export class ObjectStore {
       this.dirty.delete(key)
       await fh?.close()
       await fsp.rm(this.file(key), { force: true })
+      this.dirtyDirs.add(path.dirname(this.file(key)))
       this.untrack(fid, stripe)
     }
   }
@@ -126,7 +136,9 @@ export class ObjectStore {
     const key = objKey(fid, stripe)
     const st = this.objects.get(key)
     if (!st || off >= st.size) return
-    const fh = await this.handle(key)
+    // Destroyed meanwhile (a commit applying its destroy): it reads as zeros.
+    const fh = await this.handle(key, false)
+    if (!fh) return
     const want = Math.min(buf.length, st.size - off)
     let done = 0
     while (done < want) {
@@ -142,6 +154,11 @@ export class ObjectStore {
       const fh = this.handles.get(key)
       if (fh) await fh.sync()
       this.dirty.delete(key)
+    }
+    // New and removed objects are directory entries: they must be durable before the journal goes.
+    for (const dir of [...this.dirtyDirs]) {
+      await fsyncDir(dir)
+      this.dirtyDirs.delete(dir)
     }
   }
 

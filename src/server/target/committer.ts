@@ -57,6 +57,7 @@ export class Committer {
   private timer: Timer | null = null
   private waiters: Array<{ transno: number; resolve: () => void; reject: (e: unknown) => void }> = []
   private frozen = false
+  private checkpointsOff = false
   private closed = false
   /** Highest transno durable on the target's storage. */
   lastCommitted: number
@@ -182,8 +183,15 @@ export class Committer {
     this.o.log.debug({ transno: last, entries: batch.length, bytes: data.reduce((s, b) => s + b.length, 0) }, 'committed')
     // Durable now: syncs need not wait for the backend's files or the checkpoint (nor fail with them).
     this.wake()
-    await this.backend.afterCommit(redo)
-    if (cut) await this.checkpoint(cut, last)
+    try {
+      await this.backend.afterCommit(redo)
+    } catch (e) {
+      // The journal still holds the batch a restart will redo; it must never be cut away now.
+      this.checkpointsOff = true
+      this.o.log.error({ err: e }, 'applying a committed batch failed: no more checkpoints, the journal keeps everything')
+      throw e
+    }
+    if (cut && !this.checkpointsOff) await this.checkpoint(cut, last)
   }
 
   private wake(): void {

@@ -60,7 +60,8 @@ export class Mmp {
     await writeFileAtomic(this.file(), JSON.stringify(b))
   }
 
-  private refusal(b: MmpBlock): LpError {
+  private refusal(b: MmpBlock | undefined): LpError {
+    if (!b) return new LpError('EBUSY', `target ${this.o.dir}: its MMP block vanished while starting; another node may be formatting or starting it`)
     const ago = ((this.o.clock.wallNow() - b.time) / 1000).toFixed(1)
     return new LpError(
       'EBUSY',
@@ -83,7 +84,7 @@ export class Mmp {
     // Another node may have raced us through the same check: make sure our sequence stayed.
     await this.o.clock.sleep(wait)
     const mine = await readMmp(this.o.dir)
-    if (!mine || mine.seq !== this.seq || mine.pid !== process.pid || mine.nid !== this.o.nid) throw this.refusal(mine ?? before!)
+    if (!mine || mine.seq !== this.seq || mine.pid !== process.pid || mine.nid !== this.o.nid) throw this.refusal(mine ?? before)
     this.schedule()
   }
 

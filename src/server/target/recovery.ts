@@ -113,7 +113,8 @@ export class Recovery {
 
   /**
    * Queue a replay; `run` executes it (synchronously) when its turn comes. A replay whose
-   * transno already went by (a client that came late) runs at once.
+   * transno already went by (a client that came late) runs at once. One queued replay per
+   * client: clients replay one request at a time (SEMANTICS 4), which the gap rule relies on.
    */
   replay(uuid: string, transno: number, run: () => void, cancel: () => void): void {
     if (transno < this.nextTransno) {

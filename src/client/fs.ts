@@ -7,6 +7,7 @@ import { PtlrpcClient } from '../ptlrpc/client.js'
 import { Import } from '../ptlrpc/import.js'
 import type { PtlRequest } from '../ptlrpc/request.js'
 import { Mgc } from '../mgc/mgc.js'
+import { followMgs } from '../mgc/follow.js'
 import { Mdc } from '../mdc/mdc.js'
 import { Osc } from '../osc/osc.js'
 import { OscWriteback } from '../osc/writeback.js'
@@ -91,11 +92,14 @@ export class ClientFs {
       attrTimeoutMs: options.actimeo * 1000,
       uid: process.getuid?.() ?? 0,
       gid: process.getgid?.() ?? 0,
+      readAheadChunk: options.maxPagesPerRpc * 4096,
+      maxReadAheadPerFile: options.maxReadAheadPerFileMb * MiB,
     })
     // Evicted by the MDT: what we cached of the namespace may be stale, and our opens are gone.
     mdtImp.on('invalidate', () => this.llite.cache.clear())
     mdtImp.connect()
     for (const o of oscs.values()) o.imp.connect()
+    followMgs(this.mgc, this.config, { ir: options.ir, log, importOf: (name) => this.imports().find((i) => i.target === name) })
     await reachable(mdtImp, mdt.name, this.o.port)
   }
 
@@ -108,6 +112,10 @@ export class ClientFs {
       st.bytes += req.bytes
     })
     return imp
+  }
+
+  get options(): ClientOptions {
+    return this.o.options
   }
 
   /** Requests (and their bulk bytes) each import replayed since the mount. */

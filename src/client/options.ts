@@ -16,6 +16,8 @@ export interface ClientOptions {
   maxPagesPerRpc: number
   /** Write RPCs in flight per OST (max_rpcs_in_flight). */
   maxRpcsInFlight: number
+  /** Read-ahead window per sequentially read file, MiB (max_read_ahead_per_file_mb). */
+  maxReadAheadPerFileMb: number
 }
 
 export const DEFAULT_OPTIONS: ClientOptions = {
@@ -26,6 +28,7 @@ export const DEFAULT_OPTIONS: ClientOptions = {
   maxDirtyMb: 64,
   maxPagesPerRpc: 1024,
   maxRpcsInFlight: 8,
+  maxReadAheadPerFileMb: 32,
 }
 
 export function parseOptions(list: string[]): ClientOptions {
@@ -65,11 +68,14 @@ export function parseOptions(list: string[]): ClientOptions {
       case 'max_rpcs_in_flight':
         o.maxRpcsInFlight = int(1, 256)
         break
+      case 'max_read_ahead_per_file_mb':
+        o.maxReadAheadPerFileMb = int(0, 4096)
+        break
       case 'rw':
       case 'defaults':
         break
       default:
-        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N)`)
+        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N)`)
     }
   }
   return o

@@ -7,6 +7,7 @@ import type { Mdc } from '../mdc/mdc.js'
 import type { Glimpse, Lov } from '../lov/lov.js'
 import { MetaCache } from './cache.js'
 import { OpenFile, O_ACCMODE, O_APPEND, O_RDONLY } from './file.js'
+import { ReadAhead } from './readahead.js'
 import { toStat, type PosixStat } from './stat.js'
 
 /**
@@ -24,6 +25,9 @@ export interface LliteOptions {
   /** Owner of new files (the FUSE binding does not tell us the caller). */
   uid: number
   gid: number
+  /** Bytes per read-ahead RPC (capped at the stripe size) and the largest window per file. */
+  readAheadChunk: number
+  maxReadAheadPerFile: number
 }
 
 export interface Statfs {
@@ -166,6 +170,7 @@ export class Llite {
     const layout = await this.ensureLayout(a)
     // Cached writes must land before the punch, or they would land after it.
     await this.lov.flush(a.fid, layout)
+    this.dataChanged(a.fid)
     await this.lov.truncate(a.fid, layout, size, t)
     this.cache.setAttr(await this.mdc.setattr({ fid: a.fid, mtime: t, ctime: t }), { size, blocks: Math.ceil(size / 512), mtime: t })
   }
@@ -317,14 +322,33 @@ export class Llite {
 
   async read(fd: number, off: number, len: number): Promise<Buffer> {
     const f = this.file(fd)
-    if (!f.layout || len === 0) return Buffer.alloc(0)
+    const layout = f.layout
+    if (!layout || len === 0) return Buffer.alloc(0)
+    // With bytes of its own in the write-back cache the file is read directly (read-your-writes).
+    if (!this.lov.cachedSize(f.fid, layout)) {
+      f.ra ??= new ReadAhead((o, n) => this.readDirect(f.fid, layout, o, n), {
+        chunk: Math.min(layout.stripe_size, this.o.readAheadChunk),
+        maxWindow: this.o.maxReadAheadPerFile,
+      })
+      const hit = await f.ra.read(off, len)
+      if (hit) return hit
+    }
+    return this.readDirect(f.fid, layout, off, len)
+  }
+
+  private async readDirect(fid: number, layout: Layout, off: number, len: number): Promise<Buffer> {
     const buf = Buffer.alloc(len)
-    if (await this.lov.read(f.fid, f.layout, off, buf)) return buf
+    if (await this.lov.read(fid, layout, off, buf)) return buf
     // Some object ended early: a hole, or the end of the file. The file size tells which.
-    const g = await this.lov.glimpse(f.fid, f.layout)
-    this.keepGlimpse(f.fid, f.layout, g)
-    const size = Math.max(g.size, this.lov.cachedSize(f.fid, f.layout))
+    const g = await this.lov.glimpse(fid, layout)
+    this.keepGlimpse(fid, layout, g)
+    const size = Math.max(g.size, this.lov.cachedSize(fid, layout))
     return buf.subarray(0, Math.max(0, Math.min(len, size - off)))
+  }
+
+  /** This client changed the file's data: read-ahead of any of its open files is stale. */
+  private dataChanged(fid: number): void {
+    for (const f of this.files.values()) if (f.fid === fid) f.ra?.invalidate()
   }
 
   /** A write-back error of the file not reported yet is reported now, once. */
@@ -336,6 +360,7 @@ export class Llite {
   async write(fd: number, data: Buffer, off: number): Promise<number> {
     const f = this.file(fd)
     this.reportError(f)
+    this.dataChanged(f.fid)
     const layout = f.layout ?? (f.layout = await this.ensureLayout(await this.attrOf(f.fid)))
     let at = off
     const t = this.now()

@@ -1,5 +1,6 @@
 import type { ObjAttr, OpReplies, StatfsReply } from '../protocol/ops.js'
 import type { Import } from '../ptlrpc/import.js'
+import type { Bulk } from '../protocol/wire.js'
 
 /**
  * The object storage client of one OST: one typed call per RPC, and the unstable-bytes
@@ -21,7 +22,7 @@ export class Osc {
   ) {}
 
   /** `mtime`: the writer's time, which becomes the object's (as Lustre's BRW carries it). */
-  async write(fid: number, stripe: number, offset: number, data: Uint8Array, mtime: number, append = false): Promise<OpReplies['ost_write'] & { transno: number }> {
+  async write(fid: number, stripe: number, offset: number, data: Bulk, mtime: number, append = false): Promise<OpReplies['ost_write'] & { transno: number }> {
     await this.throttle()
     const r = await this.imp.request<OpReplies['ost_write']>('ost_write', { fid, stripe, offset, mtime, ...(append ? { append } : {}) }, { bulk: data })
     return { ...r.body, transno: r.transno }

@@ -100,8 +100,7 @@ export class OscWriteback {
 
   private send(o: ObjCache, e: Extent): void {
     this.inflight += 1
-    const data = e.chunks.length === 1 ? e.chunks[0]! : Buffer.concat(e.chunks, e.len)
-    this.osc.write(o.fid, o.stripe, e.off, data, e.mtime).then(
+    this.osc.write(o.fid, o.stripe, e.off, e.chunks, e.mtime).then(
       ({ transno }) => {
         if (transno > (this.written.get(o.fid) ?? 0)) this.written.set(o.fid, transno)
         this.done(o, e)

@@ -54,11 +54,25 @@ export interface ReqBody {
   r?: unknown
 }
 
-export function encodeFrame(json: unknown, bulk?: Uint8Array): Buffer[] {
+/** Bulk data: one buffer, or the pieces it was gathered from (sent as they are, never joined). */
+export type Bulk = Uint8Array | readonly Uint8Array[]
+
+export function bulkParts(b: Bulk | undefined): Buffer[] {
+  if (!b) return []
+  const list = Array.isArray(b) ? (b as readonly Uint8Array[]) : [b as Uint8Array]
+  return list.filter((p) => p.byteLength).map((p) => (Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength)))
+}
+
+export function bulkLength(b: Bulk | undefined): number {
+  if (!b) return 0
+  return Array.isArray(b) ? (b as readonly Uint8Array[]).reduce((n, p) => n + p.byteLength, 0) : (b as Uint8Array).byteLength
+}
+
+export function encodeFrame(json: unknown, bulk?: Bulk): Buffer[] {
   const text = Buffer.from(JSON.stringify(json ?? {}))
   const len = Buffer.allocUnsafe(4)
   len.writeUInt32BE(text.length, 0)
-  return bulk && bulk.length ? [len, text, Buffer.from(bulk.buffer, bulk.byteOffset, bulk.byteLength)] : [len, text]
+  return [len, text, ...bulkParts(bulk)]
 }
 
 export class FrameError extends Error {}

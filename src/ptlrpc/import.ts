@@ -3,7 +3,7 @@ import type { Logger } from '../common/log.js'
 import type { Timer } from '../common/clock.js'
 import { LpError, errnoOf } from '../protocol/errno.js'
 import { OPS, type ConnectReply, type OpName } from '../protocol/ops.js'
-import type { ReqBody, ReqFlag, ReqHeader } from '../protocol/wire.js'
+import type { Bulk, ReqBody, ReqFlag, ReqHeader } from '../protocol/wire.js'
 import type { PtlrpcClient } from './client.js'
 import { PtlRequest, type RpcReply } from './request.js'
 import { TransportError, type RawReply } from './transport.js'
@@ -46,7 +46,7 @@ export interface ImportOptions {
 }
 
 export interface RequestOptions {
-  bulk?: Uint8Array
+  bulk?: Bulk
   /** Fail with EAGAIN instead of waiting when the import is not FULL (statfs for df, pings). */
   noDelay?: boolean
 }
@@ -88,6 +88,8 @@ export class Import extends EventEmitter {
   /** Requests kept for replay (answered with a transno above peerCommitted), by transno. */
   readonly replayList: PtlRequest[] = []
   keptBytes = 0
+  /** Completed bulk RPCs, for the read/write data averages of `get_param osc.*.import`. */
+  readonly bulkStats = { read: { rpcs: 0, bytes: 0, ms: 0 }, write: { rpcs: 0, bytes: 0, ms: 0 } }
   private readonly active = new Set<PtlRequest>()
   private delayed: PtlRequest[] = []
   private recovering = false
@@ -148,6 +150,11 @@ export class Import extends EventEmitter {
 
   get currentNid(): string | undefined {
     return this.current?.nid
+  }
+
+  /** Monotonic ms of the last request sent or answered. */
+  get lastActive(): number {
+    return this.lastActivity
   }
 
   request<B = unknown>(op: OpName, args: unknown, opts: RequestOptions = {}): Promise<RpcReply<B>> {
@@ -314,8 +321,15 @@ export class Import extends EventEmitter {
 
   private complete(req: PtlRequest, raw: RawReply): void {
     this.finish(req)
-    this.waitSum += this.c.clock.now() - req.sentAt
+    const took = this.c.clock.now() - req.sentAt
+    this.waitSum += took
     this.waitCount += 1
+    if (raw.header.status === 0 && (req.op === 'ost_read' || req.op === 'ost_write')) {
+      const s = this.bulkStats[req.op === 'ost_read' ? 'read' : 'write']
+      s.rpcs += 1
+      s.bytes += req.op === 'ost_read' ? raw.bulk.length : req.bytes
+      s.ms += took
+    }
     const { status, transno, lastCommitted } = raw.header
     if (status === 0 && transno > 0) {
       req.transno = transno

@@ -1,5 +1,6 @@
 import type { Timer } from '../common/clock.js'
 import type { OpName } from '../protocol/ops.js'
+import { bulkLength, type Bulk } from '../protocol/wire.js'
 
 /**
  * One RPC as the import tracks it, from submission until it is answered and, when it
@@ -33,7 +34,7 @@ export class PtlRequest {
     readonly xid: number,
     readonly op: OpName,
     readonly args: unknown,
-    readonly bulk: Uint8Array | undefined,
+    readonly bulk: Bulk | undefined,
     readonly generation: number,
     readonly modifying: boolean,
     readonly noDelay: boolean,
@@ -45,7 +46,7 @@ export class PtlRequest {
   }
 
   get bytes(): number {
-    return this.bulk?.byteLength ?? 0
+    return bulkLength(this.bulk)
   }
 
   stopTimers(): void {

@@ -1,7 +1,9 @@
+import { Readable } from 'node:stream'
 import { Pool, errors as undiciErrors } from 'undici'
 import { parseNid } from '../protocol/nid.js'
 import {
   RPC_PATH,
+  type Bulk,
   decodeFrame,
   decodeReplyHeader,
   encodeFrame,
@@ -37,7 +39,7 @@ export interface RawReply {
 
 /** What imports need from a transport (PtlrpcClient takes another one, e.g. a test's fake). */
 export interface RpcTransport {
-  send(nid: string, h: ReqHeader, body: ReqBody, bulk: Uint8Array | undefined, signal: AbortSignal): Promise<RawReply>
+  send(nid: string, h: ReqHeader, body: ReqBody, bulk: Bulk | undefined, signal: AbortSignal): Promise<RawReply>
   reset(nid: string): void
   close(): Promise<void>
 }
@@ -75,17 +77,18 @@ export class Transport implements RpcTransport {
     return p
   }
 
-  async send(nid: string, h: ReqHeader, body: ReqBody, bulk: Uint8Array | undefined, signal: AbortSignal): Promise<RawReply> {
+  async send(nid: string, h: ReqHeader, body: ReqBody, bulk: Bulk | undefined, signal: AbortSignal): Promise<RawReply> {
     if (this.closed) throw new TransportError('conn', 'transport closed')
+    // The frame goes out as its parts, streamed piece by piece: the bulk is never copied.
     const parts = encodeFrame(body, bulk)
-    const payload = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+    const length = parts.reduce((n, p) => n + p.length, 0)
     let res
     try {
       res = await this.pool(nid).request({
         path: RPC_PATH,
         method: 'POST',
-        headers: { ...encodeReqHeader(h), 'content-type': 'application/x-lproxy' },
-        body: payload,
+        headers: { ...encodeReqHeader(h), 'content-type': 'application/x-lproxy', 'content-length': String(length) },
+        body: Readable.from(parts),
         signal,
       })
     } catch (e) {

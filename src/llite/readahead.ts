@@ -1,0 +1,73 @@
+/**
+ * Read-ahead of one open file (Lustre's llite read-ahead, in its essentials): once reads
+ * are sequential, a window of chunk-sized reads runs ahead of the reader, doubling up to
+ * the per-file maximum; a random read drops it. Chunks hold what the file had when read:
+ * writes through this client drop them (other clients' writes are seen at the next open).
+ */
+export interface ReadAheadTunables {
+  /** Bytes per read-ahead RPC (a stripe-aligned chunk). */
+  chunk: number
+  /** Largest window per file (max_read_ahead_per_file_mb). */
+  maxWindow: number
+}
+
+/** Reads [off, off+len) of the file: shorter at the end of the file. */
+export type Fetch = (off: number, len: number) => Promise<Buffer>
+
+export class ReadAhead {
+  /** End of the furthest read of the current sequential run. */
+  private end = 0
+  private streak = 0
+  private window = 0
+  private readonly chunks = new Map<number, Promise<Buffer>>()
+
+  constructor(
+    private readonly fetch: Fetch,
+    private readonly tun: ReadAheadTunables,
+  ) {}
+
+  /** Bytes of [off, off+len) from the window, or null: not sequential, read it directly. */
+  async read(off: number, len: number): Promise<Buffer | null> {
+    const C = this.tun.chunk
+    // The kernel sends its own read-ahead requests concurrently, so a sequential reader's
+    // requests arrive a little out of order: near the run's end still counts as sequential.
+    if (Math.abs(off - this.end) > 2 * C) {
+      this.streak = 0
+      this.window = 0
+      this.chunks.clear()
+      this.end = off + len
+      return null
+    }
+    this.end = Math.max(this.end, off + len)
+    if (++this.streak < 2) return null
+    this.window = Math.min(this.tun.maxWindow, Math.max(this.window * 2, 4 * C))
+    const first = Math.floor(off / C) * C
+    for (const start of this.chunks.keys()) if (start + C <= off - 2 * C) this.chunks.delete(start)
+    for (let c = first; c < this.end + this.window; c += C) if (!this.chunks.has(c)) this.load(c)
+    const parts: Buffer[] = []
+    for (let c = first; c < off + len; c += C) {
+      const data = await this.chunks.get(c)!
+      const from = Math.max(off, c) - c
+      const to = Math.min(off + len, c + C) - c
+      parts.push(data.subarray(from, Math.min(to, data.length)))
+      if (data.length < to) break // the end of the file
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+  }
+
+  private load(start: number): void {
+    const p = this.fetch(start, this.tun.chunk)
+    this.chunks.set(start, p)
+    // A failed chunk is fetched again by the next read that needs it; nobody may be waiting now.
+    p.catch(() => {
+      if (this.chunks.get(start) === p) this.chunks.delete(start)
+    })
+  }
+
+  /** The file changed under us: what was read ahead is stale. */
+  invalidate(): void {
+    this.chunks.clear()
+    this.window = 0
+    this.streak = 0
+  }
+}

@@ -49,7 +49,8 @@ export async function mountFs(o: MountOptions): Promise<MountInfo> {
   await fsp.mkdir(path.dirname(log), { recursive: true })
   const child = spawn(
     process.execPath,
-    [DAEMON, '--mgsnode', o.mgsnode, '--mountpoint', mountpoint, '--options', JSON.stringify(o.options), '--log', log, '--port', String(o.port ?? DEFAULT_PORT)],
+    // Every FUSE write is a short-lived 128 KiB copy: a larger young generation keeps them out of major GCs.
+    ['--max-semi-space-size=64', DAEMON, '--mgsnode', o.mgsnode, '--mountpoint', mountpoint, '--options', JSON.stringify(o.options), '--log', log, '--port', String(o.port ?? DEFAULT_PORT)],
     { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] },
   )
   const r = await new Promise<DaemonReport>((resolve) => {

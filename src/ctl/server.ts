@@ -4,6 +4,7 @@ import { clientSocket } from '../common/rundir.js'
 import { LpError } from '../protocol/errno.js'
 import { dirLayoutSchema } from '../protocol/ops.js'
 import type { ClientFs } from '../client/fs.js'
+import { PathFs } from '../llite/paths.js'
 
 /**
  * The mount daemon's control socket (root only): what `lproxy` admin commands ask of a
@@ -55,11 +56,11 @@ async function handle(ctx: CtlContext, req: Record<string, unknown>): Promise<un
       return {}
     case 'setstripe': {
       const dl = req.layout === null ? null : dirLayoutSchema.parse(req.layout)
-      await fs.llite.setstripe(fsPath(req.path), dl)
+      await fs.llite.setstripe((await new PathFs(fs.llite).resolve(fsPath(req.path))).fid, dl)
       return {}
     }
     case 'getstripe':
-      return fs.llite.getstripe(fsPath(req.path))
+      return fs.llite.getstripe((await new PathFs(fs.llite).resolve(fsPath(req.path))).fid)
     default:
       throw new LpError('EINVAL', `unknown control command '${String(req.cmd)}'`)
   }

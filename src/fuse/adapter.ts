@@ -1,8 +1,9 @@
-import path from 'node:path'
+import { basename, dirname } from 'node:path'
 import { createRequire } from 'node:module'
 import type { Logger } from '../common/log.js'
 import { LpError, toStatus } from '../protocol/errno.js'
-import type { Llite } from '../llite/llite.js'
+import type { Llite, SetAttr } from '../llite/llite.js'
+import { PathFs } from '../llite/paths.js'
 import { typeBits } from '../llite/stat.js'
 import { raiseMaxBackground } from './fusectl.js'
 
@@ -73,31 +74,32 @@ export class FuseAdapter {
 
   private ops(): Record<string, unknown> {
     const l = this.llite
+    const p = new PathFs(l)
     return {
       init: (cb: Cb) => cb(0),
-      access: (p: string, _mode: number, cb: Cb) => this.call(cb, () => (this.hidden.has(p) ? Promise.resolve() : l.resolve(p).then(() => undefined))),
+      access: (path: string, _mode: number, cb: Cb) => this.call(cb, () => (this.hidden.has(path) ? Promise.resolve() : p.resolve(path).then(() => undefined))),
       statfs: (_p: string, cb: Cb) => this.call(cb, () => l.statfs(), (s) => [s]),
-      getattr: (p: string, cb: Cb) => {
-        const fid = this.hidden.get(p)
-        if (fid === undefined && HIDDEN.test(path.basename(p))) return cb(-2)
-        this.call(cb, () => (fid !== undefined ? l.getattrFid(fid) : l.getattr(p)), (s) => [s])
+      getattr: (path: string, cb: Cb) => {
+        const fid = this.hidden.get(path)
+        if (fid === undefined && HIDDEN.test(basename(path))) return cb(-2)
+        this.call(cb, () => (fid !== undefined ? l.stat(fid) : p.getattr(path)), (s) => [s])
       },
-      readdir: (p: string, cb: Cb) =>
+      readdir: (path: string, cb: Cb) =>
         this.call(
           cb,
-          () => l.readdir(p),
+          () => p.readdir(path),
           // libfuse 2's high-level API lists '.' and '..' only if the filesystem does.
           ({ self, parent, entries }) => [
             ['.', '..', ...entries.map((e) => e.name)],
             [self, parent, ...entries.map((e) => e.fid)].map((ino, i) => ({ ino, mode: typeBits(i < 2 ? 'dir' : entries[i - 2]!.type) })),
           ],
         ),
-      mkdir: (p: string, mode: number, cb: Cb) => this.call(cb, () => l.mkdir(p, mode)),
-      rmdir: (p: string, cb: Cb) => this.call(cb, () => l.rmdir(p)),
-      create: (p: string, mode: number, cb: Cb) => this.call(cb, () => l.create(p, mode, 0o102), (fd) => [fd]),
-      open: (p: string, flags: number, cb: Cb) => {
-        const fid = this.hidden.get(p)
-        this.call(cb, () => (fid !== undefined ? l.openFid(fid, flags) : l.open(p, flags)), (fd) => [fd])
+      mkdir: (path: string, mode: number, cb: Cb) => this.call(cb, () => p.mkdir(path, mode)),
+      rmdir: (path: string, cb: Cb) => this.call(cb, () => p.unlink(path, true).then(() => undefined)),
+      create: (path: string, mode: number, cb: Cb) => this.call(cb, () => p.create(path, mode, 0o102), (fd) => [fd]),
+      open: (path: string, flags: number, cb: Cb) => {
+        const fid = this.hidden.get(path)
+        this.call(cb, () => (fid !== undefined ? l.open(fid, flags) : p.open(path, flags)), (fd) => [fd])
       },
       read: (_p: string, fd: number, buf: Buffer, len: number, off: number, cb: Cb) =>
         this.count(cb, async () => {
@@ -111,31 +113,37 @@ export class FuseAdapter {
       fsync: (_p: string, datasync: number, fd: number, cb: Cb) => this.call(cb, () => l.fsync(fd, !!datasync)),
       fsyncdir: (_p: string, _datasync: number, _fd: number, cb: Cb) => this.call(cb, () => l.fsyncdir()),
       release: (_p: string, fd: number, cb: Cb) => this.call(cb, () => l.release(fd)),
-      truncate: (p: string, size: number, cb: Cb) => this.call(cb, () => l.truncate(p, size)),
+      truncate: (path: string, size: number, cb: Cb) => this.call(cb, () => this.setattr(path, { size })),
       ftruncate: (_p: string, fd: number, size: number, cb: Cb) => this.call(cb, () => l.ftruncate(fd, size)),
-      chmod: (p: string, mode: number, cb: Cb) => this.call(cb, () => l.chmod(p, mode)),
-      chown: (p: string, uid: number, gid: number, cb: Cb) => this.call(cb, () => l.chown(p, uid, gid)),
-      utimens: (p: string, atime: number, mtime: number, cb: Cb) =>
+      chmod: (path: string, mode: number, cb: Cb) => this.call(cb, () => this.setattr(path, { mode })),
+      chown: (path: string, uid: number, gid: number, cb: Cb) => this.call(cb, () => this.setattr(path, { uid, gid })),
+      utimens: (path: string, atime: number, mtime: number, cb: Cb) =>
         this.call(cb, () => {
           const now = Date.now()
           const fix = (t: number) => (t < UTIME_SPECIAL_MS ? now : t)
-          return l.utimens(p, fix(atime), fix(mtime))
+          return this.setattr(path, { atime: fix(atime), mtime: fix(mtime) })
         }),
-      unlink: (p: string, cb: Cb) => {
-        if (this.hidden.delete(p)) return cb(0)
-        this.call(cb, () => l.unlink(p))
+      unlink: (path: string, cb: Cb) => {
+        if (this.hidden.delete(path)) return cb(0)
+        this.call(cb, () => p.unlink(path).then(() => undefined))
       },
       rename: (src: string, dest: string, cb: Cb) => {
         // libfuse hides an open file instead of unlinking it; the MDT already keeps an
         // unlinked file while it is open, so unlink the name and remember the hidden one.
-        if (HIDDEN.test(path.basename(dest)) && path.dirname(src) === path.dirname(dest))
-          return this.call(cb, async () => void this.hidden.set(dest, await l.unlink(src)))
-        this.call(cb, () => l.rename(src, dest))
+        if (HIDDEN.test(basename(dest)) && dirname(src) === dirname(dest))
+          return this.call(cb, async () => void this.hidden.set(dest, await p.unlink(src)))
+        this.call(cb, () => p.rename(src, dest))
       },
-      link: (src: string, dest: string, cb: Cb) => this.call(cb, () => l.link(src, dest)),
-      symlink: (target: string, p: string, cb: Cb) => this.call(cb, () => l.symlink(target, p)),
-      readlink: (p: string, cb: Cb) => this.call(cb, () => l.readlink(p), (t) => [t]),
+      link: (src: string, dest: string, cb: Cb) => this.call(cb, () => p.link(src, dest)),
+      symlink: (target: string, path: string, cb: Cb) => this.call(cb, () => p.symlink(target, path)),
+      readlink: (path: string, cb: Cb) => this.call(cb, () => p.readlink(path), (t) => [t]),
     }
+  }
+
+  /** setattr on the object a path (or a hidden unlinked-but-open name) stands for. */
+  private async setattr(path: string, s: SetAttr): Promise<void> {
+    const fid = this.hidden.get(path) ?? (await new PathFs(this.llite).resolve(path)).fid
+    await this.llite.setattr(fid, s)
   }
 
   async mount(): Promise<void> {

@@ -2,7 +2,7 @@ import pTimeout from 'p-timeout'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import { LpError } from '../protocol/errno.js'
-import type { DirEntry, DirLayout, FileType, Layout, MdtAttr } from '../protocol/ops.js'
+import type { DirEntry, DirLayout, FileType, Layout, MdtAttr, OpArgs } from '../protocol/ops.js'
 import type { Mdc } from '../mdc/mdc.js'
 import type { Glimpse, Lov } from '../lov/lov.js'
 import { MetaCache } from './cache.js'
@@ -11,10 +11,21 @@ import { ReadAhead } from './readahead.js'
 import { toStat, type PosixStat } from './stat.js'
 
 /**
- * POSIX semantics over the MDT and the OSTs, driven by paths (the FUSE adapter's calls)
- * but knowing nothing of FUSE: tests drive it directly.
+ * POSIX semantics over the MDT and the OSTs. Its calls take FIDs (the inode numbers the
+ * kernel sees) and open-file descriptors, and it knows nothing of FUSE: tests drive it
+ * directly, a FUSE binding adapts it, and paths.ts resolves paths for path-based callers.
  */
 export const ROOT_FID = 1
+
+/** What setattr changes; times are wall-clock ms. */
+export interface SetAttr {
+  mode?: number
+  uid?: number
+  gid?: number
+  size?: number
+  atime?: number
+  mtime?: number
+}
 
 export interface LliteOptions {
   mdc: Mdc
@@ -59,14 +70,10 @@ export class Llite {
     return this.o.clock.wallNow()
   }
 
-  // ---- path resolution ----
+  // ---- lookups (the kernel's view: a directory FID and a name) ----
 
-  private split(path: string): string[] {
-    if (!path.startsWith('/')) throw new LpError('EINVAL', `not an absolute path: ${path}`)
-    return path.split('/').filter((c) => c.length > 0)
-  }
-
-  private async attrOf(fid: number): Promise<MdtAttr> {
+  /** The MDT attributes of a FID (cached for the attribute timeout). */
+  async attr(fid: number): Promise<MdtAttr> {
     const c = this.cache.attr(fid)
     if (c) return c.attr
     const a = await this.mdc.getattr(fid)
@@ -74,7 +81,8 @@ export class Llite {
     return a
   }
 
-  private async child(parent: number, name: string): Promise<MdtAttr> {
+  /** The entry `name` of directory `parent`. */
+  async lookup(parent: number, name: string): Promise<MdtAttr> {
     const fid = this.cache.entry(parent, name)
     if (fid !== undefined) {
       const c = this.cache.attr(fid)
@@ -86,36 +94,13 @@ export class Llite {
     return a
   }
 
-  /** The MDT attributes of the object at `path`. */
-  async resolve(path: string): Promise<MdtAttr> {
-    let cur = await this.attrOf(ROOT_FID)
-    for (const name of this.split(path)) {
-      if (cur.type !== 'dir') throw new LpError('ENOTDIR', `a component of ${path} is not a directory`)
-      cur = await this.child(cur.fid, name)
-    }
-    return cur
-  }
-
-  private async parentOf(path: string): Promise<{ parent: MdtAttr; name: string }> {
-    const parts = this.split(path)
-    const name = parts.pop()
-    if (name === undefined) throw new LpError('EBUSY', 'the root has no parent')
-    const parent = await this.resolve('/' + parts.join('/'))
-    if (parent.type !== 'dir') throw new LpError('ENOTDIR', `parent of ${path} is not a directory`)
-    return { parent, name }
-  }
-
   // ---- attributes ----
 
-  async getattr(path: string): Promise<PosixStat> {
-    return this.statOf(await this.resolve(path))
+  async stat(fid: number): Promise<PosixStat> {
+    return this.statOf(await this.attr(fid))
   }
 
-  async getattrFid(fid: number): Promise<PosixStat> {
-    return this.statOf(await this.attrOf(fid))
-  }
-
-  private async statOf(a: MdtAttr): Promise<PosixStat> {
+  async statOf(a: MdtAttr): Promise<PosixStat> {
     if (a.type !== 'reg' || !a.layout) return toStat(a)
     let g = this.cache.attr(a.fid)?.glimpse
     if (!g) {
@@ -132,35 +117,27 @@ export class Llite {
     if (!this.lov.cachedSize(fid, layout)) this.cache.setGlimpse(fid, g)
   }
 
-  async chmod(path: string, mode: number): Promise<void> {
-    const a = await this.resolve(path)
-    this.cache.setAttr(await this.mdc.setattr({ fid: a.fid, mode: mode & 0o7777, ctime: this.now() }))
-  }
-
-  async chown(path: string, uid: number, gid: number): Promise<void> {
-    const a = await this.resolve(path)
-    // -1 (as unsigned) leaves that id unchanged.
-    const args = { fid: a.fid, ctime: this.now(), ...(uid !== 0xffffffff && uid !== -1 ? { uid } : {}), ...(gid !== 0xffffffff && gid !== -1 ? { gid } : {}) }
-    this.cache.setAttr(await this.mdc.setattr(args))
-  }
-
-  async utimens(path: string, atime: number, mtime: number): Promise<void> {
-    const a = await this.resolve(path)
+  /**
+   * Change attributes, as one setattr(2)-style call: mode, owner, times, size. Size goes to
+   * the OSTs, times to the MDT and to the objects; unset fields stay. -1 ids are unchanged.
+   */
+  async setattr(fid: number, s: SetAttr): Promise<PosixStat> {
+    const a = await this.attr(fid)
+    if (s.size !== undefined) await this.truncateAttr(a, s.size)
+    const args: OpArgs<'mdt_setattr'> = { fid, ctime: this.now() }
+    if (s.mode !== undefined) args.mode = s.mode & 0o7777
+    if (s.uid !== undefined && s.uid !== 0xffffffff && s.uid !== -1) args.uid = s.uid
+    if (s.gid !== undefined && s.gid !== 0xffffffff && s.gid !== -1) args.gid = s.gid
+    const times = s.atime !== undefined || s.mtime !== undefined
+    if (s.atime !== undefined) args.atime = s.atime
+    if (s.mtime !== undefined) args.mtime = s.mtime
     // Cached writes landing later would stamp the objects with their own time: send them first.
-    if (a.type === 'reg' && a.layout) await this.lov.flush(a.fid, a.layout)
-    const n = await this.mdc.setattr({ fid: a.fid, atime, mtime, ctime: this.now() })
+    if (s.mtime !== undefined && a.type === 'reg' && a.layout) await this.lov.flush(fid, a.layout)
+    if (Object.keys(args).length > 2 || s.size === undefined) this.cache.setAttr(await this.mdc.setattr(args))
     // The objects carry mtime too (a glimpse takes the newer): set theirs as well.
-    if (a.type === 'reg' && a.layout) await this.lov.setMtime(a.fid, a.layout, mtime)
-    this.cache.dropAttr(n.fid)
-  }
-
-  async truncate(path: string, size: number): Promise<void> {
-    await this.truncateAttr(await this.resolve(path), size)
-  }
-
-  async ftruncate(fd: number, size: number): Promise<void> {
-    const f = this.file(fd)
-    await this.truncateAttr(await this.attrOf(f.fid), size)
+    if (s.mtime !== undefined && a.type === 'reg' && a.layout) await this.lov.setMtime(fid, a.layout, s.mtime)
+    if (times) this.cache.dropAttr(fid)
+    return this.stat(fid)
   }
 
   private async truncateAttr(a: MdtAttr, size: number): Promise<void> {
@@ -178,70 +155,54 @@ export class Llite {
   /** Files get their layout at create; one created without (by an older tool) gets it at first I/O. */
   private async ensureLayout(a: MdtAttr): Promise<Layout> {
     if (a.layout) return a.layout
-    const root = await this.attrOf(ROOT_FID)
+    const root = await this.attr(ROOT_FID)
     const layout = this.lov.chooseLayout(root.dir_layout)
     const n = await this.mdc.setattr({ fid: a.fid, layout, ctime: this.now() })
     this.cache.setAttr(n)
     return n.layout!
   }
 
-  // ---- namespace ----
-
-  /** A directory's entries, with the FIDs of '.' and '..' (the binding lists those too). */
-  async readdir(path: string): Promise<{ self: number; parent: number; entries: DirEntry[] }> {
-    const a = await this.resolve(path)
-    if (a.type !== 'dir') throw new LpError('ENOTDIR', `${path} is not a directory`)
-    const parts = this.split(path)
-    const parent = parts.length ? (await this.resolve('/' + parts.slice(0, -1).join('/'))).fid : a.fid
-    const entries = await this.mdc.readdir(a.fid)
-    for (const e of entries) this.cache.setEntry(a.fid, e.name, e.fid)
-    return { self: a.fid, parent, entries }
+  async ftruncate(fd: number, size: number): Promise<void> {
+    await this.setattr(this.file(fd).fid, { size })
   }
 
-  private async make(path: string, type: FileType, mode: number, extra: { target?: string; layout?: Layout; open_flags?: number } = {}) {
-    const { parent, name } = await this.parentOf(path)
-    const r = await this.mdc.create({
-      parent: parent.fid,
-      name,
-      type,
-      mode: mode & 0o7777,
-      uid: this.o.uid,
-      gid: this.o.gid,
-      time: this.now(),
-      exclusive: true,
-      ...extra,
-    })
-    this.cache.setEntry(parent.fid, name, r.attr.fid)
-    this.cache.setAttr(r.attr, type === 'reg' ? { size: 0, blocks: 0, mtime: r.attr.mtime } : undefined)
-    this.cache.dropAttr(parent.fid)
-    return r
-  }
-
-  async mkdir(path: string, mode: number): Promise<void> {
-    await this.make(path, 'dir', mode)
-  }
-
-  async symlink(target: string, path: string): Promise<void> {
-    await this.make(path, 'lnk', 0o777, { target })
-  }
-
-  async readlink(path: string): Promise<string> {
-    const a = await this.resolve(path)
-    if (a.type !== 'lnk' || a.target === undefined) throw new LpError('EINVAL', `${path} is not a symlink`)
+  async readlink(fid: number): Promise<string> {
+    const a = await this.attr(fid)
+    if (a.type !== 'lnk' || a.target === undefined) throw new LpError('EINVAL', `FID ${fid} is not a symlink`)
     return a.target
   }
 
-  async unlink(path: string): Promise<number> {
-    const { parent, name } = await this.parentOf(path)
-    const r = await this.mdc.unlink(parent.fid, name, false, this.now())
-    this.forget(parent.fid, name, r.fid)
-    return r.fid
+  // ---- namespace ----
+
+  async readdir(fid: number): Promise<DirEntry[]> {
+    const a = await this.attr(fid)
+    if (a.type !== 'dir') throw new LpError('ENOTDIR', `FID ${fid} is not a directory`)
+    const entries = await this.mdc.readdir(fid)
+    for (const e of entries) this.cache.setEntry(fid, e.name, e.fid)
+    return entries
   }
 
-  async rmdir(path: string): Promise<void> {
-    const { parent, name } = await this.parentOf(path)
-    const r = await this.mdc.unlink(parent.fid, name, true, this.now())
-    this.forget(parent.fid, name, r.fid)
+  private async make(parent: number, name: string, type: FileType, mode: number, extra: { target?: string; layout?: Layout; open_flags?: number } = {}) {
+    const r = await this.mdc.create({ parent, name, type, mode: mode & 0o7777, uid: this.o.uid, gid: this.o.gid, time: this.now(), exclusive: true, ...extra })
+    this.cache.setEntry(parent, name, r.attr.fid)
+    this.cache.setAttr(r.attr, type === 'reg' ? { size: 0, blocks: 0, mtime: r.attr.mtime } : undefined)
+    this.cache.dropAttr(parent)
+    return r
+  }
+
+  async mkdir(parent: number, name: string, mode: number): Promise<MdtAttr> {
+    return (await this.make(parent, name, 'dir', mode)).attr
+  }
+
+  async symlink(target: string, parent: number, name: string): Promise<MdtAttr> {
+    return (await this.make(parent, name, 'lnk', 0o777, { target })).attr
+  }
+
+  /** Remove a name (rmdir when `dir`); returns the FID it named. */
+  async unlink(parent: number, name: string, dir = false): Promise<number> {
+    const r = await this.mdc.unlink(parent, name, dir, this.now())
+    this.forget(parent, name, r.fid)
+    return r.fid
   }
 
   private forget(parent: number, name: string, fid?: number): void {
@@ -250,36 +211,32 @@ export class Llite {
     if (fid !== undefined) this.cache.dropAttr(fid)
   }
 
-  async rename(from: string, to: string): Promise<void> {
-    const src = await this.parentOf(from)
-    const dst = await this.parentOf(to)
-    const victim = this.cache.entry(dst.parent.fid, dst.name)
-    const moved = this.cache.entry(src.parent.fid, src.name)
-    await this.mdc.rename(src.parent.fid, src.name, dst.parent.fid, dst.name, this.now())
-    this.forget(src.parent.fid, src.name, moved)
-    this.forget(dst.parent.fid, dst.name, victim)
+  async rename(parent: number, name: string, newParent: number, newName: string): Promise<void> {
+    const victim = this.cache.entry(newParent, newName)
+    const moved = this.cache.entry(parent, name)
+    await this.mdc.rename(parent, name, newParent, newName, this.now())
+    this.forget(parent, name, moved)
+    this.forget(newParent, newName, victim)
   }
 
-  async link(from: string, to: string): Promise<void> {
-    const a = await this.resolve(from)
-    const dst = await this.parentOf(to)
-    const n = await this.mdc.link(a.fid, dst.parent.fid, dst.name, this.now())
-    this.cache.setEntry(dst.parent.fid, dst.name, n.fid)
+  async link(fid: number, newParent: number, newName: string): Promise<MdtAttr> {
+    const n = await this.mdc.link(fid, newParent, newName, this.now())
+    this.cache.setEntry(newParent, newName, n.fid)
     this.cache.dropAttr(n.fid)
-    this.cache.dropAttr(dst.parent.fid)
+    this.cache.dropAttr(newParent)
+    return n
   }
 
   // ---- striping (lfs setstripe / getstripe) ----
 
-  async setstripe(path: string, dl: DirLayout | null): Promise<void> {
-    const a = await this.resolve(path)
+  async setstripe(fid: number, dl: DirLayout | null): Promise<void> {
+    const a = await this.attr(fid)
     if (a.type !== 'dir') throw new LpError('ENOTDIR', 'setstripe sets the default layout of a directory')
-    this.cache.setAttr(await this.mdc.setDirLayout(a.fid, dl, this.now()))
+    this.cache.setAttr(await this.mdc.setDirLayout(fid, dl, this.now()))
   }
 
-  async getstripe(path: string): Promise<MdtAttr> {
-    const a = await this.resolve(path)
-    return this.mdc.getattr(a.fid)
+  async getstripe(fid: number): Promise<MdtAttr> {
+    return this.mdc.getattr(fid)
   }
 
   // ---- open files and data ----
@@ -296,23 +253,16 @@ export class Llite {
     return fd
   }
 
-  async create(path: string, mode: number, flags: number): Promise<number> {
-    const { parent } = await this.parentOf(path)
-    const dl = parent.dir_layout ?? (await this.attrOf(ROOT_FID)).dir_layout
-    const r = await this.make(path, 'reg', mode, { layout: this.lov.chooseLayout(dl), open_flags: flags })
-    return this.register(r.attr, r.handle!, flags)
+  /** Create and open a regular file, placed by the directory's (or the filesystem's) default layout. */
+  async create(parent: number, name: string, mode: number, flags: number): Promise<{ fd: number; attr: MdtAttr }> {
+    const dl = (await this.attr(parent)).dir_layout ?? (await this.attr(ROOT_FID)).dir_layout
+    const r = await this.make(parent, name, 'reg', mode, { layout: this.lov.chooseLayout(dl), open_flags: flags })
+    return { fd: this.register(r.attr, r.handle!, flags), attr: r.attr }
   }
 
-  async open(path: string, flags: number): Promise<number> {
-    return this.openAttr(await this.resolve(path), flags)
-  }
-
-  /** Open by FID: an unlinked file that is still open elsewhere (reopened through /proc). */
-  async openFid(fid: number, flags: number): Promise<number> {
-    return this.openAttr(await this.attrOf(fid), flags)
-  }
-
-  private async openAttr(a: MdtAttr, flags: number): Promise<number> {
+  /** Open by FID (also an unlinked file still open elsewhere, reopened through /proc). */
+  async open(fid: number, flags: number): Promise<number> {
+    const a = await this.attr(fid)
     if (a.type === 'dir' && (flags & O_ACCMODE) !== O_RDONLY) throw new LpError('EISDIR', `FID ${a.fid} is a directory`)
     const r = await this.mdc.open(a.fid, flags)
     // Close-to-open: an open sees what other clients wrote before it.
@@ -361,7 +311,7 @@ export class Llite {
     const f = this.file(fd)
     this.reportError(f)
     this.dataChanged(f.fid)
-    const layout = f.layout ?? (f.layout = await this.ensureLayout(await this.attrOf(f.fid)))
+    const layout = f.layout ?? (f.layout = await this.ensureLayout(await this.attr(f.fid)))
     let at = off
     const t = this.now()
     if (f.flags & O_APPEND) {

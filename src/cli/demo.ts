@@ -30,6 +30,9 @@ export function registerDemoCommand(program: Command): void {
         const served = r.failover.moved.map((m) => `${m.target} on ${m.node} after ${(m.ms / 1000).toFixed(2)} s`).join(', ')
         say(`  failover:    ${r.failover.node} killed; ${served}`)
       }
+      const secs = (ms: number | null) => (ms === null ? '?' : `${(ms / 1000).toFixed(2)} s`)
+      for (const s of r.split)
+        say(`  ${s.target}:  detection ${secs(s.detectionMs)}, takeover ${secs(s.takeoverMs)} (from the kill), client recovery ${secs(s.recoveryMs)} (from serving)`)
       say(`  application: ${c.errors.length} errors, longest stall ${(c.longestOp.ms / 1000).toFixed(2)} s (${c.longestOp.what})`)
       say(`  replay:      ${r.replayed.requests} requests replayed (${mib(r.replayed.bytes)})`)
       say(`  verified:    ${r.verified.files} files, ${r.verified.bytes} bytes, ${r.verified.mismatches.length} mismatches`)

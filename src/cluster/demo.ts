@@ -5,7 +5,9 @@ import { callJsonSocket } from '../common/jsonsock.js'
 import { clientSocket } from '../common/rundir.js'
 import { clusterDown } from './down.js'
 import { clusterFail, type MoveResult } from './fail.js'
+import { logOf } from './layout.js'
 import { LocalCluster } from './local.js'
+import { recoverySplit, type RecoverySplit } from './split.js'
 import { clusterUp } from './up.js'
 import { copyTree, verifyTree, type CopyStats } from './workload.js'
 
@@ -29,6 +31,7 @@ export interface DemoOptions {
 export interface DemoReport {
   copy: CopyStats
   failover: MoveResult | null
+  split: RecoverySplit[]
   replayed: { requests: number; bytes: number }
   verified: { files: number; bytes: number; mismatches: string[] }
 }
@@ -68,11 +71,16 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     const moved = failover ? await (failover as Promise<MoveResult>) : null
     if (moved) for (const e of moved.timeline) o.say(`   failover +${(e.ms / 1000).toFixed(2)}s: ${e.event}`)
     o.say(`${clock()} copied ${copy.files} files, ${copy.dirs} directories, ${copy.symlinks} symlinks in ${(copy.ms / 1000).toFixed(1)} s`)
+    const split = moved
+      ? await Promise.all(
+          moved.moved.map((m) => recoverySplit(logOf(dir, 'client'), up.cluster.targets[m.target]!.names.at(-1)!, m.at - m.ms, m.at)),
+        )
+      : []
     const st = await callJsonSocket<{ imports: ImportStatus[] }>(clientSocket(mnt), { cmd: 'status' })
     const replayed = st.imports.reduce((a, i) => ({ requests: a.requests + i.replayed_requests, bytes: a.bytes + i.replayed_bytes }), { requests: 0, bytes: 0 })
     o.say(`${clock()} verifying every byte`)
     const verified = await verifyTree(o.source, dst)
-    return { copy, failover: moved, replayed, verified }
+    return { copy, failover: moved, split, replayed, verified }
   } finally {
     const lc = await LocalCluster.open(dir).catch(() => null)
     if (lc) await clusterDown(lc, { purge: !o.dir })

@@ -4,7 +4,7 @@ import { mountFs } from '../client/mount.js'
 import { formatTarget, readConfig, type TargetConfig } from '../server/target/config.js'
 import { clusterDown } from './down.js'
 import {
-  checkNet, DEFAULT_NET, DEFAULT_PORT, formatOptions, mgsSpec, newClusterFile, readClusterFile, OSTS, type ClusterFile,
+  checkNet, DEFAULT_NET, DEFAULT_PORT, formatOptions, logOf, mgsSpec, newClusterFile, readClusterFile, OSTS, type ClusterFile,
 } from './layout.js'
 import { LocalCluster, type Placement } from './local.js'
 import { startTime } from './proc.js'
@@ -78,7 +78,7 @@ export async function clusterUp(o: UpOptions): Promise<UpResult> {
         mgsnode: mgsSpec(lc.cf),
         mountpoint,
         options: timeout ? [`timeout=${timeout}`] : [],
-        log: path.join(dir, 'logs', 'client.log'),
+        log: logOf(dir, 'client'),
         port,
       })
       warnings.push(...info.warnings)

@@ -265,7 +265,8 @@ export class Llite {
     const a = await this.attr(fid)
     if (a.type === 'dir' && (flags & O_ACCMODE) !== O_RDONLY) throw new LpError('EISDIR', `FID ${a.fid} is a directory`)
     const r = await this.mdc.open(a.fid, flags)
-    // Close-to-open: an open sees what other clients wrote before it.
+    // Close-to-open: an open sees what other clients wrote before it, its size glimpsed afresh.
+    this.cache.dropAttr(r.attr.fid)
     this.cache.setAttr(r.attr)
     return this.register(r.attr, r.handle, flags)
   }
@@ -276,10 +277,14 @@ export class Llite {
     if (!layout || len === 0) return Buffer.alloc(0)
     // With bytes of its own in the write-back cache the file is read directly (read-your-writes).
     if (!this.lov.cachedSize(f.fid, layout)) {
-      f.ra ??= new ReadAhead((o, n) => this.readDirect(f.fid, layout, o, n), {
-        chunk: Math.min(layout.stripe_size, this.o.readAheadChunk),
-        maxWindow: this.o.maxReadAheadPerFile,
-      })
+      const size = this.cache.attr(f.fid)?.glimpse?.size
+      if (size !== undefined && off >= size) return Buffer.alloc(0)
+      f.ra ??= new ReadAhead(
+        (o, n) => this.readDirect(f.fid, layout, o, n),
+        { chunk: Math.min(layout.stripe_size, this.o.readAheadChunk), maxWindow: this.o.maxReadAheadPerFile },
+        // Nothing is read ahead past the end of the file as glimpsed.
+        () => this.cache.attr(f.fid)?.glimpse?.size ?? Infinity,
+      )
       const hit = await f.ra.read(off, len)
       if (hit) return hit
     }
@@ -290,10 +295,18 @@ export class Llite {
     const buf = Buffer.alloc(len)
     if (await this.lov.read(fid, layout, off, buf)) return buf
     // Some object ended early: a hole, or the end of the file. The file size tells which.
-    const g = await this.lov.glimpse(fid, layout)
-    this.keepGlimpse(fid, layout, g)
-    const size = Math.max(g.size, this.lov.cachedSize(fid, layout))
+    const size = await this.knownSize(fid, layout)
     return buf.subarray(0, Math.max(0, Math.min(len, size - off)))
+  }
+
+  /** The size as this client knows it: glimpsed at open (kept for the attribute timeout), or its own cached writes. */
+  private async knownSize(fid: number, layout: Layout): Promise<number> {
+    let g = this.cache.attr(fid)?.glimpse
+    if (!g) {
+      g = await this.lov.glimpse(fid, layout)
+      this.keepGlimpse(fid, layout, g)
+    }
+    return Math.max(g.size, this.lov.cachedSize(fid, layout))
   }
 
   /** This client changed the file's data: read-ahead of any of its open files is stale. */

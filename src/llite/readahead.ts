@@ -24,6 +24,8 @@ export class ReadAhead {
   constructor(
     private readonly fetch: Fetch,
     private readonly tun: ReadAheadTunables,
+    /** Where the file is known to end: no chunk is read ahead from there on. */
+    private readonly limit: () => number = () => Infinity,
   ) {}
 
   /** Bytes of [off, off+len) from the window, or null: not sequential, read it directly. */
@@ -43,7 +45,8 @@ export class ReadAhead {
     this.window = Math.min(this.tun.maxWindow, Math.max(this.window * 2, 4 * C))
     const first = Math.floor(off / C) * C
     for (const start of this.chunks.keys()) if (start + C <= off - 2 * C) this.chunks.delete(start)
-    for (let c = first; c < this.end + this.window; c += C) if (!this.chunks.has(c)) this.load(c)
+    const stop = Math.max(off + len, Math.min(this.end + this.window, this.limit()))
+    for (let c = first; c < stop; c += C) if (!this.chunks.has(c)) this.load(c)
     const parts: Buffer[] = []
     for (let c = first; c < off + len; c += C) {
       const data = await this.chunks.get(c)!

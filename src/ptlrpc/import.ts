@@ -605,15 +605,7 @@ export class Import extends EventEmitter {
   private invalidate(reason: string): void {
     this.generation += 1
     this.invalid = true
-    const victims = [...this.active, ...this.delayed]
-    this.active.clear()
-    this.delayed = []
-    for (const r of victims) {
-      r.stopTimers()
-      r.abort?.abort()
-      r.phase = 'done'
-      r.reject(new LpError('EIO', `${this.target}: ${reason}`))
-    }
+    this.failAll(reason)
     const dropped = this.keptBytes
     this.replayList.splice(0)
     this.keptBytes = 0
@@ -677,13 +669,19 @@ export class Import extends EventEmitter {
     }
     this.setState('CLOSED')
     this.wake?.()
+    this.failAll('import closed')
+  }
+
+  /** Every request in flight or waiting ends with EIO. */
+  private failAll(reason: string): void {
     const victims = [...this.active, ...this.delayed]
     this.active.clear()
     this.delayed = []
     for (const r of victims) {
       r.stopTimers()
       r.abort?.abort()
-      r.reject(new LpError('EIO', `${this.target}: import closed`))
+      r.phase = 'done'
+      r.reject(new LpError('EIO', `${this.target}: ${reason}`))
     }
   }
 }

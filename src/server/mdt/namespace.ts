@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { LpError } from '../../protocol/errno.js'
-import type { DirEntry, DirLayout, FileType, Layout, MdtAttr, OpArgs } from '../../protocol/ops.js'
+import type { DirEntry, Layout, MdtAttr, OpArgs } from '../../protocol/ops.js'
 import type { Redo } from '../target/backend.js'
 
 /**
@@ -10,21 +10,8 @@ import type { Redo } from '../target/backend.js'
  * which also describe each change as a physical redo record (the same setters re-apply
  * those records when the journal is replayed at start).
  */
-export interface Inode {
-  fid: number
-  type: FileType
-  mode: number
-  uid: number
-  gid: number
-  nlink: number
-  atime: number
-  mtime: number
-  ctime: number
-  size: number
-  target?: string
-  layout?: Layout
-  dir_layout?: DirLayout
-  /** Directories: the next readdir cookie to hand out. */
+/** An inode is what getattr reports, plus a directory's next readdir cookie. */
+export interface Inode extends MdtAttr {
   next_cookie?: number
 }
 

@@ -3,6 +3,7 @@ import { registerClientCommands } from './client.js'
 import { registerServerCommands } from './server.js'
 import { registerClusterCommands } from './cluster.js'
 import { registerDemoCommand } from './demo.js'
+import { registerBenchCommand } from './bench.js'
 import { UsageError } from './errors.js'
 
 /**
@@ -19,6 +20,7 @@ registerServerCommands(program)
 registerClientCommands(program)
 registerClusterCommands(program)
 registerDemoCommand(program)
+registerBenchCommand(program)
 
 try {
   await program.parseAsync(process.argv)

@@ -1,0 +1,38 @@
+import { existsSync, promises as fsp } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { clusterDown } from '../../cluster/down.js'
+import { LocalCluster } from '../../cluster/local.js'
+import { clusterUp } from '../../cluster/up.js'
+import { LproxyMount } from './lproxy.js'
+import { storageOf } from './storage.js'
+
+/**
+ * The embedded cluster for a bench run: formatted afresh in a new directory, by default on
+ * tmpfs (/dev/shm) so the targets are backed by memory as the goals assume, with the
+ * cluster's default settings unless told (`params`: sys.timeout); torn down after.
+ */
+export interface BenchCluster {
+  dir: string
+  fs: LproxyMount
+  down(): Promise<void>
+}
+
+export async function benchCluster(o: { dir?: string; net: string; port: number; params: Record<string, string>; stripeCount: number }): Promise<BenchCluster> {
+  const parent = existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()
+  const dir = o.dir ? path.resolve(o.dir) : await fsp.mkdtemp(path.join(parent, 'lproxy-bench-'))
+  const down = async () => {
+    const lc = await LocalCluster.open(dir).catch(() => null)
+    if (lc) await clusterDown(lc, { purge: !o.dir })
+    else if (!o.dir) await fsp.rm(dir, { recursive: true, force: true })
+  }
+  try {
+    const up = await clusterUp({ dir, mount: true, net: o.net, port: o.port, params: o.params, reformat: true })
+    const settings = Object.entries(o.params).map(([k, v]) => `${k}=${v}`).join(', ') || 'default settings'
+    const fs = new LproxyMount(up.cluster.mount.mountpoint, `embedded cluster in ${dir} on ${await storageOf(dir)} (net ${o.net}, port ${o.port}), ${settings}`, o.stripeCount)
+    return { dir, fs, down }
+  } catch (e) {
+    await down().catch(() => undefined)
+    throw e
+  }
+}

@@ -1,0 +1,47 @@
+import { promises as fsp } from 'node:fs'
+import type { StreamSpec } from '../jobs.js'
+import { PAGE, Pattern } from '../pattern.js'
+import { randomPages } from '../prng.js'
+import { MAX_ERRORS_KEPT } from '../result.js'
+import { overBlocks, type Stream } from './stream.js'
+
+/**
+ * Reads a file back and compares every page with what was written (regenerated from the
+ * seed). For the random writer's file, pages it never wrote must be holes (zeros).
+ */
+export function verifyStream(s: Extract<StreamSpec, { kind: 'verify' }>): (st: Stream) => Promise<object> {
+  const pat = new Pattern(s.seed)
+  const buf = Buffer.alloc(s.bs)
+  const scratch = Buffer.alloc(s.bs)
+  const written = writtenPages(s)
+  return async (st) => {
+    const bad: string[] = []
+    let badPages = 0
+    const mismatch = (what: string, pages = 1) => {
+      badPages += pages
+      if (bad.length < MAX_ERRORS_KEPT) bad.push(what)
+    }
+    const opened = await overBlocks(st, { path: s.path, flags: 'r', size: s.size, bs: s.bs, fsync: false }, (fh, off, len) =>
+      st.data(`read ${s.path}@${off}`, async () => {
+        const { bytesRead } = await fh.read(buf, 0, len, off)
+        const whole = bytesRead - (bytesRead % PAGE)
+        for (const at of pat.badPages(buf, s.file, off, whole, scratch, written)) mismatch(`${s.path}@${at}`)
+        if (whole < len) mismatch(`${s.path}@${off + whole}: ends early`, (len - whole) / PAGE)
+        return bytesRead
+      }),
+    )
+    if (!opened) return { bad_pages: s.size / PAGE, first_bad: [`${s.path}: cannot be opened`] }
+    const size = (await st.call(`stat ${s.path}`, () => fsp.stat(s.path)))?.size
+    if (size !== s.size) mismatch(`${s.path}: size ${size}, ${s.size} written`)
+    return { bad_pages: badPages, first_bad: bad }
+  }
+}
+
+function writtenPages(s: Extract<StreamSpec, { kind: 'verify' }>): ((at: number) => boolean) | undefined {
+  if (s.randomWrites === undefined) return undefined
+  const pages = s.size / PAGE
+  const map = new Uint8Array(pages)
+  const next = randomPages(s.seed, pages)
+  for (let i = 0; i < s.randomWrites; i++) map[next()] = 1
+  return (at) => map[at / PAGE] === 1
+}

@@ -1,0 +1,117 @@
+import type { Command } from 'commander'
+import { runBench } from '../bench/bench.js'
+import type { BenchMode } from '../bench/failover.js'
+import { checkJobs, JOB_NAMES, type JobName } from '../bench/jobs.js'
+import { Live } from '../bench/live.js'
+import { PAGE } from '../bench/pattern.js'
+import { DEFAULT_OUT } from '../bench/report.js'
+import { compareTable, runSummary } from '../bench/table.js'
+import { DEFAULT_PORT } from '../cluster/layout.js'
+import { UsageError } from './errors.js'
+import { command, intArg, print, secondsArg } from './server.js'
+import { parseSize } from './size.js'
+
+/** `lproxy bench` (logic in src/bench/). */
+const BENCH_NET = '127.0.9'
+
+export function registerBenchCommand(program: Command): void {
+  command(program, 'bench', 'throughput of sequential, random and metadata workloads on the embedded cluster (or --mount), optionally across a failover or against sshfs, rclone and bindfs; every byte verified; JSON + SVG in bench/out')
+    .option('--mount <mountpoint>', 'bench an existing mount instead of bringing up the embedded cluster')
+    .option('--dir <dir>', 'cluster directory, formatted afresh and kept (default: a new one under /dev/shm, removed after)')
+    .option('--net <a.b.c>', 'loopback /24 of the embedded cluster', BENCH_NET)
+    .option('--port <port>', 'port of the embedded cluster', String(DEFAULT_PORT))
+    .option('--timeout <s>', "obd_timeout (sys.timeout) of the embedded cluster's servers and client; the recovery window scales with it (default: the cluster's, 100)")
+    .option('--size <size>', 'bytes per sequential job, shared by its streams (k, M, G)', '1G')
+    .option('--jobs <list>', `comma-separated, in order: ${JOB_NAMES.join(',')}`, JOB_NAMES.join(','))
+    .option('--rand-size <size>', 'file size of the 4 KiB random writer', '256M')
+    .option('--rand-seconds <s>', 'how long the random writer writes', '10')
+    .option('--meta-files <n>', 'files of the metadata mix (create, stat, unlink)', '1000')
+    .option('--repeat <n>', 'run the jobs this many times; figures are medians', '1')
+    .option('--stripe-count <n>', 'stripe count of the bench directory on lproxy (-1: every OST)', '-1')
+    .option('--fio', 'run the jobs with fio (installed from Debian if missing)')
+    .option('--failover-at <s>', 'fail a node this many seconds into the run (embedded cluster only)')
+    .option('--fail <node|target>', 'what --failover-at fails', 'oss1')
+    .option('--mode <mode>', 'hard (SIGKILL + takeover), soft (clean stop + takeover) or hang (SIGSTOP, fenced after the dead time)', 'hard')
+    .option('--deadtime <s>', 'time before the partner takes over', '1')
+    .option('--compare', 'also run the jobs through sshfs (default, tuned), rclone mount of webdav, and tuned bindfs')
+    .option('--name <name>', 'name of bench/out/<name>.json and .svg (default: kind and date)')
+    .option('--out <dir>', 'where the JSON and SVG go', DEFAULT_OUT)
+    .option('--json', 'print the report as JSON instead of the summary')
+    .action(async (o: BenchCli) => {
+      const jobs = o.jobs.split(',').map((j) => j.trim()) as JobName[]
+      for (const j of jobs) if (!JOB_NAMES.includes(j)) throw new UsageError(`unknown job '${j}' (known: ${JOB_NAMES.join(', ')})`)
+      try {
+        checkJobs(jobs)
+      } catch (e) {
+        throw new UsageError((e as Error).message)
+      }
+      const size = parseSize(o.size, '--size')
+      if (size < 4 * PAGE || size % (4 * PAGE)) throw new UsageError(`--size ${o.size}: a multiple of 16k (four streams of whole 4 KiB pages)`)
+      const randSize = parseSize(o.randSize, '--rand-size')
+      if (randSize < PAGE || randSize % PAGE) throw new UsageError(`--rand-size ${o.randSize}: a multiple of 4k`)
+      if (!['hard', 'soft', 'hang'].includes(o.mode)) throw new UsageError(`--mode ${o.mode}: hard, soft or hang`)
+      const stripeCount = Number(o.stripeCount)
+      if (!Number.isInteger(stripeCount) || stripeCount === 0 || stripeCount < -1) throw new UsageError(`invalid --stripe-count '${o.stripeCount}'`)
+      const failAt = secondsArg('--failover-at', o.failoverAt, true)
+      const timeout = secondsArg('--timeout', o.timeout)
+      const { report, files, skipped } = await runBench({
+        mount: o.mount,
+        dir: o.dir,
+        net: o.net,
+        port: intArg('--port', o.port, 1, 65535)!,
+        params: timeout === undefined ? {} : { 'sys.timeout': String(timeout) },
+        stripeCount,
+        workload: {
+          jobs,
+          size,
+          blockSize: 1 << 20,
+          randSize,
+          randSeconds: secondsArg('--rand-seconds', o.randSeconds)!,
+          metaFiles: intArg('--meta-files', o.metaFiles, 1, 1_000_000)!,
+          repeat: intArg('--repeat', o.repeat, 1, 100)!,
+        },
+        fio: !!o.fio,
+        compare: !!o.compare,
+        failover: failAt === undefined ? null : { atS: failAt, what: o.fail, mode: o.mode as BenchMode, deadtimeMs: secondsArg('--deadtime', o.deadtime, true)! * 1000 },
+        name: o.name,
+        out: o.out,
+        command: ['lproxy', ...process.argv.slice(2)].join(' '),
+        live: new Live(o.json ? process.stderr : process.stdout),
+      })
+      if (o.json) print([JSON.stringify(report, null, 2)])
+      else {
+        print(['', ...report.runs.flatMap(runSummary)])
+        if (report.runs.length > 1) print(['', ...compareTable(report.runs, report.settings.workload.repeat)])
+        for (const s of skipped) print([`skipped ${s.fs}: ${s.error}`])
+        print(['', `wrote ${files.json}`, `  and ${files.svg}`])
+      }
+      // The peers' failures (rclone cannot write at random offsets without its cache) are
+      // their figures; lproxy's own errors or bad data fail the command.
+      const own = report.runs[0]
+      if (own && (!own.verified || own.app_errors)) process.exitCode = 1
+    })
+}
+
+interface BenchCli {
+  mount?: string
+  dir?: string
+  net: string
+  port: string
+  timeout?: string
+  size: string
+  jobs: string
+  randSize: string
+  randSeconds: string
+  metaFiles: string
+  repeat: string
+  stripeCount: string
+  fio?: boolean
+  failoverAt?: string
+  fail: string
+  mode: string
+  deadtime: string
+  compare?: boolean
+  name?: string
+  out: string
+  json?: boolean
+}

@@ -164,6 +164,21 @@ describe('reply reconstruction', () => {
     })
   }
 
+  it('a client that disconnected is not waited for after a crash (its departure is committed before the reply)', async () => {
+    const dir = await tempDir('lp-lr')
+    let t = await ost(dir)
+    const gone = new TestClient(t, 'client-gone')
+    const stays = new TestClient(t, 'client-stays')
+    await gone.connect()
+    await stays.connect()
+    await gone.ok('disconnect')
+    await t.stop(false) // crash: nothing committed after the disconnect's reply
+    targets.splice(0)
+    t = await ost(dir)
+    expect(t.recoveryStatus().connected_clients).toBe('0/1')
+    expect(t.recoveryStatus().clients?.map((c) => c.uuid)).toEqual(['client-stays'])
+  })
+
   it('a replay of a transno already committed is answered from the saved reply, not executed', async () => {
     const dir = await tempDir('lp-lr')
     let t = await ost(dir)

@@ -208,7 +208,11 @@ export class Target {
 
     if (op === 'disconnect') {
       this.evict(h.client, 'disconnected', true)
-      return this.reply(0)
+      // Durably forgotten before the reply: after a crash, recovery must not wait for a client that left.
+      return this.committer.commit().then(
+        () => this.reply(0),
+        (e) => this.fail(e),
+      )
     }
     if (op === 'ping') {
       if (h.flags.includes('replay_done') && this.recovery.active) {

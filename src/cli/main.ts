@@ -4,6 +4,7 @@ import { registerServerCommands } from './server.js'
 import { registerClusterCommands } from './cluster.js'
 import { registerDemoCommand } from './demo.js'
 import { registerBenchCommand } from './bench.js'
+import { registerAdminCommands } from './admin.js'
 import { UsageError } from './errors.js'
 
 /**
@@ -21,6 +22,7 @@ registerClientCommands(program)
 registerClusterCommands(program)
 registerDemoCommand(program)
 registerBenchCommand(program)
+registerAdminCommands(program)
 
 try {
   await program.parseAsync(process.argv)

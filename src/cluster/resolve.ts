@@ -1,11 +1,8 @@
-import { realClock } from '../common/clock.js'
-import { silentLogger } from '../common/log.js'
-import { Mgc } from '../mgc/mgc.js'
+import { withMgs } from '../mgc/oneshot.js'
 import { LpError } from '../protocol/errno.js'
 import { DEFAULT_PORT, nidList } from '../protocol/nid.js'
 import { parseTargetName, targetName } from '../protocol/names.js'
 import type { FsConfig } from '../protocol/ops.js'
-import { PtlrpcClient } from '../ptlrpc/client.js'
 import { adminCall, probeNode, targetNames, UMOUNT_MS } from './admin.js'
 import { servingNode } from './target.js'
 
@@ -54,19 +51,6 @@ export function targetRequest<T>(ref: TargetRef, cmd: string, extra: Record<stri
   return adminCall<T>(ref.nid, ref.port, { cmd, ...ref.select, ...extra }, UMOUNT_MS)
 }
 
-async function mgsConfig(nids: string[], port: number): Promise<FsConfig> {
-  const client = new PtlrpcClient(realClock, silentLogger, port)
-  const mgc = new Mgc(client, nids, silentLogger)
-  let timer: NodeJS.Timeout | undefined
-  try {
-    mgc.start()
-    const timeout = new Promise<never>((_r, reject) => {
-      timer = setTimeout(() => reject(new LpError('ETIMEDOUT', `the MGS at ${nids.join(':')} (port ${port}) did not answer within ${MGS_ANSWER_MS / 1000} s`)), MGS_ANSWER_MS)
-    })
-    return await Promise.race([mgc.config(), timeout])
-  } finally {
-    clearTimeout(timer)
-    await mgc.close()
-    await client.close()
-  }
+function mgsConfig(nids: string[], port: number): Promise<FsConfig> {
+  return withMgs(nids, port, (mgc) => mgc.config(), MGS_ANSWER_MS)
 }

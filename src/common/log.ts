@@ -1,15 +1,20 @@
 import pino, { type Logger } from 'pino'
+import pretty from 'pino-pretty'
 
 export type { Logger }
 
 /**
  * Daemons log pino JSON (with target, nid, xid, transno as fields) to a file; commands
- * that run in the foreground log to stderr.
+ * that run in the foreground log to stderr: console lines for a person at a terminal
+ * (Lustre's console messages), JSON for whatever reads a pipe.
  */
 export function createLogger(opts: { name: string; file?: string; level?: string }): Logger {
   const level = opts.level ?? process.env.LPROXY_LOG_LEVEL ?? 'info'
   if (opts.file) {
     return pino({ name: opts.name, level }, pino.destination({ dest: opts.file, mkdir: true, sync: false }))
+  }
+  if (process.stderr.isTTY) {
+    return pino({ name: opts.name, level }, pretty({ destination: 2, sync: true, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }))
   }
   return pino({ name: opts.name, level }, pino.destination({ dest: 2, sync: true }))
 }

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import path from 'node:path'
 import { fuseMounts } from '../common/mounts.js'
 import { clientSocket } from '../common/rundir.js'
@@ -36,7 +37,8 @@ export async function chooseMount(explicit?: string): Promise<FoundMount> {
   }
   const inCwd = await mountOf(process.cwd()).catch(() => null)
   if (inCwd) return { ...inCwd, rel: '/' }
-  const all = await lproxyMounts()
+  // Mounts whose daemon has no socket in this run directory belong to another (a test's) world.
+  const all = (await lproxyMounts()).filter((mp) => existsSync(clientSocket(mp)))
   if (all.length === 1) return { mountpoint: all[0]!, socket: clientSocket(all[0]!), rel: '/' }
   if (!all.length) throw new LpError('ENODEV', 'no lproxy mount on this machine')
   throw new LpError('EINVAL', `several lproxy mounts (${all.join(', ')}): say which with --mount`)

@@ -5,6 +5,9 @@ import { LpError } from '../protocol/errno.js'
 import { dirLayoutSchema } from '../protocol/ops.js'
 import type { ClientFs } from '../client/fs.js'
 import { PathFs } from '../llite/paths.js'
+import { deviceList, setActive } from './devices.js'
+import { dfTargets } from './df.js'
+import { getParams, setParams } from './params.js'
 
 /**
  * The mount daemon's control socket (root only): what `lproxy` admin commands ask of a
@@ -18,6 +21,11 @@ export interface CtlContext {
 
 export async function serveCtl(ctx: CtlContext): Promise<net.Server> {
   return serveJsonSocket(clientSocket(ctx.mountpoint), (req) => handle(ctx, req))
+}
+
+function strings(v: unknown, what: string): string[] {
+  if (!Array.isArray(v) || !v.length || !v.every((x) => typeof x === 'string')) throw new LpError('EINVAL', `${what}: expected a non-empty list of strings`)
+  return v
 }
 
 /** Paths on the control socket are relative to the mount's root. */
@@ -35,6 +43,7 @@ async function handle(ctx: CtlContext, req: Record<string, unknown>): Promise<un
         pid: process.pid,
         fsname: fs.config.fsname,
         client: fs.client.uuid,
+        ir: fs.options.ir,
         imports: fs.imports().map((i) => ({
           name: i.name,
           target: i.target,
@@ -54,6 +63,17 @@ async function handle(ctx: CtlContext, req: Record<string, unknown>): Promise<un
     case 'umount':
       setImmediate(() => void ctx.umount())
       return {}
+    case 'dl':
+      return deviceList(fs)
+    case 'get_param':
+      return getParams(fs, strings(req.patterns, 'patterns'))
+    case 'set_param':
+      return setParams(fs, strings(req.settings, 'settings'))
+    case 'activate':
+    case 'deactivate':
+      return setActive(fs, String(req.target), req.cmd === 'activate', req.permanent === true)
+    case 'df':
+      return { mountpoint: ctx.mountpoint, targets: await dfTargets(fs) }
     case 'setstripe': {
       const dl = req.layout === null ? null : dirLayoutSchema.parse(req.layout)
       await fs.llite.setstripe((await new PathFs(fs.llite).resolve(fsPath(req.path))).fid, dl)

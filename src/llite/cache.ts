@@ -46,9 +46,9 @@ export class MetaCache {
     return this.fresh(this.attrs.get(fid))
   }
 
-  /** New MDT attributes; without a glimpse the cached one stays (MDT changes leave the size alone). */
+  /** New MDT attributes; without a glimpse a fresh cached one stays (MDT changes leave the size alone), an expired one must not be revived. */
   setAttr(attr: MdtAttr, glimpse?: Glimpse): void {
-    const old = this.attrs.get(attr.fid)?.v.glimpse
+    const old = this.fresh(this.attrs.get(attr.fid))?.glimpse
     this.attrs.set(attr.fid, { v: { attr, glimpse: glimpse ?? old }, expires: this.clock.now() + this.ttlMs })
   }
 

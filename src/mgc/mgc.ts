@@ -3,6 +3,11 @@ import type { FsConfig, IrEvent, OpArgs } from '../protocol/ops.js'
 import type { PtlrpcClient } from '../ptlrpc/client.js'
 import { Import } from '../ptlrpc/import.js'
 
+/** Longest long-poll of the MGS; always under a request's deadline, so a quiet MGS is not taken for a dead one. */
+const WATCH_MAX_MS = 30_000
+/** After a failed poll, retry soon (an eviction by a restarted MGS fails it once), backing off while it keeps failing. */
+const WATCH_RETRY_MS = [100, 5000] as const
+
 /**
  * The management client: reads the filesystem configuration from the MGS, registers
  * targets, records permanent parameters, and follows the MGS's imperative-recovery notices.
@@ -10,7 +15,6 @@ import { Import } from '../ptlrpc/import.js'
 export class Mgc {
   readonly import: Import
   private watching = false
-  private seq = 0
 
   constructor(
     private readonly client: PtlrpcClient,
@@ -26,9 +30,7 @@ export class Mgc {
   }
 
   async config(fsname?: string): Promise<FsConfig> {
-    const r = await this.import.request<FsConfig>('mgs_config', fsname ? { fsname } : {})
-    this.seq = Math.max(this.seq, r.body.seq)
-    return r.body
+    return (await this.import.request<FsConfig>('mgs_config', fsname ? { fsname } : {})).body
   }
 
   async register(a: OpArgs<'mgs_target_reg'>): Promise<void> {
@@ -39,20 +41,25 @@ export class Mgc {
     await this.import.request('mgs_set_param', { target, key, value })
   }
 
-  /** Long-poll the MGS for target restarts and configuration changes. */
-  watch(onEvent: (e: IrEvent) => void, waitMs: number): void {
+  /** Long-poll the MGS for target restarts and configuration changes after configuration `since`. */
+  watch(since: number, onEvents: (events: IrEvent[]) => void): void {
     if (this.watching) return
     this.watching = true
+    let seq = since
+    let retry: number = WATCH_RETRY_MS[0]
     void (async () => {
       while (this.watching && !this.closed()) {
         try {
-          const r = await this.import.request<{ seq: number; events: IrEvent[] }>('mgs_watch', { since: this.seq, wait_ms: waitMs })
-          for (const e of r.body.events) onEvent(e)
-          this.seq = Math.max(this.seq, r.body.seq)
+          const waitMs = Math.min(WATCH_MAX_MS, this.client.tunables.obdTimeoutMs / 2)
+          const r = await this.import.request<{ seq: number; events: IrEvent[] }>('mgs_watch', { since: seq, wait_ms: waitMs })
+          seq = Math.max(seq, r.body.seq)
+          retry = WATCH_RETRY_MS[0]
+          if (r.body.events.length) onEvents(r.body.events)
         } catch (e) {
           if (this.closed()) break
           this.log.debug({ err: (e as Error).message }, 'mgs_watch failed, retrying')
-          await this.client.clock.sleep(1000)
+          await this.client.clock.sleep(retry)
+          retry = Math.min(WATCH_RETRY_MS[1], retry * 2)
         }
       }
     })()

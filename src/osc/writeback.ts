@@ -52,6 +52,17 @@ export class OscWriteback {
     })
   }
 
+  get tunables(): Readonly<WritebackTunables> {
+    return this.tun
+  }
+
+  /** set_param: a new limit applies at once, to waiting writers and to the runs already cached. */
+  retune(t: Partial<WritebackTunables>): void {
+    Object.assign(this.tun, t)
+    this.wake()
+    this.pump()
+  }
+
   private changed(): Promise<void> {
     return new Promise((r) => this.waiters.push(r))
   }

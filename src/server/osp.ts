@@ -1,3 +1,4 @@
+import { once } from 'node:events'
 import pRetry from 'p-retry'
 import type { Logger } from '../common/log.js'
 import { LpError } from '../protocol/errno.js'
@@ -6,14 +7,19 @@ import { targetName } from '../protocol/names.js'
 import type { PtlrpcClient } from '../ptlrpc/client.js'
 import { Import } from '../ptlrpc/import.js'
 import type { Mgc } from '../mgc/mgc.js'
+import { followMgs } from '../mgc/follow.js'
 import type { ObjectDestroyer } from './mdt/mdt.js'
 
 /**
  * The MDT's own client of the OSTs (Lustre's OSP): one import per OST, found through the
  * MGS configuration, used to destroy the objects of removed files until each OST confirms.
+ * It follows the MGS as clients do: imperative recovery, and an OST permanently deactivated
+ * (conf_param ...osc.active=0) has its destroys held until it is activated again.
  */
 export class Osp implements ObjectDestroyer {
   private readonly imports = new Map<number, Import>()
+  private following = false
+  private readonly held = new Map<Import, Promise<void>>()
 
   constructor(
     private readonly client: PtlrpcClient,
@@ -33,8 +39,27 @@ export class Osp implements ObjectDestroyer {
     if (imp) return imp
     imp = new Import({ client: this.client, target: name, name: `${name}-osc-MDT0000`, nids: t.nids, log: this.log })
     this.imports.set(index, imp)
+    if (!t.active) imp.deactivate()
     imp.connect()
+    if (!this.following) {
+      this.following = true
+      followMgs(this.mgc, cfg, { ir: true, log: this.log, importOf: (n) => [...this.imports.values()].find((i) => i.target === n) })
+    }
     return imp
+  }
+
+  /** Resolves once the OST is activated (the import moves on to connecting) or closed; one wait per OST. */
+  private whileInactive(imp: Import): Promise<void> {
+    if (!imp.deactive) return Promise.resolve()
+    let held = this.held.get(imp)
+    if (!held) {
+      this.log.info({ target: imp.target }, `${imp.target}: deactivated; object destroys on it are held until it is activated`)
+      held = (async () => {
+        while (imp.deactive && !imp.isClosed()) await once(imp, 'state')
+      })().finally(() => this.held.delete(imp))
+      this.held.set(imp, held)
+    }
+    return held
   }
 
   async destroy(fid: number, layout: Layout, signal: AbortSignal): Promise<void> {
@@ -42,6 +67,7 @@ export class Osp implements ObjectDestroyer {
       await pRetry(
         async () => {
           const imp = await this.import(index)
+          await this.whileInactive(imp)
           await imp.request('ost_destroy', { fid })
         },
         {

@@ -49,6 +49,21 @@ export class MgsBackend implements Backend {
     for (const w of this.watchers.splice(0)) w()
   }
 
+  /** Resolves at the next notice, or after `ms` (then the watcher is dropped: long-polls repeat all day). */
+  private nextNotice(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const w = () => {
+        t.cancel()
+        resolve()
+      }
+      const t = this.clock.setTimeout(() => {
+        this.watchers = this.watchers.filter((x) => x !== w)
+        resolve()
+      }, ms)
+      this.watchers.push(w)
+    })
+  }
+
   async query(op: string, args: unknown): Promise<QueryResult> {
     switch (op) {
       case 'mgs_config': {
@@ -71,19 +86,7 @@ export class MgsBackend implements Backend {
       case 'mgs_watch': {
         const a = args as OpArgs<'mgs_watch'>
         const fresh = () => this.events.filter((e) => e.seq > a.since)
-        if (!fresh().length && a.wait_ms > 0) {
-          await new Promise<void>((resolve) => {
-            const t = this.clock.setTimeout(done, a.wait_ms)
-            const w = () => {
-              t.cancel()
-              resolve()
-            }
-            function done() {
-              resolve()
-            }
-            this.watchers.push(w)
-          })
-        }
+        if (!fresh().length && a.wait_ms > 0) await this.nextNotice(a.wait_ms)
         return { body: { seq: this.cfg.seq, events: fresh() } }
       }
       default:

@@ -1,0 +1,100 @@
+import type { ClientFs } from '../client/fs.js'
+import { LpError } from '../protocol/errno.js'
+import type { Osc } from '../osc/osc.js'
+import { importDevices, setActive } from './devices.js'
+import { globMatch } from './glob.js'
+import { importView, stateView, timeoutsView } from './views.js'
+
+/**
+ * The mount's parameters as lctl names them (`osc.<dev>.import`, `osc.<dev>.max_dirty_mb`,
+ * `timeout`, ...): one table for get_param and set_param.
+ */
+export interface Param {
+  path: string[]
+  get(): unknown
+  set?(value: string): void | Promise<void>
+}
+
+export interface ParamValue {
+  name: string
+  value: unknown
+}
+
+const MiB = 1024 * 1024
+/** Lustre's OSC_MAX_DIRTY_MB_MAX. */
+const MAX_DIRTY_MB = 2048
+
+function intValue(name: string, v: string, min: number, max: number): number {
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new LpError('EINVAL', `${name}: '${v}' is not an integer from ${min} to ${max}`)
+  return Number(v)
+}
+
+export function paramTable(fs: ClientFs): Param[] {
+  const t = fs.client.tunables
+  const flags = ['multi_mod_rpcs', ...(fs.options.ir ? ['imp_recov'] : [])]
+  const out: Param[] = [{ path: ['timeout'], get: () => t.timeout, set: (v) => void (t.timeout = intValue('timeout', v, 1, 3600)) }]
+  for (const d of importDevices(fs)) {
+    const at = (leaf: string) => [d.type, d.imp.name, leaf]
+    out.push(
+      { path: at('import'), get: () => importView(d.imp, t, flags) },
+      { path: at('state'), get: () => stateView(d.imp) },
+      { path: at('timeouts'), get: () => timeoutsView(d.imp, t, fs.client.clock) },
+    )
+    if (d.osc) out.push(...oscParams(fs, d.osc, at))
+  }
+  return out
+}
+
+function oscParams(fs: ClientFs, osc: Osc, at: (leaf: string) => string[]): Param[] {
+  const wb = fs.lov.caches.get(osc.index)!
+  return [
+    {
+      path: at('active'),
+      get: () => (osc.imp.deactive ? 0 : 1),
+      set: async (v) => void (await setActive(fs, osc.imp.name, intValue('active', v, 0, 1) === 1, false)),
+    },
+    {
+      path: at('max_rpcs_in_flight'),
+      get: () => wb.tunables.maxRpcsInFlight,
+      set: (v) => wb.retune({ maxRpcsInFlight: intValue('max_rpcs_in_flight', v, 1, 256) }),
+    },
+    {
+      path: at('max_dirty_mb'),
+      get: () => wb.tunables.maxDirtyBytes / MiB,
+      set: (v) => wb.retune({ maxDirtyBytes: intValue('max_dirty_mb', v, 0, MAX_DIRTY_MB) * MiB }),
+    },
+    {
+      path: at('max_pages_per_rpc'),
+      get: () => wb.tunables.maxRpcBytes / 4096,
+      set: (v) => wb.retune({ maxRpcBytes: intValue('max_pages_per_rpc', v, 1, 16384) * 4096 }),
+    },
+  ]
+}
+
+function matching(table: Param[], pattern: string, verb: string): Param[] {
+  const found = table.filter((p) => globMatch(pattern, p.path))
+  if (!found.length) throw new LpError('ENOENT', `${verb}: no parameter matches '${pattern}'`)
+  return found
+}
+
+export function getParams(fs: ClientFs, patterns: string[]): ParamValue[] {
+  const table = paramTable(fs)
+  return patterns.flatMap((pat) => matching(table, pat, 'get_param').map((p) => ({ name: p.path.join('.'), value: p.get() })))
+}
+
+/** `NAME=VALUE` settings, applied in order; answers the new values. */
+export async function setParams(fs: ClientFs, settings: string[]): Promise<ParamValue[]> {
+  const table = paramTable(fs)
+  const out: ParamValue[] = []
+  for (const s of settings) {
+    const eq = s.indexOf('=')
+    if (eq <= 0) throw new LpError('EINVAL', `set_param: '${s}' is not NAME=VALUE`)
+    for (const p of matching(table, s.slice(0, eq), 'set_param')) {
+      const name = p.path.join('.')
+      if (!p.set) throw new LpError('EPERM', `set_param: ${name} is read-only`)
+      await p.set(s.slice(eq + 1))
+      out.push({ name, value: p.get() })
+    }
+  }
+  return out
+}

@@ -1,0 +1,74 @@
+import type { Clock } from '../common/clock.js'
+import { targetUuid } from '../protocol/names.js'
+import type { Import } from '../ptlrpc/import.js'
+import type { Tunables } from '../ptlrpc/tunables.js'
+
+/**
+ * What `get_param <type>.<dev>.import|state|timeouts` shows of one import, shaped as Lustre's
+ * lprocfs files are (ptlrpc's import, state and timeouts); the CLI prints them as YAML.
+ */
+const sec = (ms: number) => Math.round(ms) / 1000
+
+/** Wall-clock seconds, to the millisecond (failovers here take well under one). */
+const wallSec = (clock: Clock, monotonicMs: number) => sec(clock.wallNow() - (clock.now() - monotonicMs))
+
+export function importView(imp: Import, t: Tunables, connectFlags: string[]): { import: Record<string, unknown> } {
+  const flags = [imp.invalid && 'invalid', imp.deactive && 'deactivate', imp.replayable && 'replayable', 'pingable'].filter(Boolean)
+  const data = (s: { rpcs: number; bytes: number; ms: number }) => ({
+    bytes_per_rpc: s.rpcs ? Math.round(s.bytes / s.rpcs) : 0,
+    usec_per_rpc: s.rpcs ? Math.round((s.ms * 1000) / s.rpcs) : 0,
+    MB_per_sec: s.ms ? Math.round((s.bytes / 1e6 / (s.ms / 1000)) * 100) / 100 : 0,
+  })
+  return {
+    import: {
+      name: imp.name,
+      target: targetUuid(imp.target),
+      state: imp.state,
+      instance: imp.instance,
+      connect_flags: connectFlags,
+      import_flags: flags,
+      connection: {
+        failover_nids: imp.conns.map((c) => c.nid),
+        current_connection: imp.currentNid ?? '<none>',
+        connection_attempts: imp.connectionAttempts,
+        generation: imp.generation,
+        // Invalidation runs to completion at once here: none is ever in progress.
+        'in-progress_invalidations': 0,
+      },
+      rpcs: {
+        inflight: imp.inflight,
+        delayed: imp.delayedCount,
+        unregistering: 0,
+        timeouts: imp.timeouts,
+        avg_waittime: `${Math.round(imp.avgWaitMs * 1000)} usec`,
+      },
+      // No adaptive timeouts: the estimates are the fixed deadlines derived from obd_timeout.
+      service_estimates: { services: `${sec(t.requestTimeoutMs)} sec`, network: `${sec(t.pingTimeoutMs)} sec` },
+      transactions: {
+        last_replay: imp.lastReplayTransno,
+        peer_committed: imp.peerCommitted,
+        last_checked: imp.peerCommitted,
+        kept_requests: imp.replayList.length,
+        kept_bytes: imp.keptBytes,
+      },
+      read_data_averages: data(imp.bulkStats.read),
+      write_data_averages: data(imp.bulkStats.write),
+    },
+  }
+}
+
+export function stateView(imp: Import): { current_state: string; state_history: Array<[number, string]> } {
+  return { current_state: imp.state, state_history: imp.history.map((h) => [sec(h.time), h.state]) }
+}
+
+export function timeoutsView(imp: Import, t: Tunables, clock: Clock): Record<string, unknown> {
+  return {
+    last_activity: imp.lastActive ? wallSec(clock, imp.lastActive) : 0,
+    timeouts: imp.timeouts,
+    request_deadline: `${sec(t.requestTimeoutMs)} sec`,
+    ping_deadline: `${sec(t.pingTimeoutMs)} sec`,
+    connect_deadline: `${sec(t.connectTimeoutMs(0))} sec`,
+    reconnect_interval: `${sec(t.reconnectIntervalMs)} sec`,
+    ping_interval: `${sec(t.pingIntervalMs)} sec`,
+  }
+}

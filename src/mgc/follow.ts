@@ -1,0 +1,68 @@
+import type { Logger } from '../common/log.js'
+import type { FsConfig, IrEvent, TargetInfo } from '../protocol/ops.js'
+import type { Import } from '../ptlrpc/import.js'
+import type { Mgc } from './mgc.js'
+
+/**
+ * Following the MGS for a set of imports, as Lustre's MGC does for a client or an MDT's OSP:
+ * imperative recovery (a target restarted on some NID: reconnect there at once instead of
+ * waiting for timeouts) and the configuration's permanent `active` flags (conf_param
+ * <target>.osc.active), applied as they change on the MGS.
+ */
+export interface FollowOptions {
+  /** Imperative recovery (off with `-o noir`). */
+  ir: boolean
+  log: Logger
+  /** This side's import of a target, if it has one. */
+  importOf(target: string): Import | undefined
+}
+
+export function followMgs(mgc: Mgc, cfg: FsConfig, o: FollowOptions): void {
+  // Only changes are applied: a local `deactivate` stays until the MGS's flag itself changes.
+  const known = new Map(cfg.targets.map((t) => [t.name, t.active]))
+  let reading = false
+  let again = false
+  const refresh = async () => {
+    if (reading) return void (again = true)
+    reading = true
+    try {
+      do {
+        again = false
+        for (const t of (await mgc.config()).targets) {
+          if (known.get(t.name) === t.active) continue
+          known.set(t.name, t.active)
+          applyActive(o.importOf(t.name), t, o.log)
+        }
+      } while (again)
+    } catch (e) {
+      o.log.debug({ err: (e as Error).message }, 'configuration re-read from the MGS failed')
+    } finally {
+      reading = false
+    }
+  }
+  mgc.watch(cfg.seq, (events) => {
+    if (o.ir) for (const e of events) reconnectTo(o.importOf(e.target), e, o.log)
+    void refresh()
+  })
+  // Changes made while the MGS was out of reach came with no event we could see.
+  mgc.import.on('state', (s: string) => {
+    if (s === 'FULL') void refresh()
+  })
+}
+
+function applyActive(imp: Import | undefined, t: TargetInfo, log: Logger): void {
+  if (!imp || imp.deactive === !t.active) return
+  log.warn({ target: t.name }, `${t.name}: ${t.active ? 'activated' : 'deactivated'} by the MGS configuration (conf_param ${t.name}.osc.active=${t.active ? 1 : 0})`)
+  if (t.active) imp.activate()
+  else imp.deactivate()
+}
+
+/** A target announced its (re)start: an import not connected to that instance goes there now. */
+function reconnectTo(imp: Import | undefined, e: IrEvent, log: Logger): void {
+  // An instance we already know did not restart: a configuration change, not a recovery.
+  if (!imp || imp.deactive || imp.isClosed() || imp.instance >= e.instance) return
+  log.info({ target: e.target, nid: e.nid, instance: e.instance }, `${e.target}: imperative recovery: instance ${e.instance} serves at ${e.nid}; reconnecting now`)
+  imp.kick(e.nid)
+  // A FULL import still believes in the old instance: a ping finds the connection gone and starts the reconnect.
+  if (imp.state === 'FULL') imp.request('ping', {}, { noDelay: true }).catch(() => undefined)
+}

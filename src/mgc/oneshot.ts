@@ -1,0 +1,22 @@
+import pTimeout from 'p-timeout'
+import { realClock } from '../common/clock.js'
+import { silentLogger } from '../common/log.js'
+import { LpError } from '../protocol/errno.js'
+import { PtlrpcClient } from '../ptlrpc/client.js'
+import { Mgc } from './mgc.js'
+
+/** One exchange with the MGS from a command that has no mount: connect, ask, disconnect, bounded in time. */
+export async function withMgs<T>(nids: string[], port: number, fn: (mgc: Mgc) => Promise<T>, timeoutMs = 10_000): Promise<T> {
+  const client = new PtlrpcClient(realClock, silentLogger, port)
+  const mgc = new Mgc(client, nids, silentLogger)
+  try {
+    mgc.start()
+    return await pTimeout(fn(mgc), {
+      milliseconds: timeoutMs,
+      message: new LpError('ETIMEDOUT', `the MGS at ${nids.join(':')} (port ${port}) did not answer within ${timeoutMs / 1000} s`),
+    })
+  } finally {
+    await mgc.close()
+    await client.close()
+  }
+}

@@ -76,6 +76,8 @@ export class OscWriteback {
   }
 
   async write(fid: number, stripe: number, off: number, data: Buffer, mtime: number): Promise<void> {
+    // Deactivated or failed out: the write itself fails, at once (SEMANTICS 6 and 7).
+    if (this.osc.imp.invalid) throw new LpError('EIO', `${this.osc.imp.target} is ${this.osc.imp.deactive ? 'deactivated' : 'unavailable (failout)'}`)
     while (this.cached + data.length > this.tun.maxDirtyBytes && this.cached > 0) {
       this.blocked += 1
       this.pump()

@@ -411,8 +411,10 @@ export class Import extends EventEmitter {
   kick(nid?: string): void {
     if (nid) {
       const i = this.conns.findIndex((c) => c.nid === nid)
-      if (i > 0) this.conns.unshift(...this.conns.splice(i, 1))
-      if (i >= 0) this.conns[0]!.tried = false
+      // A NID we did not know (a target started on a new node) joins the list, as in Lustre.
+      if (i < 0) this.conns.unshift({ nid, lastTry: -Infinity, tried: false })
+      else if (i > 0) this.conns.unshift(...this.conns.splice(i, 1))
+      this.conns[0]!.tried = false
     }
     this.wake?.()
   }

@@ -192,6 +192,18 @@ describe('connection selection and connect deadlines', () => {
     expect(w.imp.conns.map((c) => c.nid)).toEqual([C, A, B])
   })
 
+  it('kick(nid) of a NID not in the list adds it at the head and connects there', async () => {
+    const w = world({ nids: [A, B] })
+    w.imp.connect()
+    await w.settle()
+    expect(w.imp.state).toBe('DISCONN')
+    w.net.node(C).up(w.target)
+    w.imp.kick(C)
+    await w.settle()
+    expect(w.imp.state).toBe('FULL')
+    expect(w.imp.conns.map((c) => c.nid)).toEqual([C, A, B])
+  })
+
   it('keeps trying a NID that refuses with EBUSY (a recovering target that does not know us) until it accepts', async () => {
     const w = world({ nids: [A] })
     w.target.busy = true

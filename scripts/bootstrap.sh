@@ -10,6 +10,11 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libfuse\.so\.2 '; then
   if apt-cache show libfuse2t64 >/dev/null 2>&1; then need+=(libfuse2t64); else need+=(libfuse2); fi
 fi
 command -v fusermount >/dev/null 2>&1 || need+=(fuse3)
+# The native binding (native/): libfuse3's headers, found through pkg-config, and node-gyp's
+# toolchain (a compiler, make, Python).
+{ command -v pkg-config >/dev/null 2>&1 && pkg-config --exists fuse3; } || need+=(pkg-config libfuse3-dev)
+{ command -v g++ >/dev/null 2>&1 && command -v make >/dev/null 2>&1; } || need+=(build-essential)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -19,6 +24,21 @@ fi
 
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# Rebuilt when its sources changed, as dist/ is. Without it the mount daemon falls back to
+# fuse-native, so a failed build is a warning here.
+if [ ! -f native/build/.built ] || [ -n "$(find native/src native/binding.gyp -newer native/build/.built -print -quit)" ]; then
+  echo "bootstrap: building the native FUSE binding (native/)" >&2
+  # Node's own headers where it ships them, instead of a download.
+  nodedir=$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")
+  gyp_args=()
+  [ -f "$nodedir/include/node/node_api.h" ] && gyp_args+=("--nodedir=$nodedir")
+  if npm run --silent build:native -- "${gyp_args[@]}" >/dev/null; then
+    touch native/build/.built
+  else
+    echo "bootstrap: WARNING: the native FUSE binding did not build; mounts will use fuse-native (libfuse 2)" >&2
+  fi
 fi
 
 if [ ! -f dist/.built ] || [ -n "$(find src tsconfig.json -newer dist/.built -print -quit)" ]; then

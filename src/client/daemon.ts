@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util'
 import { realClock } from '../common/clock.js'
 import { createLogger } from '../common/log.js'
 import { clientSocket } from '../common/rundir.js'
-import { FuseAdapter } from '../fuse/adapter.js'
+import { openFuse, type FuseBinding } from '../fuse/binding.js'
 import { serveCtl } from '../ctl/server.js'
 import { ClientFs } from './fs.js'
 import { parseOptions } from './options.js'
@@ -43,7 +43,7 @@ export async function fuseTimeoutWarnings(): Promise<string[]> {
 export async function runDaemon(a: DaemonArgs, report: (r: DaemonReport) => void): Promise<void> {
   const log = createLogger({ name: 'client', file: a.log })
   let fs: ClientFs | null = null
-  let fuse: FuseAdapter | null = null
+  let fuse: FuseBinding | null = null
   let stopping = false
   const shutdown = async (code: number) => {
     if (stopping) return
@@ -65,7 +65,7 @@ export async function runDaemon(a: DaemonArgs, report: (r: DaemonReport) => void
     const warnings = await fuseTimeoutWarnings()
     for (const w of warnings) log.warn({}, w)
     fs = await ClientFs.connect({ mgsnode: a.mgsnode, port: a.port, options: opts, clock: realClock, log })
-    fuse = new FuseAdapter(fs.llite, { mountpoint: a.mountpoint, fsname: fs.config.fsname, attrTimeoutS: opts.actimeo, log })
+    fuse = await openFuse(opts.fuse, fs.llite, { mountpoint: a.mountpoint, fsname: fs.config.fsname, attrTimeoutS: opts.actimeo, log })
     await fuse.mount()
     await serveCtl({ fs, mountpoint: a.mountpoint, umount: () => shutdown(0) })
     process.on('SIGTERM', () => void shutdown(0))

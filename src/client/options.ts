@@ -1,3 +1,4 @@
+import type { FuseKind } from '../fuse/binding.js'
 import { LpError } from '../protocol/errno.js'
 
 /** `-o` mount options, as `mount -t lustre -o ...` takes them. */
@@ -18,6 +19,8 @@ export interface ClientOptions {
   maxRpcsInFlight: number
   /** Read-ahead window per sequentially read file, MiB (max_read_ahead_per_file_mb). */
   maxReadAheadPerFileMb: number
+  /** FUSE binding: lproxy's libfuse3 one when built, else fuse-native (`fuse=native|libfuse2` forces one). */
+  fuse: FuseKind
 }
 
 export const DEFAULT_OPTIONS: ClientOptions = {
@@ -29,6 +32,7 @@ export const DEFAULT_OPTIONS: ClientOptions = {
   maxPagesPerRpc: 1024,
   maxRpcsInFlight: 8,
   maxReadAheadPerFileMb: 32,
+  fuse: 'auto',
 }
 
 export function parseOptions(list: string[]): ClientOptions {
@@ -71,11 +75,15 @@ export function parseOptions(list: string[]): ClientOptions {
       case 'max_read_ahead_per_file_mb':
         o.maxReadAheadPerFileMb = int(0, 4096)
         break
+      case 'fuse':
+        if (v !== 'native' && v !== 'libfuse2') throw new LpError('EINVAL', `mount option '${item}': fuse is native or libfuse2`)
+        o.fuse = v
+        break
       case 'rw':
       case 'defaults':
         break
       default:
-        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N)`)
+        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2)`)
     }
   }
   return o

@@ -1,11 +1,11 @@
 import { basename, dirname } from 'node:path'
 import { createRequire } from 'node:module'
-import type { Logger } from '../common/log.js'
-import { LpError, toStatus } from '../protocol/errno.js'
 import type { Llite, SetAttr } from '../llite/llite.js'
 import { PathFs } from '../llite/paths.js'
 import { typeBits } from '../llite/stat.js'
-import { raiseMaxBackground } from './fusectl.js'
+import type { FuseBinding, FuseMountOptions } from './binding.js'
+import { fuseStatus } from './errno.js'
+import { tuneConnection } from './fusectl.js'
 
 /**
  * The only code that knows fuse-native: its callbacks become llite calls, errors become
@@ -31,14 +31,7 @@ const HIDDEN = /^\.fuse_hidden[0-9a-f]+$/
 /** UTIME_NOW / UTIME_OMIT reach us as 1073 ms (the binding folds the nanosecond marker into ms). */
 const UTIME_SPECIAL_MS = 2000
 
-export interface FuseMountOptions {
-  mountpoint: string
-  fsname: string
-  attrTimeoutS: number
-  log: Logger
-}
-
-export class FuseAdapter {
+export class FuseAdapter implements FuseBinding {
   private fuse: FuseInstance | null = null
   /** Hidden names of unlinked-but-open files -> their FID (the MDT keeps them until the last close). */
   private readonly hidden = new Map<string, number>()
@@ -48,19 +41,11 @@ export class FuseAdapter {
     private readonly o: FuseMountOptions,
   ) {}
 
-  private errno(e: unknown): number {
-    const status = toStatus(e)
-    // An invalidated import (evicted, deactivated, failed out) is EIO to the application.
-    if (e instanceof LpError && e.code === 'ESHUTDOWN') return -5
-    if (!(e instanceof LpError)) this.o.log.error({ err: (e as Error)?.stack ?? String(e) }, 'unexpected error in a filesystem operation')
-    return status
-  }
-
   /** Run `fn` and answer the kernel: cb(0, result) or cb(-errno). */
   private call<T>(cb: Cb, fn: () => Promise<T>, reply: (v: T) => unknown[] = () => []): void {
     fn().then(
       (v) => cb(0, ...reply(v)),
-      (e) => cb(this.errno(e)),
+      (e) => cb(fuseStatus(e, this.o.log)),
     )
   }
 
@@ -68,7 +53,7 @@ export class FuseAdapter {
   private count(cb: Cb, fn: () => Promise<number>): void {
     fn().then(
       (n) => cb(n),
-      (e) => cb(this.errno(e)),
+      (e) => cb(fuseStatus(e, this.o.log)),
     )
   }
 
@@ -171,9 +156,7 @@ export class FuseAdapter {
     const fuse = new LproxyFuse(o.mountpoint, this.ops(), { timeout: false })
     await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())))
     this.fuse = fuse
-    await raiseMaxBackground(o.mountpoint).catch((e) =>
-      o.log.warn({ err: (e as Error).message }, `could not raise the FUSE max_background of ${o.mountpoint}: reads blocked on a dead target may stall other reads`),
-    )
+    await tuneConnection(o.mountpoint, o.log)
   }
 
   async unmount(): Promise<void> {

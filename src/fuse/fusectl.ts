@@ -1,33 +1,50 @@
 import { execFile } from 'node:child_process'
 import { promises as fsp } from 'node:fs'
 import { promisify } from 'node:util'
+import type { Logger } from '../common/log.js'
 
 /**
+ * Per-connection tuning through sysfs (root).
+ *
  * Reads through the page cache are FUSE "background" requests, and the kernel lets only
  * max_background (12) of them be outstanding per mount: past that every further one waits.
  * In failover mode readers of a dead target hold theirs indefinitely, which would stall
  * reads of files that never touched it. libfuse 2 cannot set the limit, so it is raised
- * here through fusectl (root), mounting fusectl first where the system did not.
+ * here through fusectl, mounting fusectl first where the system did not.
+ *
+ * The kernel's read-ahead window of a FUSE mount starts at 128 KiB and INIT can only lower
+ * it; a binding with larger read requests raises it through the mount's bdi.
  */
 const CONNECTIONS = '/sys/fs/fuse/connections'
 export const MAX_BACKGROUND = 4096
 
-async function connectionOf(mountpoint: string): Promise<string | null> {
-  // mountinfo gives the device without a stat of the mount (which this very process serves).
+/** The mount's device (major:minor), from mountinfo: no stat of a mount this very process serves. */
+async function deviceOf(mountpoint: string): Promise<string> {
   const info = await fsp.readFile('/proc/self/mountinfo', 'utf8')
   for (const line of info.split('\n')) {
     const f = line.split(' ')
-    if (f[4] === mountpoint && f.includes('-')) return f[2]!.split(':')[1]!
+    if (f[4] === mountpoint && f.includes('-')) return f[2]!
   }
-  return null
+  throw new Error(`${mountpoint} is not in /proc/self/mountinfo`)
 }
 
-export async function raiseMaxBackground(mountpoint: string): Promise<void> {
-  const minor = await connectionOf(mountpoint)
-  if (!minor) throw new Error(`${mountpoint} is not in /proc/self/mountinfo`)
-  const dir = `${CONNECTIONS}/${minor}`
+async function raiseMaxBackground(device: string): Promise<void> {
+  const dir = `${CONNECTIONS}/${device.split(':')[1]}`
   const present = await fsp.access(dir).then(() => true, () => false)
   if (!present) await promisify(execFile)('mount', ['-t', 'fusectl', 'fusectl', CONNECTIONS])
   await fsp.writeFile(`${dir}/max_background`, String(MAX_BACKGROUND))
   await fsp.writeFile(`${dir}/congestion_threshold`, String((MAX_BACKGROUND * 3) / 4))
+}
+
+/** Raise max_background (and the read-ahead window, when given); failures are warnings. */
+export async function tuneConnection(mountpoint: string, log: Logger, readAheadKib?: number): Promise<void> {
+  const device = await deviceOf(mountpoint).catch((e: Error) => void log.warn({ err: e.message }, `cannot tune the FUSE connection of ${mountpoint}`))
+  if (!device) return
+  await raiseMaxBackground(device).catch((e) =>
+    log.warn({ err: (e as Error).message }, `could not raise the FUSE max_background of ${mountpoint}: reads blocked on a dead target may stall other reads`),
+  )
+  if (readAheadKib === undefined) return
+  await fsp
+    .writeFile(`/sys/class/bdi/${device}/read_ahead_kb`, String(readAheadKib))
+    .catch((e) => log.warn({ err: (e as Error).message }, `could not raise the read-ahead of ${mountpoint}: sequential reads will be slower`))
 }

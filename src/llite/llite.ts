@@ -27,13 +27,19 @@ export interface SetAttr {
   mtime?: number
 }
 
+/** Who a new file belongs to. */
+export interface Owner {
+  uid: number
+  gid: number
+}
+
 export interface LliteOptions {
   mdc: Mdc
   lov: Lov
   clock: Clock
   log: Logger
   attrTimeoutMs: number
-  /** Owner of new files (the FUSE binding does not tell us the caller). */
+  /** Owner of new files when the caller is not known (a binding that does not tell). */
   uid: number
   gid: number
   /** Bytes per read-ahead RPC (capped at the stripe size) and the largest window per file. */
@@ -182,20 +188,21 @@ export class Llite {
     return entries
   }
 
-  private async make(parent: number, name: string, type: FileType, mode: number, extra: { target?: string; layout?: Layout; open_flags?: number } = {}) {
-    const r = await this.mdc.create({ parent, name, type, mode: mode & 0o7777, uid: this.o.uid, gid: this.o.gid, time: this.now(), exclusive: true, ...extra })
+  private async make(parent: number, name: string, type: FileType, mode: number, owner: Owner | undefined, extra: { target?: string; layout?: Layout; open_flags?: number } = {}) {
+    const { uid, gid } = owner ?? this.o
+    const r = await this.mdc.create({ parent, name, type, mode: mode & 0o7777, uid, gid, time: this.now(), exclusive: true, ...extra })
     this.cache.setEntry(parent, name, r.attr.fid)
     this.cache.setAttr(r.attr, type === 'reg' ? { size: 0, blocks: 0, mtime: r.attr.mtime } : undefined)
     this.cache.dropAttr(parent)
     return r
   }
 
-  async mkdir(parent: number, name: string, mode: number): Promise<MdtAttr> {
-    return (await this.make(parent, name, 'dir', mode)).attr
+  async mkdir(parent: number, name: string, mode: number, owner?: Owner): Promise<MdtAttr> {
+    return (await this.make(parent, name, 'dir', mode, owner)).attr
   }
 
-  async symlink(target: string, parent: number, name: string): Promise<MdtAttr> {
-    return (await this.make(parent, name, 'lnk', 0o777, { target })).attr
+  async symlink(target: string, parent: number, name: string, owner?: Owner): Promise<MdtAttr> {
+    return (await this.make(parent, name, 'lnk', 0o777, owner, { target })).attr
   }
 
   /** Remove a name (rmdir when `dir`); returns the FID it named. */
@@ -254,9 +261,9 @@ export class Llite {
   }
 
   /** Create and open a regular file, placed by the directory's (or the filesystem's) default layout. */
-  async create(parent: number, name: string, mode: number, flags: number): Promise<{ fd: number; attr: MdtAttr }> {
+  async create(parent: number, name: string, mode: number, flags: number, owner?: Owner): Promise<{ fd: number; attr: MdtAttr }> {
     const dl = (await this.attr(parent)).dir_layout ?? (await this.attr(ROOT_FID)).dir_layout
-    const r = await this.make(parent, name, 'reg', mode, { layout: this.lov.chooseLayout(dl), open_flags: flags })
+    const r = await this.make(parent, name, 'reg', mode, owner, { layout: this.lov.chooseLayout(dl), open_flags: flags })
     return { fd: this.register(r.attr, r.handle!, flags), attr: r.attr }
   }
 

@@ -1,0 +1,19 @@
+{
+  "targets": [
+    {
+      "target_name": "lproxy_fuse",
+      "sources": [
+        "src/addon.c",
+        "src/deliver.c",
+        "src/ops.c",
+        "src/pending.c",
+        "src/pool.c",
+        "src/readers.c",
+        "src/reply.c"
+      ],
+      "defines": ["FUSE_USE_VERSION=312", "NAPI_VERSION=8"],
+      "cflags": ["<!@(pkg-config --cflags fuse3)", "-std=gnu11", "-Wall", "-Wextra"],
+      "libraries": ["<!@(pkg-config --libs fuse3)", "-lm"]
+    }
+  ]
+}

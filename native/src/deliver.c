@@ -1,0 +1,263 @@
+/*
+ * On the JavaScript thread: a queued message becomes a call of the handler of its
+ * operation, handler(request, ...arguments), where request is { id, uid, gid, pid }.
+ */
+#include <errno.h>
+#include "lp.h"
+
+const char *const lp_handler_names[LP_NOPS] = {
+	[LP_LOOKUP] = "lookup",
+	[LP_GETATTR] = "getattr",
+	[LP_SETATTR] = "setattr",
+	[LP_READLINK] = "readlink",
+	[LP_MKNOD] = "mknod",
+	[LP_MKDIR] = "mkdir",
+	[LP_UNLINK] = "unlink",
+	[LP_RMDIR] = "rmdir",
+	[LP_SYMLINK] = "symlink",
+	[LP_RENAME] = "rename",
+	[LP_LINK] = "link",
+	[LP_OPEN] = "open",
+	[LP_READ] = "read",
+	[LP_WRITE] = "write",
+	[LP_FLUSH] = "flush",
+	[LP_RELEASE] = "release",
+	[LP_FSYNC] = "fsync",
+	[LP_OPENDIR] = "opendir",
+	[LP_READDIR] = "readdir",
+	[LP_RELEASEDIR] = "releasedir",
+	[LP_FSYNCDIR] = "fsyncdir",
+	[LP_STATFS] = "statfs",
+	[LP_ACCESS] = "access",
+	[LP_CREATE] = "create",
+	[LP_INIT] = "init",
+	[LP_INTERRUPT] = "interrupt",
+	[LP_ENDED] = "ended",
+};
+
+/* Inode numbers (FIDs), handles and offsets stay far below 2^53. */
+static napi_value num(napi_env env, double v)
+{
+	napi_value x;
+	napi_create_double(env, v, &x);
+	return x;
+}
+
+static napi_value str(napi_env env, const char *s)
+{
+	napi_value x;
+	napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &x);
+	return x;
+}
+
+static void set(napi_env env, napi_value obj, const char *key, double v)
+{
+	napi_set_named_property(env, obj, key, num(env, v));
+}
+
+static napi_value request_object(napi_env env, struct lp_req *r)
+{
+	napi_value o;
+	napi_create_object(env, &o);
+	set(env, o, "id", (double)r->id);
+	set(env, o, "uid", r->uid);
+	set(env, o, "gid", r->gid);
+	set(env, o, "pid", r->pid);
+	return o;
+}
+
+/* The fields a setattr sets, named as llite's SetAttr names them (plus fh when it has one). */
+static napi_value setattr_object(napi_env env, struct lp_req *r)
+{
+	const struct lp_setattr *a = &r->set;
+	napi_value o;
+
+	napi_create_object(env, &o);
+	if (a->mode_set)
+		set(env, o, "mode", a->mode);
+	if (a->uid_set)
+		set(env, o, "uid", a->uid);
+	if (a->gid_set)
+		set(env, o, "gid", a->gid);
+	if (a->size_set)
+		set(env, o, "size", (double)a->size);
+	if (a->atime_set)
+		set(env, o, "atime", a->atime_ms);
+	if (a->mtime_set)
+		set(env, o, "mtime", a->mtime_ms);
+	if (r->has_fh)
+		set(env, o, "fh", (double)r->fh);
+	return o;
+}
+
+/* The data of a write, copied once into a Buffer JavaScript keeps; the receive buffer goes back. */
+static napi_value write_data(napi_env env, struct lp_session *s, struct lp_req *r)
+{
+	napi_value b;
+	napi_status st = napi_create_buffer_copy(env, r->size, r->data, NULL, &b);
+
+	lp_pool_put(&s->pool, r->buf);
+	r->buf = NULL;
+	r->data = NULL;
+	return st == napi_ok ? b : NULL;
+}
+
+/* Arguments after the request object; returns how many, or -1 if they could not be made. */
+static int request_args(napi_env env, struct lp_session *s, struct lp_req *r, napi_value *a)
+{
+	switch (r->op) {
+	case LP_LOOKUP:
+	case LP_UNLINK:
+	case LP_RMDIR:
+		a[0] = num(env, r->ino);
+		a[1] = str(env, r->name);
+		return 2;
+	case LP_GETATTR:
+	case LP_READLINK:
+	case LP_STATFS:
+		a[0] = num(env, r->ino);
+		return 1;
+	case LP_SETATTR:
+		a[0] = num(env, r->ino);
+		a[1] = setattr_object(env, r);
+		return 2;
+	case LP_MKNOD:
+	case LP_MKDIR:
+		a[0] = num(env, r->ino);
+		a[1] = str(env, r->name);
+		a[2] = num(env, r->mode);
+		return 3;
+	case LP_CREATE:
+		a[0] = num(env, r->ino);
+		a[1] = str(env, r->name);
+		a[2] = num(env, r->mode);
+		a[3] = num(env, r->flags);
+		return 4;
+	case LP_SYMLINK:
+		a[0] = num(env, r->ino);
+		a[1] = str(env, r->name);
+		a[2] = str(env, r->name2);
+		return 3;
+	case LP_RENAME:
+		a[0] = num(env, r->ino);
+		a[1] = str(env, r->name);
+		a[2] = num(env, r->ino2);
+		a[3] = str(env, r->name2);
+		a[4] = num(env, r->flags);
+		return 5;
+	case LP_LINK:
+		a[0] = num(env, r->ino);
+		a[1] = num(env, r->ino2);
+		a[2] = str(env, r->name);
+		return 3;
+	case LP_OPEN:
+	case LP_OPENDIR:
+	case LP_ACCESS:
+		a[0] = num(env, r->ino);
+		a[1] = num(env, r->flags);
+		return 2;
+	case LP_READ:
+		a[0] = num(env, (double)r->fh);
+		a[1] = num(env, (double)r->off);
+		a[2] = num(env, (double)r->size);
+		return 3;
+	case LP_WRITE:
+		a[0] = num(env, (double)r->fh);
+		a[1] = num(env, (double)r->off);
+		a[2] = write_data(env, s, r);
+		return a[2] ? 3 : -1;
+	case LP_READDIR:
+		a[0] = num(env, r->ino);
+		a[1] = num(env, (double)r->fh);
+		a[2] = num(env, (double)r->off);
+		return 3;
+	case LP_FLUSH:
+	case LP_RELEASE:
+	case LP_RELEASEDIR:
+		a[0] = num(env, (double)r->fh);
+		return 1;
+	case LP_FSYNC:
+	case LP_FSYNCDIR:
+		a[0] = num(env, (double)r->fh);
+		a[1] = num(env, r->flags);
+		return 2;
+	default:
+		return -1;
+	}
+}
+
+/* What the kernel and libfuse agreed on, for the log. */
+static napi_value init_info(napi_env env, const struct fuse_conn_info *c)
+{
+	napi_value o;
+	napi_create_object(env, &o);
+	set(env, o, "protoMajor", c->proto_major);
+	set(env, o, "protoMinor", c->proto_minor);
+	set(env, o, "maxWrite", c->max_write);
+	set(env, o, "maxRead", c->max_read);
+	set(env, o, "maxReadahead", c->max_readahead);
+	set(env, o, "maxBackground", c->max_background);
+	set(env, o, "want", c->want);
+	return o;
+}
+
+static napi_status call(napi_env env, struct lp_session *s, enum lp_op op, size_t argc, napi_value *argv)
+{
+	napi_value fn, recv;
+	napi_get_reference_value(env, s->handlers[op], &fn);
+	napi_get_reference_value(env, s->recv, &recv);
+	return napi_call_function(env, recv, fn, argc, argv, NULL);
+}
+
+/* Handlers catch their own errors; this is the last guard: fail the request, report loudly. */
+static void handler_threw(napi_env env, struct lp_session *s, struct lp_req *r)
+{
+	napi_value e;
+	napi_get_and_clear_last_exception(env, &e);
+	if (r && lp_take(s, r->id) == r) {
+		fuse_reply_err(r->req, EIO);
+		lp_req_free(s, r);
+	}
+	napi_fatal_exception(env, e);
+}
+
+void lp_call_js(napi_env env, napi_value js_cb, void *context, void *data)
+{
+	struct lp_session *s = context;
+	uint64_t word = (uintptr_t)data;
+	unsigned kind = word & 0xff;
+	uint64_t id = word >> 8;
+	napi_value argv[7];
+	struct lp_req *r = NULL;
+	int argc;
+
+	(void)js_cb;
+	if (!env || !s->se)
+		return; /* torn down, or unmounted: nothing left to deliver */
+	if (kind == LP_MSG_REQUEST) {
+		/* Not found: drained at unmount meanwhile. Found: only this thread may free it. */
+		r = lp_find(s, id);
+		if (!r)
+			return;
+		argv[0] = request_object(env, r);
+		argc = request_args(env, s, r, argv + 1);
+		if (argc < 0) {
+			lp_take(s, id);
+			fuse_reply_err(r->req, ENOMEM);
+			lp_req_free(s, r);
+			return;
+		}
+		argc++;
+		kind = r->op;
+	} else if (kind == LP_INIT) {
+		argv[0] = init_info(env, &s->conn);
+		argc = 1;
+	} else if (kind == LP_INTERRUPT) {
+		argv[0] = num(env, (double)id);
+		argc = 1;
+	} else {
+		argc = 0;
+	}
+	if (call(env, s, (enum lp_op)kind, (size_t)argc, argv) == napi_pending_exception)
+		handler_threw(env, s, r);
+}

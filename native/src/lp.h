@@ -1,0 +1,173 @@
+/*
+ * lproxy's binding of libfuse3's low-level API to Node.
+ *
+ * Reader threads receive requests from /dev/fuse and hand each one to JavaScript through a
+ * thread-safe function without waiting for it; JavaScript answers later, on its own thread,
+ * through the reply functions. No thread ever waits for JavaScript, so a request that waits
+ * on a dead target holds nothing but its own small record.
+ */
+#ifndef LP_H
+#define LP_H
+
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdint.h>
+
+/* Largest read and write request: libfuse derives the kernel's max_pages from max_write. */
+#define LP_MAX_IO (1024 * 1024)
+/* Room for the request header in front of the data of a write. */
+#define LP_HEADER_ROOM 4096
+
+/* Operations handed to JavaScript; each has a handler of the name in deliver.c. */
+enum lp_op {
+	LP_LOOKUP,
+	LP_GETATTR,
+	LP_SETATTR,
+	LP_READLINK,
+	LP_MKNOD,
+	LP_MKDIR,
+	LP_UNLINK,
+	LP_RMDIR,
+	LP_SYMLINK,
+	LP_RENAME,
+	LP_LINK,
+	LP_OPEN,
+	LP_READ,
+	LP_WRITE,
+	LP_FLUSH,
+	LP_RELEASE,
+	LP_FSYNC,
+	LP_OPENDIR,
+	LP_READDIR,
+	LP_RELEASEDIR,
+	LP_FSYNCDIR,
+	LP_STATFS,
+	LP_ACCESS,
+	LP_CREATE,
+	/* Events of the session rather than requests. */
+	LP_INIT,
+	LP_INTERRUPT,
+	LP_ENDED,
+	LP_NOPS
+};
+
+/* setattr: which fields are set (times are wall-clock ms, "now" already resolved). */
+struct lp_setattr {
+	int mode_set, uid_set, gid_set, size_set, atime_set, mtime_set;
+	uint32_t mode;
+	uint32_t uid, gid;
+	int64_t size;
+	double atime_ms, mtime_ms;
+};
+
+/*
+ * A request waiting for JavaScript's answer. It lives in the session's pending table from
+ * the moment libfuse hands it over until JavaScript replies (or the session ends), and is
+ * only ever freed on the JavaScript thread.
+ */
+struct lp_req {
+	struct lp_req *next; /* chain in the pending table */
+	uint64_t id;
+	fuse_req_t req;
+	enum lp_op op;
+	int posted;          /* JavaScript has been (or is being) told of it */
+	int interrupted;     /* an interrupt came before it was posted */
+	uint32_t uid, gid, pid;
+	fuse_ino_t ino;      /* the inode, or the directory of a name */
+	fuse_ino_t ino2;     /* rename, link: the new directory */
+	uint64_t fh;
+	int has_fh;
+	int64_t off;
+	size_t size;
+	uint32_t mode;
+	int flags;           /* open flags, rename flags, datasync, access mask */
+	struct lp_setattr set;
+	void *buf;           /* write: the receive buffer holding the data, until copied */
+	const char *data;    /* write: the data, within buf */
+	const char *name;    /* names live in strs */
+	const char *name2;
+	char strs[];
+};
+
+/* Receive buffers, recycled: a write's buffer goes to JavaScript and comes back once copied. */
+struct lp_pool {
+	pthread_mutex_t lock;
+	void *free[8];
+	int n;
+	size_t size;
+};
+
+struct lp_session {
+	struct fuse_session *se;
+	napi_threadsafe_function tsfn;
+	napi_ref handlers[LP_NOPS];
+	napi_ref recv;
+	double attr_timeout, entry_timeout;
+	unsigned max_background;
+	struct fuse_conn_info conn; /* as negotiated, for the init event */
+
+	/* Pending requests by id (chained hash). */
+	pthread_mutex_t lock;
+	struct lp_req **buckets;
+	size_t nbuckets, count;
+	uint64_t next_id;
+
+	struct lp_pool pool;
+	pthread_t *readers;
+	int nreaders;
+	int wake_fd;  /* eventfd: readable once the readers are to stop */
+	int stopping; /* unmount asked for (JavaScript thread only) */
+	int ended;    /* a reader saw the kernel end the session */
+};
+
+/* pending.c */
+int lp_pending_init(struct lp_session *s);
+void lp_pending_destroy(struct lp_session *s);
+struct lp_req *lp_req_new(fuse_req_t req, enum lp_op op, fuse_ino_t ino, const char *name, const char *name2);
+void lp_req_free(struct lp_session *s, struct lp_req *r);
+void lp_submit(struct lp_session *s, struct lp_req *r);
+struct lp_req *lp_find(struct lp_session *s, uint64_t id);
+struct lp_req *lp_take(struct lp_session *s, uint64_t id);
+void lp_drain(struct lp_session *s);
+void lp_post_event(struct lp_session *s, enum lp_op op);
+
+/*
+ * Messages on the thread-safe function's queue are words, never pointers, so that nothing
+ * queued can dangle: a request id (looked up again when the message is delivered) or an
+ * event with the id it concerns.
+ */
+#define LP_MSG_REQUEST 0xff
+_Static_assert(sizeof(void *) == sizeof(uint64_t), "messages are 64-bit words");
+
+static inline void *lp_msg(unsigned kind, uint64_t id)
+{
+	return (void *)(uintptr_t)(id << 8 | kind);
+}
+
+/* pool.c */
+int lp_pool_init(struct lp_pool *p, size_t size);
+void *lp_pool_get(struct lp_pool *p);
+void lp_pool_put(struct lp_pool *p, void *mem);
+void lp_pool_destroy(struct lp_pool *p);
+
+/* ops.c */
+extern const struct fuse_lowlevel_ops lp_ops;
+
+/* readers.c */
+int lp_start_readers(struct lp_session *s, int n);
+void lp_stop_readers(struct lp_session *s);
+/* The receive buffer the calling reader thread is processing; a write takes it over. */
+void *lp_reader_take_buffer(void);
+
+/* deliver.c */
+void lp_call_js(napi_env env, napi_value js_cb, void *context, void *data);
+extern const char *const lp_handler_names[LP_NOPS];
+
+/* reply.c */
+napi_status lp_define_replies(napi_env env, napi_value exports);
+
+/* addon.c: the session JavaScript talks to (one mount per process), or NULL. */
+struct lp_session *lp_current(napi_env env);
+
+#endif

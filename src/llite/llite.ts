@@ -299,11 +299,11 @@ export class Llite {
   }
 
   private async readDirect(fid: number, layout: Layout, off: number, len: number): Promise<Buffer> {
-    const buf = Buffer.alloc(len)
-    if (await this.lov.read(fid, layout, off, buf)) return buf
+    const { data, complete } = await this.lov.read(fid, layout, off, len)
+    if (complete) return data
     // Some object ended early: a hole, or the end of the file. The file size tells which.
     const size = await this.knownSize(fid, layout)
-    return buf.subarray(0, Math.max(0, Math.min(len, size - off)))
+    return data.subarray(0, Math.max(0, Math.min(len, size - off)))
   }
 
   /** The size as this client knows it: glimpsed at open (kept for the attribute timeout), or its own cached writes. */

@@ -90,12 +90,23 @@ export class Lov {
   }
 
   /**
-   * Read a file range into `buf`; holes read as zeros. Returns whether every object had
-   * every byte asked of it (when not, the caller checks the file size for EOF).
+   * Read a file range; holes read as zeros. `complete` tells whether every object had every
+   * byte asked of it (when not, the caller checks the file size for the end of the file).
    */
-  async read(fid: number, layout: Layout, off: number, buf: Buffer): Promise<boolean> {
+  async read(fid: number, layout: Layout, off: number, len: number): Promise<{ data: Buffer; complete: boolean }> {
+    const extents = mapExtent(layout, off, len)
+    // Within one object and with nothing of ours cached there, the reply's bulk is the answer: no copy.
+    const only = extents.length === 1 ? extents[0]! : null
+    if (only && !this.wb(only.ost).cachedEnd(fid, only.stripe)) {
+      const got = await this.osc(only.ost).read(fid, only.stripe, only.objOff, only.len)
+      if (got.length === len) return { data: got, complete: true }
+      const data = Buffer.alloc(len)
+      got.copy(data)
+      return { data, complete: false }
+    }
+    const buf = Buffer.alloc(len)
     const parts = await Promise.all(
-      mapExtent(layout, off, buf.length).map(async (e) => {
+      extents.map(async (e) => {
         const wb = this.wb(e.ost)
         const piece = buf.subarray(e.fileOff - off, e.fileOff - off + e.len)
         // Read-your-writes: bytes still in the write-back cache are the newest.
@@ -105,12 +116,11 @@ export class Lov {
         }
         const got = await this.osc(e.ost).read(fid, e.stripe, e.objOff, e.len)
         got.copy(piece)
-        piece.fill(0, got.length)
         wb.overlay(fid, e.stripe, e.objOff, piece)
         return got.length === e.len || wb.covers(fid, e.stripe, e.objOff + got.length, e.len - got.length)
       }),
     )
-    return parts.every(Boolean)
+    return { data: buf, complete: parts.every(Boolean) }
   }
 
   /**

@@ -58,6 +58,9 @@ export class Committer {
   private waiters: Array<{ transno: number; resolve: () => void; reject: (e: unknown) => void }> = []
   private frozen = false
   private checkpointsOff = false
+  /** The backend's application of committed batches (and checkpoints), in batch order. */
+  private applying: Promise<void> = Promise.resolve()
+  private applyBacklog = 0
   private closed = false
   /** Highest transno durable on the target's storage. */
   lastCommitted: number
@@ -168,6 +171,7 @@ export class Committer {
       this.journal.bytes >= this.o.checkpointBytes
         ? { lastrcvd: this.lastrcvd.image(), backend: this.backend.snapshot() }
         : null
+    const t0 = this.o.clock.now()
     try {
       await this.journal.append(json, data)
     } catch (e) {
@@ -179,19 +183,31 @@ export class Committer {
       for (const w of this.waiters.splice(0)) w.reject(e)
       throw e
     }
+    const bytes = data.reduce((s, b) => s + b.length, 0)
     this.lastCommitted = last
-    this.o.log.debug({ transno: last, entries: batch.length, bytes: data.reduce((s, b) => s + b.length, 0) }, 'committed')
+    this.o.log.debug({ transno: last, entries: batch.length, bytes, ms: Math.round(this.o.clock.now() - t0) }, 'committed')
     // Durable now: syncs need not wait for the backend's files or the checkpoint (nor fail with them).
     this.wake()
-    try {
-      await this.backend.afterCommit(redo)
-    } catch (e) {
-      // The journal still holds the batch a restart will redo; it must never be cut away now.
-      this.checkpointsOff = true
-      this.o.log.error({ err: e }, 'applying a committed batch failed: no more checkpoints, the journal keeps everything')
-      throw e
-    }
-    if (cut && !this.checkpointsOff) await this.checkpoint(cut, last)
+    // A checkpoint covers exactly this batch: later batches go to a new journal file from now on.
+    const journalSeq = cut ? await this.journal.rotate() : 0
+    // The backend applies batches (and cuts checkpoints) behind the journal, in order, while
+    // the next batches commit: the journal's rate, not the files', paces last_committed.
+    this.applyBacklog += bytes
+    this.applying = this.applying.then(async () => {
+      try {
+        await this.backend.afterCommit(redo)
+      } catch (e) {
+        // The journal still holds the batch a restart will redo; it must never be cut away now.
+        this.checkpointsOff = true
+        this.o.log.error({ err: e }, 'applying a committed batch failed: no more checkpoints, the journal keeps everything')
+        return
+      } finally {
+        this.applyBacklog -= bytes
+      }
+      if (cut && !this.checkpointsOff) await this.checkpoint(cut, last, journalSeq).catch((e) => this.o.log.error({ err: e }, 'checkpoint failed'))
+    })
+    // Memory holds what is committed but not applied yet: bounded, commits wait past it.
+    if (this.applyBacklog > this.o.maxPendingBytes * 4) await this.applying
   }
 
   private wake(): void {
@@ -200,13 +216,12 @@ export class Committer {
     this.waiters = still
   }
 
-  private async checkpoint(cut: { lastrcvd: LastRcvdImage; backend: unknown }, transno: number): Promise<void> {
+  /** Record the state at `transno`; journal files from `journalSeq` on hold everything after it. */
+  private async checkpoint(cut: { lastrcvd: LastRcvdImage; backend: unknown }, transno: number, journalSeq: number): Promise<void> {
     const ref = await this.backend.persist(cut.backend, transno)
-    const next = this.journal.currentSeq + 1
-    const cp: CheckpointFile = { transno, journal_seq: next, lastrcvd: cut.lastrcvd, backend: ref }
+    const cp: CheckpointFile = { transno, journal_seq: journalSeq, lastrcvd: cut.lastrcvd, backend: ref }
     await writeFileAtomic(path.join(this.o.dir, CHECKPOINT), JSON.stringify(cp))
-    await this.journal.rotate()
-    await this.journal.dropBefore(next)
+    await this.journal.dropBefore(journalSeq)
     await this.backend.afterCheckpoint(ref)
     this.o.log.info({ transno }, 'checkpoint')
   }
@@ -228,6 +243,7 @@ export class Committer {
     this.closed = true
     this.timer?.cancel()
     await this.running?.catch(() => undefined)
+    await this.applying
     for (const w of this.waiters.splice(0)) w.reject(new LpError('ENODEV', 'target stopped before the commit'))
     await this.journal.close()
   }

@@ -2,7 +2,7 @@ import pTimeout from 'p-timeout'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import { LpError } from '../protocol/errno.js'
-import type { DirEntry, DirLayout, FileType, Layout, MdtAttr, OpArgs } from '../protocol/ops.js'
+import type { DirEntry, DirLayout, DirsChanged, FileType, Layout, MdtAttr, OpArgs } from '../protocol/ops.js'
 import type { Mdc } from '../mdc/mdc.js'
 import type { Glimpse, Lov } from '../lov/lov.js'
 import { MetaCache } from './cache.js'
@@ -193,7 +193,7 @@ export class Llite {
     const r = await this.mdc.create({ parent, name, type, mode: mode & 0o7777, uid, gid, time: this.now(), exclusive: true, ...extra })
     this.cache.setEntry(parent, name, r.attr.fid)
     this.cache.setAttr(r.attr, type === 'reg' ? { size: 0, blocks: 0, mtime: r.attr.mtime } : undefined)
-    this.cache.dropAttr(parent)
+    this.dirsChanged(r)
     return r
   }
 
@@ -209,29 +209,35 @@ export class Llite {
   async unlink(parent: number, name: string, dir = false): Promise<number> {
     const r = await this.mdc.unlink(parent, name, dir, this.now())
     this.forget(parent, name, r.fid)
+    this.dirsChanged(r)
     return r.fid
   }
 
   private forget(parent: number, name: string, fid?: number): void {
     this.cache.dropEntry(parent, name)
-    this.cache.dropAttr(parent)
     if (fid !== undefined) this.cache.dropAttr(fid)
+  }
+
+  /** The MDT's reply says what the changed directories look like now: no getattr needed. */
+  private dirsChanged(r: DirsChanged): void {
+    for (const d of r.dirs) this.cache.setAttr(d)
   }
 
   async rename(parent: number, name: string, newParent: number, newName: string): Promise<void> {
     const victim = this.cache.entry(newParent, newName)
     const moved = this.cache.entry(parent, name)
-    await this.mdc.rename(parent, name, newParent, newName, this.now())
+    const r = await this.mdc.rename(parent, name, newParent, newName, this.now())
     this.forget(parent, name, moved)
     this.forget(newParent, newName, victim)
+    this.dirsChanged(r)
   }
 
   async link(fid: number, newParent: number, newName: string): Promise<MdtAttr> {
-    const n = await this.mdc.link(fid, newParent, newName, this.now())
-    this.cache.setEntry(newParent, newName, n.fid)
-    this.cache.dropAttr(n.fid)
-    this.cache.dropAttr(newParent)
-    return n
+    const r = await this.mdc.link(fid, newParent, newName, this.now())
+    this.cache.setEntry(newParent, newName, r.attr.fid)
+    this.cache.dropAttr(r.attr.fid)
+    this.dirsChanged(r)
+    return r.attr
   }
 
   // ---- striping (lfs setstripe / getstripe) ----

@@ -49,16 +49,16 @@ export class Mdc {
     return this.setattr({ fid, dir_layout: dirLayout, ctime: time })
   }
 
-  async link(fid: number, parent: number, name: string, time: number): Promise<MdtAttr> {
-    return (await this.imp.request<OpReplies['mdt_link']>('mdt_link', { fid, parent, name, time })).body.attr
+  async link(fid: number, parent: number, name: string, time: number): Promise<OpReplies['mdt_link']> {
+    return (await this.imp.request<OpReplies['mdt_link']>('mdt_link', { fid, parent, name, time })).body
   }
 
   async unlink(parent: number, name: string, dir: boolean, time: number): Promise<OpReplies['mdt_unlink']> {
     return (await this.imp.request<OpReplies['mdt_unlink']>('mdt_unlink', { parent, name, dir, time })).body
   }
 
-  async rename(parent: number, name: string, newParent: number, newName: string, time: number): Promise<void> {
-    await this.imp.request('mdt_rename', { parent, name, new_parent: newParent, new_name: newName, time })
+  async rename(parent: number, name: string, newParent: number, newName: string, time: number): Promise<OpReplies['mdt_rename']> {
+    return (await this.imp.request<OpReplies['mdt_rename']>('mdt_rename', { parent, name, new_parent: newParent, new_name: newName, time })).body
   }
 
   async open(fid: number, flags: number): Promise<OpReplies['mdt_open']> {

@@ -263,6 +263,11 @@ export function isOpName(s: string): s is OpName {
   return Object.prototype.hasOwnProperty.call(OPS, s)
 }
 
+/** A namespace change's reply carries the new attributes of the directories it changed, so the client need not fetch them again. */
+export interface DirsChanged {
+  dirs: MdtAttr[]
+}
+
 /** Replies, by opcode (the wire carries them as JSON). */
 export interface OpReplies {
   connect: ConnectReply
@@ -273,11 +278,11 @@ export interface OpReplies {
   mdt_getattr: { attr: MdtAttr }
   mdt_lookup: { attr: MdtAttr }
   mdt_readdir: { entries: DirEntry[]; next: number | null }
-  mdt_create: { attr: MdtAttr; handle?: string }
+  mdt_create: { attr: MdtAttr; handle?: string } & DirsChanged
   mdt_setattr: { attr: MdtAttr }
-  mdt_link: { attr: MdtAttr }
-  mdt_unlink: { fid: number; nlink: number }
-  mdt_rename: Record<string, never>
+  mdt_link: { attr: MdtAttr } & DirsChanged
+  mdt_unlink: { fid: number; nlink: number } & DirsChanged
+  mdt_rename: DirsChanged
   mdt_open: { attr: MdtAttr; handle: string }
   mdt_close: Record<string, never>
   ost_write: { offset: number; size: number }

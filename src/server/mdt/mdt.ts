@@ -4,7 +4,7 @@ import type { Clock } from '../../common/clock.js'
 import type { Logger } from '../../common/log.js'
 import { writeFileAtomic } from '../../common/fsutil.js'
 import { LpError } from '../../protocol/errno.js'
-import type { Layout, MdtAttr, OpArgs } from '../../protocol/ops.js'
+import type { DirsChanged, Layout, MdtAttr, OpArgs } from '../../protocol/ops.js'
 import type { Applied, Backend, OpContext, QueryResult, Redo } from '../target/backend.js'
 import { fsStatfs } from '../statfs.js'
 import { Namespace, type NsImage, type NsRedo } from './namespace.js'
@@ -66,19 +66,28 @@ export class MdtBackend implements Backend {
   apply(op: string, args: unknown, ctx: OpContext): Applied {
     const ns = this.ns
     const replay = ctx.replayReply as ReplayedCreate | undefined
+    const dirs = (...fids: number[]): DirsChanged => ({ dirs: [...new Set(fids)].map((f) => ns.attr(ns.inode(f))) })
     const { result, redo } = ns.tx((): unknown => {
       switch (op) {
-        case 'mdt_create':
-          return ns.create(args as OpArgs<'mdt_create'>, ctx.client, replay)
+        case 'mdt_create': {
+          const a = args as OpArgs<'mdt_create'>
+          return { ...ns.create(a, ctx.client, replay), ...dirs(a.parent) }
+        }
         case 'mdt_setattr':
           return { attr: ns.setattr(args as OpArgs<'mdt_setattr'>, ctx.now) }
-        case 'mdt_link':
-          return { attr: ns.link(args as OpArgs<'mdt_link'>) }
-        case 'mdt_unlink':
-          return ns.unlink(args as OpArgs<'mdt_unlink'>)
-        case 'mdt_rename':
-          ns.rename(args as OpArgs<'mdt_rename'>)
-          return {}
+        case 'mdt_link': {
+          const a = args as OpArgs<'mdt_link'>
+          return { attr: ns.link(a), ...dirs(a.parent) }
+        }
+        case 'mdt_unlink': {
+          const a = args as OpArgs<'mdt_unlink'>
+          return { ...ns.unlink(a), ...dirs(a.parent) }
+        }
+        case 'mdt_rename': {
+          const a = args as OpArgs<'mdt_rename'>
+          ns.rename(a)
+          return dirs(a.parent, a.new_parent)
+        }
         case 'mdt_open':
           return ns.open(args as OpArgs<'mdt_open'>, ctx.client, replay)
         case 'mdt_close':

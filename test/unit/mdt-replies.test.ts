@@ -1,0 +1,56 @@
+import { describe, it, expect, afterAll, afterEach } from 'vitest'
+import { ManualClock } from '../../src/common/clock.js'
+import type { Target } from '../../src/server/target/target.js'
+import type { DirsChanged, MdtAttr } from '../../src/protocol/ops.js'
+import { tempDir, removeTempDirs } from '../helpers/nodes.js'
+import { openTarget, TestClient } from '../helpers/target.js'
+
+afterAll(removeTempDirs)
+
+describe('MDT replies to namespace changes', () => {
+  const targets: Target[] = []
+  afterEach(async () => {
+    for (const t of targets.splice(0)) await t.stop(false).catch(() => undefined)
+  })
+
+  async function client(): Promise<TestClient> {
+    const { target } = await openTarget({ dir: await tempDir('lp-mdt'), kind: 'mdt', clock: new ManualClock() })
+    targets.push(target)
+    const c = new TestClient(target, 'client-A')
+    await c.connect()
+    return c
+  }
+  const attr = async (c: TestClient, fid: number) => (await c.ok<{ attr: MdtAttr }>('mdt_getattr', { fid })).body.attr
+  const make = (c: TestClient, parent: number, name: string, type: 'reg' | 'dir', time: number) =>
+    c.ok<{ attr: MdtAttr } & DirsChanged>('mdt_create', { parent, name, type, mode: 0o755, uid: 0, gid: 0, time })
+
+  it('carry the new attributes of every directory they changed, as a getattr would give them', async () => {
+    const c = await client()
+    const a = (await make(c, 1, 'a', 'dir', 10)).body.attr.fid
+    const b = (await make(c, 1, 'b', 'dir', 11)).body.attr.fid
+
+    const mk = await make(c, a, 'sub', 'dir', 20)
+    expect(mk.body.dirs).toEqual([await attr(c, a)])
+    expect(mk.body.dirs[0]).toMatchObject({ fid: a, nlink: 3, mtime: 20, ctime: 20 })
+
+    const f = (await make(c, a, 'f', 'reg', 21)).body.attr.fid
+    const ln = await c.ok<DirsChanged>('mdt_link', { fid: f, parent: b, name: 'g', time: 30 })
+    expect(ln.body.dirs).toEqual([await attr(c, b)])
+    expect(ln.body.dirs[0]).toMatchObject({ fid: b, mtime: 30 })
+
+    const mv = await c.ok<DirsChanged>('mdt_rename', { parent: a, name: 'sub', new_parent: b, new_name: 'sub', time: 40 })
+    expect(mv.body.dirs).toEqual([await attr(c, a), await attr(c, b)])
+    expect(mv.body.dirs.map((d) => [d.fid, d.nlink, d.mtime])).toEqual([
+      [a, 2, 40],
+      [b, 3, 40],
+    ])
+
+    // Within one directory, that directory once.
+    const mv2 = await c.ok<DirsChanged>('mdt_rename', { parent: b, name: 'g', new_parent: b, new_name: 'h', time: 45 })
+    expect(mv2.body.dirs).toEqual([await attr(c, b)])
+
+    const rm = await c.ok<DirsChanged>('mdt_unlink', { parent: a, name: 'f', dir: false, time: 50 })
+    expect(rm.body.dirs).toEqual([await attr(c, a)])
+    expect(rm.body.dirs[0]).toMatchObject({ fid: a, mtime: 50 })
+  })
+})

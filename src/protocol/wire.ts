@@ -6,6 +6,9 @@
  */
 export const RPC_PATH = '/rpc'
 
+/** Frames up to this size are joined and leave in one write with the HTTP head; larger ones (bulk) go as their pieces, never copied. */
+export const SMALL_FRAME = 64 * 1024
+
 export const H = {
   target: 'x-lp-target',
   op: 'x-lp-op',

@@ -1,8 +1,10 @@
+import type { IncomingHttpHeaders } from 'node:http'
 import { Readable } from 'node:stream'
-import { Pool, errors as undiciErrors } from 'undici'
+import { type Dispatcher, Pool, errors as undiciErrors } from 'undici'
 import { parseNid } from '../protocol/nid.js'
 import {
   RPC_PATH,
+  SMALL_FRAME,
   type Bulk,
   decodeFrame,
   decodeReplyHeader,
@@ -79,24 +81,22 @@ export class Transport implements RpcTransport {
 
   async send(nid: string, h: ReqHeader, body: ReqBody, bulk: Bulk | undefined, signal: AbortSignal): Promise<RawReply> {
     if (this.closed) throw new TransportError('conn', 'transport closed')
-    // The frame goes out as its parts, streamed piece by piece: the bulk is never copied.
+    if (signal.aborted) throw classify(signal.reason, signal)
     const parts = encodeFrame(body, bulk)
     const length = parts.reduce((n, p) => n + p.length, 0)
-    let res
+    // A bulk frame goes out as its parts, piece by piece: the bulk is never copied.
+    const payload = length <= SMALL_FRAME ? Buffer.concat(parts, length) : Readable.from(parts)
+    let res: CollectedReply
     try {
-      res = await this.pool(nid).request({
-        path: RPC_PATH,
-        method: 'POST',
-        headers: { ...encodeReqHeader(h), 'content-type': 'application/x-lproxy', 'content-length': String(length) },
-        body: Readable.from(parts),
-        signal,
+      res = await new Promise<CollectedReply>((resolve, reject) => {
+        const opts: Dispatcher.DispatchOptions = {
+          path: RPC_PATH,
+          method: 'POST',
+          headers: { ...encodeReqHeader(h), 'content-type': 'application/x-lproxy', 'content-length': String(length) },
+          body: payload,
+        }
+        this.pool(nid).dispatch(opts, new ReplyCollector(signal, resolve, reject))
       })
-    } catch (e) {
-      throw classify(e, signal)
-    }
-    let buf: Buffer
-    try {
-      buf = Buffer.from(await res.body.arrayBuffer())
     } catch (e) {
       throw classify(e, signal)
     }
@@ -109,7 +109,7 @@ export class Transport implements RpcTransport {
     if (res.statusCode !== 200) {
       throw new TransportError('http', header.error ?? `HTTP ${res.statusCode} from ${nid}`, res.statusCode, header.status)
     }
-    const { json, bulk: replyBulk } = decodeFrame(buf)
+    const { json, bulk: replyBulk } = decodeFrame(res.body)
     return { header, body: json, bulk: replyBulk }
   }
 
@@ -126,6 +126,66 @@ export class Transport implements RpcTransport {
     const all = [...this.pools.values()]
     this.pools.clear()
     await Promise.all(all.map((p) => p.destroy().catch(() => undefined)))
+  }
+}
+
+interface CollectedReply {
+  statusCode: number
+  headers: IncomingHttpHeaders
+  body: Buffer
+}
+
+/**
+ * Gathers one reply straight from undici's dispatcher (no response stream). The deadline
+ * fails the request at once; undici drops it as soon as it starts, if it is still queued.
+ */
+class ReplyCollector implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | null = null
+  private statusCode = 0
+  private headers: IncomingHttpHeaders = {}
+  private readonly chunks: Buffer[] = []
+  private settled = false
+  private readonly onAbort = (): void => {
+    this.controller?.abort(this.signal.reason as Error)
+    this.settle(() => this.reject(this.signal.reason))
+  }
+
+  constructor(
+    private readonly signal: AbortSignal,
+    private readonly resolve: (r: CollectedReply) => void,
+    private readonly reject: (e: unknown) => void,
+  ) {
+    signal.addEventListener('abort', this.onAbort, { once: true })
+  }
+
+  private settle(fn: () => void): void {
+    if (this.settled) return
+    this.settled = true
+    this.signal.removeEventListener('abort', this.onAbort)
+    fn()
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller
+    if (this.signal.aborted) controller.abort(this.signal.reason as Error)
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    this.statusCode = statusCode
+    this.headers = headers
+  }
+
+  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.chunks.push(chunk)
+  }
+
+  onResponseEnd(): void {
+    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks)
+    this.settle(() => this.resolve({ statusCode: this.statusCode, headers: this.headers, body }))
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, e: Error): void {
+    this.settle(() => this.reject(e))
   }
 }
 

@@ -2,7 +2,7 @@ import http from 'node:http'
 import type { Logger } from '../common/log.js'
 import { errnoOf, errnoName } from '../protocol/errno.js'
 import { OPS, isOpName, MAX_IO } from '../protocol/ops.js'
-import { RPC_PATH, FrameError, decodeFrame, decodeReqHeader, encodeFrame, encodeReplyHeader, type ReqBody } from '../protocol/wire.js'
+import { RPC_PATH, SMALL_FRAME, FrameError, decodeFrame, decodeReqHeader, encodeFrame, encodeReplyHeader, type ReqBody } from '../protocol/wire.js'
 import type { Target, TargetReply } from './target/target.js'
 
 /**
@@ -59,11 +59,14 @@ export function createFront(targets: Map<string, Target>, log: Logger): http.Ser
       return send(res, e.http, -errnoOf(e.errno as 'EIO'), e.message)
     }
     const parts = encodeFrame(reply.body, reply.bulk)
+    const length = parts.reduce((n, p) => n + p.length, 0)
     res.writeHead(reply.http, {
       ...encodeReplyHeader(reply),
       'content-type': 'application/x-lproxy',
-      'content-length': String(parts.reduce((n, p) => n + p.length, 0)),
+      'content-length': String(length),
     })
+    // A small reply leaves in one write with its head; bulk goes as its pieces, never copied.
+    if (length <= SMALL_FRAME) return void res.end(Buffer.concat(parts, length))
     for (const p of parts.slice(0, -1)) res.write(p)
     res.end(parts[parts.length - 1])
   }

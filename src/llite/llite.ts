@@ -16,6 +16,7 @@ import { toStat, type PosixStat } from './stat.js'
  * directly, a FUSE binding adapts it, and paths.ts resolves paths for path-based callers.
  */
 export const ROOT_FID = 1
+const S_ISGID = 0o2000
 
 /** What setattr changes; times are wall-clock ms. */
 export interface SetAttr {
@@ -189,8 +190,16 @@ export class Llite {
   }
 
   private async make(parent: number, name: string, type: FileType, mode: number, owner: Owner | undefined, extra: { target?: string; layout?: Layout; open_flags?: number } = {}) {
-    const { uid, gid } = owner ?? this.o
-    const r = await this.mdc.create({ parent, name, type, mode: mode & 0o7777, uid, gid, time: this.now(), exclusive: true, ...extra })
+    const { uid } = owner ?? this.o
+    let { gid } = owner ?? this.o
+    let bits = mode & 0o7777
+    // A setgid directory gives what is made in it its group, and new directories its setgid bit (as ext4 and Lustre do).
+    const p = await this.attr(parent)
+    if (p.mode & S_ISGID) {
+      gid = p.gid
+      if (type === 'dir') bits |= S_ISGID
+    }
+    const r = await this.mdc.create({ parent, name, type, mode: bits, uid, gid, time: this.now(), exclusive: true, ...extra })
     this.cache.setEntry(parent, name, r.attr.fid)
     this.cache.setAttr(r.attr, type === 'reg' ? { size: 0, blocks: 0, mtime: r.attr.mtime } : undefined)
     this.dirsChanged(r)

@@ -112,6 +112,14 @@ print(open('ap2').read())"`)
     expect(out.trim()).toBe(`640 1234 5678 ${Date.UTC(2021, 1, 3, 4, 5, 6) / 1000}`)
   })
 
+  it('a setgid directory passes its group on, and its setgid bit to new directories', async () => {
+    const out = await sh(`
+      cd "${mnt}"; mkdir sgid; chown 0:4321 sgid; chmod 2775 sgid
+      touch sgid/f; mkdir sgid/d; mkdir -p plain; touch plain/f
+      stat -c '%g %A' sgid/f sgid/d plain/f`)
+    expect(out.trim().split('\n')).toEqual(['4321 -rw-r--r--', '4321 drwxr-sr-x', '0 -rw-r--r--'])
+  })
+
   it('lists a large directory', async () => {
     await sh(`mkdir "${mnt}/many" && cd "${mnt}/many" && for i in $(seq 1 2500); do : > f$i; done`, { timeoutMs: 120_000 })
     expect((await sh(`ls "${mnt}/many" | wc -l`)).trim()).toBe('2500')

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
-import { LpError, errnoOf, isLpError } from '../protocol/errno.js'
+import { LpError, errnoOf } from '../protocol/errno.js'
 import type { Llite, Owner, SetAttr, Statfs } from '../llite/llite.js'
 import { O_RDONLY } from '../llite/file.js'
 import { S_IFMT, typeBits, type PosixStat } from '../llite/stat.js'
@@ -272,17 +272,9 @@ export class LowLevelFuse implements FuseBinding {
   private async rename(parent: number, name: string, newParent: number, newName: string, flags: number): Promise<void> {
     const l = this.llite
     if (flags & ~RENAME_NOREPLACE) throw new LpError('EINVAL', 'rename: RENAME_EXCHANGE and RENAME_WHITEOUT are not supported')
-    // Best effort: the MDT's rename replaces, so a name another client creates meanwhile is replaced.
-    if (flags & RENAME_NOREPLACE) {
-      const taken = await l.lookup(newParent, newName).then(
-        () => true,
-        (e) => (isLpError(e, 'ENOENT') ? false : Promise.reject(e)),
-      )
-      if (taken) throw new LpError('EEXIST', `rename: ${newName} exists`)
-    }
     // The kernel looked the source up just before: usually a cache hit, needed for a directory's '..'.
     const moved = await l.lookup(parent, name)
-    await l.rename(parent, name, newParent, newName)
+    await l.rename(parent, name, newParent, newName, (flags & RENAME_NOREPLACE) !== 0)
     if (moved.type === 'dir') this.dirs.placed(moved.fid, newParent)
   }
 }

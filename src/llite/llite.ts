@@ -232,10 +232,11 @@ export class Llite {
     for (const d of r.dirs) this.cache.setAttr(d)
   }
 
-  async rename(parent: number, name: string, newParent: number, newName: string): Promise<void> {
+  /** rename(2); with `noreplace` (RENAME_NOREPLACE) an existing new name fails with EEXIST. */
+  async rename(parent: number, name: string, newParent: number, newName: string, noreplace = false): Promise<void> {
     const victim = this.cache.entry(newParent, newName)
     const moved = this.cache.entry(parent, name)
-    const r = await this.mdc.rename(parent, name, newParent, newName, this.now())
+    const r = await this.mdc.rename(parent, name, newParent, newName, this.now(), noreplace)
     this.forget(parent, name, moved)
     this.forget(newParent, newName, victim)
     this.dirsChanged(r)

@@ -57,8 +57,9 @@ export class Mdc {
     return (await this.imp.request<OpReplies['mdt_unlink']>('mdt_unlink', { parent, name, dir, time })).body
   }
 
-  async rename(parent: number, name: string, newParent: number, newName: string, time: number): Promise<OpReplies['mdt_rename']> {
-    return (await this.imp.request<OpReplies['mdt_rename']>('mdt_rename', { parent, name, new_parent: newParent, new_name: newName, time })).body
+  async rename(parent: number, name: string, newParent: number, newName: string, time: number, noreplace = false): Promise<OpReplies['mdt_rename']> {
+    const args = { parent, name, new_parent: newParent, new_name: newName, time, ...(noreplace ? { noreplace } : {}) }
+    return (await this.imp.request<OpReplies['mdt_rename']>('mdt_rename', args)).body
   }
 
   async open(fid: number, flags: number): Promise<OpReplies['mdt_open']> {

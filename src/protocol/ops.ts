@@ -191,7 +191,8 @@ export const OPS = {
   mdt_rename: {
     kinds: ['mdt'],
     modifying: true,
-    args: z.object({ parent: fidSchema, name: nameSchema, new_parent: fidSchema, new_name: nameSchema, time: timeSchema }),
+    // noreplace: renameat2's RENAME_NOREPLACE, decided on the MDT so no other client's create slips in between.
+    args: z.object({ parent: fidSchema, name: nameSchema, new_parent: fidSchema, new_name: nameSchema, time: timeSchema, noreplace: z.boolean().optional() }),
   },
   mdt_open: { kinds: ['mdt'], modifying: true, args: z.object({ fid: fidSchema, flags: u32 }) },
   mdt_close: { kinds: ['mdt'], modifying: true, args: z.object({ handle: handleSchema }) },

@@ -23,8 +23,8 @@ function fresh() {
   const mkdir = (parent: number, name: string) => create(parent, name, 'dir').attr.fid
   const file = (parent: number, name: string, extra: Partial<OpArgs<'mdt_create'>> = {}) => create(parent, name, 'reg', extra).attr.fid
   const unlink = (parent: number, name: string, dir = false) => run(() => ns.unlink({ parent, name, dir, time: t() }))
-  const rename = (parent: number, name: string, new_parent: number, new_name: string) =>
-    run(() => ns.rename({ parent, name, new_parent, new_name, time: t() }))
+  const rename = (parent: number, name: string, new_parent: number, new_name: string, noreplace?: boolean) =>
+    run(() => ns.rename({ parent, name, new_parent, new_name, time: t(), noreplace }))
   const link = (fid: number, parent: number, name: string) => run(() => ns.link({ fid, parent, name, time: t() }))
   const open = (fid: number, client = 'c1') => run(() => ns.open({ fid, flags: 0 }, client)).handle
   const close = (h: string, client = 'c1') => run(() => ns.close(h, client))
@@ -228,6 +228,20 @@ describe('namespace: rename', () => {
     // Renaming onto itself is a no-op.
     f.rename(ROOT_FID, 'a', ROOT_FID, 'a')
     expect(f.ns.lookup(ROOT_FID, 'a').fid).toBe(a)
+  })
+})
+
+describe('namespace: rename with noreplace (RENAME_NOREPLACE)', () => {
+  it('refuses any existing new name, even the same file; a free name moves as usual', () => {
+    const f = fresh()
+    const file = f.file(ROOT_FID, 'file')
+    f.file(ROOT_FID, 'other')
+    const before = JSON.stringify(f.ns.image())
+    expect(errno(() => f.rename(ROOT_FID, 'file', ROOT_FID, 'other', true))).toBe('EEXIST')
+    expect(errno(() => f.rename(ROOT_FID, 'file', ROOT_FID, 'file', true))).toBe('EEXIST')
+    expect(JSON.stringify(f.ns.image())).toBe(before)
+    f.rename(ROOT_FID, 'file', ROOT_FID, 'free', true)
+    expect(f.ns.lookup(ROOT_FID, 'free').fid).toBe(file)
   })
 })
 

@@ -367,6 +367,7 @@ export class Namespace {
     const src = this.lookup(a.parent, a.name)
     const newParent = this.inode(a.new_parent)
     const dst = this.liveDir(a.new_parent).get(a.new_name)
+    if (dst && a.noreplace) throw new LpError('EEXIST', `'${a.new_name}' exists`)
     if (dst && dst.fid === src.fid) return
     if (src.type === 'dir') {
       // A directory may not move under itself.

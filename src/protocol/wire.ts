@@ -4,6 +4,8 @@
  * parsing the body; the body is one frame: a 4-byte big-endian JSON length, the JSON,
  * then the bulk data (OST read/write pages), so bulk is never re-encoded.
  */
+import { sliceFrom } from '../common/chunks.js'
+
 export const RPC_PATH = '/rpc'
 
 /** Frames up to this size are joined and leave in one write with the HTTP head; larger ones (bulk) go as their pieces, never copied. */
@@ -81,16 +83,29 @@ export function encodeFrame(json: unknown, bulk?: Bulk): Buffer[] {
 export class FrameError extends Error {}
 
 export function decodeFrame(buf: Buffer): { json: unknown; bulk: Buffer } {
-  if (buf.length < 4) throw new FrameError('body too short for a frame')
-  const n = buf.readUInt32BE(0)
-  if (n > buf.length - 4) throw new FrameError('frame JSON length exceeds the body')
+  const { json, bulk } = decodeFrameChunks([buf])
+  return { json, bulk: bulk[0] ?? buf.subarray(buf.length) }
+}
+
+/**
+ * A frame as it arrived, in the socket's chunks: the bulk comes back as slices of them, so a
+ * large body is never joined into one buffer (only a JSON head split across chunks is).
+ */
+export function decodeFrameChunks(chunks: readonly Buffer[]): { json: unknown; bulk: Buffer[] } {
+  const total = chunks.reduce((s, c) => s + c.length, 0)
+  if (total < 4) throw new FrameError('body too short for a frame')
+  const first = chunks[0]!.length >= 4 ? chunks[0]! : Buffer.concat(chunks as Buffer[], 4)
+  const n = first.readUInt32BE(0)
+  if (n > total - 4) throw new FrameError('frame JSON length exceeds the body')
+  const headEnd = 4 + n
+  const head = chunks[0]!.length >= headEnd ? chunks[0]! : Buffer.concat(chunks as Buffer[], headEnd)
   let json: unknown
   try {
-    json = JSON.parse(buf.subarray(4, 4 + n).toString('utf8'))
+    json = JSON.parse(head.subarray(4, headEnd).toString('utf8'))
   } catch {
     throw new FrameError('frame JSON does not parse')
   }
-  return { json, bulk: buf.subarray(4 + n) }
+  return { json, bulk: sliceFrom(chunks, headEnd) }
 }
 
 const REQ_FLAGS: readonly ReqFlag[] = ['replay', 'resend', 'replay_done']

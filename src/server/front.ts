@@ -2,7 +2,7 @@ import http from 'node:http'
 import type { Logger } from '../common/log.js'
 import { errnoOf, errnoName } from '../protocol/errno.js'
 import { OPS, isOpName, MAX_IO } from '../protocol/ops.js'
-import { RPC_PATH, SMALL_FRAME, FrameError, decodeFrame, decodeReqHeader, encodeFrame, encodeReplyHeader, type ReqBody } from '../protocol/wire.js'
+import { RPC_PATH, SMALL_FRAME, FrameError, decodeFrameChunks, decodeReqHeader, encodeFrame, encodeReplyHeader, type ReqBody } from '../protocol/wire.js'
 import type { Target, TargetReply } from './target/target.js'
 
 /**
@@ -44,7 +44,7 @@ export function createFront(targets: Map<string, Target>, log: Logger): http.Ser
       if (!isOpName(h.op)) throw new BadRequest(400, 'EOPNOTSUPP', `unknown op '${h.op}'`)
       const spec = OPS[h.op]
       if (!(spec.kinds as readonly string[]).includes(target.kind)) throw new BadRequest(400, 'EOPNOTSUPP', `op '${h.op}' is not served by ${target.kind} targets`)
-      const { json, bulk } = decode(() => decodeFrame(body))
+      const { json, bulk } = decode(() => decodeFrameChunks(body))
       const rb = json as ReqBody
       if (typeof rb !== 'object' || rb === null) throw new BadRequest(400, 'EPROTO', 'request body must be an object')
       const parsed = spec.args.safeParse(rb.a)
@@ -93,7 +93,8 @@ function send(res: http.ServerResponse, code: number, status: number, message: s
   res.end(Buffer.concat(parts))
 }
 
-function readBody(req: http.IncomingMessage): Promise<Buffer> {
+/** The body as the socket delivered it: a large one is never joined into one buffer. */
+function readBody(req: http.IncomingMessage): Promise<Buffer[]> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0)
     if (declared > MAX_BODY) {
@@ -111,7 +112,7 @@ function readBody(req: http.IncomingMessage): Promise<Buffer> {
       }
       chunks.push(c)
     })
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, n)))
+    req.on('end', () => resolve(chunks))
     req.on('error', reject)
   })
 }

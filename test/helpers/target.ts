@@ -61,6 +61,20 @@ export async function openTarget(o: OpenOptions): Promise<{ target: Target; mdt?
   return { target, mdt, ost }
 }
 
+/**
+ * Bulk in uneven pieces, as a socket delivers a body: the target must never assume one
+ * buffer, nor pieces aligned on pages.
+ */
+export function chunked(buf: Buffer, piece = 1000): Buffer[] {
+  const out: Buffer[] = []
+  for (let off = 0, i = 0; off < buf.length; i++) {
+    const n = piece + (i % 3) * 17
+    out.push(buf.subarray(off, off + n))
+    off += n
+  }
+  return out
+}
+
 /** A failed RPC: the target's negative errno and message. */
 export class RpcFailed extends Error {
   constructor(readonly reply: TargetReply) {
@@ -105,7 +119,7 @@ export class TestClient {
     const parsed = OPS[op].args.parse(args)
     this.unanswered.add(h.xid)
     try {
-      return await this.target.handle(h, parsed, o.replayReply, o.bulk ?? Buffer.alloc(0))
+      return await this.target.handle(h, parsed, o.replayReply, chunked(o.bulk ?? Buffer.alloc(0)))
     } finally {
       this.unanswered.delete(h.xid)
     }

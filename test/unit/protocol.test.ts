@@ -5,6 +5,7 @@ import { LpError, isLpError, toStatus, errnoOf, errnoName } from '../../src/prot
 import {
   encodeFrame,
   decodeFrame,
+  decodeFrameChunks,
   FrameError,
   encodeReqHeader,
   decodeReqHeader,
@@ -176,6 +177,27 @@ describe('wire codec', () => {
     expect(plain.json).toEqual({ x: 1 })
     expect(plain.bulk.length).toBe(0)
     expect(decodeFrame(Buffer.concat(encodeFrame(undefined))).json).toEqual({})
+  })
+
+  it('decodes a frame from the chunks it arrived in, whatever their boundaries, without joining the bulk', () => {
+    const json = { a: { fid: 7, name: 'chunks' } }
+    const bulk = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 7) & 0xff))
+    const whole = Buffer.concat(encodeFrame(json, bulk))
+    // Cuts inside the length word, inside the JSON, at its end, and through the bulk.
+    for (const cuts of [[2], [9], [4 + JSON.stringify(json).length], [1, 3, 30, 1000, 4000]]) {
+      const chunks: Buffer[] = []
+      let at = 0
+      for (const c of [...cuts, whole.length]) {
+        chunks.push(whole.subarray(at, c))
+        at = c
+      }
+      const d = decodeFrameChunks(chunks)
+      expect(d.json).toEqual(json)
+      expect(Buffer.compare(Buffer.concat(d.bulk), bulk)).toBe(0)
+      // The bulk pieces are views of the chunks, not copies.
+      for (const p of d.bulk) expect(chunks.some((c) => c.buffer === p.buffer)).toBe(true)
+    }
+    expect(() => decodeFrameChunks([Buffer.from([0, 0]), Buffer.from([0, 9]), Buffer.from('{}')])).toThrow(FrameError)
   })
 
   it('sends a bulk view as its own bytes only', () => {

@@ -1,4 +1,6 @@
+import { copyFrom } from '../../common/chunks.js'
 import { LpError } from '../../protocol/errno.js'
+import { bulkLength } from '../../protocol/wire.js'
 import { MAX_FILE_SIZE, type ObjAttr, type OpArgs } from '../../protocol/ops.js'
 import type { Applied, Backend, OpContext, QueryResult, Redo } from '../target/backend.js'
 import { fsStatfs } from '../statfs.js'
@@ -11,7 +13,7 @@ import { ObjectStore, objKey } from './store.js'
  * every earlier change, committed or not.
  */
 type PendingOp =
-  | { k: 'w'; off: number; data: Buffer; mt: number }
+  | { k: 'w'; off: number; data: Buffer[]; len: number; mt: number }
   | { k: 't'; size: number; mt: number }
   | { k: 'm'; mt: number }
   | { k: 'd' }
@@ -45,10 +47,10 @@ export class OstBackend implements Backend {
   }
 
   async redo(rec: Record<string, unknown>, data: Buffer): Promise<void> {
-    await this.applyToStore(rec as unknown as OstRedo, data)
+    await this.applyToStore(rec as unknown as OstRedo, [data])
   }
 
-  private async applyToStore(r: OstRedo, data: Buffer): Promise<void> {
+  private async applyToStore(r: OstRedo, data: readonly Buffer[]): Promise<void> {
     if (r.k === 'w') await this.store.write(r.fid, r.stripe, r.off, data, r.mt)
     else if (r.k === 't') await this.store.truncate(r.fid, r.stripe, r.size, r.mt)
     else if (r.k === 'm') await this.store.setMtime(r.fid, r.stripe, r.mt)
@@ -72,7 +74,7 @@ export class OstBackend implements Backend {
     ov.ops.push(op)
     if (op.k === 'w') {
       // A write of nothing creates the object but extends nothing (as write(2)).
-      ov.size = Math.max(ov.exists ? ov.size : 0, op.data.length ? op.off + op.data.length : 0)
+      ov.size = Math.max(ov.exists ? ov.size : 0, op.len ? op.off + op.len : 0)
       ov.exists = true
       ov.mtime = op.mt
     } else if (op.k === 't') {
@@ -95,10 +97,11 @@ export class OstBackend implements Backend {
       case 'ost_write': {
         const a = args as OpArgs<'ost_write'>
         const data = ctx.bulk
+        const len = bulkLength(data)
         const off = a.append ? this.current(a.fid, a.stripe).size : a.offset
-        if (off + data.length > MAX_FILE_SIZE) throw new LpError('EFBIG', `write past the maximum object size ${MAX_FILE_SIZE}`)
+        if (off + len > MAX_FILE_SIZE) throw new LpError('EFBIG', `write past the maximum object size ${MAX_FILE_SIZE}`)
         const mt = a.mtime ?? ctx.now
-        const p: PendingOp = { k: 'w', off, data, mt }
+        const p: PendingOp = { k: 'w', off, data, len, mt }
         this.push(a.fid, a.stripe, p)
         const rec: OstRedo = { k: 'w', fid: a.fid, stripe: a.stripe, off, mt }
         return { body: { offset: off, size: this.current(a.fid, a.stripe).size }, redo: [{ rec, data, ref: [objKey(a.fid, a.stripe), p] }] }
@@ -176,8 +179,8 @@ export class OstBackend implements Backend {
     for (const op of ops) {
       if (op.k === 'w') {
         const from = Math.max(offset, op.off)
-        const to = Math.min(end, op.off + op.data.length)
-        if (from < to) op.data.copy(buf, from - offset, from - op.off, to - op.off)
+        const to = Math.min(end, op.off + op.len)
+        if (from < to) copyFrom(op.data, buf, from - offset, from - op.off, to - op.off)
       } else if (op.k === 't') {
         if (op.size < end) buf.fill(0, Math.max(0, op.size - offset))
       } else if (op.k === 'd') buf.fill(0)
@@ -191,7 +194,7 @@ export class OstBackend implements Backend {
 
   async afterCommit(redo: Redo[]): Promise<void> {
     for (const r of redo) {
-      await this.applyToStore(r.rec as unknown as OstRedo, r.data ?? Buffer.alloc(0))
+      await this.applyToStore(r.rec as unknown as OstRedo, r.data ?? [])
       const refs = (r.rec.k === 'd' ? r.ref : [r.ref]) as Array<[string, PendingOp]>
       for (const [key, p] of refs) this.retire(key, p)
     }

@@ -1,6 +1,7 @@
 import { promises as fsp, constants } from 'node:fs'
 import path from 'node:path'
-import { fsyncDir } from '../../common/fsutil.js'
+import { fsyncDir, writevAll } from '../../common/fsutil.js'
+import { bulkLength } from '../../protocol/wire.js'
 
 /**
  * Committed OST objects: one sparse file per object, `O/d<fid % 32>/<fid>.<stripe>` (ldiskfs
@@ -87,15 +88,15 @@ export class ObjectStore {
     return fh
   }
 
-  async write(fid: number, stripe: number, off: number, data: Buffer, mtime: number): Promise<void> {
+  async write(fid: number, stripe: number, off: number, data: readonly Buffer[], mtime: number): Promise<void> {
     const key = objKey(fid, stripe)
     const fh = (await this.handle(key))!
-    let done = 0
-    while (done < data.length) done += (await fh.write(data, done, data.length - done, off + done)).bytesWritten
+    await writevAll(fh, data, off)
     // The object's mtime is the write's, not the (later) commit's: it must survive a restart.
     await fh.utimes(mtime / 1000, mtime / 1000)
     const prev = this.objects.get(key)
-    const size = Math.max(prev?.size ?? 0, data.length ? off + data.length : 0)
+    const len = bulkLength(data)
+    const size = Math.max(prev?.size ?? 0, len ? off + len : 0)
     this.track(fid, stripe, { size, blocks: Math.ceil(size / 512), mtime })
     this.dirty.add(key)
   }

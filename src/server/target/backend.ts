@@ -7,8 +7,8 @@ import type { Logger } from '../../common/log.js'
  */
 export interface Redo {
   rec: Record<string, unknown>
-  /** Bulk data the record refers to (journaled after the JSON). */
-  data?: Buffer
+  /** Bulk data the record refers to (journaled after the JSON), in the pieces it arrived in. */
+  data?: Buffer[]
   /** The backend's own handle on the in-memory change (not journaled), for afterCommit. */
   ref?: unknown
 }
@@ -27,7 +27,8 @@ export interface OpContext {
   client: string
   /** Present on a replay: the reply the original execution produced. */
   replayReply?: unknown
-  bulk: Buffer
+  /** The request's bulk, in the pieces it arrived in. */
+  bulk: Buffer[]
   /** Wall-clock ms, for timestamps. */
   now: number
 }

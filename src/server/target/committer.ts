@@ -5,6 +5,7 @@ import { writeFileAtomic } from '../../common/fsutil.js'
 import type { Backend, Redo } from './backend.js'
 import { Journal } from './journal.js'
 import { LpError } from '../../protocol/errno.js'
+import { bulkLength } from '../../protocol/wire.js'
 import type { ClientMeta, LastRcvd, LastRcvdImage } from './lastrcvd.js'
 
 /**
@@ -102,7 +103,7 @@ export class Committer {
   add(txn: Txn): void {
     this.lastTransno = Math.max(this.lastTransno, txn.transno)
     this.pending.push({ txn })
-    for (const r of txn.redo) this.pendingBytes += r.data?.length ?? 0
+    for (const r of txn.redo) this.pendingBytes += bulkLength(r.data)
     if (this.pendingBytes >= this.o.maxPendingBytes) void this.kick()
   }
 
@@ -160,8 +161,8 @@ export class Committer {
         r: t.redo.map((r) => {
           redo.push(r)
           if (!r.data) return { rec: r.rec }
-          data.push(r.data)
-          return { rec: r.rec, d: r.data.length }
+          data.push(...r.data)
+          return { rec: r.rec, d: bulkLength(r.data) }
         }),
       })
     }

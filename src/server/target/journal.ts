@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { crc32 } from 'node:zlib'
-import { fsyncDir } from '../../common/fsutil.js'
+import { fsyncDir, writevAll } from '../../common/fsutil.js'
 
 /**
  * The target's journal (jbd2's role): commit batches appended to `journal/<seq>.jnl`, each
@@ -72,15 +72,9 @@ export class Journal {
     hdr.writeUInt32BE(len, 4)
     hdr.writeUInt32BE(crc >>> 0, 8)
     const fh = this.fh!
-    const all = [hdr, ...parts]
-    let off = 0
     const total = HDR + len
     try {
-      // writev may write less than asked; loop until the record is whole.
-      while (off < total) {
-        const { bytesWritten } = await fh.writev(sliceFrom(all, off))
-        off += bytesWritten
-      }
+      await writevAll(fh, [hdr, ...parts], null)
       await fh.datasync()
     } catch (e) {
       // Cut off what part of the record got written (e.g. ENOSPC), or the next record would
@@ -113,19 +107,6 @@ export class Journal {
     await this.fh?.close()
     this.fh = null
   }
-}
-
-function sliceFrom(bufs: Buffer[], off: number): Buffer[] {
-  const out: Buffer[] = []
-  for (const b of bufs) {
-    if (off >= b.length) {
-      off -= b.length
-      continue
-    }
-    out.push(off ? b.subarray(off) : b)
-    off = 0
-  }
-  return out
 }
 
 function parseSeq(name: string): number | null {

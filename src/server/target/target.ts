@@ -196,7 +196,7 @@ export class Target {
     return this.reply(status, {}, { error: e instanceof Error ? e.message : String(e) })
   }
 
-  async handle(h: ReqHeader, args: unknown, replayReply: unknown, bulk: Buffer): Promise<TargetReply> {
+  async handle(h: ReqHeader, args: unknown, replayReply: unknown, bulk: Buffer[]): Promise<TargetReply> {
     if (this.stopping) return this.fail(new LpError('ENODEV', `${this.name} is stopping`))
     const op = h.op as OpName
     if (op === 'connect') return this.connect(h, args as { prev_handle?: string })
@@ -249,7 +249,7 @@ export class Target {
   }
 
   /** Execute a modifying request under `transno`; throws (nothing changed) on failure. */
-  private execute(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer, transno: number): TargetReply {
+  private execute(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer[], transno: number): TargetReply {
     const applied = this.o.backend.apply(op, args, { client: h.client, bulk, replayReply, now: this.o.clock.wallNow() })
     this.committer.add({ transno, client: h.client, xid: h.xid, reply: applied.body, redo: applied.redo })
     this.lastrcvd.record(h.client, h.xid, transno, applied.body)
@@ -257,7 +257,7 @@ export class Target {
     return this.reply(0, applied.body, { transno })
   }
 
-  private replay(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer): Promise<TargetReply> {
+  private replay(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer[]): Promise<TargetReply> {
     const transno = h.transno
     if (!transno || !OPS[op].modifying) return Promise.resolve(this.fail(new LpError('EPROTO', 'a replay needs a modifying op and its transno')))
     if (transno <= this.committer.lastCommitted) {

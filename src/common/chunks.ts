@@ -1,5 +1,11 @@
 /** Data kept in the pieces it arrived in (socket chunks), so that it is never joined. */
 
+export function totalLength(chunks: readonly Uint8Array[]): number {
+  let n = 0
+  for (const c of chunks) n += c.byteLength
+  return n
+}
+
 /** The non-empty pieces of `chunks` from byte `off` on, as views (nothing is copied). */
 export function sliceFrom(chunks: readonly Buffer[], off: number): Buffer[] {
   const out: Buffer[] = []

@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
-import { sliceFrom } from './chunks.js'
+import { sliceFrom, totalLength } from './chunks.js'
 
 let tmpSeq = 0
 
@@ -21,7 +21,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
 
 /** Write every byte of `parts` (writev may write less than asked), at `position` or, when null, where the file is. */
 export async function writevAll(fh: fsp.FileHandle, parts: readonly Buffer[], position: number | null): Promise<void> {
-  const total = parts.reduce((n, p) => n + p.length, 0)
+  const total = totalLength(parts)
   let done = 0
   while (done < total) {
     const { bytesWritten } = await fh.writev(sliceFrom(parts, done), position === null ? undefined : position + done)

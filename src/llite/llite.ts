@@ -189,12 +189,13 @@ export class Llite {
     return entries
   }
 
-  private async make(parent: number, name: string, type: FileType, mode: number, owner: Owner | undefined, extra: { target?: string; layout?: Layout; open_flags?: number } = {}) {
+  /** Make `name` in the directory `p` (its attributes, as the caller already has them). */
+  private async make(p: MdtAttr, name: string, type: FileType, mode: number, owner: Owner | undefined, extra: { target?: string; layout?: Layout; open_flags?: number } = {}) {
+    const parent = p.fid
     const { uid } = owner ?? this.o
     let { gid } = owner ?? this.o
     let bits = mode & 0o7777
     // A setgid directory gives what is made in it its group, and new directories its setgid bit (as ext4 and Lustre do).
-    const p = await this.attr(parent)
     if (p.mode & S_ISGID) {
       gid = p.gid
       if (type === 'dir') bits |= S_ISGID
@@ -207,11 +208,11 @@ export class Llite {
   }
 
   async mkdir(parent: number, name: string, mode: number, owner?: Owner): Promise<MdtAttr> {
-    return (await this.make(parent, name, 'dir', mode, owner)).attr
+    return (await this.make(await this.attr(parent), name, 'dir', mode, owner)).attr
   }
 
   async symlink(target: string, parent: number, name: string, owner?: Owner): Promise<MdtAttr> {
-    return (await this.make(parent, name, 'lnk', 0o777, owner, { target })).attr
+    return (await this.make(await this.attr(parent), name, 'lnk', 0o777, owner, { target })).attr
   }
 
   /** Remove a name (rmdir when `dir`); returns the FID it named. */
@@ -278,8 +279,9 @@ export class Llite {
 
   /** Create and open a regular file, placed by the directory's (or the filesystem's) default layout. */
   async create(parent: number, name: string, mode: number, flags: number, owner?: Owner): Promise<{ fd: number; attr: MdtAttr }> {
-    const dl = (await this.attr(parent)).dir_layout ?? (await this.attr(ROOT_FID)).dir_layout
-    const r = await this.make(parent, name, 'reg', mode, owner, { layout: this.lov.chooseLayout(dl), open_flags: flags })
+    const p = await this.attr(parent)
+    const dl = p.dir_layout ?? (await this.attr(ROOT_FID)).dir_layout
+    const r = await this.make(p, name, 'reg', mode, owner, { layout: this.lov.chooseLayout(dl), open_flags: flags })
     return { fd: this.register(r.attr, r.handle!, flags), attr: r.attr }
   }
 

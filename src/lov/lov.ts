@@ -16,6 +16,13 @@ export interface Glimpse {
   mtime: number
 }
 
+/** A layout naming an OST this client was not configured with is an I/O error, not a crash. */
+function configured<T>(m: Map<number, T>, index: number): T {
+  const v = m.get(index)
+  if (v === undefined) throw new LpError('EIO', `OST index ${index} is not configured on this client`)
+  return v
+}
+
 export class Lov {
   private rr = 0
 
@@ -25,15 +32,11 @@ export class Lov {
   ) {}
 
   osc(index: number): Osc {
-    const o = this.oscs.get(index)
-    if (!o) throw new LpError('EIO', `OST index ${index} is not configured on this client`)
-    return o
+    return configured(this.oscs, index)
   }
 
   private wb(index: number): OscWriteback {
-    const c = this.caches.get(index)
-    if (!c) throw new LpError('EIO', `OST index ${index} is not configured on this client`)
-    return c
+    return configured(this.caches, index)
   }
 
   /** Usable for new files: not deactivated, not failed out. */

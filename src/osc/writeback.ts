@@ -176,9 +176,9 @@ export class OscWriteback {
    */
   private invalidated(reason: string): void {
     const committed = this.osc.imp.peerCommitted
-    for (const o of this.objs.values()) for (const e of o.map.extents) if (e.state === 'dirty') this.fail(o.fid, new LpError('EIO', `${this.osc.imp.target}: ${reason}`))
     for (const o of [...this.objs.values()]) {
       for (const e of [...o.map.extents]) if (e.state === 'dirty') {
+        this.fail(o.fid, new LpError('EIO', `${this.osc.imp.target}: ${reason}`))
         o.map.remove(e)
         this.cached -= e.len
       }

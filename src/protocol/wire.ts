@@ -4,7 +4,7 @@
  * parsing the body; the body is one frame: a 4-byte big-endian JSON length, the JSON,
  * then the bulk data (OST read/write pages), so bulk is never re-encoded.
  */
-import { sliceFrom } from '../common/chunks.js'
+import { sliceFrom, totalLength } from '../common/chunks.js'
 
 export const RPC_PATH = '/rpc'
 
@@ -70,7 +70,7 @@ export function bulkParts(b: Bulk | undefined): Buffer[] {
 
 export function bulkLength(b: Bulk | undefined): number {
   if (!b) return 0
-  return Array.isArray(b) ? (b as readonly Uint8Array[]).reduce((n, p) => n + p.byteLength, 0) : (b as Uint8Array).byteLength
+  return Array.isArray(b) ? totalLength(b as readonly Uint8Array[]) : (b as Uint8Array).byteLength
 }
 
 export function encodeFrame(json: unknown, bulk?: Bulk): Buffer[] {
@@ -92,7 +92,7 @@ export function decodeFrame(buf: Buffer): { json: unknown; bulk: Buffer } {
  * large body is never joined into one buffer (only a JSON head split across chunks is).
  */
 export function decodeFrameChunks(chunks: readonly Buffer[]): { json: unknown; bulk: Buffer[] } {
-  const total = chunks.reduce((s, c) => s + c.length, 0)
+  const total = totalLength(chunks)
   if (total < 4) throw new FrameError('body too short for a frame')
   const first = chunks[0]!.length >= 4 ? chunks[0]! : Buffer.concat(chunks as Buffer[], 4)
   const n = first.readUInt32BE(0)

@@ -175,14 +175,15 @@ export class Import extends EventEmitter {
     this.delayed.push(req)
   }
 
-  private header(req: PtlRequest, flags: ReqFlag[], transno?: number): ReqHeader {
+  /** The ptlrpc header of a request on the current connection. */
+  private header(xid: number, op: OpName, flags: ReqFlag[] = [], transno?: number): ReqHeader {
     return {
       target: this.target,
-      op: req.op,
+      op,
       client: this.c.uuid,
       handle: this.remoteHandle ?? undefined,
       connCnt: this.connCnt,
-      xid: req.xid,
+      xid,
       lastXid: this.lastXid(),
       flags,
       transno,
@@ -209,7 +210,7 @@ export class Import extends EventEmitter {
     req.sentAt = this.c.clock.now()
     this.lastActivity = req.sentAt
     this.armDeadline(req, conn)
-    const h = this.header(req, flags)
+    const h = this.header(req.xid, req.op, flags)
     this.c.transport.send(conn.nid, h, { a: req.args }, req.bulk, ac.signal).then(
       (raw) => this.onReply(req, raw),
       (e) => this.onSendError(req, e as Error),
@@ -252,17 +253,7 @@ export class Import extends EventEmitter {
   }
 
   private async livenessPing(conn: Connection): Promise<void> {
-    const h: ReqHeader = {
-      target: this.target,
-      op: 'ping',
-      client: this.c.uuid,
-      handle: this.remoteHandle ?? undefined,
-      connCnt: this.connCnt,
-      xid: this.c.nextXid(),
-      lastXid: this.lastXid(),
-      flags: [],
-    }
-    const raw = await this.sendWithin(conn.nid, h, { a: {} }, this.c.tunables.pingTimeoutMs)
+    const raw = await this.sendWithin(conn.nid, this.header(this.c.nextXid(), 'ping'), { a: {} }, this.c.tunables.pingTimeoutMs)
     if (raw.header.status !== 0) throw new Error(`ping answered ${raw.header.status}: ${raw.header.error ?? ''}`)
   }
 
@@ -470,15 +461,8 @@ export class Import extends EventEmitter {
     conn.tried = true
     this.lastActivity = conn.lastTry
     this.setState('CONNECTING')
-    const h: ReqHeader = {
-      target: this.target,
-      op: 'connect',
-      client: this.c.uuid,
-      connCnt: this.connCnt,
-      xid: this.c.nextXid(),
-      lastXid: this.lastXid(),
-      flags: [],
-    }
+    // A connect names the previous export in its arguments, not as the connection's handle.
+    const h = { ...this.header(this.c.nextXid(), 'connect'), handle: undefined }
     const args = this.remoteHandle ? { prev_handle: this.remoteHandle } : {}
     try {
       const raw = await this.sendWithin(conn.nid, h, { a: args }, this.c.tunables.connectTimeoutMs(this.cycles))
@@ -585,7 +569,7 @@ export class Import extends EventEmitter {
     }
     arm()
     try {
-      const raw = await this.c.transport.send(conn.nid, this.header(req, flags, transno), body, req.bulk, ac.signal)
+      const raw = await this.c.transport.send(conn.nid, this.header(req.xid, req.op, flags, transno), body, req.bulk, ac.signal)
       if (raw.header.status === -ENOTCONN || raw.header.status === -ENODEV) throw new ConnectionLost(`${req.op} answered ${raw.header.status}`)
       return raw
     } catch (e) {
@@ -666,8 +650,7 @@ export class Import extends EventEmitter {
   async close(): Promise<void> {
     if (this.state === 'CLOSED') return
     if (this.state === 'FULL' && this.current) {
-      const req = new PtlRequest(this.c.nextXid(), 'disconnect', {}, undefined, this.generation, false, true)
-      await this.sendWithin(this.current.nid, this.header(req, []), { a: {} }, this.c.tunables.pingTimeoutMs).catch(() => undefined)
+      await this.sendWithin(this.current.nid, this.header(this.c.nextXid(), 'disconnect'), { a: {} }, this.c.tunables.pingTimeoutMs).catch(() => undefined)
     }
     this.setState('CLOSED')
     this.wake?.()

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { Readable } from 'node:stream'
 import { type Dispatcher, Pool, errors as undiciErrors } from 'undici'
+import { totalLength } from '../common/chunks.js'
 import { parseNid } from '../protocol/nid.js'
 import {
   RPC_PATH,
@@ -83,7 +84,7 @@ export class Transport implements RpcTransport {
     if (this.closed) throw new TransportError('conn', 'transport closed')
     if (signal.aborted) throw classify(signal.reason, signal)
     const parts = encodeFrame(body, bulk)
-    const length = parts.reduce((n, p) => n + p.length, 0)
+    const length = totalLength(parts)
     // A bulk frame goes out as its parts, piece by piece: the bulk is never copied.
     const payload = length <= SMALL_FRAME ? Buffer.concat(parts, length) : Readable.from(parts)
     let res: CollectedReply

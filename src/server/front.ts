@@ -1,4 +1,5 @@
 import http from 'node:http'
+import { totalLength } from '../common/chunks.js'
 import type { Logger } from '../common/log.js'
 import { errnoOf, errnoName } from '../protocol/errno.js'
 import { OPS, isOpName, MAX_IO } from '../protocol/ops.js'
@@ -59,7 +60,7 @@ export function createFront(targets: Map<string, Target>, log: Logger): http.Ser
       return send(res, e.http, -errnoOf(e.errno as 'EIO'), e.message)
     }
     const parts = encodeFrame(reply.body, reply.bulk)
-    const length = parts.reduce((n, p) => n + p.length, 0)
+    const length = totalLength(parts)
     res.writeHead(reply.http, {
       ...encodeReplyHeader(reply),
       'content-type': 'application/x-lproxy',

@@ -172,6 +172,7 @@ export class Committer {
       this.journal.bytes >= this.o.checkpointBytes
         ? { lastrcvd: this.lastrcvd.image(), backend: this.backend.snapshot() }
         : null
+    const bytes = bulkLength(data)
     const t0 = this.o.clock.now()
     try {
       await this.journal.append(json, data)
@@ -180,11 +181,10 @@ export class Committer {
       // The batch goes back ahead of what came since: a later commit must not advance
       // last_committed past transactions that are not in the journal.
       this.pending = batch.concat(this.pending)
-      this.pendingBytes += data.reduce((s, b) => s + b.length, 0)
+      this.pendingBytes += bytes
       for (const w of this.waiters.splice(0)) w.reject(e)
       throw e
     }
-    const bytes = data.reduce((s, b) => s + b.length, 0)
     this.lastCommitted = last
     this.o.log.debug({ transno: last, entries: batch.length, bytes, ms: Math.round(this.o.clock.now() - t0) }, 'committed')
     // Durable now: syncs need not wait for the backend's files or the checkpoint (nor fail with them).

@@ -309,7 +309,7 @@ export class Target {
       if (rec && this.recovery.isKnown(uuid)) {
         this.exports.set(uuid, { uuid, handle: rec.handle, connCnt: h.connCnt, lastSeen: now })
         this.recovery.connect(uuid)
-        this.log.info({ client: uuid, nid: 'client' }, `${this.name}: client ${uuid} reconnected for recovery`)
+        this.log.info({ client: uuid }, `${this.name}: client ${uuid} reconnected for recovery`)
         return ok(rec.handle, true)
       }
       const v = this.recovery.view(this.committer.lastTransno)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include "lp.h"
 
 #define MAX_ARGS 5
@@ -201,18 +202,32 @@ static napi_value reply_write(napi_env env, napi_callback_info info)
 	return end(&a);
 }
 
-/* replyBuf(id, buffer): read data, sent from the Buffer itself */
+/* Read data arrive in many pieces (socket chunks); more than this many are not expected. */
+#define MAX_PIECES 1024
+
+/* replyBuf(id, buffers): read data, sent from the Buffers themselves with one writev */
 static napi_value reply_buf(napi_env env, napi_callback_info info)
 {
 	struct answer a;
-	void *data = NULL;
-	size_t len = 0;
+	uint32_t n = 0;
 	if (!begin(env, info, 2, &a))
 		return not_pending(env);
-	if (napi_get_buffer_info(env, a.argv[1], &data, &len) != napi_ok)
-		fuse_reply_err(a.r->req, EIO);
+	struct iovec *iov = NULL;
+	int ok = napi_get_array_length(env, a.argv[1], &n) == napi_ok && n <= MAX_PIECES;
+	if (ok && n)
+		ok = (iov = calloc(n, sizeof(*iov))) != NULL;
+	for (uint32_t i = 0; ok && i < n; i++) {
+		napi_value b;
+		ok = napi_get_element(env, a.argv[1], i, &b) == napi_ok &&
+		     napi_get_buffer_info(env, b, &iov[i].iov_base, &iov[i].iov_len) == napi_ok;
+	}
+	if (ok && n)
+		fuse_reply_iov(a.r->req, iov, (int)n);
+	else if (ok)
+		fuse_reply_buf(a.r->req, NULL, 0);
 	else
-		fuse_reply_buf(a.r->req, data, len);
+		fuse_reply_err(a.r->req, EIO);
+	free(iov);
 	return end(&a);
 }
 

@@ -6,27 +6,21 @@ export function totalLength(chunks: readonly Uint8Array[]): number {
   return n
 }
 
-/** The non-empty pieces of `chunks` from byte `off` on, as views (nothing is copied). */
-export function sliceFrom(chunks: readonly Buffer[], off: number): Buffer[] {
+/** The non-empty pieces of bytes [from, to) of `chunks`, taken as one run, as views (nothing is copied). */
+export function slice(chunks: readonly Buffer[], from: number, to = Infinity): Buffer[] {
   const out: Buffer[] = []
+  let pos = 0
   for (const c of chunks) {
-    if (off >= c.length) {
-      off -= c.length
-      continue
-    }
-    out.push(off ? c.subarray(off) : c)
-    off = 0
+    if (pos >= to) break
+    const a = Math.max(from, pos)
+    const b = Math.min(to, pos + c.length)
+    if (a < b) out.push(a === pos && b === pos + c.length ? c : c.subarray(a - pos, b - pos))
+    pos += c.length
   }
   return out
 }
 
 /** Copy bytes [from, to) of the pieces, taken as one run, into `dst` at `at`. */
 export function copyFrom(chunks: readonly Buffer[], dst: Buffer, at: number, from: number, to: number): void {
-  for (const c of sliceFrom(chunks, from)) {
-    if (from >= to) return
-    const n = Math.min(c.length, to - from)
-    c.copy(dst, at, 0, n)
-    at += n
-    from += n
-  }
+  for (const c of slice(chunks, from, to)) at += c.copy(dst, at)
 }

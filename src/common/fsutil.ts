@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
-import { sliceFrom, totalLength } from './chunks.js'
+import { slice, totalLength } from './chunks.js'
 
 let tmpSeq = 0
 
@@ -24,7 +24,7 @@ export async function writevAll(fh: fsp.FileHandle, parts: readonly Buffer[], po
   const total = totalLength(parts)
   let done = 0
   while (done < total) {
-    const { bytesWritten } = await fh.writev(sliceFrom(parts, done), position === null ? undefined : position + done)
+    const { bytesWritten } = await fh.writev(slice(parts, done), position === null ? undefined : position + done)
     done += bytesWritten
   }
 }

@@ -1,6 +1,7 @@
 import { basename, dirname } from 'node:path'
 import { createRequire } from 'node:module'
 import type { Llite, SetAttr } from '../llite/llite.js'
+import { copyFrom, totalLength } from '../common/chunks.js'
 import { PathFs } from '../llite/paths.js'
 import { typeBits } from '../llite/stat.js'
 import type { FuseBinding, FuseMountOptions } from './binding.js'
@@ -89,8 +90,8 @@ export class FuseAdapter implements FuseBinding {
       read: (_p: string, fd: number, buf: Buffer, len: number, off: number, cb: Cb) =>
         this.count(cb, async () => {
           const data = await l.read(fd, off, len)
-          data.copy(buf)
-          return data.length
+          copyFrom(data, buf, 0, 0, len)
+          return totalLength(data)
         }),
       write: (_p: string, fd: number, buf: Buffer, len: number, off: number, cb: Cb) =>
         this.count(cb, () => l.write(fd, Buffer.from(buf.subarray(0, len)), off)),

@@ -79,7 +79,8 @@ interface Addon {
   replyReadlink(id: number, target: string): boolean
   replyOpen(id: number, fh: number): boolean
   replyWrite(id: number, count: number): boolean
-  replyBuf(id: number, data: Buffer): boolean
+  /** Read data as pieces, sent with one writev (never joined). */
+  replyBuf(id: number, data: Buffer[]): boolean
   replyStatfs(id: number, s: Statfs): boolean
   replyDir(id: number, names: string[], inos: number[], types: number[]): boolean
 }

@@ -1,6 +1,7 @@
 import pTimeout from 'p-timeout'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
+import { slice } from '../common/chunks.js'
 import { LpError } from '../protocol/errno.js'
 import type { DirEntry, DirLayout, DirsChanged, FileType, Layout, MdtAttr, OpArgs } from '../protocol/ops.js'
 import type { Mdc } from '../mdc/mdc.js'
@@ -296,14 +297,15 @@ export class Llite {
     return this.register(r.attr, r.handle, flags)
   }
 
-  async read(fd: number, off: number, len: number): Promise<Buffer> {
+  /** The bytes read, in pieces (as the replies brought them: joining them would be a copy). */
+  async read(fd: number, off: number, len: number): Promise<Buffer[]> {
     const f = this.file(fd)
     const layout = f.layout
-    if (!layout || len === 0) return Buffer.alloc(0)
+    if (!layout || len === 0) return []
     // With bytes of its own in the write-back cache the file is read directly (read-your-writes).
     if (!this.lov.cachedSize(f.fid, layout)) {
       const size = this.cache.attr(f.fid)?.glimpse?.size
-      if (size !== undefined && off >= size) return Buffer.alloc(0)
+      if (size !== undefined && off >= size) return []
       f.ra ??= new ReadAhead(
         (o, n) => this.readDirect(f.fid, layout, o, n),
         { chunk: Math.min(layout.stripe_size, this.o.readAheadChunk), maxWindow: this.o.maxReadAheadPerFile },
@@ -316,12 +318,12 @@ export class Llite {
     return this.readDirect(f.fid, layout, off, len)
   }
 
-  private async readDirect(fid: number, layout: Layout, off: number, len: number): Promise<Buffer> {
+  private async readDirect(fid: number, layout: Layout, off: number, len: number): Promise<Buffer[]> {
     const { data, complete } = await this.lov.read(fid, layout, off, len)
     if (complete) return data
     // Some object ended early: a hole, or the end of the file. The file size tells which.
     const size = await this.knownSize(fid, layout)
-    return data.subarray(0, Math.max(0, Math.min(len, size - off)))
+    return slice(data, 0, Math.max(0, Math.min(len, size - off)))
   }
 
   /** The size as this client knows it: glimpsed at open (kept for the attribute timeout), or its own cached writes. */

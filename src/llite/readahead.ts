@@ -1,3 +1,5 @@
+import { slice, totalLength } from '../common/chunks.js'
+
 /**
  * Read-ahead of one open file (Lustre's llite read-ahead, in its essentials): once reads
  * are sequential, a window of chunk-sized reads runs ahead of the reader, doubling up to
@@ -11,15 +13,15 @@ export interface ReadAheadTunables {
   maxWindow: number
 }
 
-/** Reads [off, off+len) of the file: shorter at the end of the file. */
-export type Fetch = (off: number, len: number) => Promise<Buffer>
+/** Reads [off, off+len) of the file, in pieces: shorter at the end of the file. */
+export type Fetch = (off: number, len: number) => Promise<Buffer[]>
 
 export class ReadAhead {
   /** End of the furthest read of the current sequential run. */
   private end = 0
   private streak = 0
   private window = 0
-  private readonly chunks = new Map<number, Promise<Buffer>>()
+  private readonly chunks = new Map<number, Promise<Buffer[]>>()
 
   constructor(
     private readonly fetch: Fetch,
@@ -28,8 +30,8 @@ export class ReadAhead {
     private readonly limit: () => number = () => Infinity,
   ) {}
 
-  /** Bytes of [off, off+len) from the window, or null: not sequential, read it directly. */
-  async read(off: number, len: number): Promise<Buffer | null> {
+  /** Bytes of [off, off+len) from the window (as views of the chunks), or null: not sequential, read it directly. */
+  async read(off: number, len: number): Promise<Buffer[] | null> {
     const C = this.tun.chunk
     // The kernel sends its own read-ahead requests concurrently, so a sequential reader's
     // requests arrive a little out of order: near the run's end still counts as sequential.
@@ -52,10 +54,10 @@ export class ReadAhead {
       const data = await this.chunks.get(c)!
       const from = Math.max(off, c) - c
       const to = Math.min(off + len, c + C) - c
-      parts.push(data.subarray(from, Math.min(to, data.length)))
-      if (data.length < to) break // the end of the file
+      parts.push(...slice(data, from, to))
+      if (totalLength(data) < to) break // the end of the file
     }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+    return parts
   }
 
   private load(start: number): void {

@@ -1,3 +1,4 @@
+import { copyFrom, totalLength } from '../common/chunks.js'
 import { LpError } from '../protocol/errno.js'
 import type { DirLayout, Layout, StatfsReply } from '../protocol/ops.js'
 import type { Osc } from '../osc/osc.js'
@@ -93,19 +94,18 @@ export class Lov {
   }
 
   /**
-   * Read a file range; holes read as zeros. `complete` tells whether every object had every
-   * byte asked of it (when not, the caller checks the file size for the end of the file).
+   * Read a file range; holes read as zeros. The data comes in pieces (a single object's
+   * reply is passed on in the chunks it arrived in, never joined). `complete` tells whether
+   * every object had every byte asked of it (when not, the caller checks the file size for
+   * the end of the file).
    */
-  async read(fid: number, layout: Layout, off: number, len: number): Promise<{ data: Buffer; complete: boolean }> {
+  async read(fid: number, layout: Layout, off: number, len: number): Promise<{ data: Buffer[]; complete: boolean }> {
     const extents = mapExtent(layout, off, len)
-    // Within one object and with nothing of ours cached there, the reply's bulk is the answer: no copy.
     const only = extents.length === 1 ? extents[0]! : null
     if (only && !this.wb(only.ost).cachedEnd(fid, only.stripe)) {
       const got = await this.osc(only.ost).read(fid, only.stripe, only.objOff, only.len)
-      if (got.length === len) return { data: got, complete: true }
-      const data = Buffer.alloc(len)
-      got.copy(data)
-      return { data, complete: false }
+      const short = len - totalLength(got)
+      return short ? { data: [...got, Buffer.alloc(short)], complete: false } : { data: got, complete: true }
     }
     const buf = Buffer.alloc(len)
     const parts = await Promise.all(
@@ -118,12 +118,13 @@ export class Lov {
           return true
         }
         const got = await this.osc(e.ost).read(fid, e.stripe, e.objOff, e.len)
-        got.copy(piece)
+        const n = totalLength(got)
+        copyFrom(got, piece, 0, 0, n)
         wb.overlay(fid, e.stripe, e.objOff, piece)
-        return got.length === e.len || wb.covers(fid, e.stripe, e.objOff + got.length, e.len - got.length)
+        return n === e.len || wb.covers(fid, e.stripe, e.objOff + n, e.len - n)
       }),
     )
-    return { data: buf, complete: parts.every(Boolean) }
+    return { data: [buf], complete: parts.every(Boolean) }
   }
 
   /**

@@ -1,3 +1,4 @@
+import { slice } from '../common/chunks.js'
 /**
  * Cached bytes of one object, by object offset: `dirty` extents not sent yet, and extents
  * `inflight` in a write RPC. Dirty extents never overlap each other; a dirty extent may
@@ -34,8 +35,8 @@ export class ExtentMap {
         continue
       }
       delta -= Math.min(eEnd, end) - Math.max(e.off, off)
-      if (e.off < off) kept.push(slice(e, e.off, off))
-      if (eEnd > end) kept.push(slice(e, end, eEnd))
+      if (e.off < off) kept.push(sliceExtent(e, e.off, off))
+      if (eEnd > end) kept.push(sliceExtent(e, end, eEnd))
     }
     kept.push({ off, len: data.length, chunks: [data], state: 'dirty', since: now, mtime })
     kept.sort((a, b) => a.off - b.off || (a.state === 'inflight' ? -1 : 1))
@@ -53,8 +54,8 @@ export class ExtentMap {
       if (e.state !== 'dirty' || !ready(e)) continue
       if (this.extents.some((x) => x.state === 'inflight' && x.off < e.off + e.len && e.off < x.off + x.len)) continue
       if (e.len > max) {
-        const head = slice(e, e.off, e.off + max)
-        const tail = slice(e, e.off + max, e.off + e.len)
+        const head = sliceExtent(e, e.off, e.off + max)
+        const tail = sliceExtent(e, e.off + max, e.off + e.len)
         head.state = 'inflight'
         this.extents.splice(i, 1, head, tail)
         return head
@@ -108,16 +109,8 @@ export class ExtentMap {
 }
 
 /** The bytes [from, to) of an extent, as a new extent of the same state and age. */
-function slice(e: Extent, from: number, to: number): Extent {
-  const chunks: Buffer[] = []
-  let pos = e.off
-  for (const c of e.chunks) {
-    const a = Math.max(from, pos)
-    const b = Math.min(to, pos + c.length)
-    if (a < b) chunks.push(a === pos && b === pos + c.length ? c : c.subarray(a - pos, b - pos))
-    pos += c.length
-  }
-  return { off: from, len: to - from, chunks, state: e.state, since: e.since, mtime: e.mtime }
+function sliceExtent(e: Extent, from: number, to: number): Extent {
+  return { off: from, len: to - from, chunks: slice(e.chunks, from - e.off, to - e.off), state: e.state, since: e.since, mtime: e.mtime }
 }
 
 /** Merge adjacent dirty extents into runs (contiguous writes become one RPC). */

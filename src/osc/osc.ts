@@ -39,7 +39,8 @@ export class Osc {
     }
   }
 
-  async read(fid: number, stripe: number, offset: number, length: number): Promise<Buffer> {
+  /** The bytes, in the reply's chunks: fewer than asked where the object ends. */
+  async read(fid: number, stripe: number, offset: number, length: number): Promise<Buffer[]> {
     return (await this.imp.request('ost_read', { fid, stripe, offset, length })).bulk
   }
 

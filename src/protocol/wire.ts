@@ -4,7 +4,7 @@
  * parsing the body; the body is one frame: a 4-byte big-endian JSON length, the JSON,
  * then the bulk data (OST read/write pages), so bulk is never re-encoded.
  */
-import { sliceFrom, totalLength } from '../common/chunks.js'
+import { slice, totalLength } from '../common/chunks.js'
 
 export const RPC_PATH = '/rpc'
 
@@ -82,11 +82,6 @@ export function encodeFrame(json: unknown, bulk?: Bulk): Buffer[] {
 
 export class FrameError extends Error {}
 
-export function decodeFrame(buf: Buffer): { json: unknown; bulk: Buffer } {
-  const { json, bulk } = decodeFrameChunks([buf])
-  return { json, bulk: bulk[0] ?? buf.subarray(buf.length) }
-}
-
 /**
  * A frame as it arrived, in the socket's chunks: the bulk comes back as slices of them, so a
  * large body is never joined into one buffer (only a JSON head split across chunks is).
@@ -105,7 +100,7 @@ export function decodeFrameChunks(chunks: readonly Buffer[]): { json: unknown; b
   } catch {
     throw new FrameError('frame JSON does not parse')
   }
-  return { json, bulk: sliceFrom(chunks, headEnd) }
+  return { json, bulk: slice(chunks, headEnd) }
 }
 
 const REQ_FLAGS: readonly ReqFlag[] = ['replay', 'resend', 'replay_done']

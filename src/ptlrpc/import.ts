@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { Logger } from '../common/log.js'
+import { totalLength } from '../common/chunks.js'
 import type { Timer } from '../common/clock.js'
 import { LpError, errnoOf } from '../protocol/errno.js'
 import { OPS, type ConnectReply, type OpName } from '../protocol/ops.js'
@@ -318,7 +319,7 @@ export class Import extends EventEmitter {
     if (raw.header.status === 0 && (req.op === 'ost_read' || req.op === 'ost_write')) {
       const s = this.bulkStats[req.op === 'ost_read' ? 'read' : 'write']
       s.rpcs += 1
-      s.bytes += req.op === 'ost_read' ? raw.bulk.length : req.bytes
+      s.bytes += req.op === 'ost_read' ? totalLength(raw.bulk) : req.bytes
       s.ms += took
     }
     const { status, transno, lastCommitted } = raw.header
@@ -575,7 +576,7 @@ export class Import extends EventEmitter {
     } catch (e) {
       // Refused by the node itself (e.g. HTTP 400): a rejection like a bad status, so that
       // the caller takes the EVICTED path instead of reconnecting to replay it again (decided question 10).
-      if (refusal(e)) return { header: { status: e.status || -EPROTO, transno: 0, lastCommitted: 0, flags: [], error: e.message }, body: {}, bulk: Buffer.alloc(0) }
+      if (refusal(e)) return { header: { status: e.status || -EPROTO, transno: 0, lastCommitted: 0, flags: [], error: e.message }, body: {}, bulk: [] }
       throw e instanceof ConnectionLost ? e : new ConnectionLost((e as Error).message)
     } finally {
       // Done: no more deadlines, and a ping still out re-arms nothing.

@@ -10,7 +10,8 @@ export type ReqPhase = 'delayed' | 'inflight' | 'resend' | 'done'
 
 export interface RpcReply<B = unknown> {
   body: B
-  bulk: Buffer
+  /** The reply's bulk, in the pieces it arrived in. */
+  bulk: Buffer[]
   transno: number
 }
 

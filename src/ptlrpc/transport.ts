@@ -7,7 +7,7 @@ import {
   RPC_PATH,
   SMALL_FRAME,
   type Bulk,
-  decodeFrame,
+  decodeFrameChunks,
   decodeReplyHeader,
   encodeFrame,
   encodeReqHeader,
@@ -37,7 +37,8 @@ export class TransportError extends Error {
 export interface RawReply {
   header: ReplyHeader
   body: unknown
-  bulk: Buffer
+  /** The reply's bulk in the socket's chunks. */
+  bulk: Buffer[]
 }
 
 /** What imports need from a transport (PtlrpcClient takes another one, e.g. a test's fake). */
@@ -110,7 +111,7 @@ export class Transport implements RpcTransport {
     if (res.statusCode !== 200) {
       throw new TransportError('http', header.error ?? `HTTP ${res.statusCode} from ${nid}`, res.statusCode, header.status)
     }
-    const { json, bulk: replyBulk } = decodeFrame(res.body)
+    const { json, bulk: replyBulk } = decodeFrameChunks(res.body)
     return { header, body: json, bulk: replyBulk }
   }
 
@@ -133,7 +134,8 @@ export class Transport implements RpcTransport {
 interface CollectedReply {
   statusCode: number
   headers: IncomingHttpHeaders
-  body: Buffer
+  /** As the socket delivered it: a reply's bulk is never joined. */
+  body: Buffer[]
 }
 
 /**
@@ -181,8 +183,7 @@ class ReplyCollector implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks)
-    this.settle(() => this.resolve({ statusCode: this.statusCode, headers: this.headers, body }))
+    this.settle(() => this.resolve({ statusCode: this.statusCode, headers: this.headers, body: this.chunks }))
   }
 
   onResponseError(_c: Dispatcher.DispatchController, e: Error): void {

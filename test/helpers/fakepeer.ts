@@ -144,7 +144,7 @@ export class FakeTarget {
         error: r.error,
       },
       body: r.body ?? {},
-      bulk: r.bulk ?? Buffer.alloc(0),
+      bulk: r.bulk ? [r.bulk] : [],
     }
     if (!this.holdReplies?.(h)) return raw
     return new Promise((resolve) => this.held.push({ h, deliver: () => resolve(raw) }))

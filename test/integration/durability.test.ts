@@ -158,7 +158,7 @@ describe('crash durability', () => {
           const buf = Buffer.alloc(len)
           for (let off = 0; off < len; off += 8 << 20) {
             const r = await cl.ost.request<{ length: number }>('ost_read', { fid, stripe: 0, offset: off, length: Math.min(8 << 20, len - off) })
-            r.bulk.copy(buf, off)
+            Buffer.concat(r.bulk).copy(buf, off)
           }
           for (const s of mine) {
             const got = buf.subarray(s.offset, s.offset + SLOT)

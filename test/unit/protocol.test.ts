@@ -4,7 +4,6 @@ import { targetName, shortName, parseTargetName, targetUuid } from '../../src/pr
 import { LpError, isLpError, toStatus, errnoOf, errnoName } from '../../src/protocol/errno.js'
 import {
   encodeFrame,
-  decodeFrame,
   decodeFrameChunks,
   FrameError,
   encodeReqHeader,
@@ -165,6 +164,12 @@ describe('errno mapping', () => {
 })
 
 describe('wire codec', () => {
+  /** A frame received in one piece, its bulk joined. */
+  const decodeFrame = (buf: Buffer) => {
+    const d = decodeFrameChunks([buf])
+    return { json: d.json, bulk: Buffer.concat(d.bulk) }
+  }
+
   it('round-trips a frame with and without bulk', () => {
     const json = { a: { fid: 7, name: 'héllo ✓' }, r: [1, 2] }
     const bulk = Buffer.from(Array.from({ length: 70_000 }, (_, i) => i & 0xff))

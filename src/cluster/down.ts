@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs'
 import { umountFs } from '../client/mount.js'
 import { clientSocket, nodeSocket } from '../common/rundir.js'
-import { adminCall, probeNode, UMOUNT_MS } from './admin.js'
+import { adminCall, probeNode, UMOUNT_MS, type NodeStatus, type Probe } from './admin.js'
 import type { LocalCluster } from './local.js'
 import { isMounted } from '../common/mounts.js'
 import { procState, signal, waitGone } from './proc.js'
@@ -21,13 +21,21 @@ export interface DownResult {
   purged: boolean
 }
 
+type MountStatus = NodeStatus['mounts'][number]
+
 /** How long processes get to exit by themselves before they are killed. */
 const GRACE_MS = 5000
 
 export async function clusterDown(lc: LocalCluster, o: { purge: boolean }): Promise<DownResult> {
   const r: DownResult = { unmounted: false, stopped: [], killed: [], warnings: [], purged: false }
   await downMount(lc, r)
-  const seen = await Promise.all(lc.nodeNames.map((n) => stopNode(lc, n, r)))
+  const probes = await Promise.all(lc.nodeNames.map((n) => probeNode(lc.nid(n), lc.cf.port)))
+  // Lustre's order: the MDT first, so that its OSP disconnects from OSTs that still answer
+  // (an OST stopped first would keep the OSP in last_rcvd and wait for it at its next start).
+  const hasMdt = (m: MountStatus) => m.targets.some((t) => t.kind === 'mdt')
+  for (const wave of [hasMdt, (m: MountStatus) => !hasMdt(m)])
+    await Promise.all(lc.nodeNames.map((n, i) => stopMounts(lc, n, probes[i]!, wave, r)))
+  const seen = probes.map((p) => (p.state === 'up' ? [p.status.pid] : []))
 
   const pids = (await Promise.all(lc.nodeNames.map((n, i) => lc.nodePids(n, seen[i])))).flat()
   // A stopped (hung) node will not exit by itself: no grace for it.
@@ -78,11 +86,10 @@ async function downMount(lc: LocalCluster, r: DownResult): Promise<void> {
   }
 }
 
-/** Clean stop of what `node` serves; returns the PID it answered with. */
-async function stopNode(lc: LocalCluster, node: string, r: DownResult): Promise<number[]> {
-  const p = await probeNode(lc.nid(node), lc.cf.port)
-  if (p.state !== 'up') return []
-  for (const m of p.status.mounts) {
+/** Clean stop of the target directories `node` serves that `which` picks. */
+async function stopMounts(lc: LocalCluster, node: string, p: Probe, which: (m: MountStatus) => boolean, r: DownResult): Promise<void> {
+  if (p.state !== 'up') return
+  for (const m of p.status.mounts.filter(which)) {
     try {
       await adminCall(lc.nid(node), lc.cf.port, { cmd: 'umount', dir: m.dir, clean: true }, UMOUNT_MS)
       r.stopped.push(m.dir)
@@ -90,5 +97,4 @@ async function stopNode(lc: LocalCluster, node: string, r: DownResult): Promise<
       r.warnings.push(`clean stop of ${m.dir} on ${node}: ${(e as Error).message}`)
     }
   }
-  return [p.status.pid]
 }

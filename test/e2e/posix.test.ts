@@ -150,4 +150,14 @@ print(open('ap2').read())"`)
     await c.ws.ok(['mount', '--mgsnode', c.mgsnode, '--port', String(c.port), '-o', 'timeout=10', '--log', path.join(c.dir, 'logs', 'client2.log'), mnt])
     expect(await sh(`stat -c '%n %i' "${mnt}/ino" "${mnt}/ino/d" "${mnt}/ino/d/f"`)).toBe(before)
   })
+
+  it('comes back from a clean cluster down with no target waiting for clients', async () => {
+    // The MDT's OSP is connected to both OSTs (it destroyed objects above): the MDT stops first
+    // and disconnects, so no OST keeps it in last_rcvd and waits for it at the next start.
+    expect((await c.status()).targets.find((t) => t.name === 'ost1')!.clients.some((u) => u.uuid.endsWith('-tgt_UUID'))).toBe(true)
+    await c.down()
+    await c.ws.ok(['cluster', 'up', '--dir', c.dir])
+    expect((await c.status()).targets.map((t) => [t.name, t.recovery])).toEqual([['mdt0', 'INACTIVE'], ['ost1', 'INACTIVE'], ['ost2', 'INACTIVE']])
+    expect(await sh(`head -c 100000 /dev/zero > "${mnt}/after-up" && stat -c %s "${mnt}/after-up"`)).toBe('100000\n')
+  })
 })

@@ -12,6 +12,7 @@ import { LpError, type ErrnoName } from '../protocol/errno.js'
 import { DEFAULT_PORT, nidList } from '../protocol/nid.js'
 import type { DaemonReport } from './daemon.js'
 import { parseOptions } from './options.js'
+import { DATA_PROCESS_FLAGS } from '../common/v8flags.js'
 
 /**
  * Mounting and unmounting a filesystem: `lproxy mount` starts one client daemon per
@@ -49,8 +50,7 @@ export async function mountFs(o: MountOptions): Promise<MountInfo> {
   await fsp.mkdir(path.dirname(log), { recursive: true })
   const child = spawn(
     process.execPath,
-    // Every FUSE write is a short-lived 128 KiB copy: a larger young generation keeps them out of major GCs.
-    ['--max-semi-space-size=64', DAEMON, '--mgsnode', o.mgsnode, '--mountpoint', mountpoint, '--options', JSON.stringify(o.options), '--log', log, '--port', String(o.port ?? DEFAULT_PORT)],
+    [...DATA_PROCESS_FLAGS, DAEMON, '--mgsnode', o.mgsnode, '--mountpoint', mountpoint, '--options', JSON.stringify(o.options), '--log', log, '--port', String(o.port ?? DEFAULT_PORT)],
     { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] },
   )
   const r = await new Promise<DaemonReport>((resolve) => {

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { LpError, type ErrnoName } from '../protocol/errno.js'
+import { DATA_PROCESS_FLAGS } from '../common/v8flags.js'
 
 /**
  * Starting a server node as a detached daemon: it outlives the command that started it, and
@@ -26,7 +27,7 @@ const NODE_MAIN = fileURLToPath(new URL('../server/main.js', import.meta.url))
 const EXIT_WAIT_MS = 5000
 
 export function spawnNode(o: SpawnNodeOptions): Promise<Spawned> {
-  const args = [NODE_MAIN, '--nid', o.nid, '--name', o.name, '--port', String(o.port), '--dir', o.dir, '--log', o.log]
+  const args = [...DATA_PROCESS_FLAGS, NODE_MAIN, '--nid', o.nid, '--name', o.name, '--port', String(o.port), '--dir', o.dir, '--log', o.log]
   if (Object.keys(o.params).length) args.push('--params', JSON.stringify(o.params))
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] })
   return new Promise((resolve, reject) => {

@@ -7,7 +7,7 @@ import type { DirEntry, DirLayout, DirsChanged, FileType, Layout, MdtAttr, OpArg
 import type { Mdc } from '../mdc/mdc.js'
 import type { Glimpse, Lov } from '../lov/lov.js'
 import { MetaCache } from './cache.js'
-import { OpenFile, O_ACCMODE, O_APPEND, O_RDONLY } from './file.js'
+import { OpenFile, O_ACCMODE, O_APPEND, O_EXCL, O_RDONLY, O_TRUNC } from './file.js'
 import { ReadAhead } from './readahead.js'
 import { toStat, type PosixStat } from './stat.js'
 
@@ -91,6 +91,7 @@ export class Llite {
 
   /** The entry `name` of directory `parent`. */
   async lookup(parent: number, name: string): Promise<MdtAttr> {
+    if (this.cache.absent(parent, name)) throw new LpError('ENOENT', `no entry '${name}' in directory ${parent}`)
     const fid = this.cache.entry(parent, name)
     if (fid !== undefined) {
       const c = this.cache.attr(fid)
@@ -201,10 +202,11 @@ export class Llite {
       gid = p.gid
       if (type === 'dir') bits |= S_ISGID
     }
-    const r = await this.mdc.create({ parent, name, type, mode: bits, uid, gid, time: this.now(), exclusive: true, ...extra })
+    const r = await this.unsure([parent], this.mdc.create({ parent, name, type, mode: bits, uid, gid, time: this.now(), exclusive: true, ...extra }))
     this.cache.setEntry(parent, name, r.attr.fid)
     this.cache.setAttr(r.attr, type === 'reg' ? { size: 0, blocks: 0, mtime: r.attr.mtime } : undefined)
-    this.dirsChanged(r)
+    if (type === 'dir') this.cache.setWhole(r.attr.fid, r.attr.change ?? 0)
+    this.dirsChanged(r, (_dir, names) => names.add(name))
     return r
   }
 
@@ -218,9 +220,9 @@ export class Llite {
 
   /** Remove a name (rmdir when `dir`); returns the FID it named. */
   async unlink(parent: number, name: string, dir = false): Promise<number> {
-    const r = await this.mdc.unlink(parent, name, dir, this.now())
+    const r = await this.unsure([parent], this.mdc.unlink(parent, name, dir, this.now()))
     this.forget(parent, name, r.fid)
-    this.dirsChanged(r)
+    this.dirsChanged(r, (_dir, names) => names.delete(name))
     return r.fid
   }
 
@@ -229,26 +231,45 @@ export class Llite {
     if (fid !== undefined) this.cache.dropAttr(fid)
   }
 
-  /** The MDT's reply says what the changed directories look like now: no getattr needed. */
-  private dirsChanged(r: DirsChanged): void {
-    for (const d of r.dirs) this.cache.setAttr(d)
+  /** A namespace change that failed (EEXIST, ENOENT, ...) may mean others changed `dirs`: their names are no longer known. */
+  private async unsure<T>(dirs: number[], change: Promise<T>): Promise<T> {
+    try {
+      return await change
+    } catch (e) {
+      for (const d of dirs) this.cache.dropWhole(d)
+      throw e
+    }
+  }
+
+  /**
+   * The MDT's reply says what the changed directories look like now: no getattr needed.
+   * `edit` applies the change to the names of a directory known whole.
+   */
+  private dirsChanged(r: DirsChanged, edit: (dir: number, names: Set<string>) => void): void {
+    r.dirs.forEach((d, i) => {
+      this.cache.dirChanged(d.fid, r.was[i]!, d.change!, (names) => edit(d.fid, names))
+      this.cache.setAttr(d)
+    })
   }
 
   /** rename(2); with `noreplace` (RENAME_NOREPLACE) an existing new name fails with EEXIST. */
   async rename(parent: number, name: string, newParent: number, newName: string, noreplace = false): Promise<void> {
     const victim = this.cache.entry(newParent, newName)
     const moved = this.cache.entry(parent, name)
-    const r = await this.mdc.rename(parent, name, newParent, newName, this.now(), noreplace)
+    const r = await this.unsure([parent, newParent], this.mdc.rename(parent, name, newParent, newName, this.now(), noreplace))
     this.forget(parent, name, moved)
     this.forget(newParent, newName, victim)
-    this.dirsChanged(r)
+    this.dirsChanged(r, (dir, names) => {
+      if (dir === parent) names.delete(name)
+      if (dir === newParent) names.add(newName)
+    })
   }
 
   async link(fid: number, newParent: number, newName: string): Promise<MdtAttr> {
-    const r = await this.mdc.link(fid, newParent, newName, this.now())
+    const r = await this.unsure([newParent], this.mdc.link(fid, newParent, newName, this.now()))
     this.cache.setEntry(newParent, newName, r.attr.fid)
     this.cache.dropAttr(r.attr.fid)
-    this.dirsChanged(r)
+    this.dirsChanged(r, (_dir, names) => names.add(newName))
     return r.attr
   }
 
@@ -282,8 +303,19 @@ export class Llite {
   async create(parent: number, name: string, mode: number, flags: number, owner?: Owner): Promise<{ fd: number; attr: MdtAttr }> {
     const p = await this.attr(parent)
     const dl = p.dir_layout ?? (await this.attr(ROOT_FID)).dir_layout
-    const r = await this.make(p, name, 'reg', mode, owner, { layout: this.lov.chooseLayout(dl), open_flags: flags })
-    return { fd: this.register(r.attr, r.handle!, flags), attr: r.attr }
+    try {
+      const r = await this.make(p, name, 'reg', mode, owner, { layout: this.lov.chooseLayout(dl), open_flags: flags })
+      return { fd: this.register(r.attr, r.handle!, flags), attr: r.attr }
+    } catch (e) {
+      if (!(e instanceof LpError && e.code === 'EEXIST') || flags & O_EXCL) throw e
+      // Another client made the name since the kernel looked it up: open(2) without O_EXCL opens it.
+      this.forget(parent, name)
+      const a = await this.lookup(parent, name)
+      if (a.type === 'dir') throw new LpError('EISDIR', `'${name}' is a directory`)
+      const fd = await this.open(a.fid, flags)
+      if (flags & O_TRUNC) await this.ftruncate(fd, 0)
+      return { fd, attr: await this.attr(a.fid) }
+    }
   }
 
   /** Open by FID (also an unlinked file still open elsewhere, reopened through /proc). */

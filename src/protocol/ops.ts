@@ -62,6 +62,12 @@ export interface MdtAttr {
   layout?: Layout
   dir_layout?: DirLayout
   target?: string
+  /**
+   * Directories: a counter raised by every change of their entries (NFSv4's change
+   * attribute). A client that saw every change since it last listed a directory knows its
+   * entries, and so which names do not exist.
+   */
+  change?: number
 }
 
 export interface DirEntry {
@@ -266,7 +272,10 @@ export function isOpName(s: string): s is OpName {
 
 /** A namespace change's reply carries the new attributes of the directories it changed, so the client need not fetch them again. */
 export interface DirsChanged {
+  /** The attributes of each directory the change touched, after it. */
   dirs: MdtAttr[]
+  /** Their change counters before it (as NFSv4's change_info: before equal to what a client knew, it missed nothing). */
+  was: number[]
 }
 
 /** Replies, by opcode (the wire carries them as JSON). */

@@ -74,3 +74,30 @@ describe('recovery with two clients', () => {
     await mountSecond()
   })
 })
+
+describe('two clients in one directory', () => {
+  // Client 1 makes each directory and sees every change it makes: it knows which names it lacks,
+  // until a failed change or the attribute timeout (1 s) says otherwise.
+  it('open(O_CREAT|O_EXCL) of a name the other client made fails with EEXIST', async () => {
+    await sh(`mkdir "${mnt}/excl" && echo mine > "${mnt}/excl/mine" && echo theirs > "${mnt2}/excl/theirs"`)
+    const excl = `import os, sys
+try:
+    os.open(sys.argv[1], os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+except FileExistsError:
+    print('EEXIST')`
+    expect(await sh(`python3 -c "${excl}" "${mnt}/excl/theirs"`)).toBe('EEXIST\n')
+    expect(await sh(`cat "${mnt}/excl/theirs"`)).toBe('theirs\n')
+  })
+
+  it('open(O_CREAT) of a name the other client made opens that file', async () => {
+    await sh(`mkdir "${mnt}/creat" && echo theirs > "${mnt2}/creat/theirs"`)
+    await sh(`echo more >> "${mnt}/creat/theirs"`)
+    expect(await sh(`cat "${mnt}/creat/theirs"`)).toBe('theirs\nmore\n')
+  })
+
+  it('a lookup finds the name the other client made within the attribute timeout', async () => {
+    await sh(`mkdir "${mnt}/late" && echo late > "${mnt2}/late/f"`)
+    await expect.poll(() => sh(`cat "${mnt}/late/f" 2>/dev/null || true`), { timeout: 3000, interval: 100 }).toBe('late\n')
+    expect(await sh(`ls "${mnt}/late"`)).toBe('f\n')
+  })
+})

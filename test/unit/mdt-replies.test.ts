@@ -53,4 +53,27 @@ describe('MDT replies to namespace changes', () => {
     expect(rm.body.dirs).toEqual([await attr(c, a)])
     expect(rm.body.dirs[0]).toMatchObject({ fid: a, mtime: 50 })
   })
+
+  it('carry each directory change counter before and after: a client that knew the one before missed nothing', async () => {
+    const c = await client()
+    const mk = await make(c, 1, 'd', 'dir', 10)
+    const d = mk.body.attr.fid
+    expect(mk.body.attr.change).toBe(0)
+    expect([mk.body.was, mk.body.dirs.map((x) => x.change)]).toEqual([[0], [1]])
+
+    const f = await make(c, d, 'f', 'reg', 11)
+    expect([f.body.was, f.body.dirs.map((x) => x.change)]).toEqual([[0], [1]])
+    // Someone else's change in between shows as a counter before that is not the one last seen.
+    await make(c, d, 'other', 'reg', 12)
+    const g = await make(c, d, 'g', 'reg', 13)
+    expect([g.body.was, g.body.dirs.map((x) => x.change)]).toEqual([[2], [3]])
+    const mv = await c.ok<DirsChanged>('mdt_rename', { parent: d, name: 'g', new_parent: 1, new_name: 'g', time: 14 })
+    expect([mv.body.was, mv.body.dirs.map((x) => x.change)]).toEqual([[3, 1], [4, 2]])
+    const rm = await c.ok<DirsChanged>('mdt_unlink', { parent: d, name: 'f', dir: false, time: 15 })
+    expect([rm.body.was, rm.body.dirs.map((x) => x.change)]).toEqual([[4], [5]])
+    expect((await attr(c, d)).change).toBe(5)
+    // A failed change changes nothing.
+    expect((await c.call('mdt_create', { parent: d, name: 'other', type: 'reg', mode: 0o644, uid: 0, gid: 0, time: 16, exclusive: true })).status).not.toBe(0)
+    expect((await attr(c, d)).change).toBe(5)
+  })
 })

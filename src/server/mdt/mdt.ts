@@ -66,27 +66,35 @@ export class MdtBackend implements Backend {
   apply(op: string, args: unknown, ctx: OpContext): Applied {
     const ns = this.ns
     const replay = ctx.replayReply as ReplayedCreate | undefined
-    const dirs = (...fids: number[]): DirsChanged => ({ dirs: [...new Set(fids)].map((f) => ns.attr(ns.inode(f))) })
+    /** Run a namespace change, reporting each directory it changed: change counter before, attributes after. */
+    const changing = <R extends object>(fids: number[], fn: () => R): R & DirsChanged => {
+      const ids = [...new Set(fids)]
+      const was = ids.map((f) => ns.changeOf(f))
+      const r = fn()
+      return { ...r, dirs: ids.map((f) => ns.attr(ns.inode(f))), was }
+    }
     const { result, redo } = ns.tx((): unknown => {
       switch (op) {
         case 'mdt_create': {
           const a = args as OpArgs<'mdt_create'>
-          return { ...ns.create(a, ctx.client, replay), ...dirs(a.parent) }
+          return changing([a.parent], () => ns.create(a, ctx.client, replay))
         }
         case 'mdt_setattr':
           return { attr: ns.setattr(args as OpArgs<'mdt_setattr'>, ctx.now) }
         case 'mdt_link': {
           const a = args as OpArgs<'mdt_link'>
-          return { attr: ns.link(a), ...dirs(a.parent) }
+          return changing([a.parent], () => ({ attr: ns.link(a) }))
         }
         case 'mdt_unlink': {
           const a = args as OpArgs<'mdt_unlink'>
-          return { ...ns.unlink(a), ...dirs(a.parent) }
+          return changing([a.parent], () => ns.unlink(a))
         }
         case 'mdt_rename': {
           const a = args as OpArgs<'mdt_rename'>
-          ns.rename(a)
-          return dirs(a.parent, a.new_parent)
+          return changing([a.parent, a.new_parent], () => {
+            ns.rename(a)
+            return {}
+          })
         }
         case 'mdt_open':
           return ns.open(args as OpArgs<'mdt_open'>, ctx.client, replay)

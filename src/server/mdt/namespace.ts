@@ -181,7 +181,13 @@ export class Namespace {
     if (i.layout) a.layout = i.layout
     if (i.dir_layout) a.dir_layout = i.dir_layout
     if (i.target !== undefined) a.target = i.target
+    if (i.type === 'dir') a.change = i.change ?? 0
     return a
+  }
+
+  /** A directory's change counter (0 for one that never changed, or none at all). */
+  changeOf(fid: number): number {
+    return this.inodes.get(fid)?.change ?? 0
   }
 
   inode(fid: number): Inode {
@@ -235,8 +241,9 @@ export class Namespace {
     parent.next_cookie = c + 1
   }
 
+  /** A directory's entries changed. */
   private touch(i: Inode, time: number, nlinkDelta = 0): void {
-    this.setInode({ ...i, mtime: time, ctime: time, nlink: i.nlink + nlinkDelta })
+    this.setInode({ ...i, mtime: time, ctime: time, nlink: i.nlink + nlinkDelta, change: (i.change ?? 0) + 1 })
   }
 
   private allocFid(forced?: number): number {

@@ -173,9 +173,9 @@ export class LowLevelFuse implements FuseBinding {
         this.answer(
           r.id,
           async () => {
-            const at = await l.lookup(parent, name)
-            if (at.type === 'dir') d.placed(at.fid, parent)
-            return l.statOf(at)
+            const { attr, st } = await l.lookupStat(parent, name)
+            if (attr.type === 'dir') d.placed(attr.fid, parent)
+            return st
           },
           entry(r),
         ),

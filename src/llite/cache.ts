@@ -11,6 +11,9 @@ import type { Glimpse } from '../lov/lov.js'
  * carries the directory's change counter before it), are known whole: for the attribute
  * timeout after the last such proof, a name they lack does not exist, and its lookup needs
  * no RPC (as Lustre caches negative dentries under the parent's lock).
+ *
+ * Expired entries are kept a while as guesses (what a name last named, with its layout), to
+ * start work that the MDT's answer then confirms or discards; they are never answers.
  */
 interface Timed<T> {
   v: T
@@ -28,10 +31,17 @@ interface Whole {
   names: Set<string>
 }
 
+/** Expired entries are swept once this many were added since the last sweep, or as many as were left then. */
+const SWEEP_MIN = 4096
+/** How long past its expiry an entry stays as a guess. */
+const GUESS_MS = 10_000
+
 export class MetaCache {
   private readonly dentries = new Map<string, Timed<number>>()
   private readonly attrs = new Map<number, Timed<CachedAttr>>()
   private readonly whole = new Map<number, Timed<Whole>>()
+  private added = 0
+  private sweepAfter = SWEEP_MIN
 
   constructor(
     private readonly clock: Clock,
@@ -42,12 +52,29 @@ export class MetaCache {
     return t && t.expires > this.clock.now() ? t.v : undefined
   }
 
+  /** Store an entry; every so often drop the expired ones, so a mount walking millions of files stays small (amortised O(1)). */
+  private put<K, T>(m: Map<K, Timed<T>>, k: K, v: T, expires: number): void {
+    m.set(k, { v, expires })
+    if (++this.added < this.sweepAfter) return
+    const now = this.clock.now()
+    const maps: Array<Map<unknown, Timed<unknown>>> = [this.dentries, this.attrs, this.whole]
+    for (const map of maps) for (const [key, t] of map) if (t.expires + GUESS_MS <= now) map.delete(key)
+    this.added = 0
+    this.sweepAfter = Math.max(SWEEP_MIN, this.size)
+  }
+
   entry(parent: number, name: string): number | undefined {
     return this.fresh(this.dentries.get(`${parent}/${name}`))
   }
 
+  /** What `name` last named, fresh or not (a guess, to be confirmed). */
+  guess(parent: number, name: string): MdtAttr | undefined {
+    const fid = this.dentries.get(`${parent}/${name}`)?.v
+    return fid === undefined ? undefined : this.attrs.get(fid)?.v.attr
+  }
+
   setEntry(parent: number, name: string, fid: number): void {
-    this.dentries.set(`${parent}/${name}`, { v: fid, expires: this.clock.now() + this.ttlMs })
+    this.put(this.dentries, `${parent}/${name}`, fid, this.clock.now() + this.ttlMs)
   }
 
   dropEntry(parent: number, name: string): void {
@@ -56,7 +83,7 @@ export class MetaCache {
 
   /** A directory just made (empty) by this client, at change counter `change`. */
   setWhole(dir: number, change: number): void {
-    this.whole.set(dir, { v: { change, names: new Set() }, expires: this.clock.now() + this.ttlMs })
+    this.put(this.whole, dir, { change, names: new Set<string>() }, this.clock.now() + this.ttlMs)
   }
 
   /** True when `name` is known not to exist in `dir`. */
@@ -93,7 +120,7 @@ export class MetaCache {
   setAttr(attr: MdtAttr, glimpse?: Glimpse): void {
     const old = this.fresh(this.attrs.get(attr.fid))?.glimpse
     const expires = this.clock.now() + this.ttlMs
-    this.attrs.set(attr.fid, { v: { attr, glimpse: glimpse ?? old }, expires })
+    this.put(this.attrs, attr.fid, { attr, glimpse: glimpse ?? old }, expires)
     // A directory's attributes are proof too: unchanged, its known names hold for longer.
     const w = attr.change === undefined ? undefined : this.whole.get(attr.fid)
     if (w && w.v.change === attr.change) w.expires = expires
@@ -124,7 +151,8 @@ export class MetaCache {
     this.whole.clear()
   }
 
+  /** Entries held, expired ones not yet swept included. */
   get size(): number {
-    return this.attrs.size
+    return this.dentries.size + this.attrs.size + this.whole.size
   }
 }

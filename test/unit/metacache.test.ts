@@ -58,3 +58,29 @@ describe('names known absent in a directory this client made', () => {
     expect(none.absent(7, 'x')).toBe(false)
   })
 })
+
+describe('the attribute and entry cache', () => {
+  it('sweeps expired entries as new ones come, so it does not grow with every file ever seen', async () => {
+    const clock = new ManualClock()
+    const c = new MetaCache(clock, 1000)
+    const reg = (fid: number): MdtAttr => ({ ...dirAttr(fid, 0), type: 'reg', change: undefined })
+    for (let i = 0; i < 3000; i++) {
+      c.setEntry(1, `f${i}`, 100 + i)
+      c.setAttr(reg(100 + i))
+    }
+    expect(c.size).toBe(6000)
+    await clock.advance(1001)
+    expect(c.entry(1, 'f0')).toBeUndefined()
+    expect(c.guess(1, 'f0')?.fid).toBe(100) // expired: a guess, no longer an answer
+    await clock.advance(10_000)
+    for (let i = 0; i < 4000; i++) {
+      c.setEntry(2, `g${i}`, 10_000 + i)
+      c.setAttr(reg(10_000 + i))
+    }
+    // The first 6000 expired (and were past guessing) and were swept; the 8000 fresh ones stay.
+    expect(c.size).toBe(8000)
+    expect(c.guess(1, 'f0')).toBeUndefined()
+    expect(c.entry(2, 'g0')).toBe(10_000)
+    expect(c.attr(13_999)?.attr.fid).toBe(13_999)
+  })
+})

@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
-import { crc32 } from 'node:zlib'
+import { crc32 } from '@node-rs/crc32'
 import { fsyncDir, writevAll } from '../../common/fsutil.js'
 
 /**

@@ -3,6 +3,7 @@ import type { ReadAhead } from './readahead.js'
 
 export const O_ACCMODE = 0o3
 export const O_RDONLY = 0
+export const O_WRONLY = 1
 export const O_APPEND = 0o2000
 export const O_EXCL = 0o200
 export const O_TRUNC = 0o1000

@@ -8,7 +8,7 @@ import type { DirEntry, DirLayout, DirsChanged, FileType, Layout, MdtAttr, OpArg
 import type { Mdc } from '../mdc/mdc.js'
 import type { Glimpse, Lov } from '../lov/lov.js'
 import { MetaCache } from './cache.js'
-import { OpenFile, O_ACCMODE, O_APPEND, O_EXCL, O_RDONLY, O_TRUNC } from './file.js'
+import { OpenFile, O_ACCMODE, O_APPEND, O_EXCL, O_RDONLY, O_TRUNC, O_WRONLY } from './file.js'
 import { ReadAhead } from './readahead.js'
 import { toStat, type PosixStat } from './stat.js'
 
@@ -34,6 +34,18 @@ export interface SetAttr {
 export interface Owner {
   uid: number
   gid: number
+}
+
+/**
+ * The access check of open(2) for a caller (owner, group or other bits; root passes). The
+ * caller's supplementary groups are not known here, so they grant nothing: a refusal errs safe.
+ */
+function mayOpen(a: MdtAttr, who: Owner, flags: number): boolean {
+  if (who.uid === 0) return true
+  const acc = flags & O_ACCMODE
+  const want = (acc !== O_WRONLY ? 4 : 0) | (acc !== O_RDONLY || flags & O_TRUNC ? 2 : 0)
+  const bits = who.uid === a.uid ? a.mode >> 6 : who.gid === a.gid ? a.mode >> 3 : a.mode
+  return (bits & want) === want
 }
 
 export interface LliteOptions {
@@ -331,6 +343,9 @@ export class Llite {
       this.forget(parent, name)
       const a = await this.lookup(parent, name)
       if (a.type === 'dir') throw new LpError('EISDIR', `'${name}' is a directory`)
+      if (a.type !== 'reg') throw e
+      // The kernel checked the right to create, not to open this file: check that here, as it would have.
+      if (owner && !mayOpen(a, owner, flags)) throw new LpError('EACCES', `no permission to open '${name}'`)
       const fd = await this.open(a.fid, flags)
       if (flags & O_TRUNC) await this.ftruncate(fd, 0)
       return { fd, attr: await this.attr(a.fid) }

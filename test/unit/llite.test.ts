@@ -1,11 +1,14 @@
 import pino from 'pino'
 import { describe, expect, it } from 'vitest'
 import { ManualClock } from '../../src/common/clock.js'
+import { O_EXCL, O_RDONLY, O_TRUNC } from '../../src/llite/file.js'
 import { Llite } from '../../src/llite/llite.js'
 import type { Glimpse, Lov } from '../../src/lov/lov.js'
 import type { Mdc } from '../../src/mdc/mdc.js'
+import { LpError } from '../../src/protocol/errno.js'
 import type { Layout, MdtAttr } from '../../src/protocol/ops.js'
 
+/** llite driven with neither FUSE nor network: fake mdc and lov, a manual clock. */
 const layout: Layout = { stripe_size: 1 << 20, osts: [1] }
 const file = (fid: number, l = layout): MdtAttr => ({ fid, type: 'reg', mode: 0o644, uid: 0, gid: 0, nlink: 1, atime: 0, mtime: 0, ctime: 0, size: 0, layout: l })
 
@@ -82,5 +85,49 @@ describe('lookup and stat of a name whose cached attributes expired', () => {
     const again = await r.ll.lookupStat(1, 'f')
     expect(again.st.size).toBe(0)
     expect(r.glimpses).toEqual([10])
+  })
+})
+
+describe('open(O_CREAT) of a name another client made meanwhile', () => {
+  /** The MDT already has `f` (uid 1000, mode 0644): the create fails with EEXIST. */
+  function exists() {
+    const f = { ...file(10), uid: 1000, gid: 1000 }
+    const opened: number[] = []
+    const dir: MdtAttr = { ...file(1), type: 'dir', mode: 0o777, layout: undefined, dir_layout: { stripe_count: 1, stripe_size: 1 << 20, stripe_offset: -1 } }
+    const mdc = {
+      getattr: async (fid: number) => (fid === 10 ? f : dir),
+      create: async () => {
+        throw new LpError('EEXIST', 'f exists')
+      },
+      lookup: async () => f,
+      open: async (fid: number) => {
+        opened.push(fid)
+        return { attr: f, handle: '00000000000000aa' }
+      },
+    } as unknown as Mdc
+    const lov = { chooseLayout: () => layout, glimpse: async () => ({ size: 0, blocks: 0, mtime: 0 }), cachedSize: () => 0 } as unknown as Lov
+    const ll = new Llite({ mdc, lov, clock: new ManualClock(), log: pino({ level: 'silent' }), attrTimeoutMs: 1000, uid: 0, gid: 0, readAheadChunk: 1 << 20, maxReadAheadPerFile: 1 << 24 })
+    return { ll, opened }
+  }
+
+  it('opens the existing file, when its mode lets the caller', async () => {
+    const r = exists()
+    const c = await r.ll.create(1, 'f', 0o600, O_RDONLY, { uid: 2000, gid: 2000 })
+    expect([c.attr.fid, r.opened]).toEqual([10, [10]])
+  })
+
+  it('refuses with EACCES what the kernel would have refused had it known the file (write by another user, O_TRUNC)', async () => {
+    const r = exists()
+    await expect(r.ll.create(1, 'f', 0o600, 1, { uid: 2000, gid: 2000 })).rejects.toMatchObject({ code: 'EACCES' })
+    await expect(r.ll.create(1, 'f', 0o600, O_RDONLY | O_TRUNC, { uid: 2000, gid: 2000 })).rejects.toMatchObject({ code: 'EACCES' })
+    expect(r.opened).toEqual([])
+    await r.ll.create(1, 'f', 0o600, 1, { uid: 1000, gid: 1000 })
+    expect(r.opened).toEqual([10])
+  })
+
+  it('fails with EEXIST under O_EXCL', async () => {
+    const r = exists()
+    await expect(r.ll.create(1, 'f', 0o600, O_EXCL | 1, { uid: 1000, gid: 1000 })).rejects.toMatchObject({ code: 'EEXIST' })
+    expect(r.opened).toEqual([])
   })
 })

@@ -56,10 +56,6 @@ export class Osc {
     return (await this.imp.request<OpReplies['ost_getattr']>('ost_getattr', { objects })).body.attrs
   }
 
-  async destroy(fid: number): Promise<void> {
-    await this.imp.request('ost_destroy', { fid })
-  }
-
   async sync(): Promise<void> {
     await this.imp.request('sync', {})
   }

@@ -12,6 +12,8 @@ export const MAX_SYMLINK = 4095
 export const MAX_FILE_SIZE = 2 ** 50
 export const MAX_IO = 64 * 1024 * 1024
 export const MAX_STRIPES = 64
+/** FIDs per ost_destroy: the MDT's OSP sends the objects of removed files in batches. */
+export const MAX_DESTROY_BATCH = 1024
 export const STRIPE_UNIT = 64 * 1024
 
 const u32 = z.number().int().min(0).max(0xffffffff)
@@ -223,7 +225,7 @@ export const OPS = {
     modifying: false,
     args: z.object({ objects: z.array(z.object(objRef)).min(1).max(MAX_STRIPES) }),
   },
-  ost_destroy: { kinds: ['ost'], modifying: true, args: z.object({ fid: fidSchema }) },
+  ost_destroy: { kinds: ['ost'], modifying: true, args: z.object({ fids: z.array(fidSchema).min(1).max(MAX_DESTROY_BATCH) }) },
   /** Set an existing object's mtime (utimens reaches the objects too, as in Lustre). */
   ost_setattr: { kinds: ['ost'], modifying: true, args: z.object({ ...objRef, mtime: timeSchema }) },
 

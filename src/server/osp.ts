@@ -1,8 +1,9 @@
 import { once } from 'node:events'
 import pRetry from 'p-retry'
+import { KeyedBatcher } from '../common/batcher.js'
 import type { Logger } from '../common/log.js'
 import { LpError } from '../protocol/errno.js'
-import type { Layout } from '../protocol/ops.js'
+import { MAX_DESTROY_BATCH, type Layout } from '../protocol/ops.js'
 import { targetName } from '../protocol/names.js'
 import type { PtlrpcClient } from '../ptlrpc/client.js'
 import { Import } from '../ptlrpc/import.js'
@@ -62,27 +63,36 @@ export class Osp implements ObjectDestroyer {
     return held
   }
 
-  async destroy(fid: number, layout: Layout, signal: AbortSignal): Promise<void> {
-    for (const index of new Set(layout.osts)) {
-      await pRetry(
-        async () => {
-          const imp = await this.import(index)
-          await this.whileInactive(imp)
-          await imp.request('ost_destroy', { fid })
-        },
-        {
-          retries: Infinity,
-          signal,
-          minTimeout: 500,
-          maxTimeout: 30_000,
-          onFailedAttempt: ({ error, attemptNumber }) => {
-            if (attemptNumber === 1 || attemptNumber % 20 === 0)
-              this.log.info({ fid, ost: index, err: error.message }, `destroy of FID ${fid} on OST${index} waits: ${error.message}`)
-          },
-        },
-      )
-    }
+  /**
+   * Resolves once every OST of the layout confirmed the destroy of the file's objects. The
+   * FIDs queued for an OST while one ost_destroy is out leave together in the next, so an
+   * rm -r of many files costs a few RPCs per OST rather than one per file.
+   */
+  destroy(fid: number, layout: Layout, signal: AbortSignal): Promise<void> {
+    return Promise.all([...new Set(layout.osts)].map((index) => this.destroys.add(index, { fid, signal }))).then(() => undefined)
   }
+
+  /** A batch's retries end when any of its files' callers stops (in practice, the one MDT). */
+  private readonly destroys = new KeyedBatcher<number, { fid: number; signal: AbortSignal }>(MAX_DESTROY_BATCH, (index, items) => {
+    const fids = items.map((i) => i.fid)
+    return pRetry(
+      async () => {
+        const imp = await this.import(index)
+        await this.whileInactive(imp)
+        await imp.request('ost_destroy', { fids })
+      },
+      {
+        retries: Infinity,
+        signal: AbortSignal.any([...new Set(items.map((i) => i.signal))]),
+        minTimeout: 500,
+        maxTimeout: 30_000,
+        onFailedAttempt: ({ error, attemptNumber }) => {
+          if (attemptNumber === 1 || attemptNumber % 20 === 0)
+            this.log.info({ fid: fids[0], files: fids.length, ost: index, err: error.message }, `destroy of ${fids.length} file(s) on OST${index} waits: ${error.message}`)
+        },
+      },
+    )
+  })
 
   async close(): Promise<void> {
     await Promise.all([...this.imports.values()].map((i) => i.close()))

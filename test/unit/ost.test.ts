@@ -31,7 +31,7 @@ async function setup(dir?: string) {
   const write = (fid: number, stripe: number, offset: number, data: Buffer | string, append = false) =>
     apply('ost_write', { fid, stripe, offset, append }, Buffer.isBuffer(data) ? data : Buffer.from(data))
   const punch = (fid: number, stripe: number, size: number) => apply('ost_punch', { fid, stripe, size })
-  const destroy = (fid: number) => apply('ost_destroy', { fid })
+  const destroy = (...fids: number[]) => apply('ost_destroy', { fids })
   const read = async (fid: number, stripe: number, offset = 0, length = 1 << 20) => {
     const r = await b.query('ost_read', { fid, stripe, offset, length })
     expect((r.body as { length: number }).length).toBe(r.bulk!.length)
@@ -157,6 +157,19 @@ describe('OST objects', () => {
     const files: string[] = []
     for (const d of await fsp.readdir(path.join(o.root, 'O'))) files.push(...(await fsp.readdir(path.join(o.root, 'O', d))))
     expect(files.sort()).toEqual(['5.0', '6.0'])
+  })
+
+  it('destroys the objects of several files in one request, each as its own redo record', async () => {
+    const o = await setup()
+    o.write(5, 0, 0, 'a')
+    o.write(6, 1, 0, 'b')
+    o.write(7, 0, 0, 'c')
+    await o.commit()
+    o.destroy(5, 6, 42)
+    expect(o.redo.map((r) => r.rec)).toEqual([5, 6, 42].map((fid) => ({ k: 'd', fid })))
+    await o.commit()
+    expect(await o.attrs([5, 0], [6, 1], [7, 0])).toEqual([null, null, expect.objectContaining({ size: 1 })])
+    expect(await o.objects()).toBe(1)
   })
 
   it('reads are the same before, during and after the commits that move data to files, and after a reload', async () => {

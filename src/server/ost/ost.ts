@@ -124,16 +124,18 @@ export class OstBackend implements Backend {
         return { body: {}, redo: [{ rec, ref: [objKey(a.fid, a.stripe), p] }] }
       }
       case 'ost_destroy': {
-        const { fid } = args as OpArgs<'ost_destroy'>
-        const stripes = new Set([...(this.store.byFid.get(fid) ?? []), ...(this.pendingByFid.get(fid) ?? [])])
-        const refs: Array<[string, PendingOp]> = []
-        for (const stripe of stripes) {
-          const p: PendingOp = { k: 'd' }
-          this.push(fid, stripe, p)
-          refs.push([objKey(fid, stripe), p])
-        }
-        const rec: OstRedo = { k: 'd', fid }
-        return { body: {}, redo: [{ rec, ref: refs }] }
+        const redo = (args as OpArgs<'ost_destroy'>).fids.map((fid): Redo => {
+          const stripes = new Set([...(this.store.byFid.get(fid) ?? []), ...(this.pendingByFid.get(fid) ?? [])])
+          const refs: Array<[string, PendingOp]> = []
+          for (const stripe of stripes) {
+            const p: PendingOp = { k: 'd' }
+            this.push(fid, stripe, p)
+            refs.push([objKey(fid, stripe), p])
+          }
+          const rec: OstRedo = { k: 'd', fid }
+          return { rec, ref: refs }
+        })
+        return { body: {}, redo }
       }
       default:
         throw new LpError('EOPNOTSUPP', `OST does not modify with '${op}'`)

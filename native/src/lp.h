@@ -106,6 +106,7 @@ struct lp_session {
 	double attr_timeout, entry_timeout;
 	unsigned max_background;
 	struct fuse_conn_info conn; /* as negotiated, for the init event */
+	int init_replied; /* INIT answered: the reader that sent the reply tells JavaScript */
 
 	/* Pending requests by id (chained hash). */
 	pthread_mutex_t lock;

@@ -85,7 +85,12 @@ static void lp_init(void *userdata, struct fuse_conn_info *conn)
 	/* Relied upon (libfuse's defaults too): reads in the background, lookups of one directory in parallel. */
 	conn->want |= conn->capable & (FUSE_CAP_ASYNC_READ | FUSE_CAP_PARALLEL_DIROPS);
 	s->conn = *conn;
-	lp_post_event(s, LP_INIT);
+	/*
+	 * The reply goes to the kernel after this returns, and the kernel then lowers the
+	 * read-ahead window to max_readahead: JavaScript hears of INIT only once the reply is sent
+	 * (readers.c), so what it tunes afterwards stays.
+	 */
+	__atomic_store_n(&s->init_replied, 1, __ATOMIC_SEQ_CST);
 }
 
 /*

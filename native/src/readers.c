@@ -74,6 +74,8 @@ static void *reader_main(void *arg)
 		fuse_session_process_buf(s->se, &fb);
 		if (current.taken)
 			mem = NULL;
+		if (__atomic_load_n(&s->init_replied, __ATOMIC_RELAXED) && __atomic_exchange_n(&s->init_replied, 0, __ATOMIC_SEQ_CST))
+			lp_post_event(s, LP_INIT);
 	}
 	if (mem)
 		lp_pool_put(&s->pool, mem);

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module'
+import pTimeout from 'p-timeout'
 import { fileURLToPath } from 'node:url'
 import { LpError, errnoOf } from '../protocol/errno.js'
 import type { Llite, Owner, SetAttr, Statfs } from '../llite/llite.js'
@@ -93,6 +94,8 @@ const S_IFREG = typeBits('reg')
 const READER_THREADS = 2
 /** Kernel read-ahead window: a few 1 MiB read requests in flight per sequential reader. */
 const READ_AHEAD_KIB = 4096
+/** How long mount waits for the kernel's INIT before tuning the connection regardless. */
+const INIT_WAIT_MS = 10_000
 
 const owner = (r: Req): Owner => ({ uid: r.uid, gid: r.gid })
 
@@ -100,6 +103,8 @@ export class LowLevelFuse implements FuseBinding {
   private readonly addon: Addon
   private readonly dirs: DirListings
   private mounted = false
+  /** Resolves the wait for the kernel's INIT (answered, and the reply sent) in mount(). */
+  private initialised: () => void = () => undefined
   /** Seen since mount; logged at unmount (the end-to-end tests read them). */
   private readonly stats = { writes: 0, largestWrite: 0, reads: 0, largestRead: 0, interrupts: 0 }
 
@@ -124,8 +129,13 @@ export class LowLevelFuse implements FuseBinding {
     const options = [`fsname=${fsname}`, 'subtype=lproxy', 'default_permissions', 'allow_other'].join(',')
     // Hard links are one kernel inode here, so the kernel may cache attributes as long as llite does.
     const config = { threads: READER_THREADS, attrTimeout: o.attrTimeoutS, entryTimeout: o.attrTimeoutS, maxBackground: MAX_BACKGROUND }
+    const initialised = new Promise<void>((resolve) => (this.initialised = resolve))
     this.addon.mount(o.mountpoint, options, config, this.handlers())
     this.mounted = true
+    // INIT lowers the kernel's read-ahead window: raise it once INIT is through, or the raise may be undone.
+    await pTimeout(initialised, { milliseconds: INIT_WAIT_MS }).catch(() =>
+      o.log.warn({ mountpoint: o.mountpoint }, `no FUSE INIT within ${INIT_WAIT_MS / 1000} s: tuning the connection anyway`),
+    )
     await tuneConnection(o.mountpoint, o.log, READ_AHEAD_KIB)
   }
 
@@ -164,7 +174,10 @@ export class LowLevelFuse implements FuseBinding {
     const entry = (r: Req) => (st: PosixStat) => a.replyEntry(r.id, st)
     const dir = (r: Req) => (ls: Listing) => a.replyDir(r.id, ls.names, ls.inos, ls.types)
     return {
-      init: (info) => log.info(info, 'FUSE session initialised'),
+      init: (info) => {
+        log.info(info, 'FUSE session initialised')
+        this.initialised()
+      },
       interrupt: (id) => {
         if (a.replyErr(id, EINTR)) this.stats.interrupts++
       },

@@ -40,6 +40,11 @@ function start(cmd: string, args: string[]) {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 describe('the native FUSE binding', () => {
+  it('has the 4 MiB read-ahead window it set after INIT (INIT lowers the window, so a raise before it would be undone)', async () => {
+    const dev = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')).find((f) => f[4] === mnt)![2]
+    expect((await readFile(`/sys/class/bdi/${dev}/read_ahead_kb`, 'utf8')).trim()).toBe('4096')
+  })
+
   it('gives hard links one inode whose nlink is right at once after unlinking one', async () => {
     const out = await sh(`cd "${mnt}"; mkdir hl; echo data > hl/a; ln hl/a hl/b; ln hl/b hl/c
       stat -c '%i %h' hl/a hl/b hl/c; rm hl/a; stat -c '%h' hl/b; rm hl/c; stat -c '%h' hl/b; ls -i hl`)

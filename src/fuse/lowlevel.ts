@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module'
-import pTimeout from 'p-timeout'
 import { fileURLToPath } from 'node:url'
+import pTimeout from 'p-timeout'
 import { LpError, errnoOf } from '../protocol/errno.js'
 import type { Llite, Owner, SetAttr, Statfs } from '../llite/llite.js'
 import { O_RDONLY } from '../llite/file.js'

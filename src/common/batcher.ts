@@ -4,8 +4,14 @@
  * once. Each item's promise settles with the batch that carried it; a failed batch fails what
  * is still queued for its key too, since the sender gives up only when told to stop.
  */
+interface Waiting<T> {
+  item: T
+  resolve: () => void
+  reject: (e: unknown) => void
+}
+
 export class KeyedBatcher<K, T> {
-  private readonly queued = new Map<K, Array<{ item: T; resolve: () => void; reject: (e: unknown) => void }>>()
+  private readonly queued = new Map<K, Waiting<T>[]>()
   private readonly sending = new Set<K>()
 
   constructor(
@@ -22,17 +28,14 @@ export class KeyedBatcher<K, T> {
     })
   }
 
-  private async drain(key: K, q: Array<{ item: T; resolve: () => void; reject: (e: unknown) => void }>): Promise<void> {
+  private async drain(key: K, q: Waiting<T>[]): Promise<void> {
     if (this.sending.has(key)) return
     this.sending.add(key)
     try {
       while (q.length) {
         const batch = q.splice(0, this.max)
         try {
-          await this.send(
-            key,
-            batch.map((b) => b.item),
-          )
+          await this.send(key, batch.map((b) => b.item))
           for (const b of batch) b.resolve()
         } catch (e) {
           for (const b of batch.concat(q.splice(0))) b.reject(e)

@@ -66,7 +66,7 @@ export interface MdtAttr {
   target?: string
   /**
    * Directories: a counter raised by every change of their entries (NFSv4's change
-   * attribute). A client that saw every change since it last listed a directory knows its
+   * attribute). A client that made a directory and saw every change of it since knows its
    * entries, and so which names do not exist.
    */
   change?: number

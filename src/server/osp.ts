@@ -21,6 +21,10 @@ export class Osp implements ObjectDestroyer {
   private readonly imports = new Map<number, Import>()
   private following = false
   private readonly held = new Map<Import, Promise<void>>()
+  /** Per OST, the files whose objects wait for an ost_destroy. */
+  private readonly destroys = new KeyedBatcher<number, { fid: number; signal: AbortSignal }>(MAX_DESTROY_BATCH, (index, items) =>
+    this.sendDestroys(index, items),
+  )
 
   constructor(
     private readonly client: PtlrpcClient,
@@ -72,8 +76,8 @@ export class Osp implements ObjectDestroyer {
     return Promise.all([...new Set(layout.osts)].map((index) => this.destroys.add(index, { fid, signal }))).then(() => undefined)
   }
 
-  /** A batch's retries end when any of its files' callers stops (in practice, the one MDT). */
-  private readonly destroys = new KeyedBatcher<number, { fid: number; signal: AbortSignal }>(MAX_DESTROY_BATCH, (index, items) => {
+  /** One ost_destroy for a batch, retried until the OST confirms; it ends when any of its files' callers stops (in practice, the one MDT). */
+  private sendDestroys(index: number, items: Array<{ fid: number; signal: AbortSignal }>): Promise<void> {
     const fids = items.map((i) => i.fid)
     return pRetry(
       async () => {
@@ -92,7 +96,7 @@ export class Osp implements ObjectDestroyer {
         },
       },
     )
-  })
+  }
 
   async close(): Promise<void> {
     await Promise.all([...this.imports.values()].map((i) => i.close()))

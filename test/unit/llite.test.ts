@@ -12,6 +12,10 @@ import type { Layout, MdtAttr } from '../../src/protocol/ops.js'
 const layout: Layout = { stripe_size: 1 << 20, osts: [1] }
 const file = (fid: number, l = layout): MdtAttr => ({ fid, type: 'reg', mode: 0o644, uid: 0, gid: 0, nlink: 1, atime: 0, mtime: 0, ctime: 0, size: 0, layout: l })
 
+function lliteOver(mdc: Mdc, lov: Lov, clock = new ManualClock()): Llite {
+  return new Llite({ mdc, lov, clock, log: pino({ level: 'silent' }), attrTimeoutMs: 1000, uid: 0, gid: 0, readAheadChunk: 1 << 20, maxReadAheadPerFile: 1 << 24 })
+}
+
 /** An MDT whose lookups answer only when the test says so, and OSTs that count glimpses. */
 function rig() {
   const clock = new ManualClock()
@@ -36,7 +40,7 @@ function rig() {
     },
     cachedSize: () => 0,
   } as unknown as Lov
-  const ll = new Llite({ mdc, lov, clock, log: pino({ level: 'silent' }), attrTimeoutMs: 1000, uid: 0, gid: 0, readAheadChunk: 1 << 20, maxReadAheadPerFile: 1 << 24 })
+  const ll = lliteOver(mdc, lov, clock)
   /** Answer the pending MDT lookup, then let the stat finish. */
   const answer = async <T>(p: Promise<T>): Promise<T> => {
     await clock.advance(0)
@@ -106,8 +110,7 @@ describe('open(O_CREAT) of a name another client made meanwhile', () => {
       },
     } as unknown as Mdc
     const lov = { chooseLayout: () => layout, glimpse: async () => ({ size: 0, blocks: 0, mtime: 0 }), cachedSize: () => 0 } as unknown as Lov
-    const ll = new Llite({ mdc, lov, clock: new ManualClock(), log: pino({ level: 'silent' }), attrTimeoutMs: 1000, uid: 0, gid: 0, readAheadChunk: 1 << 20, maxReadAheadPerFile: 1 << 24 })
-    return { ll, opened }
+    return { ll: lliteOver(mdc, lov), opened }
   }
 
   it('opens the existing file, when its mode lets the caller', async () => {

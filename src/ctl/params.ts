@@ -1,5 +1,6 @@
 import type { ClientFs } from '../client/fs.js'
 import { LpError } from '../protocol/errno.js'
+import { MAX_LOOKUP_BATCH } from '../protocol/ops.js'
 import type { Osc } from '../osc/osc.js'
 import { importDevices, setActive } from './devices.js'
 import { globMatch } from './glob.js'
@@ -42,7 +43,21 @@ export function paramTable(fs: ClientFs): Param[] {
     )
     if (d.osc) out.push(...oscParams(fs, d.osc, at))
   }
+  out.push(...stataheadParams(fs))
   return out
+}
+
+/** llite.<fsname>-<id>.statahead_*, Lustre's names for the statahead tunables and counters. */
+function stataheadParams(fs: ClientFs): Param[] {
+  const sa = fs.llite.statahead
+  const t = sa.tunables
+  const at = (leaf: string) => ['llite', `${fs.config.fsname}-${fs.id}`, leaf]
+  return [
+    { path: at('statahead_max'), get: () => t.max, set: (v) => void (t.max = intValue('statahead_max', v, 0, 8192)) },
+    { path: at('statahead_batch_max'), get: () => t.batch, set: (v) => void (t.batch = intValue('statahead_batch_max', v, 1, MAX_LOOKUP_BATCH)) },
+    { path: at('statahead_agl'), get: () => (t.agl ? 1 : 0), set: (v) => void (t.agl = intValue('statahead_agl', v, 0, 1) === 1) },
+    { path: at('statahead_stats'), get: () => ({ ...sa.stats }) },
+  ]
 }
 
 function oscParams(fs: ClientFs, osc: Osc, at: (leaf: string) => string[]): Param[] {

@@ -14,6 +14,10 @@ import type { Glimpse } from '../lov/lov.js'
  *
  * Expired entries are kept a while as guesses (what a name last named, with its layout), to
  * start work that the MDT's answer then confirms or discards; they are never answers.
+ *
+ * Statahead's answers were asked for before they arrive: a watch started when the batch went
+ * out records the names and FIDs set or dropped meanwhile, whose batch answers are older than
+ * what the cache now knows and are not kept.
  */
 interface Timed<T> {
   v: T
@@ -31,6 +35,13 @@ interface Whole {
   names: Set<string>
 }
 
+/** Names (`parent/name`) and FIDs the cache changed since a statahead batch went out. */
+export class CacheWatch {
+  readonly touched = new Set<string | number>()
+  /** The whole cache was dropped. */
+  cleared = false
+}
+
 /** Expired entries are swept once this many were added since the last sweep, or as many as were left then. */
 const SWEEP_MIN = 4096
 /** How long past its expiry an entry stays as a guess. */
@@ -40,6 +51,7 @@ export class MetaCache {
   private readonly dentries = new Map<string, Timed<number>>()
   private readonly attrs = new Map<number, Timed<CachedAttr>>()
   private readonly whole = new Map<number, Timed<Whole>>()
+  private readonly watches = new Set<CacheWatch>()
   private added = 0
   private sweepAfter = SWEEP_MIN
 
@@ -63,6 +75,35 @@ export class MetaCache {
     this.sweepAfter = Math.max(SWEEP_MIN, this.size)
   }
 
+  private touch(key: string | number): void {
+    for (const w of this.watches) w.touched.add(key)
+  }
+
+  /** Start recording changes, for answers asked for now and kept later (`prime`). */
+  watch(): CacheWatch {
+    const w = new CacheWatch()
+    this.watches.add(w)
+    return w
+  }
+
+  unwatch(w: CacheWatch): void {
+    this.watches.delete(w)
+  }
+
+  /** Keep statahead's answers for `parent`, asked for when `w` began, except those the cache changed since. */
+  prime(w: CacheWatch, parent: number, found: Array<{ name: string; attr: MdtAttr; glimpse?: Glimpse }>): number {
+    this.unwatch(w)
+    if (w.cleared) return 0
+    let kept = 0
+    for (const f of found) {
+      if (w.touched.has(`${parent}/${f.name}`) || w.touched.has(f.attr.fid)) continue
+      this.setEntry(parent, f.name, f.attr.fid)
+      this.setAttr(f.attr, f.glimpse)
+      kept++
+    }
+    return kept
+  }
+
   entry(parent: number, name: string): number | undefined {
     return this.fresh(this.dentries.get(`${parent}/${name}`))
   }
@@ -74,10 +115,12 @@ export class MetaCache {
   }
 
   setEntry(parent: number, name: string, fid: number): void {
+    if (this.watches.size) this.touch(`${parent}/${name}`)
     this.put(this.dentries, `${parent}/${name}`, fid, this.clock.now() + this.ttlMs)
   }
 
   dropEntry(parent: number, name: string): void {
+    if (this.watches.size) this.touch(`${parent}/${name}`)
     this.dentries.delete(`${parent}/${name}`)
   }
 
@@ -118,6 +161,7 @@ export class MetaCache {
 
   /** New MDT attributes; without a glimpse a fresh cached one stays (MDT changes leave the size alone), an expired one must not be revived. */
   setAttr(attr: MdtAttr, glimpse?: Glimpse): void {
+    if (this.watches.size) this.touch(attr.fid)
     const old = this.fresh(this.attrs.get(attr.fid))?.glimpse
     const expires = this.clock.now() + this.ttlMs
     this.put(this.attrs, attr.fid, { attr, glimpse: glimpse ?? old }, expires)
@@ -128,12 +172,14 @@ export class MetaCache {
   }
 
   setGlimpse(fid: number, glimpse: Glimpse): void {
+    if (this.watches.size) this.touch(fid)
     const c = this.attrs.get(fid)
     if (c) c.v.glimpse = glimpse
   }
 
   /** Our own write extended the file: a cached size must not go backwards. */
   grow(fid: number, end: number, mtime: number): void {
+    if (this.watches.size) this.touch(fid)
     const g = this.attrs.get(fid)?.v.glimpse
     if (!g) return
     g.size = Math.max(g.size, end)
@@ -141,11 +187,13 @@ export class MetaCache {
   }
 
   dropAttr(fid: number): void {
+    if (this.watches.size) this.touch(fid)
     this.attrs.delete(fid)
   }
 
   /** Drop everything (an import was invalidated: cached state may be wrong). */
   clear(): void {
+    for (const w of this.watches) w.cleared = true
     this.dentries.clear()
     this.attrs.clear()
     this.whole.clear()

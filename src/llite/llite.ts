@@ -10,6 +10,7 @@ import type { Glimpse, Lov } from '../lov/lov.js'
 import { MetaCache } from './cache.js'
 import { OpenFile, O_ACCMODE, O_APPEND, O_EXCL, O_RDONLY, O_TRUNC, O_WRONLY } from './file.js'
 import { ReadAhead } from './readahead.js'
+import { Statahead, type StataheadTunables } from './statahead.js'
 import { toStat, type PosixStat } from './stat.js'
 
 /**
@@ -60,6 +61,8 @@ export interface LliteOptions {
   /** Bytes per read-ahead RPC (capped at the stripe size) and the largest window per file. */
   readAheadChunk: number
   maxReadAheadPerFile: number
+  /** Statahead's tunables (Lustre's defaults when unset). */
+  statahead?: StataheadTunables
 }
 
 export interface Statfs {
@@ -76,6 +79,7 @@ export interface Statfs {
 
 export class Llite {
   readonly cache: MetaCache
+  readonly statahead: Statahead
   private readonly files = new Map<number, OpenFile>()
   private nextFd = 1
   private readonly mdc: Mdc
@@ -85,6 +89,7 @@ export class Llite {
     this.mdc = o.mdc
     this.lov = o.lov
     this.cache = new MetaCache(o.clock, o.attrTimeoutMs)
+    this.statahead = new Statahead(o.mdc, o.lov, this.cache, o.log, o.statahead)
   }
 
   private now(): number {
@@ -104,7 +109,17 @@ export class Llite {
 
   /** The entry `name` of directory `parent`. */
   async lookup(parent: number, name: string): Promise<MdtAttr> {
+    await this.ahead(parent, name)
+    return this.lookupCached(parent, name)
+  }
+
+  /** Before a lookup looks in the cache: a name known absent fails here, and one statahead is fetching is waited for. */
+  private ahead(parent: number, name: string): Promise<void> | undefined {
     if (this.cache.absent(parent, name)) throw new LpError('ENOENT', `no entry '${name}' in directory ${parent}`)
+    return this.statahead.access(parent, name)
+  }
+
+  private async lookupCached(parent: number, name: string): Promise<MdtAttr> {
     const fid = this.cache.entry(parent, name)
     if (fid !== undefined) {
       const c = this.cache.attr(fid)
@@ -122,12 +137,13 @@ export class Llite {
    * and layout: a stat after the attribute timeout waits for one RPC instead of two.
    */
   async lookupStat(parent: number, name: string): Promise<{ attr: MdtAttr; st: PosixStat }> {
+    await this.ahead(parent, name)
     const known = this.cache.entry(parent, name)
     const guess = known !== undefined && this.cache.attr(known) ? undefined : this.cache.guess(parent, name)
     const early = guess?.layout ? this.lov.glimpse(guess.fid, guess.layout) : undefined
     // A guess proved wrong is dropped unawaited: its failure is nobody's.
     early?.catch(() => undefined)
-    const attr = await this.lookup(parent, name)
+    const attr = await this.lookupCached(parent, name)
     if (early && attr.layout && attr.fid === guess!.fid && isDeepStrictEqual(attr.layout, guess!.layout) && !this.cache.attr(attr.fid)?.glimpse) {
       this.keepGlimpse(attr.fid, attr.layout, await early)
     }

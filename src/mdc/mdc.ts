@@ -13,6 +13,11 @@ export class Mdc {
     return (await this.imp.request<OpReplies['mdt_lookup']>('mdt_lookup', { parent, name })).body.attr
   }
 
+  /** Statahead's batch: the entries of many names of `parent`, null where there is none. */
+  async batchLookup(parent: number, names: string[]): Promise<(MdtAttr | null)[]> {
+    return (await this.imp.request<OpReplies['mdt_batch_lookup']>('mdt_batch_lookup', { parent, names })).body.attrs
+  }
+
   /** Every entry of a directory, page by page. */
   async readdir(fid: number, pageSize = 1000): Promise<DirEntry[]> {
     const all: DirEntry[] = []

@@ -14,6 +14,9 @@ export const MAX_IO = 64 * 1024 * 1024
 export const MAX_STRIPES = 64
 /** FIDs per ost_destroy: the MDT's OSP sends the objects of removed files in batches. */
 export const MAX_DESTROY_BATCH = 1024
+/** Names per mdt_batch_lookup, and objects per ost_getattr: statahead asks for many files at once. */
+export const MAX_LOOKUP_BATCH = 256
+export const MAX_GLIMPSE_OBJECTS = 4096
 export const STRIPE_UNIT = 64 * 1024
 
 const u32 = z.number().int().min(0).max(0xffffffff)
@@ -148,6 +151,12 @@ export const OPS = {
   // Metadata target
   mdt_getattr: { kinds: ['mdt'], modifying: false, args: z.object({ fid: fidSchema }) },
   mdt_lookup: { kinds: ['mdt'], modifying: false, args: z.object({ parent: fidSchema, name: nameSchema }) },
+  /** Statahead: the entries of many names of one directory, a missing one answered as null. */
+  mdt_batch_lookup: {
+    kinds: ['mdt'],
+    modifying: false,
+    args: z.object({ parent: fidSchema, names: z.array(nameSchema).min(1).max(MAX_LOOKUP_BATCH) }),
+  },
   mdt_readdir: {
     kinds: ['mdt'],
     modifying: false,
@@ -223,7 +232,7 @@ export const OPS = {
   ost_getattr: {
     kinds: ['ost'],
     modifying: false,
-    args: z.object({ objects: z.array(z.object(objRef)).min(1).max(MAX_STRIPES) }),
+    args: z.object({ objects: z.array(z.object(objRef)).min(1).max(MAX_GLIMPSE_OBJECTS) }),
   },
   ost_destroy: { kinds: ['ost'], modifying: true, args: z.object({ fids: z.array(fidSchema).min(1).max(MAX_DESTROY_BATCH) }) },
   /** Set an existing object's mtime (utimens reaches the objects too, as in Lustre). */
@@ -289,6 +298,7 @@ export interface OpReplies {
   statfs: StatfsReply & { objects?: number }
   mdt_getattr: { attr: MdtAttr }
   mdt_lookup: { attr: MdtAttr }
+  mdt_batch_lookup: { attrs: (MdtAttr | null)[] }
   mdt_readdir: { entries: DirEntry[]; next: number | null }
   mdt_create: { attr: MdtAttr; handle?: string } & DirsChanged
   mdt_setattr: { attr: MdtAttr }

@@ -118,6 +118,36 @@ describe('get_param / set_param', () => {
   })
 })
 
+describe('statahead', () => {
+  /** Stat f0..f299 in order, in one process; the kernel forgets its dentries first, so each stat is a LOOKUP. */
+  const statAll = async (d: string) => {
+    await sh('echo 2 > /proc/sys/vm/drop_caches')
+    return sh(`node -e "const fs = require('fs'); const s = []; for (let i = 0; i < 300; i++) s.push(fs.statSync('${d}/f' + i).size); console.log(s.join(','))"`)
+  }
+  const stats = async () => (JSON.parse(await lp(`get_param --json 'llite.*.statahead_stats'`)) as Array<{ value: { hits: number; batches: number } }>)[0]!.value
+  const sizes = Array.from({ length: 300 }, (_, i) => i).join(',') + '\n'
+
+  it('fetches the names after those a process stats in order, many per RPC, and is tuned and counted under llite.*', async () => {
+    const d = `${mnt}/sa`
+    // On OST0002 only: the df test counts OST0001's objects.
+    await sh(`mkdir "${d}" && node "${cli}" setstripe -c 1 -i 2 "${d}" && node -e "const fs = require('fs'); for (let i = 0; i < 300; i++) fs.writeFileSync('${d}/f' + i, Buffer.alloc(i))"`, { env: env() })
+    expect(await lp(`get_param 'llite.*.statahead_max' 'llite.*.statahead_batch_max'`)).toBe(`llite.spfs-${id}.statahead_max=128\nllite.spfs-${id}.statahead_batch_max=64\n`)
+    const before = await stats()
+    expect(await statAll(d)).toBe(sizes)
+    const on = await stats()
+    expect(on.hits - before.hits).toBeGreaterThan(250)
+    // 300 names in batches of 64 (and up to two batches past the end).
+    expect(on.batches - before.batches).toBeGreaterThanOrEqual(5)
+    expect(on.batches - before.batches).toBeLessThanOrEqual(7)
+    await lp(`set_param 'llite.*.statahead_max=0'`)
+    expect(await statAll(d)).toBe(sizes)
+    expect(await stats()).toEqual(on)
+    await lp(`set_param 'llite.*.statahead_max=128'`)
+    const bad = await c.ws.cli(['set_param', 'llite.*.statahead_batch_max=0'])
+    expect([bad.code, bad.stderr.trim()]).toEqual([1, `lproxy: statahead_batch_max: '0' is not an integer from 1 to 256`])
+  })
+})
+
 describe('df and status', () => {
   it("lays out df as lfs df does and sums the OSTs' space", async () => {
     const lines = (await lp('df')).split('\n')

@@ -1,28 +1,29 @@
 import { describe, it, expect, afterAll, afterEach } from 'vitest'
 import { ManualClock } from '../../src/common/clock.js'
 import type { Target } from '../../src/server/target/target.js'
-import type { DirsChanged, MdtAttr } from '../../src/protocol/ops.js'
+import { MAX_LOOKUP_BATCH, type DirsChanged, type MdtAttr } from '../../src/protocol/ops.js'
 import { tempDir, removeTempDirs } from '../helpers/nodes.js'
 import { openTarget, TestClient } from '../helpers/target.js'
 
 afterAll(removeTempDirs)
 
-describe('MDT replies to namespace changes', () => {
-  const targets: Target[] = []
-  afterEach(async () => {
-    for (const t of targets.splice(0)) await t.stop(false).catch(() => undefined)
-  })
+const targets: Target[] = []
+afterEach(async () => {
+  for (const t of targets.splice(0)) await t.stop(false).catch(() => undefined)
+})
 
-  async function client(): Promise<TestClient> {
-    const { target } = await openTarget({ dir: await tempDir('lp-mdt'), kind: 'mdt', clock: new ManualClock() })
-    targets.push(target)
-    const c = new TestClient(target, 'client-A')
-    await c.connect()
-    return c
-  }
-  const attr = async (c: TestClient, fid: number) => (await c.ok<{ attr: MdtAttr }>('mdt_getattr', { fid })).body.attr
-  const make = (c: TestClient, parent: number, name: string, type: 'reg' | 'dir', time: number) =>
-    c.ok<{ attr: MdtAttr } & DirsChanged>('mdt_create', { parent, name, type, mode: 0o755, uid: 0, gid: 0, time })
+async function client(): Promise<TestClient> {
+  const { target } = await openTarget({ dir: await tempDir('lp-mdt'), kind: 'mdt', clock: new ManualClock() })
+  targets.push(target)
+  const c = new TestClient(target, 'client-A')
+  await c.connect()
+  return c
+}
+const attr = async (c: TestClient, fid: number) => (await c.ok<{ attr: MdtAttr }>('mdt_getattr', { fid })).body.attr
+const make = (c: TestClient, parent: number, name: string, type: 'reg' | 'dir', time: number) =>
+  c.ok<{ attr: MdtAttr } & DirsChanged>('mdt_create', { parent, name, type, mode: 0o755, uid: 0, gid: 0, time })
+
+describe('MDT replies to namespace changes', () => {
 
   it('carry the new attributes of every directory they changed, as a getattr would give them', async () => {
     const c = await client()
@@ -75,5 +76,19 @@ describe('MDT replies to namespace changes', () => {
     // A failed change changes nothing.
     expect((await c.call('mdt_create', { parent: d, name: 'other', type: 'reg', mode: 0o644, uid: 0, gid: 0, time: 16, exclusive: true })).status).not.toBe(0)
     expect((await attr(c, d)).change).toBe(5)
+  })
+})
+
+describe('MDT batch lookup (statahead)', () => {
+  it('answers each name as a lookup would, null where the directory has none', async () => {
+    const c = await client()
+    const d = (await make(c, 1, 'd', 'dir', 10)).body.attr.fid
+    const f1 = (await make(c, d, 'f1', 'reg', 11)).body.attr.fid
+    const sub = (await make(c, d, 'sub', 'dir', 12)).body.attr.fid
+    const r = await c.ok<{ attrs: (MdtAttr | null)[] }>('mdt_batch_lookup', { parent: d, names: ['f1', 'f2', 'sub'] })
+    expect(r.body.attrs).toEqual([await attr(c, f1), null, await attr(c, sub)])
+    expect((await c.call('mdt_batch_lookup', { parent: f1, names: ['x'] })).error).toMatch(/is not a directory/)
+    // The front refuses a batch longer than MAX_LOOKUP_BATCH before the MDT sees it.
+    await expect(c.call('mdt_batch_lookup', { parent: d, names: Array.from({ length: MAX_LOOKUP_BATCH + 1 }, (_, i) => `f${i}`) })).rejects.toThrow(/"maximum": 256/)
   })
 })

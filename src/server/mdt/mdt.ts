@@ -117,6 +117,10 @@ export class MdtBackend implements Backend {
         const a = args as OpArgs<'mdt_lookup'>
         return { body: { attr: ns.attr(ns.lookup(a.parent, a.name)) } }
       }
+      case 'mdt_batch_lookup': {
+        const a = args as OpArgs<'mdt_batch_lookup'>
+        return { body: { attrs: ns.lookupMany(a.parent, a.names).map((i) => i && ns.attr(i)) } }
+      }
       case 'mdt_readdir': {
         const a = args as OpArgs<'mdt_readdir'>
         return { body: ns.readdir(a.fid, a.cookie, a.count) }

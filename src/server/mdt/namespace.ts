@@ -215,6 +215,15 @@ export class Namespace {
     return this.inode(d.fid)
   }
 
+  /** Each name's inode, null where the directory has none (statahead's batch). */
+  lookupMany(parent: number, names: string[]): Array<Inode | null> {
+    const d = this.dir(parent)
+    return names.map((n) => {
+      const e = d.get(n)
+      return e ? (this.inodes.get(e.fid) ?? null) : null
+    })
+  }
+
   readdir(fid: number, cookie: number, count: number): { entries: DirEntry[]; next: number | null } {
     const entries: DirEntry[] = []
     let last = cookie

@@ -1,0 +1,153 @@
+import type { Logger } from '../common/log.js'
+import type { Lov } from '../lov/lov.js'
+import type { Mdc } from '../mdc/mdc.js'
+import type { MdtAttr } from '../protocol/ops.js'
+import type { MetaCache } from './cache.js'
+
+/**
+ * Statahead, as Lustre's llite does it for `ls -l` and mdtest: a process that looks up the
+ * names of a directory one after another (`f1`, `f2`, `f3`, ...) gets the following names
+ * fetched ahead, many per RPC (one mdt_batch_lookup, then one ost_getattr per OST for their
+ * sizes: the async glimpse), so its lookups find them cached. Advisory: a failed batch
+ * leaves the lookups to ask for themselves.
+ */
+export interface StataheadTunables {
+  /** Names fetched ahead of the process, per directory (statahead_max; 0 turns statahead off). */
+  max: number
+  /** Names per batch RPC (statahead_batch_max). */
+  batch: number
+  /** Glimpse the fetched files' sizes too (statahead_agl). */
+  agl: boolean
+}
+
+export const DEFAULT_STATAHEAD: StataheadTunables = { max: 128, batch: 64, agl: true }
+
+/** Lookups in a row, each of the name after the last, before statahead starts. */
+const START_AFTER = 2
+/** Directories followed at once (past that, the one followed longest ago is forgotten). */
+const MAX_DIRS = 64
+/** Longer numbers are not worth the precision trouble: no statahead for them. */
+const MAX_DIGITS = 15
+
+/** The name after `name` in its numbered sequence (`f9` -> `f10`, `x007` -> `x008`), if it is numbered. */
+export function successor(name: string): string | undefined {
+  const m = /^(.*?)(\d+)$/.exec(name)
+  if (!m || m[2]!.length > MAX_DIGITS) return undefined
+  return m[1]! + String(Number(m[2]) + 1).padStart(m[2]!.length, '0')
+}
+
+interface Batch {
+  done: Promise<void>
+  settled: boolean
+}
+
+/** One directory's lookups, as statahead follows them. */
+interface DirState {
+  last: string
+  /** Lookups in a row that named the successor of the one before. */
+  streak: number
+  /** Names asked for (in sequence order) that no lookup has reached yet. */
+  ahead: Map<string, Batch>
+  /** The last name asked for. */
+  tail?: string
+  /** A batch found none of its names: the sequence ran out. */
+  ended: boolean
+}
+
+export interface StataheadStats {
+  batches: number
+  names: number
+  /** Lookups of a name statahead had asked for. */
+  hits: number
+  /** Answers not kept: the cache learnt something newer while they were on the way. */
+  stale: number
+  failed: number
+}
+
+export class Statahead {
+  private readonly dirs = new Map<number, DirState>()
+  readonly stats: StataheadStats = { batches: 0, names: 0, hits: 0, stale: 0, failed: 0 }
+
+  constructor(
+    private readonly mdc: Mdc,
+    private readonly lov: Lov,
+    private readonly cache: MetaCache,
+    private readonly log: Logger,
+    readonly tunables: StataheadTunables = { ...DEFAULT_STATAHEAD },
+  ) {}
+
+  /**
+   * A lookup of `name` in `parent` is about to be answered. Returns the batch that is
+   * fetching it, to wait for rather than ask again, when there is one still on the way.
+   */
+  access(parent: number, name: string): Promise<void> | undefined {
+    // With no attribute cache (actimeo=0) nothing fetched ahead could be kept.
+    if (this.tunables.max <= 0 || this.cache.ttlMs <= 0) return undefined
+    const s = this.dirs.get(parent)
+    if (!s) {
+      this.follow(parent, { last: name, streak: 0, ahead: new Map(), ended: false })
+      return undefined
+    }
+    const b = s.ahead.get(name)
+    if (b) {
+      this.stats.hits++
+      // Names the process skipped are no longer ahead of it.
+      for (const k of s.ahead.keys()) {
+        s.ahead.delete(k)
+        if (k === name) break
+      }
+    } else if (successor(s.last) === name) s.ended = false
+    else {
+      s.streak = -1
+      s.ahead.clear()
+      s.tail = undefined
+      s.ended = false
+    }
+    s.last = name
+    s.streak++
+    if (s.streak >= START_AFTER) this.fill(parent, s)
+    return b && !b.settled ? b.done : undefined
+  }
+
+  private follow(parent: number, s: DirState): void {
+    this.dirs.set(parent, s)
+    if (this.dirs.size > MAX_DIRS) this.dirs.delete(this.dirs.keys().next().value!)
+  }
+
+  /** Ask for batches until statahead_max names are ahead of the process. */
+  private fill(parent: number, s: DirState): void {
+    const batch = Math.min(this.tunables.batch, this.tunables.max)
+    while (!s.ended && batch > 0 && s.ahead.size + batch <= this.tunables.max) {
+      const names: string[] = []
+      for (let n = successor(s.tail ?? s.last); n !== undefined && names.length < batch; n = successor(n)) names.push(n)
+      if (!names.length) return
+      s.tail = names[names.length - 1]
+      const b: Batch = { settled: false, done: Promise.resolve() }
+      b.done = this.fetch(parent, names, s).finally(() => (b.settled = true))
+      for (const n of names) s.ahead.set(n, b)
+    }
+  }
+
+  private async fetch(parent: number, names: string[], s: DirState): Promise<void> {
+    const w = this.cache.watch()
+    this.stats.batches++
+    this.stats.names += names.length
+    try {
+      const attrs = await this.mdc.batchLookup(parent, names)
+      if (attrs.every((a) => !a)) s.ended = true
+      // Sizes with bytes of our own still cached are about to change: those are not glimpsed.
+      const files = this.tunables.agl ? attrs.filter((a): a is MdtAttr => !!a?.layout && a.type === 'reg' && !this.lov.cachedSize(a.fid, a.layout)) : []
+      const glimpses = files.length ? await this.lov.glimpseMany(files.map((a) => ({ fid: a.fid, layout: a.layout! }))) : []
+      const byFid = new Map(files.map((a, i) => [a.fid, glimpses[i]!]))
+      const found = names.flatMap((name, i) => {
+        const attr = attrs[i]
+        return attr ? [{ name, attr, glimpse: byFid.get(attr.fid) }] : []
+      })
+      this.stats.stale += found.length - this.cache.prime(w, parent, found)
+    } catch (e) {
+      this.cache.unwatch(w)
+      this.stats.failed++
+      this.log.debug({ err: e, parent, first: names[0] }, 'statahead batch failed')
+    }
+  }
+}

@@ -57,7 +57,8 @@ static void session_finalize(napi_env env, void *data, void *hint)
 			napi_delete_reference(env, s->handlers[i]);
 	if (s->recv)
 		napi_delete_reference(env, s->recv);
-	lp_pool_destroy(&s->pool);
+	if (s->pool)
+		lp_pool_unref(s->pool);
 	lp_pending_destroy(s);
 	free(s);
 }
@@ -83,7 +84,7 @@ static struct lp_session *new_session(napi_env env, napi_value config, napi_valu
 	struct lp_session *s = calloc(1, sizeof(*s));
 	napi_value name;
 
-	if (!s || lp_pending_init(s) || lp_pool_init(&s->pool, LP_MAX_IO + LP_HEADER_ROOM)) {
+	if (!s || lp_pending_init(s) || !(s->pool = lp_pool_new(LP_MAX_IO + LP_HEADER_ROOM))) {
 		free(s);
 		napi_throw_error(env, NULL, "lproxy_fuse: out of memory");
 		return NULL;

@@ -3,6 +3,7 @@
  * operation, handler(request, ...arguments), where request is { id, uid, gid, pid }.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include "lp.h"
 
 const char *const lp_handler_names[LP_NOPS] = {
@@ -90,13 +91,50 @@ static napi_value setattr_object(napi_env env, struct lp_req *r)
 	return o;
 }
 
-/* The data of a write, copied once into a Buffer JavaScript keeps; the receive buffer goes back. */
+/* A write this large hands its receive buffer to JavaScript rather than copying the data out. */
+#define LP_ZERO_COPY_MIN (128 * 1024)
+
+/* What a zero-copy Buffer gives back when it is collected. */
+struct lp_lent {
+	struct lp_pool *pool;
+	void *mem;
+};
+
+static void lent_finalize(napi_env env, void *data, void *hint)
+{
+	struct lp_lent *l = hint;
+	(void)env;
+	(void)data;
+	lp_pool_put(l->pool, l->mem);
+	lp_pool_unref(l->pool);
+	free(l);
+}
+
+/*
+ * The data of a write as a Buffer JavaScript keeps. A large one is the receive buffer itself
+ * (the write-back cache and the replay list hold it until committed; it returns to the pool
+ * when collected). A small one is copied, so a 4 KiB write does not hold 1 MiB for seconds.
+ */
 static napi_value write_data(napi_env env, struct lp_session *s, struct lp_req *r)
 {
 	napi_value b;
+	struct lp_lent *l = r->size >= LP_ZERO_COPY_MIN ? malloc(sizeof(*l)) : NULL;
+
+	if (l) {
+		l->pool = s->pool;
+		l->mem = r->buf;
+		lp_pool_ref(s->pool);
+		if (napi_create_external_buffer(env, r->size, (void *)r->data, lent_finalize, l, &b) == napi_ok) {
+			r->buf = NULL;
+			r->data = NULL;
+			return b;
+		}
+		lp_pool_unref(s->pool);
+		free(l);
+	}
 	napi_status st = napi_create_buffer_copy(env, r->size, r->data, NULL, &b);
 
-	lp_pool_put(&s->pool, r->buf);
+	lp_pool_put(s->pool, r->buf);
 	r->buf = NULL;
 	r->data = NULL;
 	return st == napi_ok ? b : NULL;

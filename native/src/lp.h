@@ -90,11 +90,12 @@ struct lp_req {
 	char strs[];
 };
 
-/* Receive buffers, recycled: a write's buffer goes to JavaScript and comes back once copied. */
+/* Receive buffers, recycled (pool.c). */
 struct lp_pool {
 	pthread_mutex_t lock;
-	void *free[8];
+	void *free[32];
 	int n;
+	int refs;
 	size_t size;
 };
 
@@ -114,7 +115,7 @@ struct lp_session {
 	size_t nbuckets, count;
 	uint64_t next_id;
 
-	struct lp_pool pool;
+	struct lp_pool *pool;
 	pthread_t *readers;
 	int nreaders;
 	int wake_fd;  /* eventfd: readable once the readers are to stop */
@@ -147,10 +148,11 @@ static inline void *lp_msg(unsigned kind, uint64_t id)
 }
 
 /* pool.c */
-int lp_pool_init(struct lp_pool *p, size_t size);
+struct lp_pool *lp_pool_new(size_t size);
 void *lp_pool_get(struct lp_pool *p);
 void lp_pool_put(struct lp_pool *p, void *mem);
-void lp_pool_destroy(struct lp_pool *p);
+void lp_pool_ref(struct lp_pool *p);
+void lp_pool_unref(struct lp_pool *p);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops lp_ops;

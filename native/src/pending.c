@@ -105,7 +105,7 @@ struct lp_req *lp_req_new(fuse_req_t req, enum lp_op op, fuse_ino_t ino, const c
 void lp_req_free(struct lp_session *s, struct lp_req *r)
 {
 	if (r->buf)
-		lp_pool_put(&s->pool, r->buf);
+		lp_pool_put(s->pool, r->buf);
 	free(r);
 }
 

@@ -1,18 +1,30 @@
 /*
- * Receive buffers. A reader thread reads each request into one; a write request keeps its
- * buffer until JavaScript has copied the data out, and the reader takes a fresh one. Reusing
- * them keeps the hot path free of 1 MiB allocations and the page faults that come with them.
+ * Receive buffers. A reader thread reads each request into one. A small write's data is
+ * copied out and its buffer comes back at once; a large write's buffer becomes the Buffer
+ * JavaScript keeps (no copy), and comes back when that Buffer is collected. Reusing them
+ * keeps the hot path free of 1 MiB allocations and the page faults that come with them.
+ *
+ * Buffers given to JavaScript may outlive the session (they are collected whenever V8
+ * likes), so the pool is counted: the session holds one reference, each such buffer another.
  */
 #include <stdlib.h>
 #include "lp.h"
 
 #define POOL_MAX (int)(sizeof(((struct lp_pool *)0)->free) / sizeof(void *))
 
-int lp_pool_init(struct lp_pool *p, size_t size)
+struct lp_pool *lp_pool_new(size_t size)
 {
-	p->n = 0;
+	struct lp_pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	if (pthread_mutex_init(&p->lock, NULL)) {
+		free(p);
+		return NULL;
+	}
 	p->size = size;
-	return pthread_mutex_init(&p->lock, NULL);
+	p->refs = 1;
+	return p;
 }
 
 void *lp_pool_get(struct lp_pool *p)
@@ -37,9 +49,22 @@ void lp_pool_put(struct lp_pool *p, void *mem)
 	free(mem);
 }
 
-void lp_pool_destroy(struct lp_pool *p)
+void lp_pool_ref(struct lp_pool *p)
 {
+	pthread_mutex_lock(&p->lock);
+	p->refs++;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void lp_pool_unref(struct lp_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	int last = --p->refs == 0;
+	pthread_mutex_unlock(&p->lock);
+	if (!last)
+		return;
 	while (p->n > 0)
 		free(p->free[--p->n]);
 	pthread_mutex_destroy(&p->lock);
+	free(p);
 }

@@ -46,7 +46,7 @@ static void *reader_main(void *arg)
 	void *mem = NULL;
 
 	while (!fuse_session_exited(s->se)) {
-		if (!mem && !(mem = lp_pool_get(&s->pool))) {
+		if (!mem && !(mem = lp_pool_get(s->pool))) {
 			fuse_log(FUSE_LOG_ERR, "lproxy: no memory for a request buffer\n");
 			break;
 		}
@@ -58,7 +58,7 @@ static void *reader_main(void *arg)
 		}
 		if (pfd[1].revents)
 			break;
-		ssize_t n = read(fd, mem, s->pool.size);
+		ssize_t n = read(fd, mem, s->pool->size);
 		if (n < 0) {
 			/* EAGAIN: another reader took it; ENOENT: interrupted before it was read. */
 			if (errno == EAGAIN || errno == ENOENT || errno == EINTR)
@@ -78,7 +78,7 @@ static void *reader_main(void *arg)
 			lp_post_event(s, LP_INIT);
 	}
 	if (mem)
-		lp_pool_put(&s->pool, mem);
+		lp_pool_put(s->pool, mem);
 	return NULL;
 }
 

@@ -75,6 +75,7 @@ export class MetaCache {
     this.sweepAfter = Math.max(SWEEP_MIN, this.size)
   }
 
+  /** A name (`parent/name`) or FID changes: batches on the way must not overwrite it. */
   private touch(key: string | number): void {
     for (const w of this.watches) w.touched.add(key)
   }
@@ -115,13 +116,15 @@ export class MetaCache {
   }
 
   setEntry(parent: number, name: string, fid: number): void {
-    if (this.watches.size) this.touch(`${parent}/${name}`)
-    this.put(this.dentries, `${parent}/${name}`, fid, this.clock.now() + this.ttlMs)
+    const key = `${parent}/${name}`
+    this.touch(key)
+    this.put(this.dentries, key, fid, this.clock.now() + this.ttlMs)
   }
 
   dropEntry(parent: number, name: string): void {
-    if (this.watches.size) this.touch(`${parent}/${name}`)
-    this.dentries.delete(`${parent}/${name}`)
+    const key = `${parent}/${name}`
+    this.touch(key)
+    this.dentries.delete(key)
   }
 
   /** A directory just made (empty) by this client, at change counter `change`. */
@@ -161,7 +164,7 @@ export class MetaCache {
 
   /** New MDT attributes; without a glimpse a fresh cached one stays (MDT changes leave the size alone), an expired one must not be revived. */
   setAttr(attr: MdtAttr, glimpse?: Glimpse): void {
-    if (this.watches.size) this.touch(attr.fid)
+    this.touch(attr.fid)
     const old = this.fresh(this.attrs.get(attr.fid))?.glimpse
     const expires = this.clock.now() + this.ttlMs
     this.put(this.attrs, attr.fid, { attr, glimpse: glimpse ?? old }, expires)
@@ -172,14 +175,14 @@ export class MetaCache {
   }
 
   setGlimpse(fid: number, glimpse: Glimpse): void {
-    if (this.watches.size) this.touch(fid)
+    this.touch(fid)
     const c = this.attrs.get(fid)
     if (c) c.v.glimpse = glimpse
   }
 
   /** Our own write extended the file: a cached size must not go backwards. */
   grow(fid: number, end: number, mtime: number): void {
-    if (this.watches.size) this.touch(fid)
+    this.touch(fid)
     const g = this.attrs.get(fid)?.v.glimpse
     if (!g) return
     g.size = Math.max(g.size, end)
@@ -187,7 +190,7 @@ export class MetaCache {
   }
 
   dropAttr(fid: number): void {
-    if (this.watches.size) this.touch(fid)
+    this.touch(fid)
     this.attrs.delete(fid)
   }
 

@@ -3,13 +3,15 @@ import type { Lov } from '../lov/lov.js'
 import type { Mdc } from '../mdc/mdc.js'
 import type { MdtAttr } from '../protocol/ops.js'
 import type { MetaCache } from './cache.js'
+import { ListingOrder, NUMBERED, type NameSequence } from './sequence.js'
 
 /**
  * Statahead, as Lustre's llite does it for `ls -l` and mdtest: a process that looks up the
- * names of a directory one after another (`f1`, `f2`, `f3`, ...) gets the following names
- * fetched ahead, many per RPC (one mdt_batch_lookup, then one ost_getattr per OST for their
- * sizes: the async glimpse), so its lookups find them cached. Advisory: a failed batch
- * leaves the lookups to ask for themselves.
+ * names of a directory one after another, in numbered order (`f1`, `f2`, `f3`, ...) or in
+ * the order the directory's listing gave them, gets the following names fetched ahead, many
+ * per RPC (one mdt_batch_lookup, then one ost_getattr per OST for their sizes: the async
+ * glimpse), so its lookups find them cached. Advisory: a failed batch leaves the lookups to
+ * ask for themselves.
  */
 export interface StataheadTunables {
   /** Names fetched ahead of the process, per directory (statahead_max; 0 turns statahead off). */
@@ -26,15 +28,9 @@ export const DEFAULT_STATAHEAD: StataheadTunables = { max: 128, batch: 64, agl: 
 const START_AFTER = 2
 /** Directories followed at once (past that, the one followed longest ago is forgotten). */
 const MAX_DIRS = 64
-/** Longer numbers are not worth the precision trouble: no statahead for them. */
-const MAX_DIGITS = 15
-
-/** The name after `name` in its numbered sequence (`f9` -> `f10`, `x007` -> `x008`), if it is numbered. */
-export function successor(name: string): string | undefined {
-  const m = /^(.*?)(\d+)$/.exec(name)
-  if (!m || m[2]!.length > MAX_DIGITS) return undefined
-  return m[1]! + String(Number(m[2]) + 1).padStart(m[2]!.length, '0')
-}
+/** Listings kept to follow (the latest ones), and the largest kept: past that, only numbered names are followed. */
+const MAX_LISTINGS = 4
+const MAX_LISTED_NAMES = 100_000
 
 interface Batch {
   done: Promise<void>
@@ -44,8 +40,9 @@ interface Batch {
 /** One directory's lookups, as statahead follows them. */
 interface DirState {
   last: string
-  /** Lookups in a row that named the successor of the one before. */
+  /** Lookups in a row that named the name after the one before, in `order`. */
   streak: number
+  order: NameSequence
   /** Names asked for (in sequence order) that no lookup has reached yet. */
   ahead: Map<string, Batch>
   /** The last name asked for. */
@@ -66,6 +63,7 @@ export interface StataheadStats {
 
 export class Statahead {
   private readonly dirs = new Map<number, DirState>()
+  private readonly listings = new Map<number, ListingOrder>()
   readonly stats: StataheadStats = { batches: 0, names: 0, hits: 0, stale: 0, failed: 0 }
 
   constructor(
@@ -85,7 +83,7 @@ export class Statahead {
     if (this.tunables.max <= 0 || this.cache.ttlMs <= 0) return undefined
     const s = this.dirs.get(parent)
     if (!s) {
-      this.follow(parent, { last: name, streak: 0, ahead: new Map(), ended: false })
+      this.follow(parent, { last: name, streak: 0, order: NUMBERED, ahead: new Map(), ended: false })
       return undefined
     }
     const b = s.ahead.get(name)
@@ -96,17 +94,29 @@ export class Statahead {
         s.ahead.delete(k)
         if (k === name) break
       }
-    } else if (successor(s.last) === name) s.ended = false
-    else {
-      s.streak = -1
-      s.ahead.clear()
-      s.tail = undefined
+    } else {
+      // The order this lookup follows: the one followed so far, else the listing's, else the numbered one.
+      const order = [s.order, this.listings.get(parent), NUMBERED].find((o) => o?.follows(s.last, name))
+      if (order !== s.order) {
+        s.ahead.clear()
+        s.tail = undefined
+      }
+      if (order) s.order = order
+      else s.streak = -1
       s.ended = false
     }
     s.last = name
     s.streak++
     if (s.streak >= START_AFTER) this.fill(parent, s)
     return b && !b.settled ? b.done : undefined
+  }
+
+  /** A listing of `dir` was read: a process may now look its names up in that order. */
+  listed(dir: number, names: string[]): void {
+    this.listings.delete(dir)
+    if (this.tunables.max <= 0 || names.length > MAX_LISTED_NAMES) return
+    this.listings.set(dir, new ListingOrder(names))
+    if (this.listings.size > MAX_LISTINGS) this.listings.delete(this.listings.keys().next().value!)
   }
 
   private follow(parent: number, s: DirState): void {
@@ -118,8 +128,7 @@ export class Statahead {
   private fill(parent: number, s: DirState): void {
     const batch = Math.min(this.tunables.batch, this.tunables.max)
     while (!s.ended && batch > 0 && s.ahead.size + batch <= this.tunables.max) {
-      const names: string[] = []
-      for (let n = successor(s.tail ?? s.last); n !== undefined && names.length < batch; n = successor(n)) names.push(n)
+      const names = s.order.after(s.tail ?? s.last, batch)
       if (!names.length) return
       s.tail = names[names.length - 1]
       const b: Batch = { settled: false, done: Promise.resolve() }

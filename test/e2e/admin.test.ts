@@ -127,7 +127,7 @@ describe('statahead', () => {
   const stats = async () => (JSON.parse(await lp(`get_param --json 'llite.*.statahead_stats'`)) as Array<{ value: { hits: number; batches: number } }>)[0]!.value
   const sizes = Array.from({ length: 300 }, (_, i) => i).join(',') + '\n'
 
-  it('fetches the names after those a process stats in order, many per RPC, and is tuned and counted under llite.*', async () => {
+  it('fetches the names after those a process stats in numbered or listing order, many per RPC, and is tuned and counted under llite.*', async () => {
     const d = `${mnt}/sa`
     // On OST0002 only: the df test counts OST0001's objects.
     await sh(`mkdir "${d}" && node "${cli}" setstripe -c 1 -i 2 "${d}" && node -e "const fs = require('fs'); for (let i = 0; i < 300; i++) fs.writeFileSync('${d}/f' + i, Buffer.alloc(i))"`, { env: env() })
@@ -143,6 +143,15 @@ describe('statahead', () => {
     expect(await statAll(d)).toBe(sizes)
     expect(await stats()).toEqual(on)
     await lp(`set_param 'llite.*.statahead_max=128'`)
+    // Names with no number, looked up in the order the listing gave them: ls -l.
+    const l = `${mnt}/sa-listed`
+    await sh(`mkdir "${l}" && node "${cli}" setstripe -c 1 -i 2 "${l}" && node -e "const fs = require('fs'); for (let i = 0; i < 200; i++) fs.writeFileSync('${l}/n' + ((i * 7919) % 1009).toString(36) + 'x', Buffer.alloc(i))"`, { env: env() })
+    await sh('echo 2 > /proc/sys/vm/drop_caches')
+    const listed = (await sh(`ls -l "${l}"`)).split('\n').filter((line) => /^-rw/.test(line))
+    expect(listed).toHaveLength(200)
+    // Sizes as written (0..199 bytes), though most came from batches.
+    expect(listed.reduce((sum, line) => sum + Number(line.split(/ +/)[4]), 0)).toBe((199 * 200) / 2)
+    expect((await stats()).hits - on.hits).toBeGreaterThan(150)
     const bad = await c.ws.cli(['set_param', 'llite.*.statahead_batch_max=0'])
     expect([bad.code, bad.stderr.trim()]).toEqual([1, `lproxy: statahead_batch_max: '0' is not an integer from 1 to 256`])
   })

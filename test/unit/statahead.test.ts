@@ -2,7 +2,7 @@ import pino from 'pino'
 import { describe, expect, it } from 'vitest'
 import { ManualClock } from '../../src/common/clock.js'
 import { Llite } from '../../src/llite/llite.js'
-import { successor } from '../../src/llite/statahead.js'
+import { successor } from '../../src/llite/sequence.js'
 import type { Glimpse, Lov } from '../../src/lov/lov.js'
 import type { Mdc } from '../../src/mdc/mdc.js'
 import { LpError } from '../../src/protocol/errno.js'
@@ -103,6 +103,22 @@ describe('statahead', () => {
     // Keeping statahead_max names ahead: each batch used up made room for the next.
     expect(r.batches.map((b) => b[0])).toEqual(['f3', 'f7', 'f11', 'f15'])
     expect(r.ll.statahead.stats).toMatchObject({ batches: 4, names: 16, hits: 8, stale: 0 })
+  })
+
+  it('follows the order a listing of the directory gave (ls -l), whatever the names', async () => {
+    const r = rig()
+    const order = ['zz', 'f7', 'aa', 'f1', 'mm', 'f30', 'bb', 'f2', 'cc', 'dd']
+    order.forEach((n, i) => r.names.has(n) || r.names.set(n, 200 + i))
+    r.ll.statahead.listed(1, order)
+    for (const n of order.slice(0, 3)) await r.stat(n)
+    expect(r.batches).toEqual([
+      ['f1', 'mm', 'f30', 'bb'],
+      ['f2', 'cc', 'dd'],
+    ])
+    await r.release()
+    for (const n of order.slice(3)) await r.stat(n)
+    expect(r.lookups).toEqual(['zz', 'f7', 'aa'])
+    expect(r.batches).toHaveLength(2)
   })
 
   it('makes a lookup of a name on the way wait for its batch instead of asking again', async () => {

@@ -1,0 +1,49 @@
+/**
+ * The orders in which statahead expects a process to look names up: the numbered order of
+ * mdtest and job scripts (`f9` then `f10`), and the order a listing of the directory gave
+ * (`ls -l`, `du`, `find`: readdir, then each name in turn).
+ */
+export interface NameSequence {
+  /** Whether `name` comes right after `prev`. */
+  follows(prev: string, name: string): boolean
+  /** Up to `count` names after `name`. */
+  after(name: string, count: number): string[]
+}
+
+/** Longer numbers are not worth the precision trouble: they are not followed. */
+const MAX_DIGITS = 15
+
+/** The name after `name` in its numbered sequence (`f9` -> `f10`, `x007` -> `x008`), if it is numbered. */
+export function successor(name: string): string | undefined {
+  const m = /^(.*?)(\d+)$/.exec(name)
+  if (!m || m[2]!.length > MAX_DIGITS) return undefined
+  return m[1]! + String(Number(m[2]) + 1).padStart(m[2]!.length, '0')
+}
+
+export const NUMBERED: NameSequence = {
+  follows: (prev, name) => successor(prev) === name,
+  after(name, count) {
+    const out: string[] = []
+    for (let n = successor(name); n !== undefined && out.length < count; n = successor(n)) out.push(n)
+    return out
+  },
+}
+
+/** A directory's names in the order its listing gave them. */
+export class ListingOrder implements NameSequence {
+  private readonly index = new Map<string, number>()
+
+  constructor(private readonly names: string[]) {
+    names.forEach((n, i) => this.index.set(n, i))
+  }
+
+  follows(prev: string, name: string): boolean {
+    const i = this.index.get(prev)
+    return i !== undefined && this.names[i + 1] === name
+  }
+
+  after(name: string, count: number): string[] {
+    const i = this.index.get(name)
+    return i === undefined ? [] : this.names.slice(i + 1, i + 1 + count)
+  }
+}

@@ -143,8 +143,8 @@ export class Lov {
     const byOst = new Map<number, Array<{ file: number; stripe: number }>>()
     files.forEach((f, file) =>
       f.layout.osts.forEach((ost, stripe) => {
-        const l = byOst.get(ost) ?? []
-        if (!l.length) byOst.set(ost, l)
+        let l = byOst.get(ost)
+        if (!l) byOst.set(ost, (l = []))
         l.push({ file, stripe })
       }),
     )

@@ -95,8 +95,7 @@ export class Statahead {
         if (k === name) break
       }
     } else {
-      // The order this lookup follows: the one followed so far, else the listing's, else the numbered one.
-      const order = [s.order, this.listings.get(parent), NUMBERED].find((o) => o?.follows(s.last, name))
+      const order = this.orderOf(parent, s, name)
       if (order !== s.order) {
         s.ahead.clear()
         s.tail = undefined
@@ -109,6 +108,15 @@ export class Statahead {
     s.streak++
     if (s.streak >= START_AFTER) this.fill(parent, s)
     return b && !b.settled ? b.done : undefined
+  }
+
+  /** The order in which `name` follows the last name looked up: the one followed so far, else the listing's, else the numbered one. */
+  private orderOf(parent: number, s: DirState, name: string): NameSequence | undefined {
+    if (s.order.follows(s.last, name)) return s.order
+    const listing = this.listings.get(parent)
+    if (listing && listing !== s.order && listing.follows(s.last, name)) return listing
+    if (s.order !== NUMBERED && NUMBERED.follows(s.last, name)) return NUMBERED
+    return undefined
   }
 
   /** A listing of `dir` was read: a process may now look its names up in that order. */

@@ -235,7 +235,7 @@ export class Llite {
     if (a.type !== 'dir') throw new LpError('ENOTDIR', `FID ${fid} is not a directory`)
     const entries = await this.mdc.readdir(fid)
     for (const e of entries) this.cache.setEntry(fid, e.name, e.fid)
-    this.statahead.listed(fid, entries.map((e) => e.name))
+    this.statahead.listed(fid, entries)
     return entries
   }
 

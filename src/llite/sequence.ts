@@ -29,21 +29,24 @@ export const NUMBERED: NameSequence = {
   },
 }
 
-/** A directory's names in the order its listing gave them. */
+/** A directory's names in the order its listing gave them; indexed only once a lookup asks, since most listings are never followed. */
 export class ListingOrder implements NameSequence {
-  private readonly index = new Map<string, number>()
+  private index: Map<string, number> | undefined
 
-  constructor(private readonly names: string[]) {
-    names.forEach((n, i) => this.index.set(n, i))
+  constructor(private readonly names: string[]) {}
+
+  private at(name: string): number | undefined {
+    this.index ??= new Map(this.names.map((n, i) => [n, i]))
+    return this.index.get(name)
   }
 
   follows(prev: string, name: string): boolean {
-    const i = this.index.get(prev)
+    const i = this.at(prev)
     return i !== undefined && this.names[i + 1] === name
   }
 
   after(name: string, count: number): string[] {
-    const i = this.index.get(name)
+    const i = this.at(name)
     return i === undefined ? [] : this.names.slice(i + 1, i + 1 + count)
   }
 }

@@ -120,10 +120,10 @@ export class Statahead {
   }
 
   /** A listing of `dir` was read: a process may now look its names up in that order. */
-  listed(dir: number, names: string[]): void {
+  listed(dir: number, entries: ReadonlyArray<{ name: string }>): void {
     this.listings.delete(dir)
-    if (this.tunables.max <= 0 || names.length > MAX_LISTED_NAMES) return
-    this.listings.set(dir, new ListingOrder(names))
+    if (this.tunables.max <= 0 || entries.length > MAX_LISTED_NAMES) return
+    this.listings.set(dir, new ListingOrder(entries.map((e) => e.name)))
     if (this.listings.size > MAX_LISTINGS) this.listings.delete(this.listings.keys().next().value!)
   }
 

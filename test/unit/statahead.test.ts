@@ -109,7 +109,7 @@ describe('statahead', () => {
     const r = rig()
     const order = ['zz', 'f7', 'aa', 'f1', 'mm', 'f30', 'bb', 'f2', 'cc', 'dd']
     order.forEach((n, i) => r.names.has(n) || r.names.set(n, 200 + i))
-    r.ll.statahead.listed(1, order)
+    r.ll.statahead.listed(1, order.map((name) => ({ name })))
     for (const n of order.slice(0, 3)) await r.stat(n)
     expect(r.batches).toEqual([
       ['f1', 'mm', 'f30', 'bb'],

@@ -14,6 +14,8 @@ export interface FuseMountOptions {
   fsname: string
   attrTimeoutS: number
   log: Logger
+  /** The kernel ended the session: unmounted from outside (umount, fusermount -u) or aborted. */
+  ended?: () => void
 }
 
 export interface FuseBinding {

@@ -181,7 +181,10 @@ export class LowLevelFuse implements FuseBinding {
       interrupt: (id) => {
         if (a.replyErr(id, EINTR)) this.stats.interrupts++
       },
-      ended: () => log.warn({ mountpoint: this.o.mountpoint }, 'the kernel ended the FUSE session (unmounted from outside, or the connection was aborted)'),
+      ended: () => {
+        log.warn({ mountpoint: this.o.mountpoint }, 'the kernel ended the FUSE session (unmounted from outside, or the connection was aborted)')
+        this.o.ended?.()
+      },
       lookup: (r, parent, name) =>
         this.answer(
           r.id,

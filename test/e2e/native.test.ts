@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { startCluster, type ClusterHandle } from '../helpers/cluster.js'
 import { sh, shFails } from '../helpers/sh.js'
 
@@ -145,4 +145,26 @@ print(sorted(os.listdir('.')), open('rc').read().strip(), open('rb').read().stri
     // The two stat processes' requests were answered EINTR (cat's read-ahead is not interruptible: SIGKILL ends its wait).
     expect(closed[0]!.interrupts).toBeGreaterThanOrEqual(2)
   })
+
+  it('exits when unmounted from outside (umount), after writing back, so no daemon is left holding its imports', async () => {
+    const log2 = path.join(c.dir, 'logs', 'native-client-2.log')
+    await c.ws.ok(['mount', '--mgsnode', c.mgsnode, '--port', String(c.port), '-o', `fuse=native,timeout=${TIMEOUT}`, '--log', log2, mnt])
+    const mounted = (await readFile(log2, 'utf8')).split('\n').find((l) => l.includes('"mounted '))
+    const pid = (JSON.parse(mounted!) as { pid: number }).pid
+    expect(alive(pid)).toBe(true)
+    await sh(`seq 1 20000 > "${mnt}/kept"; umount "${mnt}"`)
+    await vi.waitFor(() => expect(alive(pid)).toBe(false), { timeout: 10_000, interval: 50 })
+    expect(await readFile(log2, 'utf8')).toContain('"msg":"unmounted"')
+    await c.ws.ok(['mount', '--mgsnode', c.mgsnode, '--port', String(c.port), '-o', `fuse=native,timeout=${TIMEOUT}`, '--log', log2, mnt])
+    expect(await sh(`md5sum < "${mnt}/kept"`)).toBe(await sh('seq 1 20000 | md5sum'))
+  })
 })
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}

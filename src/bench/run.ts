@@ -107,13 +107,18 @@ export async function runOn(s: RunSpec): Promise<RunResult> {
   }
 }
 
-/** The failure's effect on the job it fell in (operations for the metadata mix, bytes otherwise). */
+/**
+ * The failure's effect on the job it fell in, or else on the first job that started before
+ * the partner served (the fault fell between jobs: that one met the outage). Operations for
+ * the metadata mix, bytes otherwise.
+ */
 function impactOf(f: FailoverRecord, jobs: JobResult[], t: Buckets): RunResult['impact'] {
-  if (f.fault_ms === null) return null
-  const job = jobs.find((j) => j.start_ms <= f.fault_ms! && f.fault_ms! < j.end_ms)
+  const fault = f.fault_ms
+  if (fault === null) return null
+  const job = jobs.find((j) => j.start_ms <= fault && fault < j.end_ms) ?? jobs.find((j) => j.start_ms > fault && j.start_ms < (f.served_ms ?? Infinity))
   if (!job) return null
   const meta = job.name === 'meta'
-  const { pre_median, ...rest } = failureImpact(meta ? t.ops : t.bytes, { fromMs: job.start_ms, toMs: job.data_end_ms, faultMs: f.fault_ms, servedMs: f.served_ms })
+  const { pre_median, ...rest } = failureImpact(meta ? t.ops : t.bytes, { fromMs: job.start_ms, toMs: job.data_end_ms, faultMs: fault, servedMs: f.served_ms })
   const pre = pre_median === null ? null : meta ? perSecond(pre_median) : perSecond(pre_median) / 1e6
   return { job: `${job.name}${job.rep ? `#${job.rep + 1}` : ''}`, unit: meta ? 'ops/s' : 'MB/s', pre_median_per_s: pre, ...rest }
 }

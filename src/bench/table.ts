@@ -58,9 +58,12 @@ export function runSummary(r: RunResult): string[] {
       const i = r.impact
       if (!i) out.push('    the fault fell between jobs: no stall or recovery to measure')
       else {
-        const pre = i.pre_median_per_s === null ? 'n/a' : `${num(i.pre_median_per_s)} ${i.unit}`
-        const rec = i.recovered_after_served_ms === null ? 'not within the job' : `${(i.recovered_after_served_ms / 1000).toFixed(2)} s after the partner served`
-        out.push(`    in ${i.job}: stall ${(i.stall_ms / 1000).toFixed(1)} s (zero-throughput buckets), pre-failure median ${pre}, back to it ${rec}`)
+        const stall = `    in ${i.job}: stall ${(i.stall_ms / 1000).toFixed(1)} s (zero-throughput buckets)`
+        if (i.pre_median_per_s === null) out.push(`${stall}; no data moved in it before the fault, so no pre-failure median to come back to`)
+        else {
+          const rec = i.recovered_after_served_ms === null ? 'not within the job' : `${(i.recovered_after_served_ms / 1000).toFixed(2)} s after the partner served`
+          out.push(`${stall}, pre-failure median ${num(i.pre_median_per_s)} ${i.unit}, back to it ${rec}`)
+        }
       }
     }
   }

@@ -62,7 +62,11 @@ export const RECOVERY_WINDOW = 5
 export interface Impact {
   /** Median per bucket of the job's whole buckets before the fault; null if the fault came first. */
   pre_median: number | null
-  /** First to last zero-throughput bucket from the fault to the recovery (or the job's end). */
+  /**
+   * First to last zero-throughput bucket from the fault (or the job's start, for a job that
+   * started during the outage) to the recovery; without a pre-failure median, to the first
+   * data after the partner served; else to the job's end.
+   */
   stall_ms: number
   stall_from_ms: number | null
   stall_to_ms: number | null
@@ -73,13 +77,14 @@ export interface Impact {
 /**
  * What a fault at `faultMs` did to a job whose data moved between `fromMs` and `toMs` (its
  * last data operation, before the closing fsync, whose zero buckets are not a stall);
- * `series` is the run's bytes (or operations) per bucket.
+ * `series` is the run's bytes (or operations) per bucket. The fault may precede the job: one
+ * that started while the target was down has a stall but no pre-failure median.
  */
 export function failureImpact(series: number[], o: { fromMs: number; toMs: number; faultMs: number; servedMs: number | null }): Impact {
   const at = (i: number) => series[i] ?? 0
   const first = Math.ceil(o.fromMs / BUCKET_MS)
   const last = Math.floor(o.toMs / BUCKET_MS) - 1
-  const fault = Math.floor(o.faultMs / BUCKET_MS)
+  const fault = Math.max(first, Math.floor(o.faultMs / BUCKET_MS))
   const pre: number[] = []
   for (let i = first; i < Math.min(fault, last + 1); i++) pre.push(at(i))
   const preMedian = median(pre)
@@ -93,9 +98,14 @@ export function failureImpact(series: number[], o: { fromMs: number; toMs: numbe
     }
   }
 
+  let end = recovered ?? last
+  if (preMedian === null && o.servedMs !== null) {
+    const resumed = series.findIndex((v, i) => i >= Math.floor(o.servedMs! / BUCKET_MS) && v > 0)
+    if (resumed >= 0) end = Math.min(end, resumed)
+  }
   let from: number | null = null
   let to: number | null = null
-  for (let i = fault; i <= (recovered ?? last); i++) {
+  for (let i = fault; i <= end; i++) {
     if (at(i) !== 0) continue
     from ??= i
     to = i

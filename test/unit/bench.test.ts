@@ -95,6 +95,17 @@ describe('timeline', () => {
     expect(i.pre_median).toBeNull()
     expect(i.recovered_after_served_ms).toBeNull()
   })
+
+  it('a job that started during the outage: its stall runs from its start to the first data after the partner served', () => {
+    // The fault at 1.0 s, between jobs; the next job starts at 1.5 s, waits, then moves data
+    // from 4.0 s, the partner serving at 3.9 s; a slow bucket later is not part of the stall.
+    const run = [...Array(10).fill(10), ...Array(30).fill(0), 5, 10, 0, 10, 10]
+    const i = failureImpact(run, { fromMs: 1500, toMs: 4500, faultMs: 1000, servedMs: 3900 })
+    expect(i.pre_median).toBeNull()
+    expect(i.stall_from_ms).toBe(1500)
+    expect(i.stall_to_ms).toBe(4000)
+    expect(i.stall_ms).toBe(2500)
+  })
 })
 
 describe('plan', () => {

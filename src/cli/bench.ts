@@ -5,6 +5,7 @@ import { checkJobs, JOB_NAMES, type JobName } from '../bench/jobs.js'
 import { Live } from '../bench/live.js'
 import { PAGE } from '../bench/pattern.js'
 import { DEFAULT_OUT } from '../bench/report.js'
+import { hasTaskset, machineCpus, runSelftest } from '../bench/selftest.js'
 import { compareTable, runSummary } from '../bench/table.js'
 import { DEFAULT_PORT } from '../cluster/layout.js'
 import { UsageError } from './errors.js'
@@ -89,6 +90,35 @@ export function registerBenchCommand(program: Command): void {
       // their figures; lproxy's own errors or bad data fail the command.
       const own = report.runs[0]
       if (own && (!own.verified || own.app_errors)) process.exitCode = 1
+    })
+}
+
+/** `lproxy selftest`, like lnet_selftest: the round-trip floor beneath lproxy's RPCs (src/bench/selftest.ts). */
+export function registerSelftestCommand(program: Command): void {
+  command(program, 'selftest', "round-trip floor of this machine's loopback beneath lproxy's RPCs, like lnet_selftest: TCP echo and HTTP (undici to node:http) between two processes, on one CPU and on two; JSON in bench/out")
+    .option('--host <addr>', 'loopback address the server process listens on', '127.0.7.1')
+    .option('--port <port>', 'its port', '9870')
+    .option('--count <n>', 'timed round trips per repetition', '5000')
+    .option('--repeat <n>', 'repetitions; figures are medians', '3')
+    .option('--name <name>', 'name of bench/out/<name>.json (default: selftest and date)')
+    .option('--out <dir>', 'where the JSON goes', DEFAULT_OUT)
+    .action(async (o: { host: string; port: string; count: string; repeat: string; name?: string; out: string }) => {
+      if (!/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(o.host)) throw new UsageError(`--host ${o.host}: a loopback address (127.x.y.z)`)
+      const { file } = await runSelftest(
+        {
+          host: o.host,
+          port: intArg('--port', o.port, 1, 65535)!,
+          count: intArg('--count', o.count, 1, 10_000_000)!,
+          repeat: intArg('--repeat', o.repeat, 1, 100)!,
+          name: o.name,
+          out: o.out,
+          command: ['lproxy', ...process.argv.slice(2)].join(' '),
+          cpus: machineCpus(),
+          taskset: await hasTaskset(),
+        },
+        (line) => print([line]),
+      )
+      print(['', `wrote ${file}`])
     })
 }
 

@@ -3,7 +3,7 @@ import { registerClientCommands } from './client.js'
 import { registerServerCommands } from './server.js'
 import { registerClusterCommands } from './cluster.js'
 import { registerDemoCommand } from './demo.js'
-import { registerBenchCommand } from './bench.js'
+import { registerBenchCommand, registerSelftestCommand } from './bench.js'
 import { registerAdminCommands } from './admin.js'
 import { UsageError } from './errors.js'
 
@@ -22,6 +22,7 @@ registerClientCommands(program)
 registerClusterCommands(program)
 registerDemoCommand(program)
 registerBenchCommand(program)
+registerSelftestCommand(program)
 registerAdminCommands(program)
 
 try {

@@ -1,7 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { BenchReport } from '../../src/bench/report.js'
+import { hasTaskset, placements, type SelftestReport } from '../../src/bench/selftest.js'
 import { workspace } from '../helpers/cluster.js'
 
 /**
@@ -48,5 +50,34 @@ describe('lproxy bench', () => {
     expect(both.code).toBe(1)
     expect(both.stderr).toMatch(/--failover-at .* cannot be used with --mount/)
     expect(existsSync(path.join(ws.dir, 'out'))).toBe(false)
+  })
+})
+
+describe('lproxy selftest', () => {
+  it('times TCP and HTTP round trips between two processes on each CPU placement, writes JSON, leaves no process behind', async () => {
+    const ws = workspace('lproxy-selftest-')
+    const out = path.join(ws.dir, 'out')
+    const r = await ws.cli(['selftest', '--host', '127.0.60.200', '--port', '26100', '--count', '200', '--repeat', '2', '--out', out, '--name', 'floor'])
+    expect(r.code, r.stderr).toBe(0)
+    const rep = JSON.parse(readFileSync(path.join(out, 'floor.json'), 'utf8')) as SelftestReport
+    const where = placements(os.cpus().length, await hasTaskset()).map((p) => p.placement)
+    expect(rep.figures.map((f) => `${f.kind} ${f.placement}`)).toEqual([...where.map((p) => `tcp ${p}`), ...where.map((p) => `http ${p}`)])
+    for (const f of rep.figures) {
+      expect(f.runs_us).toHaveLength(2)
+      for (const us of f.runs_us) expect(us).toBeGreaterThan(0)
+      expect(r.stdout).toContain(`${f.kind.padEnd(5)} ${f.placement.padEnd(9)} ${f.median_us.toFixed(0).padStart(5)} us per round trip`)
+    }
+    const cmdline = (pid: string) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')
+      } catch {
+        return ''
+      }
+    }
+    expect(readdirSync('/proc').filter((e) => /^\d+$/.test(e) && /selftest\.js serve \w+ 127\.0\.60\.200 26100/.test(cmdline(e)))).toEqual([])
+
+    const bad = await ws.cli(['selftest', '--host', '10.0.0.1'])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toMatch(/--host 10\.0\.0\.1: a loopback address/)
   })
 })

@@ -1,12 +1,12 @@
 import { LpError } from '../protocol/errno.js'
-import { ROOT_FID, type Llite } from '../llite/llite.js'
+import type { Llite } from '../llite/llite.js'
 import { typeBits } from '../llite/stat.js'
 
 /**
  * Directory listings for a binding that speaks in inode numbers. The kernel asks for '..'
- * by the directory's inode alone, so the parent of every directory it was shown is kept (a
- * directory has exactly one). An open directory's listing is a snapshot taken at offset 0
- * (opendir or rewinddir), so that a listing read in several calls is consistent.
+ * by the directory's inode alone: the MDT's attributes of a directory name its parent. An
+ * open directory's listing is a snapshot taken at offset 0 (opendir or rewinddir), so that a
+ * listing read in several calls is consistent.
  */
 export interface Listing {
   names: string[]
@@ -18,20 +18,10 @@ export interface Listing {
 const DIR = typeBits('dir')
 
 export class DirListings {
-  private readonly parents = new Map<number, number>([[ROOT_FID, ROOT_FID]])
   private readonly open = new Map<number, Listing | null>()
   private nextFh = 1
 
   constructor(private readonly llite: Llite) {}
-
-  /** Directory `fid` is (now) in `parent`. */
-  placed(fid: number, parent: number): void {
-    this.parents.set(fid, parent)
-  }
-
-  removed(fid: number): void {
-    this.parents.delete(fid)
-  }
 
   opendir(): number {
     const fh = this.nextFh++
@@ -54,14 +44,13 @@ export class DirListings {
   }
 
   private async list(fid: number): Promise<Listing> {
-    const entries = await this.llite.readdir(fid)
-    // A parent not known (never the case for a directory the kernel got from us) shows as itself.
-    const listing: Listing = { names: ['.', '..'], inos: [fid, this.parents.get(fid) ?? fid], types: [DIR, DIR] }
+    const [entries, attr] = await Promise.all([this.llite.readdir(fid), this.llite.attr(fid)])
+    // A server that does not name the parent: '..' shows as the directory itself.
+    const listing: Listing = { names: ['.', '..'], inos: [fid, attr.parent ?? fid], types: [DIR, DIR] }
     for (const e of entries) {
       listing.names.push(e.name)
       listing.inos.push(e.fid)
       listing.types.push(typeBits(e.type))
-      if (e.type === 'dir') this.placed(e.fid, fid)
     }
     return listing
   }

@@ -185,32 +185,14 @@ export class LowLevelFuse implements FuseBinding {
         log.warn({ mountpoint: this.o.mountpoint }, 'the kernel ended the FUSE session (unmounted from outside, or the connection was aborted)')
         this.o.ended?.()
       },
-      lookup: (r, parent, name) =>
-        this.answer(
-          r.id,
-          async () => {
-            const { attr, st } = await l.lookupStat(parent, name)
-            if (attr.type === 'dir') d.placed(attr.fid, parent)
-            return st
-          },
-          entry(r),
-        ),
+      lookup: (r, parent, name) => this.answer(r.id, async () => (await l.lookupStat(parent, name)).st, entry(r)),
       getattr: (r, ino) => this.answer(r.id, () => l.stat(ino), (st) => a.replyAttr(r.id, st)),
       setattr: (r, ino, s) => this.answer(r.id, () => this.setattr(ino, s), (st) => a.replyAttr(r.id, st)),
       readlink: (r, ino) => this.answer(r.id, () => l.readlink(ino), (t) => a.replyReadlink(r.id, t)),
       mknod: (r, parent, name, mode) => this.answer(r.id, () => this.mknod(owner(r), parent, name, mode), entry(r)),
-      mkdir: (r, parent, name, mode) =>
-        this.answer(
-          r.id,
-          async () => {
-            const at = await l.mkdir(parent, name, mode, owner(r))
-            d.placed(at.fid, parent)
-            return l.statOf(at)
-          },
-          entry(r),
-        ),
+      mkdir: (r, parent, name, mode) => this.answer(r.id, async () => l.statOf(await l.mkdir(parent, name, mode, owner(r))), entry(r)),
       unlink: (r, parent, name) => this.answer(r.id, () => l.unlink(parent, name), done(r)),
-      rmdir: (r, parent, name) => this.answer(r.id, async () => d.removed(await l.unlink(parent, name, true)), done(r)),
+      rmdir: (r, parent, name) => this.answer(r.id, () => l.unlink(parent, name, true), done(r)),
       symlink: (r, parent, name, target) => this.answer(r.id, async () => l.statOf(await l.symlink(target, parent, name, owner(r))), entry(r)),
       rename: (r, parent, name, newParent, newName, flags) => this.answer(r.id, () => this.rename(parent, name, newParent, newName, flags), done(r)),
       link: (r, ino, newParent, newName) => this.answer(r.id, async () => l.statOf(await l.link(ino, newParent, newName)), entry(r)),
@@ -289,9 +271,6 @@ export class LowLevelFuse implements FuseBinding {
   private async rename(parent: number, name: string, newParent: number, newName: string, flags: number): Promise<void> {
     const l = this.llite
     if (flags & ~RENAME_NOREPLACE) throw new LpError('EINVAL', 'rename: RENAME_EXCHANGE and RENAME_WHITEOUT are not supported')
-    // The kernel looked the source up just before: usually a cache hit, needed for a directory's '..'.
-    const moved = await l.lookup(parent, name)
     await l.rename(parent, name, newParent, newName, (flags & RENAME_NOREPLACE) !== 0)
-    if (moved.type === 'dir') this.dirs.placed(moved.fid, newParent)
   }
 }

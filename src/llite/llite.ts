@@ -303,9 +303,9 @@ export class Llite {
   /** rename(2); with `noreplace` (RENAME_NOREPLACE) an existing new name fails with EEXIST. */
   async rename(parent: number, name: string, newParent: number, newName: string, noreplace = false): Promise<void> {
     const victim = this.cache.entry(newParent, newName)
-    const moved = this.cache.entry(parent, name)
     const r = await this.unsure([parent, newParent], this.mdc.rename(parent, name, newParent, newName, this.now(), noreplace))
-    this.forget(parent, name, moved)
+    // The moved inode's attributes changed (ctime; a directory's parent).
+    this.forget(parent, name, r.fid)
     this.forget(newParent, newName, victim)
     this.dirsChanged(r, (dir, names) => {
       if (dir === parent) names.delete(name)

@@ -73,6 +73,8 @@ export interface MdtAttr {
    * entries, and so which names do not exist.
    */
   change?: number
+  /** Directories: the directory that holds it, the root's being itself (what '..' is). */
+  parent?: number
 }
 
 export interface DirEntry {
@@ -304,7 +306,8 @@ export interface OpReplies {
   mdt_setattr: { attr: MdtAttr }
   mdt_link: { attr: MdtAttr } & DirsChanged
   mdt_unlink: { fid: number; nlink: number } & DirsChanged
-  mdt_rename: DirsChanged
+  /** `fid`: what moved (a directory's parent is in its attributes, which the client must drop). */
+  mdt_rename: { fid: number } & DirsChanged
   mdt_open: { attr: MdtAttr; handle: string }
   mdt_close: Record<string, never>
   ost_write: { offset: number; size: number }

@@ -151,17 +151,21 @@ describe('namespace: rename', () => {
     const b = f.mkdir(ROOT_FID, 'b')
     const sub = f.mkdir(a, 'sub')
     const file = f.file(a, 'file')
+    const parent = (fid: number) => f.ns.attr(f.ns.inode(fid)).parent
     expect([f.ns.inode(ROOT_FID).nlink, f.ns.inode(a).nlink, f.ns.inode(b).nlink]).toEqual([4, 3, 2])
-    f.rename(a, 'file', b, 'renamed')
+    expect([parent(ROOT_FID), parent(a), parent(sub), parent(file)]).toEqual([ROOT_FID, ROOT_FID, a, undefined])
+    expect(f.rename(a, 'file', b, 'renamed')).toBe(file)
     expect(f.ns.lookup(b, 'renamed').fid).toBe(file)
     expect(errno(() => f.ns.lookup(a, 'file'))).toBe('ENOENT')
-    f.rename(a, 'sub', b, 'sub2')
+    expect(f.rename(a, 'sub', b, 'sub2')).toBe(sub)
     expect([f.ns.inode(a).nlink, f.ns.inode(b).nlink]).toEqual([2, 3])
+    expect(parent(sub)).toBe(b)
     // Within one directory a directory's move changes no count.
     f.rename(b, 'sub2', b, 'sub3')
     expect(f.ns.inode(b).nlink).toBe(3)
     expect(f.names(b).sort()).toEqual(['renamed', 'sub3'])
     expect(f.ns.lookup(b, 'sub3').fid).toBe(sub)
+    expect(parent(sub)).toBe(b)
   })
 
   it('replaces an existing file; a victim with another link only loses one', () => {
@@ -330,11 +334,14 @@ describe('namespace: open files', () => {
 
   it('a removed directory kept open takes no new entries', () => {
     const f = fresh()
-    const d = f.mkdir(ROOT_FID, 'd')
+    const a = f.mkdir(ROOT_FID, 'a')
+    const d = f.mkdir(a, 'd')
     const file = f.file(ROOT_FID, 'file', { layout: LAYOUT })
     const h = f.open(d)
-    f.unlink(ROOT_FID, 'd', true)
+    f.unlink(a, 'd', true)
     expect(f.ns.inode(d).nlink).toBe(0)
+    // No entry names it any more: its '..' is the root's.
+    expect(f.ns.attr(f.ns.inode(d)).parent).toBe(ROOT_FID)
     expect(f.ns.readdir(d, 0, 10).entries).toEqual([])
     const before = JSON.stringify(f.ns.image())
     expect(errno(() => f.file(d, 'x', { layout: LAYOUT }))).toBe('ENOENT')
@@ -344,7 +351,7 @@ describe('namespace: open files', () => {
     expect(JSON.stringify(f.ns.image())).toBe(before)
     // Its last close removes it, leaving nothing behind.
     f.close(h)
-    expect(f.ns.image().inodes.map((i) => i.fid).sort()).toEqual([ROOT_FID, file])
+    expect(f.ns.image().inodes.map((i) => i.fid).sort((x, y) => x - y)).toEqual([ROOT_FID, a, file])
   })
 
   it('dropping a client closes its opens only', () => {
@@ -450,6 +457,10 @@ describe('namespace: redo equivalence', () => {
       expect(fromCp.image()).toEqual(want)
       // And the open counts came back with the opens.
       for (const ino of want.inodes) expect(fromCp.isOpen(ino.fid)).toBe(ns.isOpen(ino.fid))
+      // Each directory's parent is the one whose entry names it (the root's, and a removed one's, the root).
+      const allDirs = want.inodes.filter((i) => i.type === 'dir')
+      const named = allDirs.map((i) => want.dirs.find(([, ents]) => ents.some(([, d]) => d.fid === i.fid))?.[0] ?? ROOT_FID)
+      for (const copy of [ns, replayed(f.journal), fromCp]) expect(allDirs.map((i) => copy.attr(copy.inode(i.fid)).parent)).toEqual(named)
     })
   }
 })

@@ -91,10 +91,7 @@ export class MdtBackend implements Backend {
         }
         case 'mdt_rename': {
           const a = args as OpArgs<'mdt_rename'>
-          return changing([a.parent, a.new_parent], () => {
-            ns.rename(a)
-            return {}
-          })
+          return changing([a.parent, a.new_parent], () => ({ fid: ns.rename(a) }))
         }
         case 'mdt_open':
           return ns.open(args as OpArgs<'mdt_open'>, ctx.client, replay)

@@ -50,6 +50,8 @@ export class Namespace {
   private dirs = new Map<number, Map<string, Dirent>>()
   private opens = new Map<string, OpenRec>()
   private openCount = new Map<number, number>()
+  /** Each directory's parent, derived from the entries (a directory has one name): '..' and rename's loop check. */
+  private parents = new Map<number, number>()
   readonly llog = new Map<number, Layout>()
   private fidNext = ROOT_FID + 1
   private out: Redo[] | null = null
@@ -63,7 +65,10 @@ export class Namespace {
   static fromImage(img: NsImage): Namespace {
     const ns = new Namespace()
     for (const i of img.inodes) ns.inodes.set(i.fid, i)
-    for (const [fid, ents] of img.dirs) ns.dirs.set(fid, new Map(ents))
+    for (const [fid, ents] of img.dirs) {
+      ns.dirs.set(fid, new Map(ents))
+      for (const [, d] of ents) ns.placed(d.fid, fid)
+    }
     for (const [h, o] of img.opens) ns.setOpen(h, o)
     for (const [fid, l] of img.llog) ns.llog.set(fid, l)
     ns.fidNext = img.fidNext
@@ -99,14 +104,23 @@ export class Namespace {
   private delInode(fid: number): void {
     this.inodes.delete(fid)
     this.dirs.delete(fid)
+    this.parents.delete(fid)
     this.emit({ k: 'ino', fid, v: null })
   }
 
   private setDirent(dir: number, name: string, v: Dirent | null): void {
     const m = this.dirs.get(dir)!
-    if (v) m.set(name, v)
-    else m.delete(name)
+    const old = m.get(name)
+    if (old && this.parents.get(old.fid) === dir) this.parents.delete(old.fid)
+    if (v) {
+      m.set(name, v)
+      this.placed(v.fid, dir)
+    } else m.delete(name)
     this.emit({ k: 'de', dir, name, v })
+  }
+
+  private placed(fid: number, dir: number): void {
+    if (this.inodes.get(fid)?.type === 'dir') this.parents.set(fid, dir)
   }
 
   private setOpen(h: string, v: OpenRec | null): void {
@@ -181,7 +195,10 @@ export class Namespace {
     if (i.layout) a.layout = i.layout
     if (i.dir_layout) a.dir_layout = i.dir_layout
     if (i.target !== undefined) a.target = i.target
-    if (i.type === 'dir') a.change = i.change ?? 0
+    if (i.type === 'dir') {
+      a.change = i.change ?? 0
+      a.parent = this.parentOf(i.fid) ?? ROOT_FID
+    }
     return a
   }
 
@@ -379,12 +396,13 @@ export class Namespace {
     return { fid: victim.fid, nlink: this.removeName(a.parent, a.name, victim, a.time) }
   }
 
-  rename(a: OpArgs<'mdt_rename'>): void {
+  /** Returns the FID that moved. */
+  rename(a: OpArgs<'mdt_rename'>): number {
     const src = this.lookup(a.parent, a.name)
     const newParent = this.inode(a.new_parent)
     const dst = this.liveDir(a.new_parent).get(a.new_name)
     if (dst && a.noreplace) throw new LpError('EEXIST', `'${a.new_name}' exists`)
-    if (dst && dst.fid === src.fid) return
+    if (dst && dst.fid === src.fid) return src.fid
     if (src.type === 'dir') {
       // A directory may not move under itself.
       for (let p: number | undefined = a.new_parent; p !== undefined; p = this.parentOf(p))
@@ -404,13 +422,11 @@ export class Namespace {
     this.addEntry(this.inode(a.new_parent), a.new_name, src.fid)
     this.touch(this.inode(newParent.fid), a.time, moved)
     this.setInode({ ...this.inode(src.fid), ctime: a.time })
+    return src.fid
   }
 
   private parentOf(fid: number): number | undefined {
-    if (fid === ROOT_FID) return undefined
-    // Directories have one name; finding it by scan is fine for the rare directory rename.
-    for (const [dir, ents] of this.dirs) for (const d of ents.values()) if (d.fid === fid) return dir
-    return undefined
+    return fid === ROOT_FID ? undefined : this.parents.get(fid)
   }
 
   open(a: OpArgs<'mdt_open'>, client: string, replay?: { handle?: string }): { attr: MdtAttr; handle: string } {

@@ -60,10 +60,17 @@ export interface SelftestOptions {
 
 const SELF = fileURLToPath(import.meta.url)
 
+/** Where the two processes run: CPU numbers for taskset, null for the scheduler's choice. */
+interface Where {
+  placement: Placement
+  server: string | null
+  client: string | null
+}
+
 /** Both placements where the machine allows (taskset and two CPUs), else the scheduler's choice. */
-export function placements(cpus: number, taskset: boolean): Array<{ placement: Placement; server: string | null; client: string | null }> {
+export function placements(cpus: number, taskset: boolean): Where[] {
   if (!taskset) return [{ placement: cpus > 1 ? 'two-cpus' : 'one-cpu', server: null, client: null }]
-  const out: Array<{ placement: Placement; server: string | null; client: string | null }> = [{ placement: 'one-cpu', server: '0', client: '0' }]
+  const out: Where[] = [{ placement: 'one-cpu', server: '0', client: '0' }]
   if (cpus > 1) out.push({ placement: 'two-cpus', server: '1', client: '0' })
   return out
 }
@@ -74,7 +81,7 @@ export async function runSelftest(o: SelftestOptions, say: (line: string) => voi
   for (const kind of ['tcp', 'http'] as const)
     for (const p of placements(o.cpus, o.taskset)) {
       const runs: number[] = []
-      for (let i = 0; i < o.repeat; i++) runs.push(await measure(kind, p.server, p.client, o))
+      for (let i = 0; i < o.repeat; i++) runs.push(await measure(kind, p, o))
       const f: FloorFigure = { kind, placement: p.placement, runs_us: runs, median_us: median(runs)! }
       say(`${kind.padEnd(5)} ${p.placement.padEnd(9)} ${f.median_us.toFixed(0).padStart(5)} us per round trip (runs: ${runs.map((r) => r.toFixed(0)).join(', ')})`)
       figures.push(f)
@@ -95,12 +102,12 @@ export async function runSelftest(o: SelftestOptions, say: (line: string) => voi
 }
 
 /** One repetition: a server process, then a client process that reports microseconds per round trip. */
-async function measure(kind: FloorKind, serverCpu: string | null, clientCpu: string | null, o: SelftestOptions): Promise<number> {
-  const server = start(serverCpu, ['serve', kind, o.host, String(o.port)])
+async function measure(kind: FloorKind, where: Where, o: SelftestOptions): Promise<number> {
+  const server = start(where.server, ['serve', kind, o.host, String(o.port)])
   let client: ChildProcess | null = null
   try {
     await pTimeout(firstLine(server, `${kind} server`), { milliseconds: 10_000, message: `${kind} server: not listening on ${o.host}:${o.port} within 10 s` })
-    client = start(clientCpu, ['client', kind, o.host, String(o.port), String(o.count)])
+    client = start(where.client, ['client', kind, o.host, String(o.port), String(o.count)])
     // Even at a millisecond per round trip: a client that takes longer is stuck.
     const out = await pTimeout(firstLine(client, `${kind} client`), { milliseconds: 10_000 + o.count, message: `${kind} client: no figure within ${10 + o.count / 1000} s` })
     const us = Number(out)

@@ -131,6 +131,40 @@ print(sorted(os.listdir('.')), open('rc').read().strip(), open('rb').read().stri
     await c.failback('oss1')
   })
 
+  it('writes through a write-only handle past the page cache (a readable handle keeps it), and open readers and maps see them', async () => {
+    // Page cache is charged to the writer's memory cgroup: one cgroup per writer, 64 MiB each.
+    const cached = async (name: string, access: 'O_WRONLY' | 'O_RDWR') => {
+      const cg = `/sys/fs/cgroup/memory/lproxy-native-${process.pid}-${name}`
+      await sh(`mkdir "${cg}"`)
+      try {
+        await sh(`bash -c 'echo $$ > "${cg}/cgroup.procs"; exec python3 -c "
+import os
+fd = os.open(\\"${mnt}/${name}\\", os.${access} | os.O_CREAT | os.O_TRUNC)
+for i in range(64): os.write(fd, bytes([i]) * (1 << 20))
+os.close(fd)"'`)
+        return Number(/^cache (\d+)$/m.exec(await readFile(`${cg}/memory.stat`, 'utf8'))![1])
+      } finally {
+        await sh(`rmdir "${cg}"`)
+      }
+    }
+    expect(await cached('wronly', 'O_WRONLY')).toBe(0)
+    expect(await cached('rdwr', 'O_RDWR')).toBeGreaterThanOrEqual(60 * 2 ** 20)
+    expect(await sh(`cd "${mnt}"; cmp wronly rdwr && echo same`)).toBe('same\n')
+
+    const out = await sh(`cd "${mnt}"; python3 -c "
+import mmap, os
+with open('coh', 'wb') as f: f.write(b'A' * 8192)
+r = os.open('coh', os.O_RDONLY)
+m = mmap.mmap(r, 8192, prot=mmap.PROT_READ)
+seen = [os.pread(r, 4, 0), m[:4]]
+w = os.open('coh', os.O_WRONLY)
+os.pwrite(w, b'BBBB', 0)
+seen += [os.pread(r, 4, 0), m[:4]]
+os.close(w)
+print(b' '.join(seen).decode())"`)
+    expect(out.trim()).toBe('AAAA AAAA BBBB BBBB')
+  })
+
   it('carries 1 MiB write and read requests (counted by the daemon, logged at unmount)', async () => {
     await sh(`dd if=/dev/urandom of="${mnt}/mib" bs=1M count=16 conv=fsync status=none; echo 3 > /proc/sys/vm/drop_caches
       dd if="${mnt}/mib" of=/dev/null bs=1M status=none`)

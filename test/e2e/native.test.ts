@@ -147,7 +147,8 @@ os.close(fd)"'`)
         await sh(`rmdir "${cg}"`)
       }
     }
-    expect(await cached('wronly', 'O_WRONLY')).toBe(0)
+    // Not 0: python's own start-up may read a page or two that was not cached yet.
+    expect(await cached('wronly', 'O_WRONLY')).toBeLessThan(2 ** 20)
     expect(await cached('rdwr', 'O_RDWR')).toBeGreaterThanOrEqual(60 * 2 ** 20)
     expect(await sh(`cd "${mnt}"; cmp wronly rdwr && echo same`)).toBe('same\n')
 

@@ -101,9 +101,9 @@ const owner = (r: Req): Owner => ({ uid: r.uid, gid: r.gid })
 
 /**
  * A write-only handle writes past the page cache: llite's write-back already buffers its
- * data, and a cached copy in the kernel costs an allocation and a copy per page (a fifth of
- * a sequential write's time here) for pages no one on this handle can read or map. Handles
- * that can read keep the page cache.
+ * data, and a cached copy in the kernel costs an allocation and a copy per page (up to a
+ * fifth of a sequential write's time here) for pages no one on this handle can read or map.
+ * Handles that can read keep the page cache.
  */
 const direct = (flags: number) => (flags & O_ACCMODE) === O_WRONLY
 

@@ -65,6 +65,16 @@ function refusal(e: unknown): e is TransportError {
   return e instanceof TransportError && e.kind === 'http' && e.httpStatus !== 404 && e.httpStatus !== 503
 }
 
+/**
+ * The peer did not answer (refused, reset, silent): its connections are dropped so the next
+ * attempt dials afresh. One that answered, even with a refusal, keeps them, since every import
+ * to that node shares them (after a failover one OSS serves two OSTs, and its refusal of one
+ * must not fail the other's requests in flight).
+ */
+function unanswered(e: unknown): boolean {
+  return !(e instanceof TransportError && e.kind === 'http')
+}
+
 export class Import extends EventEmitter {
   readonly target: string
   readonly name: string
@@ -263,7 +273,7 @@ export class Import extends EventEmitter {
     const status = raw.header.status
     if (status === -ENOTCONN || status === -ENODEV || raw.header.flags.includes('stale_conn')) {
       // The target does not know this connection (restarted, moved, evicted us): reconnect and resend.
-      this.retry(req, `${req.op} x${req.xid} answered ${status === -ENODEV ? 'ENODEV' : 'ENOTCONN'}: ${raw.header.error ?? ''}`)
+      this.retry(req, `${req.op} x${req.xid} answered ${status === -ENODEV ? 'ENODEV' : 'ENOTCONN'}: ${raw.header.error ?? ''}`, false)
       return
     }
     this.complete(req, raw)
@@ -276,7 +286,7 @@ export class Import extends EventEmitter {
       req.reject(LpError.fromStatus(e.status ?? -EPROTO, e.message))
       return
     }
-    this.retry(req, `${req.op} x${req.xid} to ${this.current?.nid}: ${e.message}`)
+    this.retry(req, `${req.op} x${req.xid} to ${this.current?.nid}: ${e.message}`, unanswered(e))
   }
 
   /**
@@ -284,9 +294,9 @@ export class Import extends EventEmitter {
    * that connection is lost; if on an older one, the import already reconnected and the
    * request goes out again at once.
    */
-  private retry(req: PtlRequest, why: string): void {
+  private retry(req: PtlRequest, why: string, dropConnections: boolean): void {
     this.requeue(req)
-    this.failConnection(req.connCnt, why)
+    this.failConnection(req.connCnt, why, dropConnections)
     if (this.state === 'FULL') this.dispatch(req)
     else this.dropNoDelay(req)
   }
@@ -364,12 +374,12 @@ export class Import extends EventEmitter {
    * reconnect. In failover mode everything waits; a non-replayable (failout) import is
    * invalidated at once.
    */
-  private failConnection(connCnt: number, why: string): void {
+  private failConnection(connCnt: number, why: string, dropConnections = true): void {
     if (connCnt !== this.connCnt || this.state !== 'FULL') return
     const nid = this.current?.nid
     const fate = this.replayable ? 'will wait for recovery to complete' : 'will fail'
     this.log.warn({ nid, why }, `${this.target}: Connection to ${this.target} (at ${nid}) was lost; in progress operations using this service ${fate}`)
-    if (nid) this.c.transport.reset(nid)
+    if (nid && dropConnections) this.c.transport.reset(nid)
     for (const r of this.active) if (r.phase === 'inflight') this.requeue(r)
     this.setState('DISCONN')
     for (const r of [...this.active]) this.dropNoDelay(r)
@@ -475,7 +485,7 @@ export class Import extends EventEmitter {
       return raw.body as ConnectReply
     } catch (e) {
       this.log.debug({ nid: conn.nid, err: (e as Error).message }, `${this.target}: connect to ${conn.nid} failed`)
-      this.c.transport.reset(conn.nid)
+      if (unanswered(e)) this.c.transport.reset(conn.nid)
       return null
     }
   }

@@ -241,8 +241,9 @@ describe('state transitions', () => {
     expect(w.net.rpcs[0]!.h).toMatchObject({ handle: w.target.exports.get(UUID)!.handle, connCnt: 1, flags: [] })
   })
 
-  const failures: Array<[string, (w: World) => void, string[]]> = [
-    ['a refused connection', (w) => void w.net.node(A).down(), [A, A, B]],
+  // The last column: the connections to A dropped, or kept because A answered.
+  const failures: Array<[string, (w: World) => void, string[], string[]]> = [
+    ['a refused connection', (w) => void w.net.node(A).down(), [A, A, B], [A]],
     [
       'a reset connection',
       (w) => {
@@ -250,13 +251,14 @@ describe('state transitions', () => {
         queueMicrotask(() => void w.net.node(A).down())
       },
       [A, A, B],
+      [A],
     ],
-    ['ENOTCONN', (w) => scriptOnce(w, -errnoOf('ENOTCONN')), [A, A]],
-    ['ENODEV', (w) => scriptOnce(w, -errnoOf('ENODEV')), [A, A]],
-    ['HTTP 404 (target not on that node)', (w) => void w.net.node(A).absent(), [A, A, B]],
+    ['ENOTCONN', (w) => scriptOnce(w, -errnoOf('ENOTCONN')), [A, A], []],
+    ['ENODEV', (w) => scriptOnce(w, -errnoOf('ENODEV')), [A, A], []],
+    ['HTTP 404 (target not on that node)', (w) => void w.net.node(A).absent(), [A, A, B], []],
   ]
 
-  it.each(failures)('FULL -> DISCONN on %s for a request of the current conn_cnt; the request is resent', async (_, fail, nids) => {
+  it.each(failures)('FULL -> DISCONN on %s for a request of the current conn_cnt; the request is resent', async (_, fail, nids, dropped) => {
     const w = world()
     await w.full()
     w.net.node(B).up(w.target)
@@ -268,11 +270,28 @@ describe('state transitions', () => {
     // The reconnect presented the export handle, and the target still knew it: no eviction.
     expect(w.net.ops('connect')[1]!.body.a).toEqual({ prev_handle: w.target.exports.get(UUID)!.handle })
     expect(w.invalidations).toEqual([])
-    // The failed connection is dropped so that the next attempt dials afresh.
-    expect(w.net.resets[0]).toBe(A)
+    // A peer that did not answer has its connections dropped, so the next attempt dials
+    // afresh; one that answered keeps them (other imports to that node use them too).
+    expect(w.net.resets.filter((n) => n === A).slice(0, 1)).toEqual(dropped)
     expect(r.reply).toBeDefined()
     expect(sentFor(w, r.xid).map((s) => s.h.flags)).toEqual([[], ['resend']])
     expect(sentFor(w, r.xid)[1]!.h.connCnt).toBe(nids.length)
+  })
+
+  it("a node's refusal of a connect (HTTP 404: it does not serve the target yet) leaves its connections up; a node that does not answer loses them", async () => {
+    const w = world()
+    w.net.node(A).absent()
+    w.net.node(B).up(w.target)
+    w.imp.connect()
+    await w.settle()
+    expect(w.imp.state).toBe('FULL')
+    expect(w.net.ops('connect').map((s) => s.nid)).toEqual([A, B])
+    expect(w.net.resets).toEqual([])
+    w.net.node(B).down()
+    w.req()
+    await w.settle()
+    expect(w.net.resets.length).toBeGreaterThan(0)
+    expect(new Set(w.net.resets)).toEqual(new Set([B]))
   })
 
   it('a request the node refuses (HTTP 400) fails with its errno; the connection stays up', async () => {

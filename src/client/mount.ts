@@ -86,7 +86,8 @@ async function waitGone(pid: number, mp: string): Promise<void> {
   throw new LpError('ETIMEDOUT', `the mount daemon of ${mp} (pid ${pid}) did not finish unmounting`)
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` still exists. */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { alive } from '../../src/client/mount.js'
 import { startCluster, type ClusterHandle } from '../helpers/cluster.js'
 import { sh, shFails } from '../helpers/sh.js'
 
@@ -194,12 +195,3 @@ print(b' '.join(seen).decode())"`)
     expect(await sh(`md5sum < "${mnt}/kept"`)).toBe(await sh('seq 1 20000 | md5sum'))
   })
 })
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}

@@ -44,7 +44,7 @@ export class DirListings {
   }
 
   private async list(fid: number): Promise<Listing> {
-    const [entries, attr] = await Promise.all([this.llite.readdir(fid), this.llite.attr(fid)])
+    const { attr, entries } = await this.llite.listDir(fid)
     // A server that does not name the parent: '..' shows as the directory itself.
     const listing: Listing = { names: ['.', '..'], inos: [fid, attr.parent ?? fid], types: [DIR, DIR] }
     for (const e of entries) {

@@ -231,12 +231,17 @@ export class Llite {
   // ---- namespace ----
 
   async readdir(fid: number): Promise<DirEntry[]> {
-    const a = await this.attr(fid)
-    if (a.type !== 'dir') throw new LpError('ENOTDIR', `FID ${fid} is not a directory`)
+    return (await this.listDir(fid)).entries
+  }
+
+  /** A directory's attributes (its parent, for '..', among them) and its entries. */
+  async listDir(fid: number): Promise<{ attr: MdtAttr; entries: DirEntry[] }> {
+    const attr = await this.attr(fid)
+    if (attr.type !== 'dir') throw new LpError('ENOTDIR', `FID ${fid} is not a directory`)
     const entries = await this.mdc.readdir(fid)
     for (const e of entries) this.cache.setEntry(fid, e.name, e.fid)
     this.statahead.listed(fid, entries)
-    return entries
+    return { attr, entries }
   }
 
   /** Make `name` in the directory `p` (its attributes, as the caller already has them). */

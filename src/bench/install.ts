@@ -18,7 +18,8 @@ export const TOOLS = {
   bindfs: { bin: 'bindfs', pkg: 'bindfs' },
 } satisfies Record<string, Tool>
 
-function onPath(bin: string): boolean {
+/** Whether `bin` is installed (on PATH, or in the sbin directories root's PATH has). */
+export function onPath(bin: string): boolean {
   const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin']
   return dirs.some((d) => d && existsSync(path.join(d, bin)))
 }

@@ -3,7 +3,6 @@ import { once } from 'node:events'
 import { promises as fsp } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
-import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pTimeout from 'p-timeout'
@@ -197,15 +196,6 @@ async function client(kind: FloorKind, host: string, port: number, count: number
   await close()
   process.stdout.write(`${us.toFixed(1)}\n`)
 }
-
-/** Whether taskset (util-linux) is there to place the processes. */
-export async function hasTaskset(): Promise<boolean> {
-  const dirs = (process.env.PATH ?? '').split(':').filter(Boolean)
-  for (const d of dirs) if (await fsp.access(path.join(d, 'taskset'), fsp.constants.X_OK).then(() => true, () => false)) return true
-  return false
-}
-
-export const machineCpus = (): number => os.cpus().length
 
 if (process.argv[1] === SELF) {
   const [role, kind, host, port, count] = process.argv.slice(2)

@@ -1,3 +1,4 @@
+import os from 'node:os'
 import type { Command } from 'commander'
 import { runBench } from '../bench/bench.js'
 import type { BenchMode } from '../bench/failover.js'
@@ -5,7 +6,8 @@ import { checkJobs, JOB_NAMES, type JobName } from '../bench/jobs.js'
 import { Live } from '../bench/live.js'
 import { PAGE } from '../bench/pattern.js'
 import { DEFAULT_OUT } from '../bench/report.js'
-import { hasTaskset, machineCpus, runSelftest } from '../bench/selftest.js'
+import { onPath } from '../bench/install.js'
+import { runSelftest } from '../bench/selftest.js'
 import { compareTable, runSummary } from '../bench/table.js'
 import { DEFAULT_PORT } from '../cluster/layout.js'
 import { UsageError } from './errors.js'
@@ -113,8 +115,8 @@ export function registerSelftestCommand(program: Command): void {
           name: o.name,
           out: o.out,
           command: ['lproxy', ...process.argv.slice(2)].join(' '),
-          cpus: machineCpus(),
-          taskset: await hasTaskset(),
+          cpus: os.cpus().length,
+          taskset: onPath('taskset'),
         },
         (line) => print([line]),
       )

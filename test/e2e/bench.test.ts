@@ -3,7 +3,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { BenchReport } from '../../src/bench/report.js'
-import { hasTaskset, placements, type SelftestReport } from '../../src/bench/selftest.js'
+import { onPath } from '../../src/bench/install.js'
+import { placements, type SelftestReport } from '../../src/bench/selftest.js'
 import { workspace } from '../helpers/cluster.js'
 
 /**
@@ -60,7 +61,7 @@ describe('lproxy selftest', () => {
     const r = await ws.cli(['selftest', '--host', '127.0.60.200', '--port', '26100', '--count', '200', '--repeat', '2', '--out', out, '--name', 'floor'])
     expect(r.code, r.stderr).toBe(0)
     const rep = JSON.parse(readFileSync(path.join(out, 'floor.json'), 'utf8')) as SelftestReport
-    const where = placements(os.cpus().length, await hasTaskset()).map((p) => p.placement)
+    const where = placements(os.cpus().length, onPath('taskset')).map((p) => p.placement)
     expect(rep.figures.map((f) => `${f.kind} ${f.placement}`)).toEqual([...where.map((p) => `tcp ${p}`), ...where.map((p) => `http ${p}`)])
     for (const f of rep.figures) {
       expect(f.runs_us).toHaveLength(2)

@@ -45,8 +45,12 @@ export function runSummary(r: RunResult): string[] {
   const out = [`${r.fs}: ${r.description}`]
   const v = r.verify
   const scope = r.tool === 'fio' ? " (fio's verify headers; the random writer's file is not checked)" : ''
-  out.push(`  verified: ${v.streams} files, ${mib(v.bytes)}, ${v.bad_pages ?? 0} bad pages, ${v.errors.count} read errors${scope}${r.verified ? '' : '  <-- FAILED'}`)
-  for (const b of (v.first_bad ?? []).slice(0, 5)) out.push(`    mismatch: ${b}`)
+  const small = r.jobs.filter((j) => j.phases?.verify)
+  const smallFiles = small.reduce((a, j) => a + j.phases!.verify!.ops, 0)
+  const smallBad = small.reduce((a, j) => a + (j.bad_pages ?? 0), 0)
+  const alsoSmall = small.length ? `; ${smallFiles} small files of the metadata mix read back before their unlink, ${smallBad} bad` : ''
+  out.push(`  verified: ${v.streams} files, ${mib(v.bytes)}, ${v.bad_pages ?? 0} bad pages, ${v.errors.count} read errors${scope}${alsoSmall}${r.verified ? '' : '  <-- FAILED'}`)
+  for (const b of [...(v.first_bad ?? []), ...small.flatMap((j) => j.first_bad ?? [])].slice(0, 5)) out.push(`    mismatch: ${b}`)
   out.push(`  application errors: ${r.app_errors}`)
   for (const j of r.jobs) for (const e of j.errors.first.slice(0, 5)) out.push(`    ${j.name} +${(e.at_ms / 1000).toFixed(2)} s ${e.op}: ${e.error}`)
   if (r.replayed) out.push(`  replayed: ${r.replayed.requests} requests, ${mib(r.replayed.bytes)}`)

@@ -30,7 +30,11 @@ describe('lproxy bench', () => {
     expect(run.verified).toBe(true)
     expect(run.app_errors).toBe(0)
     expect(run.verify.bytes).toBe(32 * 2 ** 20 * 2 + 4 * 2 ** 20)
-    expect(run.jobs.find((j) => j.name === 'meta')!.phases!.unlink!.ops).toBe(50)
+    const meta = run.jobs.find((j) => j.name === 'meta')!
+    expect(meta.phases!.unlink!.ops).toBe(50)
+    expect(meta.phases!.verify!.ops).toBe(50)
+    expect(meta.bad_pages).toBe(0)
+    expect(r.stdout).toContain('50 small files of the metadata mix read back before their unlink, 0 bad')
     expect(run.failover!.error).toBeNull()
     expect(run.failover!.move!.moved).toContainEqual(expect.objectContaining({ target: 'ost1', node: 'oss2' }))
     expect(run.timeline.bytes.reduce((a, b) => a + b, 0)).toBeGreaterThan(0)

@@ -1,14 +1,19 @@
-import { describe, expect, it } from 'vitest'
+import { promises as fsp } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { describe, expect, it, vi } from 'vitest'
 import { fioCalls } from '../../src/bench/fio/args.js'
 import { addFioLog, fioEtaRate, parseFioJson } from '../../src/bench/fio/parse.js'
 import { checkJobs, plan, verifyJob, type Workload } from '../../src/bench/jobs.js'
 import { PAGE, Pattern } from '../../src/bench/pattern.js'
 import { prng, randomPages } from '../../src/bench/prng.js'
 import { compactJson } from '../../src/bench/report.js'
+import { metaStream } from '../../src/bench/streams/meta.js'
+import { Stream } from '../../src/bench/streams/stream.js'
 import { chart, niceStep } from '../../src/bench/svg.js'
 import { failureImpact, median, mergeBuckets, Meter } from '../../src/bench/timeline.js'
 
-/** The harness's logic without a filesystem: data generation, bucketing, stall/recovery, plans, fio parsing, the chart. */
+/** The harness's logic without a mount: data generation, bucketing, stall/recovery, plans, fio parsing, the chart, the metadata mix on tmpfs. */
 
 describe('verification data', () => {
   it('the same seed gives the same sequence in any process; another seed another one', () => {
@@ -174,5 +179,37 @@ describe('record', () => {
     expect(svg).toContain('<polyline points="')
     expect(svg).toContain('oss1 fails')
     expect(svg).toContain('lproxy &lt;x&gt;')
+  })
+})
+
+describe('metadata mix', () => {
+  it('reads every small file back before unlinking it, and finds one that changed', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lp-meta-'))
+    const readFile = fsp.readFile.bind(fsp)
+    // A file that changed between its close and the read-back (as a lost or torn write would).
+    const flipped = async (...args: Parameters<typeof fsp.readFile>) => {
+      const b = (await readFile(...args)) as Buffer
+      if (String(args[0]).endsWith('/f2')) b[100]! ^= 1
+      return b
+    }
+    const spy = vi.spyOn(fsp, 'readFile').mockImplementation(flipped as typeof fsp.readFile)
+    try {
+      const st = new Stream(Date.now())
+      const out = (await metaStream({ kind: 'meta', dir: path.join(dir, 'm'), count: 5, file: 100, seed: 7 })(st)) as {
+        phases: Record<string, { ops: number }>
+        bad_pages: number
+        first_bad: string[]
+      }
+      expect(Object.keys(out.phases)).toEqual(['create', 'stat', 'verify', 'unlink'])
+      expect(out.phases.verify!.ops).toBe(5)
+      expect(out.bad_pages).toBe(1)
+      expect(out.first_bad).toEqual([`${path.join(dir, 'm', 'f2')}@0`])
+      // The bytes counted are the ones written; the files are gone.
+      expect(st.progress().bytes).toBe(5 * 4096)
+      expect(await fsp.readdir(dir)).toEqual([])
+    } finally {
+      spy.mockRestore()
+      await fsp.rm(dir, { recursive: true, force: true })
+    }
   })
 })

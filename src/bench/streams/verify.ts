@@ -15,25 +15,35 @@ export function verifyStream(s: Extract<StreamSpec, { kind: 'verify' }>): (st: S
   const scratch = Buffer.alloc(s.bs)
   const written = writtenPages(s)
   return async (st) => {
-    const bad: string[] = []
-    let badPages = 0
-    const mismatch = (what: string, pages = 1) => {
-      badPages += pages
-      if (bad.length < MAX_ERRORS_KEPT) bad.push(what)
-    }
+    const bad = new Mismatches()
     const opened = await overBlocks(st, { path: s.path, flags: 'r', size: s.size, bs: s.bs, fsync: false }, (fh, off, len) =>
       st.data(`read ${s.path}@${off}`, async () => {
         const { bytesRead } = await fh.read(buf, 0, len, off)
         const whole = bytesRead - (bytesRead % PAGE)
-        for (const at of pat.badPages(buf, s.file, off, whole, scratch, written)) mismatch(`${s.path}@${at}`)
-        if (whole < len) mismatch(`${s.path}@${off + whole}: ends early`, (len - whole) / PAGE)
+        for (const at of pat.badPages(buf, s.file, off, whole, scratch, written)) bad.add(`${s.path}@${at}`)
+        if (whole < len) bad.add(`${s.path}@${off + whole}: ends early`, (len - whole) / PAGE)
         return bytesRead
       }),
     )
     if (!opened) return { bad_pages: s.size / PAGE, first_bad: [`${s.path}: cannot be opened`] }
     const size = (await st.call(`stat ${s.path}`, () => fsp.stat(s.path)))?.size
-    if (size !== s.size) mismatch(`${s.path}: size ${size}, ${s.size} written`)
-    return { bad_pages: badPages, first_bad: bad }
+    if (size !== s.size) bad.add(`${s.path}: size ${size}, ${s.size} written`)
+    return bad.result()
+  }
+}
+
+/** Pages that differ from what was written, and the first of them, as a stream's result reports them. */
+export class Mismatches {
+  private pages = 0
+  private readonly first: string[] = []
+
+  add(what: string, pages = 1): void {
+    this.pages += pages
+    if (this.first.length < MAX_ERRORS_KEPT) this.first.push(what)
+  }
+
+  result(): { bad_pages: number; first_bad: string[] } {
+    return { bad_pages: this.pages, first_bad: this.first }
   }
 }
 

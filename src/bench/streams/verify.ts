@@ -25,9 +25,11 @@ export function verifyStream(s: Extract<StreamSpec, { kind: 'verify' }>): (st: S
         return bytesRead
       }),
     )
-    if (!opened) return { bad_pages: s.size / PAGE, first_bad: [`${s.path}: cannot be opened`] }
-    const size = (await st.call(`stat ${s.path}`, () => fsp.stat(s.path)))?.size
-    if (size !== s.size) bad.add(`${s.path}: size ${size}, ${s.size} written`)
+    if (!opened) bad.add(`${s.path}: cannot be opened`, s.size / PAGE)
+    else {
+      const size = (await st.call(`stat ${s.path}`, () => fsp.stat(s.path)))?.size
+      if (size !== s.size) bad.add(`${s.path}: size ${size}, ${s.size} written`)
+    }
     return bad.result()
   }
 }

@@ -6,7 +6,7 @@ import { PathFs } from '../llite/paths.js'
 import { typeBits } from '../llite/stat.js'
 import type { FuseBinding, FuseMountOptions } from './binding.js'
 import { fuseStatus } from './errno.js'
-import { tuneConnection } from './fusectl.js'
+import { tuneConnection, watchConnection } from './fusectl.js'
 
 /**
  * The only code that knows fuse-native: its callbacks become llite calls, errors become
@@ -34,6 +34,7 @@ const UTIME_SPECIAL_MS = 2000
 
 export class FuseAdapter implements FuseBinding {
   private fuse: FuseInstance | null = null
+  private unwatch: () => void = () => undefined
   /** Hidden names of unlinked-but-open files -> their FID (the MDT keeps them until the last close). */
   private readonly hidden = new Map<string, number>()
 
@@ -157,10 +158,21 @@ export class FuseAdapter implements FuseBinding {
     const fuse = new LproxyFuse(o.mountpoint, this.ops(), { timeout: false })
     await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())))
     this.fuse = fuse
-    await tuneConnection(o.mountpoint, o.log)
+    const device = await tuneConnection(o.mountpoint, o.log)
+    // fuse-native says nothing when the kernel ends the session: watch the connection instead.
+    const ended = o.ended
+    if (ended) {
+      this.unwatch = await watchConnection(o.mountpoint, device, o.log, () => {
+        o.log.warn({ mountpoint: o.mountpoint }, 'the kernel ended the FUSE session (unmounted from outside, or the connection was aborted)')
+        // Nothing is left to unmount.
+        this.fuse = null
+        ended()
+      })
+    }
   }
 
   async unmount(): Promise<void> {
+    this.unwatch()
     const f = this.fuse
     if (!f) return
     this.fuse = null

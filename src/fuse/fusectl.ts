@@ -31,8 +31,11 @@ async function deviceOf(mountpoint: string): Promise<string> {
   throw new Error(`${mountpoint} is not in /proc/self/mountinfo`)
 }
 
+/** A connection's fusectl directory is named by the minor of the mount's device. */
+const connectionDir = (device: string) => `${CONNECTIONS}/${device.split(':')[1]}`
+
 async function raiseMaxBackground(device: string): Promise<void> {
-  const dir = `${CONNECTIONS}/${device.split(':')[1]}`
+  const dir = connectionDir(device)
   const present = await fsp.access(dir).then(() => true, () => false)
   if (!present) await promisify(execFile)('mount', ['-t', 'fusectl', 'fusectl', CONNECTIONS])
   await fsp.writeFile(`${dir}/max_background`, String(MAX_BACKGROUND))
@@ -66,7 +69,7 @@ const WATCH_MS = 1000
  * stops the watch. Without fusectl nothing can be watched: a warning says so.
  */
 export async function watchConnection(mountpoint: string, device: string | undefined, log: Logger, gone: () => void): Promise<() => void> {
-  const dir = device && `${CONNECTIONS}/${device.split(':')[1]}`
+  const dir = device && connectionDir(device)
   if (!dir || !(await fsp.access(dir).then(() => true, () => false))) {
     log.warn({ mountpoint }, 'the FUSE connection cannot be watched (no fusectl): an unmount from outside leaves this daemon running; use lproxy umount')
     return () => undefined

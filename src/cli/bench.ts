@@ -97,10 +97,10 @@ export function registerBenchCommand(program: Command): void {
 
 /** `lproxy selftest`, like lnet_selftest: the round-trip floor beneath lproxy's RPCs (src/bench/selftest.ts). */
 export function registerSelftestCommand(program: Command): void {
-  command(program, 'selftest', "round-trip floor of this machine's loopback beneath lproxy's RPCs, like lnet_selftest: TCP echo and HTTP (undici to node:http) between two processes, on one CPU and on two; JSON in bench/out")
+  command(program, 'selftest', "round-trip floor of this machine's loopback beneath lproxy's RPCs, like lnet_selftest: a TCP echo, and an RPC through lproxy's own path (undici Transport to a node's HTTP front, answered at once) between two processes, on one CPU and on two; JSON in bench/out")
     .option('--host <addr>', 'loopback address the server process listens on', '127.0.7.1')
     .option('--port <port>', 'its port', '9870')
-    .option('--count <n>', 'timed round trips per repetition', '5000')
+    .option('--count <n>', 'timed round trips per repetition (as many untimed go first)', '5000')
     .option('--repeat <n>', 'repetitions; figures are medians', '3')
     .option('--name <name>', 'name of bench/out/<name>.json (default: selftest and date)')
     .option('--out <dir>', 'where the JSON goes', DEFAULT_OUT)

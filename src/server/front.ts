@@ -22,7 +22,10 @@ class BadRequest extends Error {
   }
 }
 
-export function createFront(targets: Map<string, Target>, log: Logger): http.Server {
+/** What the front needs of a target (`lproxy selftest` serves a stand-in through the same front). */
+export type FrontTarget = Pick<Target, 'kind' | 'handle'>
+
+export function createFront(targets: Map<string, FrontTarget>, log: Logger): http.Server {
   const server = http.createServer({ requestTimeout: 0, keepAliveTimeout: 120_000 }, (req, res) => {
     handle(req, res).catch((e) => {
       log.error({ err: e }, 'request handling failed')

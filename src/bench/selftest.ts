@@ -1,15 +1,24 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { promises as fsp } from 'node:fs'
+import { existsSync, promises as fsp } from 'node:fs'
 import net from 'node:net'
+import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pTimeout from 'p-timeout'
 import { silentLogger } from '../common/log.js'
+import { DATA_PROCESS_FLAGS } from '../common/v8flags.js'
 import type { MdtAttr } from '../protocol/ops.js'
 import { Transport } from '../ptlrpc/transport.js'
+import { LowLevelFuse } from '../fuse/lowlevel.js'
 import { createFront, type FrontTarget } from '../server/front.js'
+import type { Figure } from './figures.js'
+import { FloorFs, type Rpc } from './floorfs.js'
+import { ChildMount } from './fs/child.js'
+import { plan } from './jobs.js'
+import { Live } from './live.js'
 import { compactJson, defaultName, gitInfo, hostInfo } from './report.js'
+import { runOn } from './run.js'
 import { median } from './timeline.js'
 
 /**
@@ -21,7 +30,9 @@ import { median } from './timeline.js'
  *   node's HTTP front, answered at once by a stand-in target: every RPC's cost but the
  *   target's work;
  * each with both processes on one CPU and on two, since a wakeup on another CPU costs more
- * in a VM.
+ * in a VM. Then the floor of the metadata mix: the bench's mix on a mount served by lproxy's
+ * own FUSE binding over a filesystem with no work of its own (FloorFs), whose RPCs that
+ * stand-in answers at once. No lproxy mount can create, stat or unlink faster on this machine.
  */
 export const REQUEST_BYTES = 300
 export const REPLY_BYTES = 200
@@ -47,6 +58,23 @@ export interface SelftestReport {
   host: ReturnType<typeof hostInfo>
   settings: { count: number; repeat: number; host: string; request_bytes: number; reply_bytes: number }
   figures: FloorFigure[]
+  /** The metadata mix on the floor mount, without RPCs and with them (empty with --meta-files 0). */
+  meta: MetaFloor[]
+}
+
+/** `binding`: every call answered in memory; `rpcs`: each waits for the RPCs llite's would, answered at once. */
+export type FloorMode = 'binding' | 'rpcs'
+export const FLOOR_MODES: readonly FloorMode[] = ['binding', 'rpcs']
+
+export interface MetaFloor {
+  mode: FloorMode
+  files: number
+  /** Per second, over the repetitions. */
+  creates: Figure
+  stats: Figure
+  unlinks: Figure
+  /** Every small file read back before its unlink as it was written. */
+  verified: boolean
 }
 
 export interface SelftestOptions {
@@ -54,6 +82,8 @@ export interface SelftestOptions {
   port: number
   count: number
   repeat: number
+  /** Files of the metadata mix on the floor mount; 0 skips it. */
+  metaFiles: number
   name?: string
   out: string
   command: string
@@ -90,6 +120,8 @@ export async function runSelftest(o: SelftestOptions, say: (line: string) => voi
       say(`${kind.padEnd(5)} ${p.placement.padEnd(9)} ${f.median_us.toFixed(0).padStart(5)} us per round trip (runs: ${runs.map((r) => r.toFixed(0)).join(', ')})`)
       figures.push(f)
     }
+  const meta: MetaFloor[] = []
+  if (o.metaFiles) for (const mode of FLOOR_MODES) meta.push(await metaFloor(mode, o, say))
   const report: SelftestReport = {
     name: o.name ?? defaultName('selftest', date),
     date: date.toISOString(),
@@ -98,6 +130,7 @@ export async function runSelftest(o: SelftestOptions, say: (line: string) => voi
     host: hostInfo(),
     settings: { count: o.count, repeat: o.repeat, host: o.host, request_bytes: REQUEST_BYTES, reply_bytes: REPLY_BYTES },
     figures,
+    meta,
   }
   await fsp.mkdir(o.out, { recursive: true })
   const file = path.join(o.out, `${report.name}.json`)
@@ -120,6 +153,35 @@ async function measure(kind: FloorKind, where: Where, o: SelftestOptions): Promi
     return us
   } finally {
     await Promise.all([server, client].map((c) => c && stop(c)))
+  }
+}
+
+/**
+ * The bench's metadata mix, `repeat` times, on a floor mount (a child process, like the peers
+ * of --compare) whose RPCs a stand-in server answers; the processes on the scheduler's CPUs.
+ */
+async function metaFloor(mode: FloorMode, o: SelftestOptions, say: (line: string) => void): Promise<MetaFloor> {
+  const work = await fsp.mkdtemp(path.join(existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'lproxy-selftest-'))
+  const mnt = path.join(work, 'mnt')
+  await fsp.mkdir(mnt)
+  const server = start(null, ['serve', 'http', o.host, String(o.port)])
+  const what = mode === 'rpcs' ? 'RPCs answered at once' : 'no RPCs'
+  const fs = new ChildMount(`floor-${mode}`, `lproxy's FUSE binding over FloorFs, ${what}`, mnt, [process.execPath, ...DATA_PROCESS_FLAGS, SELF, 'floor', mode, o.host, String(o.port), mnt])
+  try {
+    await pTimeout(firstLine(server, 'http server'), { milliseconds: 10_000, message: `http server: not listening on ${o.host}:${o.port} within 10 s` })
+    await fs.mount()
+    const dir = path.join(mnt, 'selftest')
+    const workload = { jobs: ['meta' as const], size: 0, blockSize: 0, randSize: 0, randSeconds: 0, metaFiles: o.metaFiles, repeat: o.repeat, seed: 1 }
+    const r = await runOn({ fs, plan: plan(workload, dir), dir, tool: 'native', failover: null, live: new Live() })
+    if (r.app_errors) throw new Error(`the metadata mix on the floor mount saw ${r.app_errors} errors: ${r.jobs.flatMap((j) => j.errors.first.map((e) => `${e.op}: ${e.error}`)).join('; ')}`)
+    const meta: MetaFloor = { mode, files: o.metaFiles, creates: r.figures.creates!, stats: r.figures.stats!, unlinks: r.figures.unlinks!, verified: r.verified }
+    const fig = (f: Figure) => `${f.median!.toFixed(0)} (runs: ${f.runs.map((x) => x.toFixed(0)).join(', ')})`
+    say(`meta  ${mode.padEnd(9)} creates ${fig(meta.creates)}, stats ${fig(meta.stats)}, unlinks ${fig(meta.unlinks)} per s`)
+    return meta
+  } finally {
+    await fs.close()
+    await stop(server)
+    await fsp.rm(work, { recursive: true, force: true })
   }
 }
 
@@ -169,6 +231,31 @@ function serve(kind: FloorKind, host: string, port: number): void {
   srv.listen(port, host, () => process.stdout.write('ready\n'))
 }
 
+/** One mdt_getattr through the RPC path per call, a signal per request as an import gives each. */
+function rpcTo(transport: Transport, host: string): Rpc {
+  const nid = `${host}@tcp`
+  let xid = 0
+  return async () => {
+    xid += 1
+    const h = { target: TARGET, op: 'mdt_getattr', client: 'selftest', connCnt: 1, xid, lastXid: xid - 1, flags: [] }
+    await transport.send(nid, h, { a: { fid: ATTR.fid } }, undefined, new AbortController().signal)
+  }
+}
+
+/** The floor mount's daemon: in the foreground until unmounted (the kernel ends the session) or SIGTERM. */
+async function floorMount(mode: FloorMode, host: string, port: number, mountpoint: string): Promise<void> {
+  const transport = new Transport({ port })
+  const fs = new FloorFs(mode === 'rpcs' ? rpcTo(transport, host) : async () => undefined)
+  const fuse = new LowLevelFuse(fs, { mountpoint, fsname: 'lproxy-selftest', attrTimeoutS: 1, log: silentLogger, ended: () => void end() })
+  const end = async () => {
+    await fuse.unmount()
+    await transport.close()
+    process.exit(0)
+  }
+  process.once('SIGTERM', () => void end())
+  await fuse.mount()
+}
+
 /**
  * The client side: `count` round trips untimed, then `count` timed; prints microseconds per
  * round trip. The RPC path needs thousands before V8 has optimised it (300 left it a third slower).
@@ -190,14 +277,7 @@ async function client(kind: FloorKind, host: string, port: number, count: number
     close = async () => void sock.destroy()
   } else {
     const transport = new Transport({ port, connections: 1 })
-    const nid = `${host}@tcp`
-    let xid = 0
-    roundTrip = async () => {
-      xid += 1
-      // A signal per request, as an import gives each.
-      const h = { target: TARGET, op: 'mdt_getattr', client: 'selftest', connCnt: 1, xid, lastXid: xid - 1, flags: [] }
-      await transport.send(nid, h, { a: { fid: ATTR.fid } }, undefined, new AbortController().signal)
-    }
+    roundTrip = rpcTo(transport, host)
     close = () => transport.close()
   }
   for (let i = 0; i < count; i++) await roundTrip()
@@ -209,11 +289,12 @@ async function client(kind: FloorKind, host: string, port: number, count: number
 }
 
 if (process.argv[1] === SELF) {
-  const [role, kind, host, port, count] = process.argv.slice(2)
-  if (role === 'serve') serve(kind as FloorKind, host!, Number(port))
-  else
-    void client(kind as FloorKind, host!, Number(port), Number(count)).catch((e) => {
-      process.stderr.write(`${(e as Error).message}\n`)
-      process.exit(1)
-    })
+  const [role, ...args] = process.argv.slice(2)
+  const fail = (e: unknown) => {
+    process.stderr.write(`${(e as Error).message}\n`)
+    process.exit(1)
+  }
+  if (role === 'serve') serve(args[0] as FloorKind, args[1]!, Number(args[2]))
+  else if (role === 'floor') floorMount(args[0] as FloorMode, args[1]!, Number(args[2]), args[3]!).catch(fail)
+  else client(args[0] as FloorKind, args[1]!, Number(args[2]), Number(args[3])).catch(fail)
 }

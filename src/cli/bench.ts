@@ -97,14 +97,15 @@ export function registerBenchCommand(program: Command): void {
 
 /** `lproxy selftest`, like lnet_selftest: the round-trip floor beneath lproxy's RPCs (src/bench/selftest.ts). */
 export function registerSelftestCommand(program: Command): void {
-  command(program, 'selftest', "round-trip floor of this machine's loopback beneath lproxy's RPCs, like lnet_selftest: a TCP echo, and an RPC through lproxy's own path (undici Transport to a node's HTTP front, answered at once) between two processes, on one CPU and on two; JSON in bench/out")
+  command(program, 'selftest', "round-trip floor of this machine's loopback beneath lproxy's RPCs, like lnet_selftest: a TCP echo, and an RPC through lproxy's own path (undici Transport to a node's HTTP front, answered at once) between two processes, on one CPU and on two; then the metadata mix on a mount of lproxy's FUSE binding whose RPCs are answered at once, the fastest any lproxy mount can create, stat and unlink here; JSON in bench/out")
     .option('--host <addr>', 'loopback address the server process listens on', '127.0.7.1')
     .option('--port <port>', 'its port', '9870')
     .option('--count <n>', 'timed round trips per repetition (as many untimed go first)', '5000')
     .option('--repeat <n>', 'repetitions; figures are medians', '3')
+    .option('--meta-files <n>', "files of the metadata mix on the floor mount (lproxy's FUSE binding, its RPCs answered at once); 0 skips it", '2000')
     .option('--name <name>', 'name of bench/out/<name>.json (default: selftest and date)')
     .option('--out <dir>', 'where the JSON goes', DEFAULT_OUT)
-    .action(async (o: { host: string; port: string; count: string; repeat: string; name?: string; out: string }) => {
+    .action(async (o: { host: string; port: string; count: string; repeat: string; metaFiles: string; name?: string; out: string }) => {
       if (!/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(o.host)) throw new UsageError(`--host ${o.host}: a loopback address (127.x.y.z)`)
       const { file } = await runSelftest(
         {
@@ -112,6 +113,7 @@ export function registerSelftestCommand(program: Command): void {
           port: intArg('--port', o.port, 1, 65535)!,
           count: intArg('--count', o.count, 1, 10_000_000)!,
           repeat: intArg('--repeat', o.repeat, 1, 100)!,
+          metaFiles: intArg('--meta-files', o.metaFiles, 0, 1_000_000)!,
           name: o.name,
           out: o.out,
           command: ['lproxy', ...process.argv.slice(2)].join(' '),

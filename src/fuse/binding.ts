@@ -9,6 +9,16 @@ import { LowLevelFuse } from './lowlevel.js'
  */
 export type FuseKind = 'auto' | 'native' | 'libfuse2'
 
+/**
+ * What lproxy's own binding asks of the filesystem beneath it: llite, or the stand-in with no
+ * work of its own that `lproxy selftest` times the binding and the RPCs with.
+ */
+export type FuseFs = Pick<
+  Llite,
+  | 'attr' | 'lookupStat' | 'stat' | 'statOf' | 'setattr' | 'ftruncate' | 'readlink' | 'listDir' | 'mkdir' | 'symlink' | 'unlink'
+  | 'rename' | 'link' | 'create' | 'open' | 'read' | 'write' | 'flush' | 'fsync' | 'fsyncdir' | 'release' | 'statfs'
+>
+
 export interface FuseMountOptions {
   mountpoint: string
   fsname: string

@@ -1,6 +1,6 @@
 import { LpError } from '../protocol/errno.js'
-import type { Llite } from '../llite/llite.js'
 import { typeBits } from '../llite/stat.js'
+import type { FuseFs } from './binding.js'
 
 /**
  * Directory listings for a binding that speaks in inode numbers. The kernel asks for '..'
@@ -21,7 +21,7 @@ export class DirListings {
   private readonly open = new Map<number, Listing | null>()
   private nextFh = 1
 
-  constructor(private readonly llite: Llite) {}
+  constructor(private readonly llite: Pick<FuseFs, 'listDir'>) {}
 
   opendir(): number {
     const fh = this.nextFh++

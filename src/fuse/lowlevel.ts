@@ -2,10 +2,10 @@ import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import pTimeout from 'p-timeout'
 import { LpError, errnoOf } from '../protocol/errno.js'
-import type { Llite, Owner, SetAttr, Statfs } from '../llite/llite.js'
+import type { Owner, SetAttr, Statfs } from '../llite/llite.js'
 import { O_ACCMODE, O_RDONLY, O_WRONLY } from '../llite/file.js'
 import { S_IFMT, typeBits, type PosixStat } from '../llite/stat.js'
-import type { FuseBinding, FuseMountOptions } from './binding.js'
+import type { FuseBinding, FuseFs, FuseMountOptions } from './binding.js'
 import { DirListings, type Listing } from './dirs.js'
 import { fuseStatus } from './errno.js'
 import { MAX_BACKGROUND, tuneConnection } from './fusectl.js'
@@ -118,7 +118,7 @@ export class LowLevelFuse implements FuseBinding {
 
   /** Throws if the addon is not built or cannot load (libfuse3 missing). */
   constructor(
-    private readonly llite: Llite,
+    private readonly llite: FuseFs,
     private readonly o: FuseMountOptions,
   ) {
     try {

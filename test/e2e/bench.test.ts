@@ -59,10 +59,10 @@ describe('lproxy bench', () => {
 })
 
 describe('lproxy selftest', () => {
-  it('times TCP and HTTP round trips between two processes on each CPU placement, writes JSON, leaves no process behind', async () => {
+  it('times TCP and HTTP round trips on each CPU placement and the metadata mix on floor mounts, writes JSON, leaves nothing behind', async () => {
     const ws = workspace('lproxy-selftest-')
     const out = path.join(ws.dir, 'out')
-    const r = await ws.cli(['selftest', '--host', '127.0.60.200', '--port', '26100', '--count', '200', '--repeat', '2', '--out', out, '--name', 'floor'])
+    const r = await ws.cli(['selftest', '--host', '127.0.60.200', '--port', '26100', '--count', '200', '--repeat', '2', '--meta-files', '100', '--out', out, '--name', 'floor'])
     expect(r.code, r.stderr).toBe(0)
     const rep = JSON.parse(readFileSync(path.join(out, 'floor.json'), 'utf8')) as SelftestReport
     const where = placements(os.cpus().length, onPath('taskset')).map((p) => p.placement)
@@ -72,6 +72,18 @@ describe('lproxy selftest', () => {
       for (const us of f.runs_us) expect(us).toBeGreaterThan(0)
       expect(r.stdout).toContain(`${f.kind.padEnd(5)} ${f.placement.padEnd(9)} ${f.median_us.toFixed(0).padStart(5)} us per round trip`)
     }
+    expect(rep.meta.map((m) => m.mode)).toEqual(['binding', 'rpcs'])
+    for (const m of rep.meta) {
+      expect(m.files).toBe(100)
+      // Every small file read back as written, through the binding and the stand-in filesystem.
+      expect(m.verified).toBe(true)
+      for (const f of [m.creates, m.stats, m.unlinks]) {
+        expect(f.runs).toHaveLength(2)
+        for (const v of f.runs) expect(v).toBeGreaterThan(0)
+        expect(f.errors).toBe(0)
+      }
+      expect(r.stdout).toContain(`meta  ${m.mode.padEnd(9)} creates ${m.creates.median!.toFixed(0)} (runs:`)
+    }
     const cmdline = (pid: string) => {
       try {
         return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')
@@ -79,7 +91,10 @@ describe('lproxy selftest', () => {
         return ''
       }
     }
-    expect(readdirSync('/proc').filter((e) => /^\d+$/.test(e) && /selftest\.js serve \w+ 127\.0\.60\.200 26100/.test(cmdline(e)))).toEqual([])
+    expect(readdirSync('/proc').filter((e) => /^\d+$/.test(e) && /selftest\.js (serve \w+|floor \w+) 127\.0\.60\.200 26100/.test(cmdline(e)))).toEqual([])
+    // The floor mounts are gone, and their directories with them.
+    expect(readFileSync('/proc/mounts', 'utf8')).not.toMatch(/lproxy-selftest-/)
+    expect(readdirSync('/dev/shm').filter((e) => e.startsWith('lproxy-selftest-'))).toEqual([])
 
     const bad = await ws.cli(['selftest', '--host', '10.0.0.1'])
     expect(bad.code).toBe(2)

@@ -1,0 +1,224 @@
+import type { FuseFs } from '../fuse/binding.js'
+import { O_ACCMODE, O_RDONLY } from '../llite/file.js'
+import type { Owner, SetAttr, Statfs } from '../llite/llite.js'
+import { toStat, type PosixStat } from '../llite/stat.js'
+import { LpError } from '../protocol/errno.js'
+import type { DirEntry, FileType, MdtAttr } from '../protocol/ops.js'
+
+/**
+ * The floor of lproxy's design for metadata, as `lproxy selftest` times it: a filesystem with
+ * no work of its own beneath lproxy's FUSE binding. Each call waits for as many RPCs as llite
+ * waits for in the same call when its caches hold what they hold in the bench's metadata mix
+ * (a create, a close that sends the data, an unlink: one each; a stat: none), and sends the
+ * close that llite sends after release without waiting for it. The RPCs go to a stand-in
+ * that answers at once; only their count comes from here. Files live in memory, so that the
+ * mix can read them back.
+ */
+export type Rpc = () => Promise<void>
+
+interface Node {
+  attr: MdtAttr
+  /** Directories: name -> FID. */
+  entries?: Map<string, number>
+  data: Buffer
+}
+
+interface Handle {
+  node: Node
+  dirty: boolean
+}
+
+export const FLOOR_ROOT = 1
+
+export class FloorFs implements FuseFs {
+  private readonly nodes = new Map<number, Node>()
+  private readonly handles = new Map<number, Handle>()
+  private nextFid = FLOOR_ROOT + 1
+  private nextFd = 1
+
+  constructor(
+    private readonly rpc: Rpc,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.nodes.set(FLOOR_ROOT, this.node(FLOOR_ROOT, 'dir', 0o755, { uid: 0, gid: 0 }, FLOOR_ROOT))
+  }
+
+  private node(fid: number, type: FileType, mode: number, who: Owner, parent?: number): Node {
+    const t = this.now()
+    const attr: MdtAttr = { fid, type, mode: mode & 0o7777, uid: who.uid, gid: who.gid, nlink: type === 'dir' ? 2 : 1, atime: t, mtime: t, ctime: t, size: 0, parent }
+    return { attr, entries: type === 'dir' ? new Map() : undefined, data: Buffer.alloc(0) }
+  }
+
+  private get(fid: number): Node {
+    const n = this.nodes.get(fid)
+    if (!n) throw new LpError('ENOENT', `no FID ${fid}`)
+    return n
+  }
+
+  private dir(fid: number): Map<string, number> {
+    const e = this.get(fid).entries
+    if (!e) throw new LpError('ENOTDIR', `FID ${fid} is not a directory`)
+    return e
+  }
+
+  private handle(fd: number): Handle {
+    const h = this.handles.get(fd)
+    if (!h) throw new LpError('EBADF', `no open file ${fd}`)
+    return h
+  }
+
+  /** A new entry: one RPC, as an MDT create is. */
+  private async make(parent: number, name: string, type: FileType, mode: number, who: Owner = { uid: 0, gid: 0 }): Promise<Node> {
+    const entries = this.dir(parent)
+    if (entries.has(name)) throw new LpError('EEXIST', `'${name}' exists`)
+    await this.rpc()
+    const n = this.node(this.nextFid++, type, mode, who, type === 'dir' ? parent : undefined)
+    this.nodes.set(n.attr.fid, n)
+    entries.set(name, n.attr.fid)
+    return n
+  }
+
+  async attr(fid: number): Promise<MdtAttr> {
+    return this.get(fid).attr
+  }
+
+  async lookupStat(parent: number, name: string): Promise<{ attr: MdtAttr; st: PosixStat }> {
+    const fid = this.dir(parent).get(name)
+    if (fid === undefined) throw new LpError('ENOENT', `no entry '${name}'`)
+    const attr = this.get(fid).attr
+    return { attr, st: await this.statOf(attr) }
+  }
+
+  async stat(fid: number): Promise<PosixStat> {
+    return this.statOf(this.get(fid).attr)
+  }
+
+  async statOf(a: MdtAttr): Promise<PosixStat> {
+    const n = this.nodes.get(a.fid)
+    const size = n?.data.length ?? 0
+    return toStat(a, a.type === 'reg' ? { size, blocks: Math.ceil(size / 512), mtime: a.mtime } : undefined)
+  }
+
+  async setattr(fid: number, s: SetAttr): Promise<PosixStat> {
+    const n = this.get(fid)
+    await this.rpc()
+    if (s.size !== undefined) n.data = resized(n.data, s.size)
+    Object.assign(n.attr, { mode: s.mode ?? n.attr.mode, uid: s.uid ?? n.attr.uid, gid: s.gid ?? n.attr.gid, atime: s.atime ?? n.attr.atime, mtime: s.mtime ?? n.attr.mtime, ctime: this.now() })
+    return this.statOf(n.attr)
+  }
+
+  async ftruncate(fd: number, size: number): Promise<void> {
+    await this.setattr(this.handle(fd).node.attr.fid, { size })
+  }
+
+  async readlink(fid: number): Promise<string> {
+    throw new LpError('EINVAL', `FID ${fid} is not a symlink`)
+  }
+
+  async listDir(fid: number): Promise<{ attr: MdtAttr; entries: DirEntry[] }> {
+    const entries = this.dir(fid)
+    await this.rpc()
+    return { attr: this.get(fid).attr, entries: [...entries].map(([name, f]) => ({ name, fid: f, type: this.get(f).attr.type })) }
+  }
+
+  async mkdir(parent: number, name: string, mode: number, owner?: Owner): Promise<MdtAttr> {
+    return (await this.make(parent, name, 'dir', mode, owner)).attr
+  }
+
+  async symlink(): Promise<MdtAttr> {
+    throw new LpError('EPERM', 'the selftest floor keeps no symlinks')
+  }
+
+  async link(): Promise<MdtAttr> {
+    throw new LpError('EPERM', 'the selftest floor keeps no hard links')
+  }
+
+  async rename(): Promise<void> {
+    throw new LpError('EPERM', 'the selftest floor does not rename')
+  }
+
+  async unlink(parent: number, name: string, dir = false): Promise<number> {
+    const entries = this.dir(parent)
+    const fid = entries.get(name)
+    if (fid === undefined) throw new LpError('ENOENT', `no entry '${name}'`)
+    const n = this.get(fid)
+    if (dir && n.attr.type !== 'dir') throw new LpError('ENOTDIR', `'${name}' is not a directory`)
+    if (!dir && n.attr.type === 'dir') throw new LpError('EISDIR', `'${name}' is a directory`)
+    if (n.entries?.size) throw new LpError('ENOTEMPTY', `'${name}' is not empty`)
+    await this.rpc()
+    entries.delete(name)
+    // Open handles keep the node itself, as an unlinked open file lives on.
+    this.nodes.delete(fid)
+    return fid
+  }
+
+  async create(parent: number, name: string, mode: number, _flags: number, owner?: Owner): Promise<{ fd: number; attr: MdtAttr }> {
+    const n = await this.make(parent, name, 'reg', mode, owner)
+    return { fd: this.opened(n), attr: n.attr }
+  }
+
+  async open(fid: number, flags: number): Promise<number> {
+    const n = this.get(fid)
+    if (n.attr.type === 'dir' && (flags & O_ACCMODE) !== O_RDONLY) throw new LpError('EISDIR', `FID ${fid} is a directory`)
+    await this.rpc()
+    return this.opened(n)
+  }
+
+  private opened(node: Node): number {
+    const fd = this.nextFd++
+    this.handles.set(fd, { node, dirty: false })
+    return fd
+  }
+
+  /** One RPC, as an OST read is. */
+  async read(fd: number, off: number, len: number): Promise<Buffer[]> {
+    const { node } = this.handle(fd)
+    await this.rpc()
+    return [node.data.subarray(Math.min(off, node.data.length), Math.min(off + len, node.data.length))]
+  }
+
+  /** Buffered, as llite's write-back is: no RPC. */
+  async write(fd: number, data: Buffer, off: number): Promise<number> {
+    const h = this.handle(fd)
+    const end = off + data.length
+    if (end > h.node.data.length) h.node.data = resized(h.node.data, end)
+    data.copy(h.node.data, off)
+    h.node.attr.mtime = this.now()
+    h.dirty = true
+    return data.length
+  }
+
+  /** Dirty data leave in one RPC, as close and fsync flush to the OST. */
+  async flush(fd: number): Promise<void> {
+    const h = this.handle(fd)
+    if (!h.dirty) return
+    await this.rpc()
+    h.dirty = false
+  }
+
+  async fsync(fd: number): Promise<void> {
+    await this.flush(fd)
+  }
+
+  async fsyncdir(): Promise<void> {}
+
+  /** The MDT close goes after release has answered, as llite's does. */
+  async release(fd: number): Promise<void> {
+    this.handle(fd)
+    this.handles.delete(fd)
+    void this.rpc().catch(() => undefined)
+  }
+
+  async statfs(): Promise<Statfs> {
+    await this.rpc()
+    const files = 1 << 20
+    return { bsize: 4096, frsize: 4096, blocks: 1 << 20, bfree: 1 << 20, bavail: 1 << 20, files, ffree: files - this.nodes.size, favail: files - this.nodes.size, namemax: 255 }
+  }
+}
+
+function resized(b: Buffer, size: number): Buffer {
+  if (size <= b.length) return b.subarray(0, size)
+  const out = Buffer.alloc(size)
+  b.copy(out)
+  return out
+}

@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest'
+import { FLOOR_ROOT, FloorFs } from '../../src/bench/floorfs.js'
+import { O_RDONLY, O_WRONLY } from '../../src/llite/file.js'
+
+/**
+ * The selftest's floor filesystem: it must wait for exactly the RPCs llite waits for in the
+ * metadata mix (else the floor is not lproxy's), and keep what it is given (else the mix's
+ * read-back fails on the floor mount).
+ */
+function counted() {
+  let sent = 0
+  let pending: Array<() => void> = []
+  const fs = new FloorFs(
+    () =>
+      new Promise<void>((resolve) => {
+        sent += 1
+        pending.push(resolve)
+      }),
+    () => 1000,
+  )
+  /** Answers every RPC sent so far, as the stand-in does at once. */
+  const answer = () => {
+    for (const r of pending) r()
+    pending = []
+  }
+  /** Runs `op` with its RPCs answered; how many it waited for. */
+  const rpcsOf = async <T>(op: () => Promise<T>): Promise<{ value: T; rpcs: number }> => {
+    const before = sent
+    const p = op()
+    // Each awaited RPC is answered in turn, until the call has settled.
+    let settled = false
+    void p.finally(() => (settled = true)).catch(() => undefined)
+    while (!settled) {
+      answer()
+      await new Promise((r) => setImmediate(r))
+    }
+    return { value: await p, rpcs: sent - before }
+  }
+  return { fs, rpcsOf, unanswered: () => pending.length, sent: () => sent }
+}
+
+describe('FloorFs', () => {
+  it('waits for one RPC per create, close with data and unlink, none for lookups, stats and writes', async () => {
+    const { fs, rpcsOf } = counted()
+    const dir = await rpcsOf(() => fs.mkdir(FLOOR_ROOT, 'd', 0o755))
+    expect(dir.rpcs).toBe(1)
+    const c = await rpcsOf(() => fs.create(dir.value.fid, 'f', 0o644, O_WRONLY))
+    expect(c.rpcs).toBe(1)
+    const data = Buffer.alloc(4096, 7)
+    expect(await rpcsOf(() => fs.write(c.value.fd, data, 0))).toEqual({ value: 4096, rpcs: 0 })
+    expect((await rpcsOf(() => fs.flush(c.value.fd))).rpcs).toBe(1)
+    // A second flush has nothing to send.
+    expect((await rpcsOf(() => fs.flush(c.value.fd))).rpcs).toBe(0)
+    const seen = await rpcsOf(() => fs.lookupStat(dir.value.fid, 'f'))
+    expect(seen.rpcs).toBe(0)
+    expect(seen.value.st).toMatchObject({ ino: c.value.attr.fid, size: 4096, mode: 0o100644 })
+    expect((await rpcsOf(() => fs.unlink(dir.value.fid, 'f'))).rpcs).toBe(1)
+    await expect(fs.lookupStat(dir.value.fid, 'f')).rejects.toMatchObject({ code: 'ENOENT' })
+  })
+
+  it('answers release before the close it sends', async () => {
+    const { fs, rpcsOf, unanswered } = counted()
+    const c = await rpcsOf(() => fs.create(FLOOR_ROOT, 'f', 0o644, O_WRONLY))
+    await fs.release(c.value.fd)
+    expect(unanswered()).toBe(1)
+    await expect(fs.release(c.value.fd)).rejects.toMatchObject({ code: 'EBADF' })
+  })
+
+  it('refuses what a filesystem refuses, before sending anything', async () => {
+    const { fs, rpcsOf, sent } = counted()
+    await rpcsOf(() => fs.create(FLOOR_ROOT, 'f', 0o644, O_WRONLY))
+    await rpcsOf(() => fs.mkdir(FLOOR_ROOT, 'd', 0o755))
+    const d = (await fs.lookupStat(FLOOR_ROOT, 'd')).attr.fid
+    await rpcsOf(() => fs.mkdir(d, 'sub', 0o755))
+    const before = sent()
+    for (const [call, code] of [
+      [() => fs.create(FLOOR_ROOT, 'f', 0o644, O_WRONLY), 'EEXIST'],
+      [() => fs.unlink(FLOOR_ROOT, 'nope'), 'ENOENT'],
+      [() => fs.unlink(FLOOR_ROOT, 'd'), 'EISDIR'],
+      [() => fs.unlink(FLOOR_ROOT, 'f', true), 'ENOTDIR'],
+      [() => fs.unlink(FLOOR_ROOT, 'd', true), 'ENOTEMPTY'],
+      [() => fs.open(d, O_WRONLY), 'EISDIR'],
+      [() => fs.rename(), 'EPERM'],
+    ] as const) {
+      const r = await rpcsOf(call as () => Promise<unknown>).catch((e: { code: string }) => e)
+      expect(r).toMatchObject({ code })
+    }
+    expect(sent()).toBe(before)
+  })
+
+  it('keeps what was written, and an unlinked file open', async () => {
+    const { fs, rpcsOf } = counted()
+    const c = await rpcsOf(() => fs.create(FLOOR_ROOT, 'f', 0o644, O_WRONLY))
+    await fs.write(c.value.fd, Buffer.from('hello'), 0)
+    await fs.write(c.value.fd, Buffer.from('world'), 8)
+    const fid = c.value.attr.fid
+    const fd = (await rpcsOf(() => fs.open(fid, O_RDONLY))).value
+    await rpcsOf(() => fs.unlink(FLOOR_ROOT, 'f'))
+    const got = await rpcsOf(() => fs.read(fd, 0, 100))
+    expect(got.rpcs).toBe(1)
+    expect(Buffer.concat(got.value)).toEqual(Buffer.from('hello\0\0\0world'))
+    expect(Buffer.concat((await rpcsOf(() => fs.read(fd, 20, 10))).value)).toHaveLength(0)
+  })
+})

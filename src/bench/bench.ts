@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto'
-import { existsSync, promises as fsp } from 'node:fs'
+import { promises as fsp } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fuseMounts } from '../common/mounts.js'
@@ -9,7 +9,7 @@ import { benchCluster } from './fs/cluster.js'
 import { LproxyMount } from './fs/lproxy.js'
 import { PEERS } from './fs/peers.js'
 import { PlainDir } from './fs/plain.js'
-import { storageOf } from './fs/storage.js'
+import { memoryDir, storageOf } from './fs/storage.js'
 import type { BenchFs } from './fs/types.js'
 import { ensureTools, TOOLS } from './install.js'
 import { plan, type Workload } from './jobs.js'
@@ -84,7 +84,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
       await down()
     }
     if (o.compare) {
-      const work = await fsp.mkdtemp(path.join(existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'lproxy-bench-peers-'))
+      const work = await memoryDir('lproxy-bench-peers-')
       cleanup.push('the peers directory', () => fsp.rm(work, { recursive: true, force: true }))
       for (const peer of PEERS) {
         try {

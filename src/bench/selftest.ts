@@ -1,8 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync, promises as fsp } from 'node:fs'
+import { promises as fsp } from 'node:fs'
 import net from 'node:net'
-import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pTimeout from 'p-timeout'
@@ -15,6 +14,7 @@ import { createFront, type FrontTarget } from '../server/front.js'
 import type { Figure } from './figures.js'
 import { FloorFs, type Rpc } from './floorfs.js'
 import { ChildMount } from './fs/child.js'
+import { memoryDir } from './fs/storage.js'
 import { plan } from './jobs.js'
 import { Live } from './live.js'
 import { compactJson, defaultName, gitInfo, hostInfo } from './report.js'
@@ -161,7 +161,7 @@ async function measure(kind: FloorKind, where: Where, o: SelftestOptions): Promi
  * of --compare) whose RPCs a stand-in server answers; the processes on the scheduler's CPUs.
  */
 async function metaFloor(mode: FloorMode, o: SelftestOptions, say: (line: string) => void): Promise<MetaFloor> {
-  const work = await fsp.mkdtemp(path.join(existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'lproxy-selftest-'))
+  const work = await memoryDir('lproxy-selftest-')
   const mnt = path.join(work, 'mnt')
   await fsp.mkdir(mnt)
   const server = start(null, ['serve', 'http', o.host, String(o.port)])

@@ -1,11 +1,10 @@
-import { existsSync, promises as fsp } from 'node:fs'
-import os from 'node:os'
+import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { clusterDown } from '../../cluster/down.js'
 import { LocalCluster } from '../../cluster/local.js'
 import { clusterUp } from '../../cluster/up.js'
 import { LproxyMount } from './lproxy.js'
-import { storageOf } from './storage.js'
+import { memoryDir, storageOf } from './storage.js'
 
 /**
  * The embedded cluster for a bench run: formatted afresh in a new directory, by default on
@@ -19,8 +18,7 @@ export interface BenchCluster {
 }
 
 export async function benchCluster(o: { dir?: string; net: string; port: number; params: Record<string, string>; stripeCount: number }): Promise<BenchCluster> {
-  const parent = existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()
-  const dir = o.dir ? path.resolve(o.dir) : await fsp.mkdtemp(path.join(parent, 'lproxy-bench-'))
+  const dir = o.dir ? path.resolve(o.dir) : await memoryDir('lproxy-bench-')
   const down = async () => {
     const lc = await LocalCluster.open(dir).catch(() => null)
     if (lc) await clusterDown(lc, { purge: !o.dir })

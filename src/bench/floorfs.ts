@@ -21,6 +21,8 @@ interface Node {
   /** Directories: name -> FID. */
   entries?: Map<string, number>
   data: Buffer
+  /** Open handles: an unlinked file lives on until the last is released. */
+  opens: number
 }
 
 interface Handle {
@@ -46,7 +48,7 @@ export class FloorFs implements FuseFs {
   private node(fid: number, type: FileType, mode: number, who: Owner, parent?: number): Node {
     const t = this.now()
     const attr: MdtAttr = { fid, type, mode: mode & 0o7777, uid: who.uid, gid: who.gid, nlink: type === 'dir' ? 2 : 1, atime: t, mtime: t, ctime: t, size: 0, parent }
-    return { attr, entries: type === 'dir' ? new Map() : undefined, data: Buffer.alloc(0) }
+    return { attr, entries: type === 'dir' ? new Map() : undefined, data: Buffer.alloc(0), opens: 0 }
   }
 
   private get(fid: number): Node {
@@ -147,8 +149,8 @@ export class FloorFs implements FuseFs {
     if (n.entries?.size) throw new LpError('ENOTEMPTY', `'${name}' is not empty`)
     await this.rpc()
     entries.delete(name)
-    // Open handles keep the node itself, as an unlinked open file lives on.
-    this.nodes.delete(fid)
+    n.attr.nlink = 0
+    this.forget(n)
     return fid
   }
 
@@ -165,6 +167,7 @@ export class FloorFs implements FuseFs {
   }
 
   private opened(node: Node): number {
+    node.opens += 1
     const fd = this.nextFd++
     this.handles.set(fd, { node, dirty: false })
     return fd
@@ -204,9 +207,15 @@ export class FloorFs implements FuseFs {
 
   /** The MDT close goes after release has answered, as llite's does. */
   async release(fd: number): Promise<void> {
-    this.handle(fd)
+    const { node } = this.handle(fd)
     this.handles.delete(fd)
+    node.opens -= 1
+    this.forget(node)
     void this.rpc().catch(() => undefined)
+  }
+
+  private forget(n: Node): void {
+    if (!n.attr.nlink && !n.opens) this.nodes.delete(n.attr.fid)
   }
 
   async statfs(): Promise<Statfs> {

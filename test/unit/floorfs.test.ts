@@ -100,5 +100,11 @@ describe('FloorFs', () => {
     expect(got.rpcs).toBe(1)
     expect(Buffer.concat(got.value)).toEqual(Buffer.from('hello\0\0\0world'))
     expect(Buffer.concat((await rpcsOf(() => fs.read(fd, 20, 10))).value)).toHaveLength(0)
+    expect(await fs.stat(fid)).toMatchObject({ size: 13, nlink: 0 })
+    // Gone with the last handle.
+    await fs.release(fd)
+    expect(await fs.stat(fid)).toMatchObject({ size: 13 })
+    await fs.release(c.value.fd)
+    await expect(fs.stat(fid)).rejects.toMatchObject({ code: 'ENOENT' })
   })
 })

@@ -90,7 +90,7 @@ export class Lov {
   async append(fid: number, layout: Layout, data: Buffer, mtime: number): Promise<number> {
     if (layout.osts.length !== 1) throw new LpError('EINVAL', 'OST-side append needs a single stripe')
     await this.flush(fid, layout)
-    return (await this.osc(layout.osts[0]!).write(fid, 0, 0, data, mtime, true)).offset
+    return (await this.osc(layout.osts[0]!).write(fid, 0, 0, data, mtime, { append: true })).offset
   }
 
   /**

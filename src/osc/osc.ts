@@ -1,4 +1,4 @@
-import type { ObjAttr, OpReplies, StatfsReply } from '../protocol/ops.js'
+import type { ObjAttr, OpArgs, OpReplies, StatfsReply } from '../protocol/ops.js'
 import type { Import } from '../ptlrpc/import.js'
 import type { Bulk } from '../protocol/wire.js'
 
@@ -21,10 +21,20 @@ export class Osc {
     private readonly tun: OscTunables,
   ) {}
 
-  /** `mtime`: the writer's time, which becomes the object's (as Lustre's BRW carries it). */
-  async write(fid: number, stripe: number, offset: number, data: Bulk, mtime: number, append = false): Promise<OpReplies['ost_write'] & { transno: number }> {
+  /**
+   * `mtime`: the writer's time, which becomes the object's (as Lustre's BRW carries it).
+   * `niobufs`: where the pieces of `data` go, when they are not one run from `offset`.
+   */
+  async write(
+    fid: number,
+    stripe: number,
+    offset: number,
+    data: Bulk,
+    mtime: number,
+    o: { append?: boolean; niobufs?: OpArgs<'ost_write'>['niobufs'] } = {},
+  ): Promise<OpReplies['ost_write'] & { transno: number }> {
     await this.throttle()
-    const r = await this.imp.request<OpReplies['ost_write']>('ost_write', { fid, stripe, offset, mtime, ...(append ? { append } : {}) }, { bulk: data })
+    const r = await this.imp.request<OpReplies['ost_write']>('ost_write', { fid, stripe, offset, mtime, ...o }, { bulk: data })
     return { ...r.body, transno: r.transno }
   }
 

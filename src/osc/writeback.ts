@@ -1,13 +1,15 @@
 import type { Clock, Timer } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import { LpError } from '../protocol/errno.js'
+import { MAX_NIOBUFS } from '../protocol/ops.js'
 import { ExtentMap, type Extent } from './extents.js'
 import type { Osc } from './osc.js'
 
 /**
  * The write-back cache of one OST (Lustre's osc dirty pages): writes land here and return;
- * contiguous dirty bytes of an object leave as RPCs of up to max_pages_per_rpc, at most
- * max_rpcs_in_flight at a time; the writer blocks (never fails) once max_dirty_mb is cached.
+ * dirty bytes of an object leave as RPCs of up to max_pages_per_rpc, contiguous runs or, for
+ * scattered writes, up to MAX_NIOBUFS runs in one RPC; at most max_rpcs_in_flight at a time;
+ * the writer blocks (never fails) once max_dirty_mb is cached.
  * A failed write RPC leaves its error with the file, for its next write, fsync or close.
  */
 export interface WritebackTunables {
@@ -95,11 +97,14 @@ export class OscWriteback {
   private pump(): void {
     const now = this.clock.now()
     let waiting = false
+    const max = this.tun.maxRpcBytes
     for (const o of this.objs.values()) {
       while (this.inflight < this.tun.maxRpcsInFlight) {
-        const e = o.map.take(this.tun.maxRpcBytes, (x) => o.urgent || x.len >= this.tun.maxRpcBytes || now - x.since >= this.tun.dirtyExpireMs || this.blocked > 0)
-        if (!e) break
-        this.send(o, e)
+        // A full RPC's worth, in one run or many, goes now; so does any run once it has waited long enough.
+        const full = o.map.dirtyBytes >= max
+        const es = o.map.take(max, MAX_NIOBUFS, (x) => full || o.urgent || now - x.since >= this.tun.dirtyExpireMs || this.blocked > 0)
+        if (!es.length) break
+        this.send(o, es)
       }
       if (o.map.dirtyBytes) waiting = true
     }
@@ -111,25 +116,30 @@ export class OscWriteback {
     }
   }
 
-  private send(o: ObjCache, e: Extent): void {
+  private send(o: ObjCache, es: Extent[]): void {
     this.inflight += 1
-    this.osc.write(o.fid, o.stripe, e.off, e.chunks, e.mtime).then(
+    const first = es[0]!
+    const niobufs = es.length > 1 ? es.map((e) => ({ offset: e.off, length: e.len })) : undefined
+    this.osc.write(o.fid, o.stripe, first.off, es.flatMap((e) => e.chunks), Math.max(...es.map((e) => e.mtime)), { niobufs }).then(
       ({ transno }) => {
         if (transno > (this.written.get(o.fid) ?? 0)) this.written.set(o.fid, transno)
-        this.done(o, e)
+        this.done(o, es)
       },
       (err) => {
-        this.log.warn({ fid: o.fid, stripe: o.stripe, off: e.off, len: e.len, err: (err as Error).message }, 'write-back failed')
+        const len = es.reduce((n, e) => n + e.len, 0)
+        this.log.warn({ fid: o.fid, stripe: o.stripe, off: first.off, len, runs: es.length, err: (err as Error).message }, 'write-back failed')
         this.fail(o.fid, err instanceof LpError ? err : new LpError('EIO', String(err)))
-        this.done(o, e)
+        this.done(o, es)
       },
     )
   }
 
-  private done(o: ObjCache, e: Extent): void {
+  private done(o: ObjCache, es: Extent[]): void {
     this.inflight -= 1
-    o.map.remove(e)
-    this.cached -= e.len
+    for (const e of es) {
+      o.map.remove(e)
+      this.cached -= e.len
+    }
     if (o.map.empty) this.objs.delete(this.key(o.fid, o.stripe))
     this.wake()
     this.pump()
@@ -177,11 +187,9 @@ export class OscWriteback {
   private invalidated(reason: string): void {
     const committed = this.osc.imp.peerCommitted
     for (const o of [...this.objs.values()]) {
-      for (const e of [...o.map.extents]) if (e.state === 'dirty') {
-        this.fail(o.fid, new LpError('EIO', `${this.osc.imp.target}: ${reason}`))
-        o.map.remove(e)
-        this.cached -= e.len
-      }
+      const lost = o.map.dropDirty()
+      if (lost) this.fail(o.fid, new LpError('EIO', `${this.osc.imp.target}: ${reason}`))
+      this.cached -= lost
       if (o.map.empty) this.objs.delete(this.key(o.fid, o.stripe))
     }
     for (const [fid, transno] of this.written) {

@@ -17,6 +17,8 @@ export const MAX_DESTROY_BATCH = 1024
 /** Names per mdt_batch_lookup, and objects per ost_getattr: statahead asks for many files at once. */
 export const MAX_LOOKUP_BATCH = 256
 export const MAX_GLIMPSE_OBJECTS = 4096
+/** Fragments of one ost_write (Lustre's niobufs): scattered dirty pages of an object leave in one RPC. */
+export const MAX_NIOBUFS = 256
 export const STRIPE_UNIT = 64 * 1024
 
 const u32 = z.number().int().min(0).max(0xffffffff)
@@ -138,6 +140,15 @@ export interface IrEvent {
 
 const objRef = { fid: fidSchema, stripe: z.number().int().min(0).max(MAX_STRIPES - 1) }
 
+/** The fragments of a write's bulk, in ascending order of offset, not overlapping; the first at the write's offset. */
+const niobufsSchema = z
+  .array(z.object({ offset: offsetSchema, length: z.number().int().min(1).max(MAX_IO) }))
+  .min(1)
+  .max(MAX_NIOBUFS)
+  .refine((fs) => fs.every((f, i) => i === 0 || fs[i - 1]!.offset + fs[i - 1]!.length <= f.offset), {
+    message: 'fragments must be in ascending order of offset and must not overlap',
+  })
+
 export const OPS = {
   // Every target
   connect: {
@@ -221,8 +232,13 @@ export const OPS = {
     kinds: ['ost'],
     modifying: true,
     bulkIn: true,
-    /** mtime: the client's time of the write (Lustre's BRW carries the inode's), so the object's mtime is the writer's. */
-    args: z.object({ ...objRef, offset: offsetSchema, append: z.boolean().optional(), mtime: timeSchema.optional() }),
+    /**
+     * mtime: the client's time of the write (Lustre's BRW carries the inode's), so the object's mtime is the writer's.
+     * niobufs: where the bulk's pieces go, when it is not one run from `offset`.
+     */
+    args: z
+      .object({ ...objRef, offset: offsetSchema, append: z.boolean().optional(), mtime: timeSchema.optional(), niobufs: niobufsSchema.optional() })
+      .refine((a) => !a.niobufs || (!a.append && a.niobufs[0]?.offset === a.offset), { message: 'niobufs start at the offset, and an append has none' }),
   },
   ost_read: {
     kinds: ['ost'],

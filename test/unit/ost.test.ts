@@ -135,6 +135,28 @@ describe('OST objects', () => {
     expect(await o.attrs([3, 0])).toEqual([null])
   })
 
+  it('puts each niobuf of a scattered write at its offset, one redo record each, the same after the commit', async () => {
+    const o = await setup()
+    const m = new Model()
+    const frags = [
+      { offset: 4096, length: 4096 },
+      { offset: 8192, length: 100 },
+      { offset: 65536, length: 4096 },
+    ]
+    const bulk = pat(8292, 9)
+    expect(o.apply('ost_write', { fid: 4, stripe: 0, offset: 4096, niobufs: frags }, bulk)).toEqual({ offset: 4096, size: 69632 })
+    let at = 0
+    for (const f of frags) m.write(f.offset, bulk.subarray(at, (at += f.length)))
+    expect(o.redo.map((r) => r.rec)).toEqual(frags.map((f) => expect.objectContaining({ k: 'w', fid: 4, stripe: 0, off: f.offset })))
+    expect(Buffer.compare(await o.read(4, 0), m.buf)).toBe(0)
+    await o.commit()
+    expect(Buffer.compare(await o.read(4, 0), m.buf)).toBe(0)
+    // niobufs that do not add up to the bulk are refused, with no effect.
+    expect(() => o.apply('ost_write', { fid: 4, stripe: 0, offset: 0, niobufs: [{ offset: 0, length: 10 }] }, pat(11, 1))).toThrow(/niobufs/)
+    expect(o.redo).toEqual([])
+    expect(Buffer.compare(await o.read(4, 0), m.buf)).toBe(0)
+  })
+
   it('destroy removes every stripe, committed or not; a later write starts afresh', async () => {
     const o = await setup()
     o.write(5, 0, 0, 'committed')

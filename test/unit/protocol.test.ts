@@ -13,6 +13,7 @@ import {
   H,
   type ReqHeader,
 } from '../../src/protocol/wire.js'
+import { MAX_NIOBUFS, OPS } from '../../src/protocol/ops.js'
 
 describe('NIDs', () => {
   it('parses host@tcp and host@tcpN, with names or IPv4 addresses', () => {
@@ -299,5 +300,24 @@ describe('wire codec', () => {
 
   it('rejects a reply header whose last_committed is not a number', () => {
     expect(() => decodeReplyHeader({ [H.status]: '0', [H.lastCommitted]: '-1' })).toThrow(FrameError)
+  })
+})
+
+describe('ost_write niobufs', () => {
+  const parse = (a: object) => OPS.ost_write.args.safeParse({ fid: 1, stripe: 0, offset: 0, ...a }).success
+  it('takes fragments in ascending order, adjacent or apart, the first at the offset', () => {
+    expect(parse({ niobufs: [{ offset: 0, length: 4096 }] })).toBe(true)
+    expect(parse({ niobufs: [{ offset: 0, length: 4096 }, { offset: 4096, length: 1 }, { offset: 1 << 20, length: 4096 }] })).toBe(true)
+  })
+  it('refuses overlapping or unordered fragments, a first one elsewhere, an append with fragments, too many', () => {
+    expect(parse({ niobufs: [{ offset: 0, length: 4096 }, { offset: 4095, length: 10 }] })).toBe(false)
+    expect(parse({ niobufs: [{ offset: 0, length: 10 }, { offset: 8192, length: 10 }, { offset: 4096, length: 10 }] })).toBe(false)
+    expect(parse({ offset: 10, niobufs: [{ offset: 0, length: 4096 }] })).toBe(false)
+    expect(parse({ append: true, niobufs: [{ offset: 0, length: 4096 }] })).toBe(false)
+    expect(parse({ niobufs: [] })).toBe(false)
+    expect(parse({ niobufs: [{ offset: 0, length: 1 }, null] })).toBe(false)
+    expect(parse({ niobufs: [{ offset: 0, length: 0 }] })).toBe(false)
+    expect(parse({ niobufs: Array.from({ length: MAX_NIOBUFS + 1 }, (_, i) => ({ offset: i * 8192, length: 4096 })) })).toBe(false)
+    expect(parse({ niobufs: Array.from({ length: MAX_NIOBUFS }, (_, i) => ({ offset: i * 8192, length: 4096 })) })).toBe(true)
   })
 })

@@ -1,4 +1,4 @@
-import { copyFrom } from '../../common/chunks.js'
+import { copyFrom, slice } from '../../common/chunks.js'
 import { LpError } from '../../protocol/errno.js'
 import { bulkLength } from '../../protocol/wire.js'
 import { MAX_FILE_SIZE, type ObjAttr, type OpArgs } from '../../protocol/ops.js'
@@ -96,15 +96,23 @@ export class OstBackend implements Backend {
     switch (op) {
       case 'ost_write': {
         const a = args as OpArgs<'ost_write'>
-        const data = ctx.bulk
-        const len = bulkLength(data)
+        const len = bulkLength(ctx.bulk)
         const off = a.append ? this.current(a.fid, a.stripe).size : a.offset
-        if (off + len > MAX_FILE_SIZE) throw new LpError('EFBIG', `write past the maximum object size ${MAX_FILE_SIZE}`)
+        const frags = a.niobufs ?? [{ offset: off, length: len }]
+        const last = frags[frags.length - 1]!
+        if (frags.reduce((n, f) => n + f.length, 0) !== len) throw new LpError('EINVAL', `the niobufs describe other than the ${len} bytes of bulk`)
+        if (last.offset + last.length > MAX_FILE_SIZE) throw new LpError('EFBIG', `write past the maximum object size ${MAX_FILE_SIZE}`)
         const mt = a.mtime ?? ctx.now
-        const p: PendingOp = { k: 'w', off, data, len, mt }
-        this.push(a.fid, a.stripe, p)
-        const rec: OstRedo = { k: 'w', fid: a.fid, stripe: a.stripe, off, mt }
-        return { body: { offset: off, size: this.current(a.fid, a.stripe).size }, redo: [{ rec, data, ref: [objKey(a.fid, a.stripe), p] }] }
+        // One pending op and one journal record per fragment, as if each had come alone.
+        let at = 0
+        const redo = frags.map((f): Redo => {
+          const data = slice(ctx.bulk, at, (at += f.length))
+          const p: PendingOp = { k: 'w', off: f.offset, data, len: f.length, mt }
+          this.push(a.fid, a.stripe, p)
+          const rec: OstRedo = { k: 'w', fid: a.fid, stripe: a.stripe, off: f.offset, mt }
+          return { rec, data, ref: [objKey(a.fid, a.stripe), p] }
+        })
+        return { body: { offset: off, size: this.current(a.fid, a.stripe).size }, redo }
       }
       case 'ost_punch': {
         const a = args as OpArgs<'ost_punch'>

@@ -203,19 +203,26 @@ export class OstBackend implements Backend {
   }
 
   async afterCommit(redo: Redo[]): Promise<void> {
+    const done = new Map<string, Set<PendingOp>>()
     for (const r of redo) {
       await this.applyToStore(r.rec as unknown as OstRedo, r.data ?? [])
-      const refs = (r.rec.k === 'd' ? r.ref : [r.ref]) as Array<[string, PendingOp]>
-      for (const [key, p] of refs) this.retire(key, p)
+      for (const [key, p] of (r.rec.k === 'd' ? r.ref : [r.ref]) as Array<[string, PendingOp]>) {
+        let s = done.get(key)
+        if (!s) done.set(key, (s = new Set()))
+        s.add(p)
+      }
     }
+    // Retired once the batch is in the files, each object's in one pass: a scattered writer
+    // leaves tens of thousands of ops on one object. A read until then folds them over bytes
+    // that already hold them, which changes nothing.
+    for (const [key, ops] of done) this.retire(key, ops)
   }
 
-  /** A pending op reached the file: drop it (it is the oldest of its object). */
-  private retire(key: string, p: PendingOp): void {
+  /** Pending ops reached the file: drop them. */
+  private retire(key: string, done: Set<PendingOp>): void {
     const ov = this.overlays.get(key)
     if (!ov) return
-    const i = ov.ops.indexOf(p)
-    if (i >= 0) ov.ops.splice(i, 1)
+    ov.ops = ov.ops.filter((p) => !done.has(p))
     if (ov.ops.length) return
     this.overlays.delete(key)
     const fid = Number(key.slice(0, key.indexOf('.')))

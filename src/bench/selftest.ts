@@ -143,7 +143,7 @@ async function measure(kind: FloorKind, where: Where, o: SelftestOptions): Promi
   const server = start(where.server, ['serve', kind, o.host, String(o.port)])
   let client: ChildProcess | null = null
   try {
-    await pTimeout(firstLine(server, `${kind} server`), { milliseconds: 10_000, message: `${kind} server: not listening on ${o.host}:${o.port} within 10 s` })
+    await listening(server, kind, o)
     client = start(where.client, ['client', kind, o.host, String(o.port), String(o.count)])
     // Even at a millisecond per round trip: a client that takes longer is stuck.
     const ms = 10_000 + 2 * o.count
@@ -168,7 +168,7 @@ async function metaFloor(mode: FloorMode, o: SelftestOptions, say: (line: string
   const what = mode === 'rpcs' ? 'RPCs answered at once' : 'no RPCs'
   const fs = new ChildMount(`floor-${mode}`, `lproxy's FUSE binding over FloorFs, ${what}`, mnt, [process.execPath, ...DATA_PROCESS_FLAGS, SELF, 'floor', mode, o.host, String(o.port), mnt])
   try {
-    await pTimeout(firstLine(server, 'http server'), { milliseconds: 10_000, message: `http server: not listening on ${o.host}:${o.port} within 10 s` })
+    await listening(server, 'http', o)
     await fs.mount()
     const dir = path.join(mnt, 'selftest')
     const workload = { jobs: ['meta' as const], size: 0, blockSize: 0, randSize: 0, randSeconds: 0, metaFiles: o.metaFiles, repeat: o.repeat, seed: 1 }
@@ -183,6 +183,11 @@ async function metaFloor(mode: FloorMode, o: SelftestOptions, say: (line: string
     await stop(server)
     await fsp.rm(work, { recursive: true, force: true })
   }
+}
+
+/** A server process has said it listens. */
+function listening(server: ChildProcess, kind: FloorKind, o: SelftestOptions): Promise<string> {
+  return pTimeout(firstLine(server, `${kind} server`), { milliseconds: 10_000, message: `${kind} server: not listening on ${o.host}:${o.port} within 10 s` })
 }
 
 async function stop(c: ChildProcess): Promise<void> {

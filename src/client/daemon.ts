@@ -66,7 +66,11 @@ export async function runDaemon(a: DaemonArgs, report: (r: DaemonReport) => void
     for (const w of warnings) log.warn({}, w)
     fs = await ClientFs.connect({ mgsnode: a.mgsnode, port: a.port, options: opts, clock: realClock, log })
     // Unmounted from outside: a daemon left running would hold its imports, and its export on every target.
-    fuse = await openFuse(opts.fuse, fs.llite, { mountpoint: a.mountpoint, fsname: fs.config.fsname, attrTimeoutS: opts.actimeo, log, ended: () => void shutdown(0) })
+    const ended = () => {
+      log.warn({ mountpoint: a.mountpoint }, 'the kernel ended the FUSE session (unmounted from outside, or the connection was aborted)')
+      void shutdown(0)
+    }
+    fuse = await openFuse(opts.fuse, fs.llite, { mountpoint: a.mountpoint, fsname: fs.config.fsname, attrTimeoutS: opts.actimeo, log, ended })
     await fuse.mount()
     await serveCtl({ fs, mountpoint: a.mountpoint, umount: () => shutdown(0) })
     process.on('SIGTERM', () => void shutdown(0))

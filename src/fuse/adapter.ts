@@ -163,7 +163,6 @@ export class FuseAdapter implements FuseBinding {
     const ended = o.ended
     if (ended) {
       this.unwatch = await watchConnection(o.mountpoint, device, o.log, () => {
-        o.log.warn({ mountpoint: o.mountpoint }, 'the kernel ended the FUSE session (unmounted from outside, or the connection was aborted)')
         // Nothing is left to unmount.
         this.fuse = null
         ended()

@@ -189,10 +189,7 @@ export class LowLevelFuse implements FuseBinding {
       interrupt: (id) => {
         if (a.replyErr(id, EINTR)) this.stats.interrupts++
       },
-      ended: () => {
-        log.warn({ mountpoint: this.o.mountpoint }, 'the kernel ended the FUSE session (unmounted from outside, or the connection was aborted)')
-        this.o.ended?.()
-      },
+      ended: () => this.o.ended?.(),
       lookup: (r, parent, name) => this.answer(r.id, async () => (await l.lookupStat(parent, name)).st, entry(r)),
       getattr: (r, ino) => this.answer(r.id, () => l.stat(ino), (st) => a.replyAttr(r.id, st)),
       setattr: (r, ino, s) => this.answer(r.id, () => this.setattr(ino, s), (st) => a.replyAttr(r.id, st)),

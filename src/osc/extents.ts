@@ -61,7 +61,9 @@ export class ExtentMap {
     // What stays dirty, built only once something is taken (most calls take nothing).
     let left: Extent[] | null = null
     let bytes = 0
-    for (const [k, e] of this.dirty.entries()) {
+    // Called on every write: a plain loop over what may be thousands of runs.
+    for (let k = 0; k < this.dirty.length; k++) {
+      const e = this.dirty[k]!
       if (bytes >= max || out.length >= maxRuns || !ready(e) || this.overlapsInflight(e)) {
         left?.push(e)
         continue

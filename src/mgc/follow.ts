@@ -59,10 +59,6 @@ function applyActive(imp: Import | undefined, t: TargetInfo, log: Logger): void 
 
 /** A target announced its (re)start: an import not connected to that instance goes there now. */
 function reconnectTo(imp: Import | undefined, e: IrEvent, log: Logger): void {
-  // An instance we already know did not restart: a configuration change, not a recovery.
-  if (!imp || imp.deactive || imp.isClosed() || imp.instance >= e.instance) return
+  if (!imp?.recoverTo(e.nid, e.instance)) return
   log.info({ target: e.target, nid: e.nid, instance: e.instance }, `${e.target}: imperative recovery: instance ${e.instance} serves at ${e.nid}; reconnecting now`)
-  imp.kick(e.nid)
-  // A FULL import still believes in the old instance: a ping finds the connection gone and starts the reconnect.
-  if (imp.state === 'FULL') imp.request('ping', {}, { noDelay: true }).catch(() => undefined)
 }

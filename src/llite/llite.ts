@@ -168,9 +168,12 @@ export class Llite {
     return toStat(a, cached > g.size ? { ...g, size: cached } : g)
   }
 
-  /** While bytes wait in the write-back cache the objects' sizes are about to change: do not keep them. */
+  /**
+   * While bytes wait in the write-back cache the objects' sizes are about to change: do not
+   * keep them. Nor a size that counted a lost OST's stripes as empty: it is wrong once it is back.
+   */
   private keepGlimpse(fid: number, layout: Layout, g: Glimpse): void {
-    if (!this.lov.cachedSize(fid, layout)) this.cache.setGlimpse(fid, g)
+    if (!this.lov.cachedSize(fid, layout) && !this.lov.lost(layout)) this.cache.setGlimpse(fid, g)
   }
 
   /**

@@ -446,9 +446,9 @@ export class Import extends EventEmitter {
   recoverTo(nid: string, instance: number): boolean {
     // An instance we already know did not restart: a configuration change, not a recovery.
     if (this.deactive || this.isClosed() || this.instance >= instance) return false
+    this.log.info({ nid, instance }, `${this.target}: imperative recovery: instance ${instance} serves at ${nid}; reconnecting now`)
     this.kick(nid)
     if (this.state !== 'FULL') return true
-    this.log.warn({ nid: this.current?.nid, instance }, `${this.target}: imperative recovery: instance ${instance} serves at ${nid}; dropping the connection to instance ${this.instance} (at ${this.current?.nid})`)
     // The old instance is gone: a failout import learns at the reconnect whether it was evicted.
     this.disconnect(true)
     void this.recoverLoop()

@@ -166,6 +166,11 @@ export class FloorFs implements FuseFs {
     return this.opened(n)
   }
 
+  /** Nothing here is ever lost: the page cache serves as usual. */
+  uncached(): boolean {
+    return false
+  }
+
   private opened(node: Node): number {
     node.opens += 1
     const fd = this.nextFd++

@@ -97,6 +97,8 @@ export class ClientFs {
     })
     // Evicted by the MDT: what we cached of the namespace may be stale, and our opens are gone.
     mdtImp.on('invalidate', () => this.llite.cache.clear())
+    // An OST lost: bytes and sizes read from its objects must not outlive the import.
+    for (const o of oscs.values()) o.imp.on('invalidate', () => this.llite.objectsLost(o.index))
     mdtImp.connect()
     for (const o of oscs.values()) o.imp.connect()
     followMgs(this.mgc, this.config, { ir: options.ir, log, importOf: (name) => this.imports().find((i) => i.target === name) })

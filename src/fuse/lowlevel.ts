@@ -208,7 +208,7 @@ export class LowLevelFuse implements FuseBinding {
           (fd) => {
             // Close-to-open: the size the kernel cached before this open is not trusted after it.
             a.invalidateAttr(ino)
-            return a.replyOpen(r.id, fd, direct(flags))
+            return a.replyOpen(r.id, fd, direct(flags) || l.uncached(fd))
           },
           (fd) => l.release(fd),
         ),

@@ -180,6 +180,15 @@ export class MetaCache {
     if (c) c.v.glimpse = glimpse
   }
 
+  /** Sizes glimpsed from objects whose OST was lost (its import invalidated) are no longer known. */
+  dropGlimpses(on: (attr: MdtAttr) => boolean): void {
+    for (const [fid, t] of this.attrs) {
+      if (!t.v.glimpse || !on(t.v.attr)) continue
+      this.touch(fid)
+      t.v.glimpse = undefined
+    }
+  }
+
   /** Our own write extended the file: a cached size must not go backwards. */
   grow(fid: number, end: number, mtime: number): void {
     this.touch(fid)

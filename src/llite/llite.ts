@@ -168,9 +168,12 @@ export class Llite {
     return toStat(a, cached > g.size ? { ...g, size: cached } : g)
   }
 
-  /** While bytes wait in the write-back cache the objects' sizes are about to change: do not keep them. */
+  /**
+   * While bytes wait in the write-back cache the objects' sizes are about to change: do not
+   * keep them. Nor a size that counted a lost OST's stripes as empty: it is wrong once it is back.
+   */
   private keepGlimpse(fid: number, layout: Layout, g: Glimpse): void {
-    if (!this.lov.cachedSize(fid, layout)) this.cache.setGlimpse(fid, g)
+    if (!this.lov.cachedSize(fid, layout) && !this.lov.lost(layout)) this.cache.setGlimpse(fid, g)
   }
 
   /**
@@ -385,13 +388,24 @@ export class Llite {
     return this.register(r.attr, r.handle, flags)
   }
 
+  /**
+   * A handle on a file with a stripe on a lost OST must have every read asked of us: the
+   * kernel stops at the size it cached, which counted that stripe as empty.
+   */
+  uncached(fd: number): boolean {
+    const layout = this.files.get(fd)?.layout
+    return !!layout && this.lov.lost(layout)
+  }
+
   /** The bytes read, in pieces (as the replies brought them: joining them would be a copy). */
   async read(fd: number, off: number, len: number): Promise<Buffer[]> {
     const f = this.file(fd)
     const layout = f.layout
     if (!layout || len === 0) return []
     // With bytes of its own in the write-back cache the file is read directly (read-your-writes).
-    if (!this.lov.cachedSize(f.fid, layout)) {
+    // So is a file with a stripe on a lost OST: its glimpsed size counted that stripe as empty
+    // (decided question 3), and only the OST read itself can tell the reader its bytes are gone.
+    if (!this.lov.cachedSize(f.fid, layout) && !this.lov.lost(layout)) {
       const size = this.cache.attr(f.fid)?.glimpse?.size
       if (size !== undefined && off >= size) return []
       f.ra ??= new ReadAhead(
@@ -422,6 +436,16 @@ export class Llite {
       this.keepGlimpse(fid, layout, g)
     }
     return Math.max(g.size, this.lov.cachedSize(fid, layout))
+  }
+
+  /**
+   * The import of OST `ost` was invalidated: what was read from its objects is dropped with
+   * it (as Lustre discards the pages with the locks), read-ahead and glimpsed sizes alike.
+   */
+  objectsLost(ost: number): void {
+    const on = (layout: Layout | undefined) => !!layout?.osts.includes(ost)
+    for (const f of this.files.values()) if (on(f.layout)) f.ra?.invalidate()
+    this.cache.dropGlimpses((a) => on(a.layout))
   }
 
   /** This client changed the file's data: read-ahead of any of its open files is stale. */

@@ -152,8 +152,11 @@ export class Statahead {
     try {
       const attrs = await this.mdc.batchLookup(parent, names)
       if (attrs.every((a) => !a)) s.ended = true
-      // Sizes with bytes of our own still cached are about to change: those are not glimpsed.
-      const files = this.tunables.agl ? attrs.filter((a): a is MdtAttr => !!a?.layout && a.type === 'reg' && !this.lov.cachedSize(a.fid, a.layout)) : []
+      // Sizes with bytes of our own still cached are about to change, and those with a stripe on
+      // a lost OST would be wrong once it is back: those are not glimpsed.
+      const files = this.tunables.agl
+        ? attrs.filter((a): a is MdtAttr => !!a?.layout && a.type === 'reg' && !this.lov.cachedSize(a.fid, a.layout) && !this.lov.lost(a.layout))
+        : []
       const glimpses = files.length ? await this.lov.glimpseMany(files.map((a) => ({ fid: a.fid, layout: a.layout! }))) : []
       const byFid = new Map(files.map((a, i) => [a.fid, glimpses[i]!]))
       const found = names.flatMap((name, i) => {

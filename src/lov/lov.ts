@@ -40,6 +40,11 @@ export class Lov {
     return configured(this.caches, index)
   }
 
+  /** Some stripe of the layout is on an OST this client lost (deactivated, failed out, evicted): its size and bytes are unknown. */
+  lost(layout: Layout): boolean {
+    return layout.osts.some((ost) => this.oscs.get(ost)?.imp.invalid ?? true)
+  }
+
   /** Usable for new files: not deactivated, not failed out. */
   private placeable(o: Osc): boolean {
     return !o.imp.deactive && !o.imp.invalid

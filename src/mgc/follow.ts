@@ -1,5 +1,5 @@
 import type { Logger } from '../common/log.js'
-import type { FsConfig, IrEvent, TargetInfo } from '../protocol/ops.js'
+import type { FsConfig, TargetInfo } from '../protocol/ops.js'
 import type { Import } from '../ptlrpc/import.js'
 import type { Mgc } from './mgc.js'
 
@@ -41,7 +41,8 @@ export function followMgs(mgc: Mgc, cfg: FsConfig, o: FollowOptions): void {
     }
   }
   mgc.watch(cfg.seq, (events) => {
-    if (o.ir) for (const e of events) reconnectTo(o.importOf(e.target), e, o.log)
+    // A target announced its (re)start: an import not connected to that instance goes there now.
+    if (o.ir) for (const e of events) o.importOf(e.target)?.recoverTo(e.nid, e.instance)
     void refresh()
   })
   // Changes made while the MGS was out of reach came with no event we could see.
@@ -55,14 +56,4 @@ function applyActive(imp: Import | undefined, t: TargetInfo, log: Logger): void 
   log.warn({ target: t.name }, `${t.name}: ${t.active ? 'activated' : 'deactivated'} by the MGS configuration (conf_param ${t.name}.osc.active=${t.active ? 1 : 0})`)
   if (t.active) imp.activate()
   else imp.deactivate()
-}
-
-/** A target announced its (re)start: an import not connected to that instance goes there now. */
-function reconnectTo(imp: Import | undefined, e: IrEvent, log: Logger): void {
-  // An instance we already know did not restart: a configuration change, not a recovery.
-  if (!imp || imp.deactive || imp.isClosed() || imp.instance >= e.instance) return
-  log.info({ target: e.target, nid: e.nid, instance: e.instance }, `${e.target}: imperative recovery: instance ${e.instance} serves at ${e.nid}; reconnecting now`)
-  imp.kick(e.nid)
-  // A FULL import still believes in the old instance: a ping finds the connection gone and starts the reconnect.
-  if (imp.state === 'FULL') imp.request('ping', {}, { noDelay: true }).catch(() => undefined)
 }

@@ -49,9 +49,16 @@ export class OscWriteback {
     private readonly log: Logger,
   ) {
     osc.imp.on('invalidate', (reason: string) => this.invalidated(reason))
-    osc.imp.on('committed', () => {
-      for (const [fid, t] of this.written) if (t <= osc.imp.peerCommitted) this.written.delete(fid)
+    // Every advance of last_committed, not only those that free replay-list bytes: a failout
+    // import keeps no replay list, and its map would otherwise only ever grow.
+    osc.imp.on('last_committed', (lc: number) => {
+      for (const [fid, t] of this.written) if (t <= lc) this.written.delete(fid)
     })
+  }
+
+  /** Files with acknowledged writes the OST has not committed yet: what losing it now would cost. */
+  get uncommittedFiles(): number {
+    return this.written.size
   }
 
   get tunables(): Readonly<WritebackTunables> {
@@ -122,7 +129,7 @@ export class OscWriteback {
     const niobufs = es.length > 1 ? es.map((e) => ({ offset: e.off, length: e.len })) : undefined
     this.osc.write(o.fid, o.stripe, first.off, es.flatMap((e) => e.chunks), Math.max(...es.map((e) => e.mtime)), { niobufs }).then(
       ({ transno }) => {
-        if (transno > (this.written.get(o.fid) ?? 0)) this.written.set(o.fid, transno)
+        if (transno > Math.max(this.written.get(o.fid) ?? 0, this.osc.imp.peerCommitted)) this.written.set(o.fid, transno)
         this.done(o, es)
       },
       (err) => {

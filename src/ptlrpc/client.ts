@@ -12,7 +12,11 @@ export class PtlrpcClient {
   readonly uuid: string
   readonly transport: RpcTransport
   readonly tunables: Tunables
-  private xid = 0
+  /**
+   * Seeded from the wall clock in microseconds, as Lustre seeds xids from the time: a
+   * restarted client (same uuid) never reuses an xid the target may hold a saved reply for.
+   */
+  private xid: number
 
   constructor(
     readonly clock: Clock,
@@ -23,6 +27,7 @@ export class PtlrpcClient {
     this.uuid = opts.uuid ?? randomUUID()
     this.tunables = opts.tunables ?? new Tunables()
     this.transport = opts.transport ?? new Transport({ port, connections: opts.connections })
+    this.xid = Math.floor(clock.wallNow() * 1000)
   }
 
   nextXid(): number {

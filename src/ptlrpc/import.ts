@@ -7,7 +7,7 @@ import { OPS, type ConnectReply, type OpName } from '../protocol/ops.js'
 import type { Bulk, ReqBody, ReqFlag, ReqHeader } from '../protocol/wire.js'
 import type { PtlrpcClient } from './client.js'
 import { PtlRequest, type RpcReply } from './request.js'
-import { TransportError, type RawReply } from './transport.js'
+import { TransportError, type Lane, type RawReply, type Route } from './transport.js'
 
 /**
  * One import: this client's connection to one target (Lustre's obd_import). It owns the
@@ -66,10 +66,9 @@ function refusal(e: unknown): e is TransportError {
 }
 
 /**
- * The peer did not answer (refused, reset, silent): its connections are dropped so the next
- * attempt dials afresh. One that answered, even with a refusal, keeps them, since every import
- * to that node shares them (after a failover one OSS serves two OSTs, and its refusal of one
- * must not fail the other's requests in flight).
+ * The peer did not answer (refused, reset, silent): this import's connections to it are
+ * dropped so the next attempt dials afresh. One that answered, even with a refusal, keeps
+ * them: the node is alive and they still work.
  */
 function unanswered(e: unknown): boolean {
   return !(e instanceof TransportError && e.kind === 'http')
@@ -108,6 +107,10 @@ export class Import extends EventEmitter {
   private attemptsThisCycle = 0
   private wake: (() => void) | null = null
   private pinger: Timer | null = null
+  /** The recovery RPC on the wire: an invalidation aborts it (what was reported lost is not replayed). */
+  private recoveryRpc: AbortController | null = null
+  /** Callers of whenCommitted still waiting: like kept requests, they want last_committed soon. */
+  private commitWaits = 0
   private lastActivity = 0
   private waitSum = 0
   private waitCount = 0
@@ -142,6 +145,40 @@ export class Import extends EventEmitter {
         this.off('state', on)
       }
       this.on('state', on)
+    })
+  }
+
+  /**
+   * Resolve once the target's last_committed reaches `transno`; reject with EIO if the import
+   * is invalidated or closed first (what it had not committed is then lost).
+   */
+  whenCommitted(transno: number): Promise<void> {
+    if (this.peerCommitted >= transno) return Promise.resolve()
+    if (this.invalid || this.state === 'CLOSED') return Promise.reject(new LpError('EIO', `${this.target}: transno ${transno} not committed: import is ${this.invalid ? 'invalid' : 'closed'}`))
+    return new Promise((resolve, reject) => {
+      const end = () => {
+        this.commitWaits -= 1
+        this.off('last_committed', onCommit)
+        this.off('invalidate', onLost)
+        this.off('state', onState)
+      }
+      const onCommit = () => {
+        if (this.peerCommitted < transno) return
+        end()
+        resolve()
+      }
+      const onLost = (why: string) => {
+        end()
+        reject(new LpError('EIO', `${this.target}: transno ${transno} not committed: ${why}`))
+      }
+      const onState = (s: ImportState) => {
+        if (s === 'CLOSED') onLost('import closed')
+      }
+      this.on('last_committed', onCommit)
+      this.on('invalidate', onLost)
+      this.on('state', onState)
+      // A commit is now expected: ask for it soon, as for kept requests.
+      if (this.commitWaits++ === 0 && this.state === 'FULL') this.schedulePing()
     })
   }
 
@@ -222,7 +259,7 @@ export class Import extends EventEmitter {
     this.lastActivity = req.sentAt
     this.armDeadline(req, conn)
     const h = this.header(req.xid, req.op, flags)
-    this.c.transport.send(conn.nid, h, { a: req.args }, req.bulk, ac.signal).then(
+    this.c.transport.send(conn.nid, h, { a: req.args }, req.bulk, ac.signal, this.route(req.op === 'ping' ? 'ctl' : 'io')).then(
       (raw) => this.onReply(req, raw),
       (e) => this.onSendError(req, e as Error),
     )
@@ -252,12 +289,17 @@ export class Import extends EventEmitter {
     }, this.c.tunables.requestTimeoutMs)
   }
 
-  /** Send with a deadline on the import's clock (AbortSignal.timeout would ignore an injected clock). */
+  /** This import's own connections: a failure that resets them leaves other imports' alone. */
+  private route(lane: Lane): Route {
+    return { owner: this.name, lane }
+  }
+
+  /** A control RPC (connect, ping, disconnect) with a deadline on the import's clock (AbortSignal.timeout would ignore an injected clock). */
   private async sendWithin(nid: string, h: ReqHeader, body: ReqBody, ms: number): Promise<RawReply> {
     const ac = new AbortController()
     const t = this.c.clock.setTimeout(() => ac.abort(new Error(`no answer within ${ms} ms`)), ms)
     try {
-      return await this.c.transport.send(nid, h, body, undefined, ac.signal)
+      return await this.c.transport.send(nid, h, body, undefined, ac.signal, this.route('ctl'))
     } finally {
       t.cancel()
     }
@@ -365,6 +407,8 @@ export class Import extends EventEmitter {
       this.keptBytes -= freed
       this.emit('committed', freed)
     }
+    // Also without a replay list (failout): the layers above forget what is now safe.
+    this.emit('last_committed', lc)
   }
 
   // ---- losing and regaining the connection ----
@@ -379,12 +423,36 @@ export class Import extends EventEmitter {
     const nid = this.current?.nid
     const fate = this.replayable ? 'will wait for recovery to complete' : 'will fail'
     this.log.warn({ nid, why }, `${this.target}: Connection to ${this.target} (at ${nid}) was lost; in progress operations using this service ${fate}`)
-    if (nid && dropConnections) this.c.transport.reset(nid)
+    this.disconnect(dropConnections)
+    if (!this.replayable) this.invalidate('connection lost (failout)')
+    void this.recoverLoop()
+  }
+
+  /** FULL -> DISCONN: what is in flight waits to be resent (a "no delay" request fails). */
+  private disconnect(dropConnections: boolean): void {
+    const nid = this.current?.nid
+    if (nid && dropConnections) this.c.transport.reset(nid, this.name)
     for (const r of this.active) if (r.phase === 'inflight') this.requeue(r)
     this.setState('DISCONN')
     for (const r of [...this.active]) this.dropNoDelay(r)
-    if (!this.replayable) this.invalidate('connection lost (failout)')
+  }
+
+  /**
+   * Imperative recovery: the MGS says the target restarted as `instance` at `nid`. An import
+   * connected to an older instance does not wait for a timeout to notice: it goes to DISCONN
+   * at once (its requests wait to be resent) and reconnects to `nid` first (Lustre's
+   * ptlrpc_recover_import). Returns whether the notice concerned it.
+   */
+  recoverTo(nid: string, instance: number): boolean {
+    // An instance we already know did not restart: a configuration change, not a recovery.
+    if (this.deactive || this.isClosed() || this.instance >= instance) return false
+    this.log.info({ nid, instance }, `${this.target}: imperative recovery: instance ${instance} serves at ${nid}; reconnecting now`)
+    this.kick(nid)
+    if (this.state !== 'FULL') return true
+    // The old instance is gone: a failout import learns at the reconnect whether it was evicted.
+    this.disconnect(true)
     void this.recoverLoop()
+    return true
   }
 
   private setState(s: ImportState): void {
@@ -456,7 +524,7 @@ export class Import extends EventEmitter {
         } catch (e) {
           if (e instanceof ReplayRejected) continue
           this.log.info({ nid: conn.nid, err: (e as Error).message }, `${this.target}: recovery interrupted, reconnecting`)
-          this.c.transport.reset(conn.nid)
+          this.c.transport.reset(conn.nid, this.name)
           this.setState('DISCONN')
         }
       }
@@ -485,7 +553,7 @@ export class Import extends EventEmitter {
       return raw.body as ConnectReply
     } catch (e) {
       this.log.debug({ nid: conn.nid, err: (e as Error).message }, `${this.target}: connect to ${conn.nid} failed`)
-      if (unanswered(e)) this.c.transport.reset(conn.nid)
+      if (unanswered(e)) this.c.transport.reset(conn.nid, this.name)
       return null
     }
   }
@@ -536,7 +604,13 @@ export class Import extends EventEmitter {
     this.lastReplayTransno = from
     const list = [...this.replayList]
     this.log.info({ nid: conn.nid, count: list.length, bytes: this.keptBytes }, `${this.target}: replaying ${list.length} requests`)
+    // An invalidation meanwhile (deactivate) reported the rest lost: none of it may execute now.
+    const gen = this.generation
+    const stillOurs = () => {
+      if (this.generation !== gen) throw new ConnectionLost('the import was invalidated during replay')
+    }
     for (const req of list) {
+      stillOurs()
       if (req.transno <= this.peerCommitted || req.transno <= from) continue
       const raw = await this.sendRecovery(conn, req, ['replay'], req.transno, { a: req.args, r: req.reply })
       if (raw.header.status !== 0) {
@@ -549,6 +623,7 @@ export class Import extends EventEmitter {
       this.emit('replayed', req)
       this.committed(raw.header.lastCommitted)
     }
+    stillOurs()
     this.setState('REPLAY_LOCKS')
     this.setState('REPLAY_WAIT')
     const ping = new PtlRequest(this.c.nextXid(), 'ping', {}, undefined, this.generation, false, false)
@@ -568,6 +643,7 @@ export class Import extends EventEmitter {
    */
   private async sendRecovery(conn: Connection, req: PtlRequest, flags: ReqFlag[], transno: number | undefined, body: { a: unknown; r?: unknown }): Promise<RawReply> {
     const ac = new AbortController()
+    this.recoveryRpc = ac
     const arm = () => {
       req.deadline = this.c.clock.setTimeout(() => {
         this.livenessPing(conn).then(
@@ -580,7 +656,8 @@ export class Import extends EventEmitter {
     }
     arm()
     try {
-      const raw = await this.c.transport.send(conn.nid, this.header(req.xid, req.op, flags, transno), body, req.bulk, ac.signal)
+      // A replay's bulk goes the way bulk goes: the control lane stays free for the pings that judge the peer.
+      const raw = await this.c.transport.send(conn.nid, this.header(req.xid, req.op, flags, transno), body, req.bulk, ac.signal, this.route(req.bulk ? 'io' : 'ctl'))
       if (raw.header.status === -ENOTCONN || raw.header.status === -ENODEV) throw new ConnectionLost(`${req.op} answered ${raw.header.status}`)
       return raw
     } catch (e) {
@@ -592,6 +669,7 @@ export class Import extends EventEmitter {
       // Done: no more deadlines, and a ping still out re-arms nothing.
       ac.abort()
       req.stopTimers()
+      if (this.recoveryRpc === ac) this.recoveryRpc = null
     }
   }
 
@@ -602,6 +680,7 @@ export class Import extends EventEmitter {
   private invalidate(reason: string): void {
     this.generation += 1
     this.invalid = true
+    this.recoveryRpc?.abort(new ConnectionLost(`import invalidated: ${reason}`))
     this.failAll(reason)
     const dropped = this.keptBytes
     this.replayList.splice(0)
@@ -642,12 +721,13 @@ export class Import extends EventEmitter {
   private schedulePing(): void {
     this.pinger?.cancel()
     const t = this.c.tunables
-    const wait = this.replayList.length ? t.pingIntervalUncommittedMs : this.lastActivity + t.pingIntervalMs - this.c.clock.now()
+    const expecting = () => this.replayList.length > 0 || this.commitWaits > 0
+    const wait = expecting() ? t.pingIntervalUncommittedMs : this.lastActivity + t.pingIntervalMs - this.c.clock.now()
     this.pinger = this.c.clock.setTimeout(() => {
       this.pinger = null
       // A deactivated import (FULL but invalid) sends nothing, pings included.
       if (this.state !== 'FULL' || this.invalid) return
-      if (!this.replayList.length && this.c.clock.now() - this.lastActivity < t.pingIntervalMs) return this.schedulePing()
+      if (!expecting() && this.c.clock.now() - this.lastActivity < t.pingIntervalMs) return this.schedulePing()
       this.request('ping', {}, { noDelay: true }).then(
         () => undefined,
         () => undefined,

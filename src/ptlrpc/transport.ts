@@ -41,31 +41,55 @@ export interface RawReply {
   bulk: Buffer[]
 }
 
+/**
+ * Which connections an RPC travels on. Each import has its own to each peer, so that the
+ * reset of one import's connections never fails another's requests (after a failover one OSS
+ * serves several targets). `ctl` (connects, pings, recovery) has connections of its own, so a
+ * liveness ping never queues behind a full window of bulk writes.
+ */
+export type Lane = 'io' | 'ctl'
+
+export interface Route {
+  /** The import's name. */
+  owner: string
+  lane: Lane
+}
+
+/** Callers with no import of their own (tools, benchmarks). */
+const SHARED: Route = { owner: '', lane: 'io' }
+/** A control lane needs no more: a ping, plus a replay or connect going on meanwhile. */
+const CTL_CONNECTIONS = 2
+
 /** What imports need from a transport (PtlrpcClient takes another one, e.g. a test's fake). */
 export interface RpcTransport {
-  send(nid: string, h: ReqHeader, body: ReqBody, bulk: Bulk | undefined, signal: AbortSignal): Promise<RawReply>
-  reset(nid: string): void
+  send(nid: string, h: ReqHeader, body: ReqBody, bulk: Bulk | undefined, signal: AbortSignal, route?: Route): Promise<RawReply>
+  /** Drop the connections of `owner` (every owner's, when none is named) to a peer. */
+  reset(nid: string, owner?: string): void
   close(): Promise<void>
 }
 
 export interface TransportOptions {
   port: number
-  /** Connections per peer; requests beyond them queue in the pool. */
+  /** io connections per peer and import; requests beyond them queue in the pool. */
   connections?: number
 }
 
 export class Transport implements RpcTransport {
-  private readonly pools = new Map<string, Pool>()
+  /** By owner, then NID and lane. */
+  private readonly pools = new Map<string, Map<string, Pool>>()
   private closed = false
 
   constructor(private readonly o: TransportOptions) {}
 
-  private pool(nid: string): Pool {
-    let p = this.pools.get(nid)
+  private pool(nid: string, r: Route): Pool {
+    let mine = this.pools.get(r.owner)
+    if (!mine) this.pools.set(r.owner, (mine = new Map()))
+    const key = `${nid} ${r.lane}`
+    let p = mine.get(key)
     if (!p) {
       const { host } = parseNid(nid)
       p = new Pool(`http://${host}:${this.o.port}`, {
-        connections: this.o.connections ?? 16,
+        connections: r.lane === 'ctl' ? CTL_CONNECTIONS : (this.o.connections ?? 16),
         pipelining: 1,
         // Our own deadlines (AbortSignal) decide when a peer is late, not undici's defaults.
         headersTimeout: 0,
@@ -76,12 +100,12 @@ export class Transport implements RpcTransport {
         keepAliveMaxTimeout: 4_000,
         connect: { timeout: 60_000 },
       })
-      this.pools.set(nid, p)
+      mine.set(key, p)
     }
     return p
   }
 
-  async send(nid: string, h: ReqHeader, body: ReqBody, bulk: Bulk | undefined, signal: AbortSignal): Promise<RawReply> {
+  async send(nid: string, h: ReqHeader, body: ReqBody, bulk: Bulk | undefined, signal: AbortSignal, route: Route = SHARED): Promise<RawReply> {
     if (this.closed) throw new TransportError('conn', 'transport closed')
     if (signal.aborted) throw classify(signal.reason, signal)
     const parts = encodeFrame(body, bulk)
@@ -97,7 +121,7 @@ export class Transport implements RpcTransport {
           headers: { ...encodeReqHeader(h), 'content-type': 'application/x-lproxy', 'content-length': String(length) },
           body: payload,
         }
-        this.pool(nid).dispatch(opts, new ReplyCollector(signal, resolve, reject))
+        this.pool(nid, route).dispatch(opts, new ReplyCollector(signal, resolve, reject))
       })
     } catch (e) {
       throw classify(e, signal)
@@ -115,17 +139,21 @@ export class Transport implements RpcTransport {
     return { header, body: json, bulk: replyBulk }
   }
 
-  /** Drop the connections to a peer (after a failure, so the next attempt dials afresh). */
-  reset(nid: string): void {
-    const p = this.pools.get(nid)
-    if (!p) return
-    this.pools.delete(nid)
-    void p.destroy().catch(() => undefined)
+  /** Drop connections to a peer (after a failure, so the next attempt dials afresh). */
+  reset(nid: string, owner?: string): void {
+    for (const [who, mine] of this.pools) {
+      if (owner !== undefined && who !== owner) continue
+      for (const [key, p] of mine) {
+        if (!key.startsWith(`${nid} `)) continue
+        mine.delete(key)
+        void p.destroy().catch(() => undefined)
+      }
+    }
   }
 
   async close(): Promise<void> {
     this.closed = true
-    const all = [...this.pools.values()]
+    const all = [...this.pools.values()].flatMap((m) => [...m.values()])
     this.pools.clear()
     await Promise.all(all.map((p) => p.destroy().catch(() => undefined)))
   }

@@ -12,7 +12,8 @@ import type { OpName } from '../../src/protocol/ops.js'
 import { PtlrpcClient } from '../../src/ptlrpc/client.js'
 import { Import, type ImportState, type RequestOptions } from '../../src/ptlrpc/import.js'
 import { PtlRequest, type RpcReply } from '../../src/ptlrpc/request.js'
-import { TransportError } from '../../src/ptlrpc/transport.js'
+import type { ReqBody, ReqHeader } from '../../src/protocol/wire.js'
+import { TransportError, type RawReply, type Route } from '../../src/ptlrpc/transport.js'
 import { Tunables } from '../../src/ptlrpc/tunables.js'
 import { FakeNet, FakeTarget, type Sent } from '../helpers/fakepeer.js'
 import { captureLogger } from '../helpers/log.js'
@@ -34,14 +35,14 @@ interface Outcome {
   xid: number
 }
 
-function world(o: { nids?: string[]; timeout?: number } = {}) {
-  const clock = new ManualClock()
-  const net = new FakeNet(clock)
+function world(o: { nids?: string[]; timeout?: number; target?: FakeTarget; net?: (clock: ManualClock) => FakeNet; clock?: ManualClock; client?: PtlrpcClient } = {}) {
+  const clock = o.clock ?? new ManualClock()
+  const net = o.net?.(clock) ?? new FakeNet(clock)
   const cap = captureLogger('debug')
   const tunables = new Tunables()
   if (o.timeout) tunables.timeout = o.timeout
-  const client = new PtlrpcClient(clock, cap.log, 988, { uuid: UUID, tunables, transport: net })
-  const target = new FakeTarget()
+  const client = o.client ?? new PtlrpcClient(clock, cap.log, 988, { uuid: UUID, tunables, transport: net })
+  const target = o.target ?? new FakeTarget()
   const nids = o.nids ?? [A, B]
   const imp = new Import({ client, target: target.name, name: `${target.name}-osc-test`, nids, log: cap.log })
   const states: ImportState[] = []
@@ -1037,5 +1038,238 @@ describe('last_xid', () => {
       [['resend'], resent.xid - 1],
     ])
     expect(sentFor(w, delayed.xid).map((s) => s.h.lastXid)).toEqual([resent.xid - 1])
+  })
+})
+
+/**
+ * A network that also records each RPC's route, and whose reset(nid, owner) fails that owner's
+ * requests still on the wire to nid, as destroying its pool does.
+ */
+class LaneNet extends FakeNet {
+  readonly routes = new Map<Sent, Route | undefined>()
+  readonly ownerResets: Array<[string, string | undefined]> = []
+  private readonly wire = new Set<{ nid: string; owner?: string; ac: AbortController }>()
+
+  override send(nid: string, h: ReqHeader, body: ReqBody, bulk: Uint8Array | undefined, signal: AbortSignal, route?: Route): Promise<RawReply> {
+    const ac = new AbortController()
+    if (signal.aborted) ac.abort(signal.reason)
+    else signal.addEventListener('abort', () => ac.abort(signal.reason), { once: true })
+    const p = super.send(nid, h, body, bulk, ac.signal)
+    this.routes.set(this.sent[this.sent.length - 1]!, route)
+    const e = { nid, owner: route?.owner, ac }
+    this.wire.add(e)
+    const off = () => void this.wire.delete(e)
+    p.then(off, off)
+    return p
+  }
+
+  override reset(nid: string, owner?: string): void {
+    super.reset(nid)
+    this.ownerResets.push([nid, owner])
+    for (const e of [...this.wire]) if (e.nid === nid && (owner === undefined || e.owner === owner)) e.ac.abort(new Error('pool destroyed'))
+  }
+
+  lane(s: Sent): string | undefined {
+    return this.routes.get(s)?.lane
+  }
+}
+
+describe('imperative recovery (issue 15)', () => {
+  it('a FULL import on an older instance goes to DISCONN at once and reconnects to the announced NID; what was in flight is resent, not failed', async () => {
+    const w = world()
+    await w.full()
+    // The old node went silent: without the notice only the 100 s deadline would tell.
+    w.net.node(A).hang()
+    const inflight = w.write()
+    await w.settle()
+    w.target.restart({ recover: true })
+    w.net.node(B).up(w.target)
+    await w.clock.advance(1 * SEC)
+    expect(w.imp.recoverTo(B, w.target.instance)).toBe(true)
+    expect(w.states.slice(0, 3)).toEqual(['CONNECTING', 'FULL', 'DISCONN'])
+    expect(inflight.settled).toBe(false)
+    await w.settle()
+    expect(w.connects().slice(1)).toEqual([[B, 1 * SEC]])
+    expect(w.imp.state).toBe('REPLAY_WAIT')
+    w.target.endRecovery()
+    await w.settle()
+    expect(w.imp.state).toBe('FULL')
+    expect(w.imp.instance).toBe(2)
+    expect(inflight.reply).toBeDefined()
+    expect(sentFor(w, inflight.xid).map((s) => [s.nid, s.h.flags])).toEqual([
+      [A, []],
+      [B, ['resend']],
+    ])
+    expect(w.invalidations).toEqual([])
+    expect(w.net.resets).toContain(A)
+  })
+
+  it('ignores a notice of the instance it is connected to or an older one, and any notice while deactivated', async () => {
+    const w = world()
+    await w.full()
+    expect(w.imp.recoverTo(B, 1)).toBe(false)
+    expect(w.imp.recoverTo(B, 0)).toBe(false)
+    expect(w.imp.state).toBe('FULL')
+    expect(w.imp.conns.map((c) => c.nid)).toEqual([A, B])
+    w.imp.deactivate()
+    expect(w.imp.recoverTo(B, 5)).toBe(false)
+    await w.clock.advance(60 * SEC)
+    expect(w.connects()).toHaveLength(1)
+  })
+
+  it('a failout import reconnects too, and learns from the restarted target that its requests are lost', async () => {
+    const w = world()
+    w.target.replayable = false
+    await w.full()
+    w.target.holdReplies = (h) => h.op === 'ost_getattr'
+    const inflight = w.req()
+    await w.settle()
+    w.target.restart({ recover: false })
+    w.imp.recoverTo(A, w.target.instance)
+    expect(inflight.settled).toBe(false)
+    await w.settle()
+    // A new handle from a target not in recovery: evicted, and what waited fails with EIO.
+    expect(inflight.error?.code).toBe('EIO')
+    expect(w.invalidations).toEqual(['evicted'])
+    expect(w.imp.state).toBe('FULL')
+  })
+})
+
+describe('connections of their own (issue 15)', () => {
+  it('connects, pings and recovery RPCs without bulk go on the control lane, requests and bulk replays on the io lane, all on the import\'s own connections', async () => {
+    const w = world({ net: (c) => new LaneNet(c) })
+    const net = w.net as LaneNet
+    await w.full()
+    w.write()
+    w.req()
+    await w.settle()
+    await w.clock.advance(7 * SEC)
+    expect(w.net.ops('ping')).toHaveLength(1)
+    w.target.restart({ recover: true })
+    w.imp.recoverTo(A, w.target.instance)
+    await w.settle()
+    w.target.endRecovery()
+    await w.settle()
+    expect(w.imp.state).toBe('FULL')
+    const lanes = net.sent.map((s) => `${s.h.op}${s.h.flags.length ? `/${s.h.flags.join(',')}` : ''} ${net.lane(s)}`)
+    expect(lanes).toEqual(['connect ctl', 'ost_write io', 'ost_getattr io', 'ping ctl', 'connect ctl', 'ost_write/replay io', 'ping/replay_done ctl'])
+    expect(new Set([...net.routes.values()].map((r) => r?.owner))).toEqual(new Set([w.imp.name]))
+  })
+
+  it("a failure resets only the failing request's import: a failout import's request to the same node is untouched", async () => {
+    const t1 = new FakeTarget('spfs-OST0001')
+    const t2 = new FakeTarget('spfs-OST0002')
+    t2.replayable = false
+    // After a failover one node serves both targets.
+    const both = { handle: (h: ReqHeader, b: ReqBody, bulk: Buffer | undefined) => (h.target === t2.name ? t2 : t1).handle(h, b, bulk) } as unknown as FakeTarget
+    const y = world({ net: (c) => new LaneNet(c), target: t1 })
+    const x = world({ target: t2, clock: y.clock, net: () => y.net, client: y.client })
+    const net = y.net as LaneNet
+    net.node(A).up(both)
+    y.imp.connect()
+    x.imp.connect()
+    await y.settle()
+    expect([y.imp.state, x.imp.state]).toEqual(['FULL', 'FULL'])
+
+    t2.holdReplies = (h) => h.op === 'ost_getattr'
+    const xr = x.req()
+    await y.settle()
+    net.node(A).refuse = (h) => (h.target === t1.name && h.op === 'ost_getattr' && !h.flags.includes('resend') ? new TransportError('conn', 'ECONNRESET: reset') : undefined)
+    const yr = y.req()
+    await y.settle()
+    expect(yr.reply).toBeDefined()
+    expect(net.ownerResets).toEqual([[A, y.imp.name]])
+    expect(xr.settled).toBe(false)
+    t2.releaseReplies()
+    await y.settle()
+    expect(xr.reply).toBeDefined()
+    expect(x.invalidations).toEqual([])
+    expect(x.states).toEqual(['CONNECTING', 'FULL'])
+  })
+})
+
+describe('what was reported lost is never replayed (issue 15)', () => {
+  it('deactivate during REPLAY abandons the replay on the wire and replays nothing after it', async () => {
+    const w = world()
+    await w.full()
+    ;[w.write(100, 1), w.write(200, 2), w.write(300, 3)]
+    await w.settle()
+    expect(w.imp.replayList.map((r) => r.transno)).toEqual([1, 2, 3])
+    w.target.restart({ recover: true })
+    w.target.holdReplies = (h) => h.flags.includes('replay') && h.transno === 1
+    w.imp.recoverTo(A, w.target.instance)
+    await w.settle()
+    expect(w.imp.state).toBe('REPLAY')
+    const n = w.connects().length
+    w.imp.deactivate()
+    await w.settle()
+    expect(w.imp.replayList).toEqual([])
+    expect(w.imp.keptBytes).toBe(0)
+    w.target.releaseReplies()
+    await w.clock.advance(600 * SEC)
+    const replayed = w.net.sent.filter((s) => s.h.flags.includes('replay')).map((s) => s.h.transno)
+    expect(replayed).toEqual([1])
+    expect(w.net.sent.filter((s) => s.h.flags.includes('replay_done'))).toEqual([])
+    expect(w.invalidations).toEqual(['deactivated'])
+    expect(w.imp.state).toBe('DISCONN')
+    expect(w.connects()).toHaveLength(n)
+  })
+})
+
+describe('whenCommitted (issue 15)', () => {
+  it('resolves once last_committed reaches the transno, bringing the next ping forward to learn it (also in failout)', async () => {
+    const w = world()
+    w.target.replayable = false
+    await w.full()
+    const r = w.write()
+    await w.settle()
+    const transno = r.reply!.transno
+    expect(transno).toBe(1)
+    await expect(w.imp.whenCommitted(0)).resolves.toBeUndefined()
+    let done = false
+    void w.imp.whenCommitted(transno).then(() => (done = true))
+    w.target.commit()
+    await w.clock.advance(7 * SEC - 1)
+    expect(done).toBe(false)
+    await w.clock.advance(1)
+    expect(done).toBe(true)
+    expect(w.net.ops('ping').map((s) => s.at)).toEqual([7 * SEC])
+    // Nobody waits any more: the idle interval again.
+    await w.clock.advance(25 * SEC - 1)
+    expect(w.net.ops('ping')).toHaveLength(1)
+  })
+
+  it('rejects with EIO when the import is invalidated or closed first, and at once on an invalid or closed import', async () => {
+    const w = world()
+    w.target.replayable = false
+    await w.full()
+    w.write()
+    await w.settle()
+    const lost = w.imp.whenCommitted(1)
+    w.imp.deactivate()
+    await expect(lost).rejects.toMatchObject({ code: 'EIO' })
+    await expect(w.imp.whenCommitted(1)).rejects.toMatchObject({ code: 'EIO' })
+    w.imp.activate()
+    await w.settle()
+    expect(w.imp.state).toBe('FULL')
+    const closed = w.imp.whenCommitted(2)
+    await w.imp.close()
+    await expect(closed).rejects.toMatchObject({ code: 'EIO' })
+    await expect(w.imp.whenCommitted(2)).rejects.toMatchObject({ code: 'EIO' })
+  })
+})
+
+describe('xids (issue 15)', () => {
+  it('start from the wall clock in microseconds and strictly increase; a client started later starts above', async () => {
+    const clock = new ManualClock(1_700_000_000_000)
+    const log = captureLogger().log
+    const a = new PtlrpcClient(clock, log, 988, { transport: new FakeNet(clock) })
+    const first = a.nextXid()
+    expect(first).toBe(1_700_000_000_000_000 + 1)
+    for (let i = 0; i < 500; i++) a.nextXid()
+    expect(a.lastXid).toBe(first + 500)
+    await clock.advance(1)
+    const b = new PtlrpcClient(clock, log, 988, { transport: new FakeNet(clock) })
+    expect(b.nextXid()).toBeGreaterThan(a.lastXid)
   })
 })

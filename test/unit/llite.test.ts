@@ -39,6 +39,7 @@ function rig() {
       return { size: sizes.get(fid) ?? 0, blocks: 0, mtime: 0 }
     },
     cachedSize: () => 0,
+    lost: () => false,
   } as unknown as Lov
   const ll = lliteOver(mdc, lov, clock)
   /** Answer the pending MDT lookup, then let the stat finish. */
@@ -109,7 +110,7 @@ describe('open(O_CREAT) of a name another client made meanwhile', () => {
         return { attr: f, handle: '00000000000000aa' }
       },
     } as unknown as Mdc
-    const lov = { chooseLayout: () => layout, glimpse: async () => ({ size: 0, blocks: 0, mtime: 0 }), cachedSize: () => 0 } as unknown as Lov
+    const lov = { chooseLayout: () => layout, glimpse: async () => ({ size: 0, blocks: 0, mtime: 0 }), cachedSize: () => 0, lost: () => false } as unknown as Lov
     return { ll: lliteOver(mdc, lov), opened }
   }
 
@@ -132,5 +133,70 @@ describe('open(O_CREAT) of a name another client made meanwhile', () => {
     const r = exists()
     await expect(r.ll.create(1, 'f', 0o600, O_EXCL | 1, { uid: 1000, gid: 1000 })).rejects.toMatchObject({ code: 'EEXIST' })
     expect(r.opened).toEqual([])
+  })
+})
+
+describe('an OST import invalidated (issue 15)', () => {
+  /** Files 10 (on OST 1) and 11 (on OST 2), 4 MiB each; reads of OST 1 fail once it is lost. */
+  function rig() {
+    const clock = new ManualClock()
+    const files = new Map([10, 11].map((fid) => [fid, file(fid, { stripe_size: 1 << 20, osts: [fid - 9] })]))
+    const reads: Array<[number, number]> = []
+    const glimpses: number[] = []
+    let lost = false
+    const mdc = {
+      getattr: async (fid: number) => files.get(fid)!,
+      open: async (fid: number) => ({ attr: files.get(fid)!, handle: '00000000000000aa' }),
+    } as unknown as Mdc
+    const lov = {
+      cachedSize: () => 0,
+      lost: (l: Layout) => lost && l.osts.includes(1),
+      glimpse: async (fid: number): Promise<Glimpse> => {
+        glimpses.push(fid)
+        // A lost OST's stripes count as empty (decided question 3).
+        return { size: lost && fid === 10 ? 0 : 4 << 20, blocks: 0, mtime: 0 }
+      },
+      read: async (fid: number, _l: Layout, off: number, len: number) => {
+        if (lost && fid === 10) throw new LpError('ESHUTDOWN', 'spfs-OST0001: import is invalid')
+        reads.push([fid, off])
+        return { data: [Buffer.alloc(len, fid)], complete: true }
+      },
+    } as unknown as Lov
+    const ll = lliteOver(mdc, lov, clock)
+    return { ll, reads, glimpses, lose: () => (lost = true), recover: () => (lost = false) }
+  }
+
+  it('drops the read-ahead and glimpsed sizes of files with a stripe there; their reads fail instead of reading nothing', async () => {
+    const r = rig()
+    const fd = await r.ll.open(10, O_RDONLY)
+    const other = await r.ll.open(11, O_RDONLY)
+    await r.ll.stat(10)
+    await r.ll.stat(11)
+    const K64 = 64 * 1024
+    for (const f of [fd, other]) for (let off = 0; off < 3 * K64; off += K64) expect(Buffer.concat(await r.ll.read(f, off, K64))).toHaveLength(K64)
+    // The window runs ahead of both readers.
+    expect(r.reads.filter(([fid, off]) => fid === 10 && off >= 1 << 20).length).toBeGreaterThan(0)
+    expect(r.ll.uncached(fd)).toBe(false)
+
+    r.lose()
+    r.ll.objectsLost(1)
+    // Bytes already read ahead are not served any more.
+    await expect(r.ll.read(fd, 3 * K64, K64)).rejects.toMatchObject({ code: 'ESHUTDOWN' })
+    // The size is glimpsed again (0: the stripe counts as empty), yet the read still asks the OST.
+    expect((await r.ll.stat(10)).size).toBe(0)
+    expect(r.glimpses.filter((f) => f === 10)).toHaveLength(2)
+    await expect(r.ll.read(fd, 0, K64)).rejects.toMatchObject({ code: 'ESHUTDOWN' })
+    expect(r.ll.uncached(fd)).toBe(true)
+    // The other OST's file keeps its window and its size.
+    const before = r.reads.length
+    expect(Buffer.concat(await r.ll.read(other, 3 * K64, K64))).toHaveLength(K64)
+    expect(r.reads.length).toBe(before)
+    expect(r.glimpses.filter((f) => f === 11)).toHaveLength(1)
+    expect(r.ll.uncached(other)).toBe(false)
+    // Back (the target answers again): what was read ahead before the loss is not served, the OST is asked.
+    r.recover()
+    const asked = r.reads.filter(([fid]) => fid === 10).length
+    expect(Buffer.concat(await r.ll.read(fd, 3 * K64, K64))).toHaveLength(K64)
+    expect(r.reads.filter(([fid]) => fid === 10).length).toBeGreaterThan(asked)
   })
 })

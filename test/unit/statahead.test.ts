@@ -54,6 +54,7 @@ function rig(statahead = { max: 8, batch: 4, agl: true }) {
       return files.map((f) => glimpse(f.fid))
     },
     cachedSize: () => 0,
+    lost: () => false,
   } as unknown as Lov
   const ll = new Llite({ mdc, lov, clock, log: pino({ level: 'silent' }), attrTimeoutMs: 1000, uid: 0, gid: 0, readAheadChunk: 1 << 20, maxReadAheadPerFile: 1 << 24, statahead })
   /** Let every batch sent so far answer. */

@@ -95,3 +95,41 @@ describe('OscWriteback RPCs', () => {
     expect(wb.cached).toBe(0)
   })
 })
+
+describe('OscWriteback and a failout import (issue 15)', () => {
+  it('forgets acknowledged writes once last_committed covers them, though a failout import frees no replay list; an invalidation reports the rest once', async () => {
+    const { wb, sent, page } = setup(64 * KiB)
+    const imp = wb.osc.imp as unknown as EventEmitter & { invalid: boolean; peerCommitted: number }
+    await wb.write(1, 0, 0, page(0), 0)
+    const f1 = wb.flush(1)
+    sent[0]!.answer()
+    await f1
+    expect(wb.uncommittedFiles).toBe(1)
+    imp.peerCommitted = 1
+    imp.emit('last_committed', 1)
+    expect(wb.uncommittedFiles).toBe(0)
+
+    await wb.write(2, 0, 0, page(0), 0)
+    const f2 = wb.flush(2)
+    sent[1]!.answer()
+    await f2
+    await wb.write(3, 0, 0, page(0), 0)
+    expect(wb.uncommittedFiles).toBe(1)
+    imp.invalid = true
+    imp.emit('invalidate', 'connection lost (failout)')
+    expect(wb.uncommittedFiles).toBe(0)
+    expect(wb.cached).toBe(0)
+    expect([1, 2, 3].map((fid) => wb.takeError(fid)?.code)).toEqual([undefined, 'EIO', 'EIO'])
+    expect([2, 3].map((fid) => wb.takeError(fid))).toEqual([undefined, undefined])
+  })
+
+  it('does not record a write whose reply says it is already committed', async () => {
+    const { wb, sent, page } = setup(64 * KiB)
+    ;(wb.osc.imp as unknown as { peerCommitted: number }).peerCommitted = 5
+    await wb.write(1, 0, 0, page(0), 0)
+    const f = wb.flush(1)
+    sent[0]!.answer()
+    await f
+    expect(wb.uncommittedFiles).toBe(0)
+  })
+})

@@ -3,7 +3,7 @@ import pTimeout from 'p-timeout'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import { slice } from '../common/chunks.js'
-import { LpError } from '../protocol/errno.js'
+import { LpError, isLpError } from '../protocol/errno.js'
 import type { DirEntry, DirLayout, DirsChanged, FileType, Layout, MdtAttr, OpArgs } from '../protocol/ops.js'
 import type { Mdc } from '../mdc/mdc.js'
 import type { Glimpse, Lov } from '../lov/lov.js'
@@ -273,7 +273,7 @@ export class Llite {
 
   /** Remove a name (rmdir when `dir`); returns the FID it named. */
   async unlink(parent: number, name: string, dir = false): Promise<number> {
-    const r = await this.unsure([parent], this.mdc.unlink(parent, name, dir, this.now()))
+    const r = await this.unsure([parent], this.onNamed(parent, name, (fid) => this.mdc.unlink(parent, name, dir, this.now(), fid)))
     this.forget(parent, name, r.fid)
     this.dirsChanged(r, (_dir, names) => names.delete(name))
     return r.fid
@@ -282,6 +282,24 @@ export class Llite {
   private forget(parent: number, name: string, fid?: number): void {
     this.cache.dropEntry(parent, name)
     if (fid !== undefined) this.cache.dropAttr(fid)
+  }
+
+  /**
+   * A change of the inode `name` names, sent with its FID (known from the cache, else looked
+   * up) so that the MDT never acts on another inode. When the name names another one now
+   * (ESTALE: another client replaced it), the change goes once more after a fresh lookup;
+   * `stale` drops whatever else the change assumed.
+   */
+  private async onNamed<T>(parent: number, name: string, change: (fid: number) => Promise<T>, stale?: () => void): Promise<T> {
+    const fid = this.cache.entry(parent, name) ?? (await this.lookup(parent, name)).fid
+    try {
+      return await change(fid)
+    } catch (e) {
+      if (!isLpError(e, 'ESTALE')) throw e
+      this.forget(parent, name)
+      stale?.()
+      return change((await this.lookup(parent, name)).fid)
+    }
   }
 
   /** A namespace change that failed (EEXIST, ENOENT, ...) may mean others changed `dirs`: their names are no longer known. */
@@ -307,8 +325,19 @@ export class Llite {
 
   /** rename(2); with `noreplace` (RENAME_NOREPLACE) an existing new name fails with EEXIST. */
   async rename(parent: number, name: string, newParent: number, newName: string, noreplace = false): Promise<void> {
-    const victim = this.cache.entry(newParent, newName)
-    const r = await this.unsure([parent, newParent], this.mdc.rename(parent, name, newParent, newName, this.now(), noreplace))
+    let victim = this.cache.entry(newParent, newName)
+    const r = await this.unsure(
+      [parent, newParent],
+      this.onNamed(
+        parent,
+        name,
+        (fid) => this.mdc.rename(parent, name, newParent, newName, this.now(), { fid, newFid: noreplace ? undefined : victim, noreplace }),
+        () => {
+          this.forget(newParent, newName)
+          victim = undefined
+        },
+      ),
+    )
     // The moved inode's attributes changed (ctime; a directory's parent).
     this.forget(parent, name, r.fid)
     this.forget(newParent, newName, victim)

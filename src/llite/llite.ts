@@ -285,20 +285,22 @@ export class Llite {
   }
 
   /**
-   * A change of the inode `name` names, sent with its FID (known from the cache, else looked
-   * up) so that the MDT never acts on another inode. When the name names another one now
-   * (ESTALE: another client replaced it), the change goes once more after a fresh lookup;
-   * `stale` drops whatever else the change assumed.
+   * A change of the inode `name` names, sent with its FID when the cache knows it, so that
+   * the MDT never acts on another inode than the one this client saw. When the name names
+   * another one now (ESTALE: another client replaced it), the change goes once more without
+   * it, as a plain name-based change; `stale` drops whatever else the change assumed. Unknown,
+   * no lookup first: the MDT acts on what the name names (POSIX), and its reply's FID pins a replay.
    */
-  private async onNamed<T>(parent: number, name: string, change: (fid: number) => Promise<T>, stale?: () => void): Promise<T> {
-    const fid = this.cache.entry(parent, name) ?? (await this.lookup(parent, name)).fid
+  private async onNamed<T>(parent: number, name: string, change: (fid: number | undefined) => Promise<T>, stale?: () => void): Promise<T> {
+    const fid = this.cache.entry(parent, name)
+    if (fid === undefined) return change(undefined)
     try {
       return await change(fid)
     } catch (e) {
       if (!isLpError(e, 'ESTALE')) throw e
       this.forget(parent, name)
       stale?.()
-      return change((await this.lookup(parent, name)).fid)
+      return change(undefined)
     }
   }
 

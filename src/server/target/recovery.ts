@@ -48,9 +48,9 @@ export interface RecoveryStatusView {
   vbr_replayed: number
   /** Replays refused on a version mismatch (each evicted its client, Lustre's stale clients). */
   vbr_failed: number
-  VBR: 'ENABLED'
   next_transno: number
   last_transno: number
+  VBR: 'ENABLED'
   IR: 'ENABLED' | 'DISABLED'
   clients?: Array<{ uuid: string; state: string }>
 }
@@ -284,9 +284,9 @@ export class Recovery {
       queued_requests: this.queue.size,
       vbr_replayed: this.vbrReplayed,
       vbr_failed: this.vbrFailed,
-      VBR: 'ENABLED',
       next_transno: this.nextTransno,
       last_transno: Math.max(lastTransno, this.lastReplayed),
+      VBR: 'ENABLED',
       IR: this.o.imperative ? 'ENABLED' : 'DISABLED',
       clients: [...this.known].map((uuid) => ({
         uuid,

@@ -1,10 +1,13 @@
 import { describe, it, expect, afterAll, afterEach } from 'vitest'
+import path from 'node:path'
 import { ManualClock } from '../../src/common/clock.js'
-import type { Target } from '../../src/server/target/target.js'
+import { silentLogger } from '../../src/common/log.js'
+import { Target } from '../../src/server/target/target.js'
+import { MdtBackend } from '../../src/server/mdt/mdt.js'
 import type { MdtAttr } from '../../src/protocol/ops.js'
 import { captureLogger } from '../helpers/log.js'
 import { tempDir, removeTempDirs } from '../helpers/nodes.js'
-import { openTarget, TestClient } from '../helpers/target.js'
+import { MDT_NAME, openTarget, testTunables, TestClient } from '../helpers/target.js'
 
 /**
  * Version-based recovery (Lustre 1.8's replay-vbr.sh), a FID given once, and exactly-once
@@ -200,6 +203,24 @@ describe('a FID is given once, ever', () => {
     expect((await lookup(c, 1, 'lost')).status).toBe(-2)
     // The range grant took no transno: the client's numbering has no hole.
     expect(t.lastTransno).toBe(2)
+  })
+
+  it('creates wait for the next range to commit when theirs runs out, and numbering has no holes', async () => {
+    const dir = await tempDir('lp-fid')
+    const clock = new ManualClock()
+    const mdt = new MdtBackend({ dir: path.join(dir, 'mdtfs'), clock, fidRange: 4 })
+    const t = await Target.open({ dir, clock, log: silentLogger, replayable: true, tunables: testTunables(), name: MDT_NAME, kind: 'mdt', backend: mdt })
+    targets.push(t)
+    t.start()
+    const c = new TestClient(t, 'client-A')
+    await c.connect()
+    // Ten at once: three ranges of four, each committed before its first FID is given.
+    const made = await Promise.all(Array.from({ length: 10 }, (_, i) => c.ok<{ attr: MdtAttr }>('mdt_create', mk(1, `f${i}`))))
+    const fids = made.map((r) => r.body.attr.fid)
+    expect(new Set(fids).size).toBe(10)
+    expect(Math.min(...fids)).toBe(2)
+    // The ranges took no transno.
+    expect(made.map((r) => r.transno).sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
   })
 
   it('creates go on under a replay barrier from the range committed before it', async () => {

@@ -33,7 +33,7 @@ export const nameSchema = z
 const offsetSchema = z.number().int().min(0).max(MAX_FILE_SIZE)
 const timeSchema = z.number().finite()
 const modeSchema = z.number().int().min(0).max(0o7777)
-const handleSchema = z.string().regex(/^[0-9a-f]{16}$/)
+export const handleSchema = z.string().regex(/^[0-9a-f]{16}$/)
 
 export const layoutSchema = z.object({
   stripe_size: z.number().int().min(STRIPE_UNIT).max(2 ** 32).refine((n) => n % STRIPE_UNIT === 0, {

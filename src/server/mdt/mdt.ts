@@ -5,7 +5,7 @@ import type { Logger } from '../../common/log.js'
 import { writeFileAtomic } from '../../common/fsutil.js'
 import { z } from 'zod'
 import { LpError } from '../../protocol/errno.js'
-import { fidSchema, preVersionsSchema, type DirsChanged, type Layout, type OpArgs } from '../../protocol/ops.js'
+import { fidSchema, handleSchema, preVersionsSchema, type DirsChanged, type Layout, type OpArgs } from '../../protocol/ops.js'
 import type { Applied, Backend, OpContext, QueryResult, Redo } from '../target/backend.js'
 import { fsStatfs } from '../statfs.js'
 import { Namespace, type NsImage, type NsRedo } from './namespace.js'
@@ -31,7 +31,7 @@ export interface MdtOptions {
 /** What the MDT uses of a replay's original reply (sent back by the client: validated as any input). */
 const replayedSchema = z.object({
   attr: z.object({ fid: fidSchema }).passthrough().optional(),
-  handle: z.string().regex(/^[0-9a-f]{16}$/).optional(),
+  handle: handleSchema.optional(),
   fid: fidSchema.optional(),
   pre_versions: preVersionsSchema.optional(),
 })

@@ -3,7 +3,7 @@ import pTimeout from 'p-timeout'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import { slice } from '../common/chunks.js'
-import { LpError } from '../protocol/errno.js'
+import { LpError, isLpError } from '../protocol/errno.js'
 import type { DirEntry, DirLayout, DirsChanged, FileType, Layout, MdtAttr, OpArgs } from '../protocol/ops.js'
 import type { Mdc } from '../mdc/mdc.js'
 import type { Glimpse, Lov } from '../lov/lov.js'
@@ -276,7 +276,7 @@ export class Llite {
 
   /** Remove a name (rmdir when `dir`); returns the FID it named. */
   async unlink(parent: number, name: string, dir = false): Promise<number> {
-    const r = await this.unsure([parent], this.mdc.unlink(parent, name, dir, this.now()))
+    const r = await this.unsure([parent], this.onNamed(parent, name, (fid) => this.mdc.unlink(parent, name, dir, this.now(), fid)))
     this.forget(parent, name, r.fid)
     this.dirsChanged(r, (_dir, names) => names.delete(name))
     return r.fid
@@ -285,6 +285,26 @@ export class Llite {
   private forget(parent: number, name: string, fid?: number): void {
     this.cache.dropEntry(parent, name)
     if (fid !== undefined) this.cache.dropAttr(fid)
+  }
+
+  /**
+   * A change of the inode `name` names, sent with its FID when the cache knows it, so that
+   * the MDT never acts on another inode than the one this client saw. When the name names
+   * another one now (ESTALE: another client replaced it), the change goes once more without
+   * it, as a plain name-based change; `stale` drops whatever else the change assumed. Unknown,
+   * no lookup first: the MDT acts on what the name names (POSIX), and its reply's FID pins a replay.
+   */
+  private async onNamed<T>(parent: number, name: string, change: (fid: number | undefined) => Promise<T>, stale?: () => void): Promise<T> {
+    const fid = this.cache.entry(parent, name)
+    if (fid === undefined) return change(undefined)
+    try {
+      return await change(fid)
+    } catch (e) {
+      if (!isLpError(e, 'ESTALE')) throw e
+      this.forget(parent, name)
+      stale?.()
+      return change(undefined)
+    }
   }
 
   /** A namespace change that failed (EEXIST, ENOENT, ...) may mean others changed `dirs`: their names are no longer known. */
@@ -310,8 +330,19 @@ export class Llite {
 
   /** rename(2); with `noreplace` (RENAME_NOREPLACE) an existing new name fails with EEXIST. */
   async rename(parent: number, name: string, newParent: number, newName: string, noreplace = false): Promise<void> {
-    const victim = this.cache.entry(newParent, newName)
-    const r = await this.unsure([parent, newParent], this.mdc.rename(parent, name, newParent, newName, this.now(), noreplace))
+    let victim = this.cache.entry(newParent, newName)
+    const r = await this.unsure(
+      [parent, newParent],
+      this.onNamed(
+        parent,
+        name,
+        (fid) => this.mdc.rename(parent, name, newParent, newName, this.now(), { fid, newFid: noreplace ? undefined : victim, noreplace }),
+        () => {
+          this.forget(newParent, newName)
+          victim = undefined
+        },
+      ),
+    )
     // The moved inode's attributes changed (ctime; a directory's parent).
     this.forget(parent, name, r.fid)
     this.forget(newParent, newName, victim)

@@ -58,12 +58,26 @@ export class Mdc {
     return (await this.imp.request<OpReplies['mdt_link']>('mdt_link', { fid, parent, name, time })).body
   }
 
-  async unlink(parent: number, name: string, dir: boolean, time: number): Promise<OpReplies['mdt_unlink']> {
-    return (await this.imp.request<OpReplies['mdt_unlink']>('mdt_unlink', { parent, name, dir, time })).body
+  /** Remove `name`, which must name `fid` when given (the MDT answers ESTALE when it names another inode now). */
+  async unlink(parent: number, name: string, dir: boolean, time: number, fid?: number): Promise<OpReplies['mdt_unlink']> {
+    const args: OpArgs<'mdt_unlink'> = { parent, name, dir, time }
+    if (fid !== undefined) args.fid = fid
+    return (await this.imp.request<OpReplies['mdt_unlink']>('mdt_unlink', args)).body
   }
 
-  async rename(parent: number, name: string, newParent: number, newName: string, time: number, noreplace = false): Promise<OpReplies['mdt_rename']> {
-    const args = { parent, name, new_parent: newParent, new_name: newName, time, ...(noreplace ? { noreplace } : {}) }
+  /** Move `name`, which must name `fid` when given; `newFid`, when given, is the inode `newName` must name to be replaced (ESTALE otherwise). */
+  async rename(
+    parent: number,
+    name: string,
+    newParent: number,
+    newName: string,
+    time: number,
+    o: { fid?: number; newFid?: number; noreplace?: boolean } = {},
+  ): Promise<OpReplies['mdt_rename']> {
+    const args: OpArgs<'mdt_rename'> = { parent, name, new_parent: newParent, new_name: newName, time }
+    if (o.fid !== undefined) args.fid = o.fid
+    if (o.newFid !== undefined) args.new_fid = o.newFid
+    if (o.noreplace) args.noreplace = true
     return (await this.imp.request<OpReplies['mdt_rename']>('mdt_rename', args)).body
   }
 

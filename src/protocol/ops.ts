@@ -33,7 +33,7 @@ export const nameSchema = z
 const offsetSchema = z.number().int().min(0).max(MAX_FILE_SIZE)
 const timeSchema = z.number().finite()
 const modeSchema = z.number().int().min(0).max(0o7777)
-const handleSchema = z.string().regex(/^[0-9a-f]{16}$/)
+export const handleSchema = z.string().regex(/^[0-9a-f]{16}$/)
 
 export const layoutSchema = z.object({
   stripe_size: z.number().int().min(STRIPE_UNIT).max(2 ** 32).refine((n) => n % STRIPE_UNIT === 0, {
@@ -216,13 +216,24 @@ export const OPS = {
   mdt_unlink: {
     kinds: ['mdt'],
     modifying: true,
-    args: z.object({ parent: fidSchema, name: nameSchema, dir: z.boolean(), time: timeSchema }),
+    // fid: the inode the client means to remove; the MDT refuses when the name names another.
+    args: z.object({ parent: fidSchema, name: nameSchema, dir: z.boolean(), time: timeSchema, fid: fidSchema.optional() }),
   },
   mdt_rename: {
     kinds: ['mdt'],
     modifying: true,
     // noreplace: renameat2's RENAME_NOREPLACE, decided on the MDT so no other client's create slips in between.
-    args: z.object({ parent: fidSchema, name: nameSchema, new_parent: fidSchema, new_name: nameSchema, time: timeSchema, noreplace: z.boolean().optional() }),
+    // fid, new_fid: the inodes the client means to move and to replace; the MDT refuses when the names name others.
+    args: z.object({
+      parent: fidSchema,
+      name: nameSchema,
+      new_parent: fidSchema,
+      new_name: nameSchema,
+      time: timeSchema,
+      noreplace: z.boolean().optional(),
+      fid: fidSchema.optional(),
+      new_fid: fidSchema.optional(),
+    }),
   },
   mdt_open: { kinds: ['mdt'], modifying: true, args: z.object({ fid: fidSchema, flags: u32 }) },
   mdt_close: { kinds: ['mdt'], modifying: true, args: z.object({ handle: handleSchema }) },
@@ -307,6 +318,14 @@ export interface DirsChanged {
   was: number[]
 }
 
+/**
+ * Version-based recovery: what a modifying request found on the objects it changed, by object
+ * key (MDT: the FID in decimal), each object's version being the transno of its last change
+ * (0: it did not exist). A replay carries its original reply back; the target compares.
+ */
+export const preVersionsSchema = z.record(z.string().max(32), z.number().int().min(0))
+export type PreVersions = z.infer<typeof preVersionsSchema>
+
 /** Replies, by opcode (the wire carries them as JSON). */
 export interface OpReplies {
   connect: ConnectReply
@@ -318,12 +337,12 @@ export interface OpReplies {
   mdt_lookup: { attr: MdtAttr }
   mdt_batch_lookup: { attrs: (MdtAttr | null)[] }
   mdt_readdir: { entries: DirEntry[]; next: number | null }
-  mdt_create: { attr: MdtAttr; handle?: string } & DirsChanged
-  mdt_setattr: { attr: MdtAttr }
-  mdt_link: { attr: MdtAttr } & DirsChanged
-  mdt_unlink: { fid: number; nlink: number } & DirsChanged
+  mdt_create: { attr: MdtAttr; handle?: string; pre_versions: PreVersions } & DirsChanged
+  mdt_setattr: { attr: MdtAttr; pre_versions: PreVersions }
+  mdt_link: { attr: MdtAttr; pre_versions: PreVersions } & DirsChanged
+  mdt_unlink: { fid: number; nlink: number; pre_versions: PreVersions } & DirsChanged
   /** `fid`: what moved (a directory's parent is in its attributes, which the client must drop). */
-  mdt_rename: { fid: number } & DirsChanged
+  mdt_rename: { fid: number; pre_versions: PreVersions } & DirsChanged
   mdt_open: { attr: MdtAttr; handle: string }
   mdt_close: Record<string, never>
   ost_write: { offset: number; size: number }

@@ -27,6 +27,18 @@ describe('LastRcvd table', () => {
     expect(t.find('B', 7)).toMatchObject({ transno: 4 })
   })
 
+  it("keeps a failed request's answer, without a transno, through an image (a checkpoint) too", () => {
+    const t = new LastRcvd()
+    t.applyMeta({ k: 'client_add', v: { uuid: 'A', handle: '0000000000000001', lastTransno: 0, lastXid: 0 } })
+    t.record('A', 3, 1, { r: 3 })
+    t.applyMeta({ k: 'client_fail', uuid: 'A', xid: 4, status: -17, error: "'x' exists" })
+    const copy = LastRcvd.load(JSON.parse(JSON.stringify(t.image())))
+    expect(copy.find('A', 4)).toEqual({ xid: 4, transno: 0, body: {}, status: -17, error: "'x' exists" })
+    expect(copy.clients.get('A')).toMatchObject({ lastTransno: 1, lastXid: 4 })
+    copy.prune('A', 4)
+    expect(copy.find('A', 4)).toBeUndefined()
+  })
+
   it('forgets a removed client with its replies; an image round-trips', () => {
     const t = new LastRcvd()
     for (const uuid of ['A', 'B']) t.applyMeta({ k: 'client_add', v: { uuid, handle: '00000000000000aa', lastTransno: 0, lastXid: 0 } })

@@ -200,3 +200,52 @@ describe('an OST import invalidated (issue 15)', () => {
     expect(r.reads.filter(([fid]) => fid === 10).length).toBeGreaterThan(asked)
   })
 })
+
+describe('unlink and rename name the inode they act on', () => {
+  /** An MDT where `f` names FID 20 now, though this client last saw it name 10. */
+  function replaced() {
+    const sent: Array<{ op: string; fid?: number; newFid?: number }> = []
+    const now = new Map([['f', 20], ['g', 30]])
+    const check = (name: string, fid: number | undefined) => {
+      if (fid !== undefined && now.get(name) !== fid) throw new LpError('ESTALE', `'${name}' names another inode`)
+    }
+    const mdc = {
+      lookup: async (_p: number, name: string) => file(now.get(name) ?? 0),
+      unlink: async (_p: number, name: string, _dir: boolean, _t: number, fid?: number) => {
+        sent.push({ op: 'unlink', fid })
+        check(name, fid)
+        return { fid: now.get(name)!, nlink: 0, pre_versions: {}, dirs: [], was: [] }
+      },
+      rename: async (_p: number, name: string, _np: number, newName: string, _t: number, o: { fid?: number; newFid?: number }) => {
+        sent.push({ op: 'rename', fid: o.fid, newFid: o.newFid })
+        check(name, o.fid)
+        check(newName, o.newFid)
+        return { fid: now.get(name)!, pre_versions: {}, dirs: [], was: [] }
+      },
+    } as unknown as Mdc
+    const ll = lliteOver(mdc, { cachedSize: () => 0 } as unknown as Lov)
+    ll.cache.setEntry(1, 'f', 10)
+    ll.cache.setEntry(1, 'g', 31)
+    return { ll, sent }
+  }
+
+  it('sends the FID it knows; on ESTALE it forgets it and acts on what the name names now', async () => {
+    const r = replaced()
+    expect(await r.ll.unlink(1, 'f')).toBe(20)
+    expect(r.sent).toEqual([
+      { op: 'unlink', fid: 10 },
+      { op: 'unlink', fid: undefined },
+    ])
+    expect(r.ll.cache.entry(1, 'f')).toBeUndefined()
+  })
+
+  it('rename names the moved inode and the replaced one, and drops both guesses on ESTALE', async () => {
+    const r = replaced()
+    r.ll.cache.setEntry(1, 'f', 20)
+    await r.ll.rename(1, 'f', 1, 'g')
+    expect(r.sent).toEqual([
+      { op: 'rename', fid: 20, newFid: 31 },
+      { op: 'rename', fid: undefined, newFid: undefined },
+    ])
+  })
+})

@@ -18,6 +18,9 @@ function fresh() {
     return result
   }
   const t = () => ++time
+  // The first FID range, granted and committed as the MDT does before its first create.
+  run(() => ns.grantRange())
+  ns.rangeCommitted((journal.at(-1)!.rec as { v: number }).v)
   const create = (parent: number, name: string, type: 'reg' | 'dir' | 'lnk' = 'reg', extra: Partial<OpArgs<'mdt_create'>> = {}, client = 'c1') =>
     run(() => ns.create({ parent, name, type, mode: 0o644, uid: 1, gid: 1, time: t(), ...extra } as OpArgs<'mdt_create'>, client))
   const mkdir = (parent: number, name: string) => create(parent, name, 'dir').attr.fid
@@ -108,15 +111,15 @@ describe('namespace: link, unlink, rmdir', () => {
     const f = fresh()
     const d = f.mkdir(ROOT_FID, 'd')
     const file = f.file(ROOT_FID, 'f', { layout: LAYOUT })
-    expect(f.link(file, d, 'g').nlink).toBe(2)
+    expect(f.link(file, d, 'g').attr.nlink).toBe(2)
     expect(f.ns.lookup(d, 'g').fid).toBe(file)
     expect(errno(() => f.link(file, d, 'g'))).toBe('EEXIST')
     expect(errno(() => f.link(d, ROOT_FID, 'dirlink'))).toBe('EPERM')
     expect(errno(() => f.link(file, file, 'x'))).toBe('ENOTDIR')
-    expect(f.unlink(ROOT_FID, 'f')).toEqual({ fid: file, nlink: 1 })
+    expect(f.unlink(ROOT_FID, 'f')).toMatchObject({ fid: file, nlink: 1 })
     expect(f.ns.inode(file).nlink).toBe(1)
     expect(f.ns.llog.size).toBe(0)
-    expect(f.unlink(d, 'g')).toEqual({ fid: file, nlink: 0 })
+    expect(f.unlink(d, 'g')).toMatchObject({ fid: file, nlink: 0 })
     expect(errno(() => f.ns.inode(file))).toBe('ENOENT')
     // Its objects go to the llog, to be destroyed on the OSTs.
     expect(f.ns.llog.get(file)).toEqual(LAYOUT)
@@ -154,10 +157,10 @@ describe('namespace: rename', () => {
     const parent = (fid: number) => f.ns.attr(f.ns.inode(fid)).parent
     expect([f.ns.inode(ROOT_FID).nlink, f.ns.inode(a).nlink, f.ns.inode(b).nlink]).toEqual([4, 3, 2])
     expect([parent(ROOT_FID), parent(a), parent(sub), parent(file)]).toEqual([ROOT_FID, ROOT_FID, a, undefined])
-    expect(f.rename(a, 'file', b, 'renamed')).toBe(file)
+    expect(f.rename(a, 'file', b, 'renamed').fid).toBe(file)
     expect(f.ns.lookup(b, 'renamed').fid).toBe(file)
     expect(errno(() => f.ns.lookup(a, 'file'))).toBe('ENOENT')
-    expect(f.rename(a, 'sub', b, 'sub2')).toBe(sub)
+    expect(f.rename(a, 'sub', b, 'sub2').fid).toBe(sub)
     expect([f.ns.inode(a).nlink, f.ns.inode(b).nlink]).toEqual([2, 3])
     expect(parent(sub)).toBe(b)
     // Within one directory a directory's move changes no count.
@@ -303,7 +306,7 @@ describe('namespace: open files', () => {
     const fid = f.file(ROOT_FID, 'f', { layout: LAYOUT })
     const h1 = f.open(fid, 'c1')
     const h2 = f.open(fid, 'c2')
-    expect(f.unlink(ROOT_FID, 'f')).toEqual({ fid, nlink: 0 })
+    expect(f.unlink(ROOT_FID, 'f')).toMatchObject({ fid, nlink: 0 })
     expect(f.names(ROOT_FID)).toEqual([])
     expect(f.ns.inode(fid).nlink).toBe(0)
     expect(f.ns.llog.size).toBe(0)
@@ -463,4 +466,87 @@ describe('namespace: redo equivalence', () => {
       for (const copy of [ns, replayed(f.journal), fromCp]) expect(allDirs.map((i) => copy.attr(copy.inode(i.fid)).parent)).toEqual(named)
     })
   }
+})
+
+describe('namespace: versions (VBR)', () => {
+  const mk = (parent: number, name: string, type: 'reg' | 'dir' = 'reg') =>
+    ({ parent, name, type, mode: 0o644, uid: 0, gid: 0, time: 1 }) as OpArgs<'mdt_create'>
+
+  it("an inode's version is the transno of its last change; entry changes leave a directory's alone", () => {
+    const f = fresh()
+    const at = <R>(transno: number, fn: () => R): R => {
+      const { result, redo } = f.ns.tx(fn, { transno })
+      f.journal.push(...redo)
+      return result
+    }
+    const d = at(5, () => f.ns.create(mk(ROOT_FID, 'd', 'dir'), 'c1')).attr.fid
+    expect(f.ns.inode(d).ver).toBe(5)
+    const x = at(6, () => f.ns.create(mk(d, 'x'), 'c1'))
+    expect(x.pre_versions).toEqual({ [x.attr.fid]: 0 })
+    expect(f.ns.inode(d).ver).toBe(5)
+    const set = at(7, () => f.ns.setattr({ fid: x.attr.fid, mode: 0o600 }, 1))
+    expect(set.pre_versions).toEqual({ [x.attr.fid]: 6 })
+    at(8, () => f.ns.link({ fid: x.attr.fid, parent: ROOT_FID, name: 'y', time: 2 }))
+    const rm = at(9, () => f.ns.unlink({ parent: d, name: 'x', dir: false, time: 3, fid: x.attr.fid }))
+    expect(rm.pre_versions).toEqual({ [x.attr.fid]: 8 })
+    expect(f.ns.inode(x.attr.fid).ver).toBe(9)
+    expect(f.ns.inode(d).ver).toBe(5)
+    // Journaled with the inode: a restart has the same versions.
+    expect(replayed(f.journal).inode(x.attr.fid).ver).toBe(9)
+  })
+
+  it('a replay finding other versions or another inode under the name fails with EOVERFLOW and changes nothing', () => {
+    const f = fresh()
+    const x = f.file(ROOT_FID, 'x')
+    const other = f.file(ROOT_FID, 'other')
+    const before = f.journal.length
+    const image = JSON.stringify(f.ns.image())
+    const replay = (expect: Record<string, number>, fn: () => unknown) => errno(() => f.ns.tx(fn, { transno: 50, replay: { expect } }))
+    expect(replay({ [x]: 7 }, () => f.ns.setattr({ fid: x, mode: 0 }, 1))).toBe('EOVERFLOW')
+    expect(replay({ [x]: 0 }, () => f.ns.unlink({ parent: ROOT_FID, name: 'x', dir: false, time: 1, fid: other }))).toBe('EOVERFLOW')
+    expect(replay({}, () => f.ns.rename({ parent: ROOT_FID, name: 'x', new_parent: ROOT_FID, new_name: 'other', time: 1, fid: x }))).toBe('EOVERFLOW')
+    expect(replay({ [other]: 0 }, () => f.ns.create(mk(ROOT_FID, 'x'), 'c1', { attr: { fid: other } }))).toBe('EOVERFLOW')
+    expect(JSON.stringify(f.ns.image())).toBe(image)
+    expect(f.journal.length).toBe(before)
+    // The versions the original found: it goes.
+    expect(replay({ [x]: 0 }, () => f.ns.setattr({ fid: x, mode: 0 }, 1))).toBe('no error')
+  })
+})
+
+describe('namespace: FID ranges', () => {
+  it('gives FIDs only from a committed range, asks for the next one at half, and resumes at the granted end', () => {
+    const ns = Namespace.fresh(T0, 4)
+    const journal: Redo[] = []
+    const run = <R>(fn: () => R): R => {
+      const { result, redo } = ns.tx(fn)
+      journal.push(...redo)
+      return result
+    }
+    const make = (name: string) => run(() => ns.create({ parent: ROOT_FID, name, type: 'reg', mode: 0, uid: 0, gid: 0, time: 1 }, 'c1')).attr.fid
+    expect(ns.fidReady).toBe(false)
+    expect(errno(() => make('a'))).toBe('EAGAIN')
+    expect(ns.wantsRange).toBe(true)
+    run(() => ns.grantRange())
+    expect(ns.wantsRange).toBe(false) // one grant on its way at a time
+    expect(ns.fidReady).toBe(false) // not before it is committed
+    ns.rangeCommitted(ROOT_FID + 1 + 4)
+    expect([make('a'), make('b')]).toEqual([2, 3])
+    expect(ns.wantsRange).toBe(false)
+    expect(make('c')).toBe(4)
+    expect(ns.wantsRange).toBe(true)
+    expect(make('d')).toBe(5)
+    expect(ns.fidReady).toBe(false)
+    run(() => ns.grantRange())
+    ns.rangeCommitted(10)
+    expect(make('e')).toBe(6)
+    // A restart (image or journal) resumes at the end granted, whatever was given below it.
+    expect(Namespace.fromImage(ns.image(), 4).fidReady).toBe(false)
+    const again = Namespace.fresh(T0, 4)
+    for (const r of journal) again.redo(r.rec as unknown as NsRedo)
+    again.tx(() => again.grantRange())
+    again.rangeCommitted(14)
+    expect(again.tx(() => again.create({ parent: ROOT_FID, name: 'n', type: 'reg', mode: 0, uid: 0, gid: 0, time: 1 }, 'c1')).result.attr.fid).toBe(10)
+    // A replay may force only a FID of a committed range.
+    expect(errno(() => again.tx(() => again.create({ parent: ROOT_FID, name: 'r', type: 'reg', mode: 0, uid: 0, gid: 0, time: 1 }, 'c1', { attr: { fid: 99 } })))).toBe('EPROTO')
+  })
 })

@@ -24,7 +24,7 @@ async function setup(dir?: string) {
   const redo: Redo[] = []
   let now = 1_700_000_000_000
   const apply = (op: string, args: unknown, bulk: Buffer = Buffer.alloc(0)) => {
-    const r = b.apply(op, args, { client: 'c1', bulk: chunked(bulk), now: ++now })
+    const r = b.apply(op, args, { client: 'c1', transno: 0, bulk: chunked(bulk), now: ++now })
     redo.push(...r.redo)
     return r.body as Record<string, unknown>
   }

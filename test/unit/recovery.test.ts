@@ -64,9 +64,14 @@ describe('recovery window', () => {
     expect(r.active).toBe(true)
     expect(r.view(0).time_remaining).toBe(0)
     await clock.advance(1)
+    // B never came back: evicted. A did, and may go on until the hard limit.
+    expect(evicted).toEqual(['B'])
+    expect(r.status).toBe('RECOVERING')
+    expect(r.view(0).time_remaining).toBe((HARD - SOFT) / 1000)
+    await clock.advance(HARD - SOFT)
     expect(r.status).toBe('COMPLETE')
     expect(evicted.sort()).toEqual(['A', 'B'])
-    expect(recoveryOver()).toEqual(['spfs-OST0001: Recovery over after 0:30, of 2 clients 0 recovered and 2 were evicted.'])
+    expect(recoveryOver()).toEqual(['spfs-OST0001: Recovery over after 1:30, of 2 clients 0 recovered and 2 were evicted.'])
   })
 
   it('ends after recovery_time_soft from the start when no known client comes back', async () => {
@@ -154,9 +159,9 @@ describe('recovery window', () => {
     expect(ran).toEqual([12])
   })
 
-  it('at expiry evicts whoever did not finish, cancelling their queued replays', async () => {
-    // C comes first in the table and never reconnects; B waits on a gap behind it.
-    const { r, clock, ran, cancelled, replay, evicted, recoveryOver } = setup(['A', 'C', 'B'], 10)
+  it('at the end of the soft window evicts only the clients that never reconnected: a connected one replays on past the gap', async () => {
+    // C comes first in the table and never reconnects; B waits on a gap behind it (12 was C's).
+    const { r, clock, ran, cancelled, replay, evicted, recoveryOver, log } = setup(['A', 'C', 'B'], 10)
     r.connect('A')
     r.connect('B')
     replay('A', 11)
@@ -166,15 +171,52 @@ describe('recovery window', () => {
     let over = false
     void aDone.then(() => (over = true))
     await clock.advance(SOFT)
-    expect(r.status).toBe('COMPLETE')
-    expect(evicted.sort()).toEqual(['B', 'C'])
-    // B's replay never ran: B is evicted, its request fails.
-    expect(ran).toEqual([11])
-    expect(cancelled).toEqual([13])
+    expect(evicted).toEqual(['C'])
+    expect(log.messages()).toContain('spfs-OST0001: recovery window expired, evicting 1 client(s) that never reconnected; 1 still replaying until the hard limit')
+    // B's replay ran past the gap C left (the backend checks its versions), B is still recovering.
+    expect(ran).toEqual([11, 13])
+    expect(cancelled).toEqual([])
+    expect(r.status).toBe('RECOVERING')
+    replay('B', 14)
+    expect(ran).toEqual([11, 13, 14])
+    void r.replayDone('B')
+    await clock.advance(0)
     expect(over).toBe(true)
-    expect(recoveryOver()).toEqual(['spfs-OST0001: Recovery over after 0:30, of 3 clients 1 recovered and 2 were evicted.'])
-    const v = r.view(13)
-    expect(v).toMatchObject({ status: 'COMPLETE', completed_clients: '1/3', evicted_clients: 2, recovery_duration: 30 })
+    expect(r.status).toBe('COMPLETE')
+    expect(recoveryOver()).toEqual(['spfs-OST0001: Recovery over after 0:30, of 3 clients 2 recovered and 1 were evicted.'])
+    expect(r.view(14)).toMatchObject({ status: 'COMPLETE', completed_clients: '2/3', evicted_clients: 1, replayed_requests: 3, VBR: 'ENABLED' })
+  })
+
+  it('at the hard limit evicts whoever is not done, cancelling their queued replays', async () => {
+    const { r, clock, ran, cancelled, replay, evicted, recoveryOver } = setup(['A', 'B'], 10)
+    r.connect('A')
+    r.connect('B')
+    replay('B', 12) // waits for A's 11, which A never sends: A is connected but stuck
+    await clock.advance(SOFT)
+    expect(evicted).toEqual([])
+    expect(ran).toEqual([])
+    await clock.advance(HARD - SOFT - 1)
+    expect(r.active).toBe(true)
+    await clock.advance(1)
+    expect(evicted.sort()).toEqual(['A', 'B'])
+    expect(cancelled).toEqual([12])
+    expect(ran).toEqual([])
+    expect(recoveryOver()).toEqual(['spfs-OST0001: Recovery over after 1:30, of 2 clients 0 recovered and 2 were evicted.'])
+  })
+
+  it('counts the replays that ran on their versions past a gap, and those refused on a version mismatch', () => {
+    const { r, replay } = setup(['A', 'B', 'C'], 10)
+    r.connect('A')
+    r.connect('B')
+    r.connect('C')
+    void r.replayDone('C')
+    replay('A', 11)
+    r.outcome(true)
+    replay('A', 13) // skipped 12 once B queues
+    replay('B', 14)
+    r.outcome(true) // 13, past the gap
+    r.outcome(false, true) // 14 was refused
+    expect(r.view(14)).toMatchObject({ replayed_requests: 3, vbr_replayed: 1, vbr_failed: 1 })
   })
 
   it('ends as soon as every known client is done', async () => {

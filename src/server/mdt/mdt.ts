@@ -3,8 +3,9 @@ import path from 'node:path'
 import type { Clock } from '../../common/clock.js'
 import type { Logger } from '../../common/log.js'
 import { writeFileAtomic } from '../../common/fsutil.js'
+import { z } from 'zod'
 import { LpError } from '../../protocol/errno.js'
-import type { DirsChanged, Layout, MdtAttr, OpArgs } from '../../protocol/ops.js'
+import { fidSchema, handleSchema, preVersionsSchema, type DirsChanged, type Layout, type OpArgs } from '../../protocol/ops.js'
 import type { Applied, Backend, OpContext, QueryResult, Redo } from '../target/backend.js'
 import { fsStatfs } from '../statfs.js'
 import { Namespace, type NsImage, type NsRedo } from './namespace.js'
@@ -23,12 +24,17 @@ export interface MdtOptions {
   destroyer?: ObjectDestroyer
   /** Lets the MDT commit its own bookkeeping (the llog cancel) as a transaction. */
   internalTxn?: (redo: Redo[]) => void
+  /** FIDs per range granted (tests make it small). */
+  fidRange?: number
 }
 
-interface ReplayedCreate {
-  attr?: MdtAttr
-  handle?: string
-}
+/** What the MDT uses of a replay's original reply (sent back by the client: validated as any input). */
+const replayedSchema = z.object({
+  attr: z.object({ fid: fidSchema }).passthrough().optional(),
+  handle: handleSchema.optional(),
+  fid: fidSchema.optional(),
+  pre_versions: preVersionsSchema.optional(),
+})
 
 export class MdtBackend implements Backend {
   private ns!: Namespace
@@ -36,6 +42,9 @@ export class MdtBackend implements Backend {
   private readonly destroying = new Set<number>()
   private readonly abort = new AbortController()
   private internalTxn: (redo: Redo[]) => void
+  private ownTxn: ((redo: Redo[]) => void) | null = null
+  /** Creates waiting for a FID range to commit. */
+  private fidWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = []
 
   constructor(private readonly o: MdtOptions) {
     this.internalTxn = o.internalTxn ?? (() => undefined)
@@ -52,11 +61,11 @@ export class MdtBackend implements Backend {
   async load(checkpoint: unknown): Promise<void> {
     const ref = checkpoint as { snapshot: string } | undefined
     if (!ref) {
-      this.ns = Namespace.fresh(this.o.clock.wallNow())
+      this.ns = Namespace.fresh(this.o.clock.wallNow(), this.o.fidRange)
       return
     }
     const img = JSON.parse(await fsp.readFile(path.join(this.snapDir(), ref.snapshot), 'utf8')) as NsImage
-    this.ns = Namespace.fromImage(img)
+    this.ns = Namespace.fromImage(img, this.o.fidRange)
   }
 
   async redo(rec: Record<string, unknown>): Promise<void> {
@@ -65,7 +74,12 @@ export class MdtBackend implements Backend {
 
   apply(op: string, args: unknown, ctx: OpContext): Applied {
     const ns = this.ns
-    const replay = ctx.replayReply as ReplayedCreate | undefined
+    let replay: z.infer<typeof replayedSchema> | undefined
+    if (ctx.replayReply !== undefined) {
+      const p = replayedSchema.safeParse(ctx.replayReply)
+      if (!p.success) throw new LpError('EPROTO', `a replay's original reply is malformed: ${p.error.issues[0]?.message}`)
+      replay = p.data
+    }
     /** Run a namespace change, reporting each directory it changed: change counter before, attributes after. */
     const changing = <R extends object>(fids: number[], fn: () => R): R & DirsChanged => {
       const ids = [...new Set(fids)]
@@ -80,18 +94,19 @@ export class MdtBackend implements Backend {
           return changing([a.parent], () => ns.create(a, ctx.client, replay))
         }
         case 'mdt_setattr':
-          return { attr: ns.setattr(args as OpArgs<'mdt_setattr'>, ctx.now) }
+          return ns.setattr(args as OpArgs<'mdt_setattr'>, ctx.now)
         case 'mdt_link': {
           const a = args as OpArgs<'mdt_link'>
-          return changing([a.parent], () => ({ attr: ns.link(a) }))
+          return changing([a.parent], () => ns.link(a))
         }
+        // A replay from a client that did not name the inode acts on the one its original did.
         case 'mdt_unlink': {
           const a = args as OpArgs<'mdt_unlink'>
-          return changing([a.parent], () => ns.unlink(a))
+          return changing([a.parent], () => ns.unlink({ ...a, fid: a.fid ?? replay?.fid }))
         }
         case 'mdt_rename': {
           const a = args as OpArgs<'mdt_rename'>
-          return changing([a.parent, a.new_parent], () => ({ fid: ns.rename(a) }))
+          return changing([a.parent, a.new_parent], () => ns.rename({ ...a, fid: a.fid ?? replay?.fid }))
         }
         case 'mdt_open':
           return ns.open(args as OpArgs<'mdt_open'>, ctx.client, replay)
@@ -101,8 +116,20 @@ export class MdtBackend implements Backend {
         default:
           throw new LpError('EOPNOTSUPP', `MDT does not modify with '${op}'`)
       }
-    })
+    }, { transno: ctx.transno, replay: replay && { expect: replay.pre_versions } })
     return { body: result, redo }
+  }
+
+  /** A create takes a FID only from a committed range: the next one is granted ahead of need, and waited for when none is left. */
+  prepare(op: string): Promise<void> | undefined {
+    if (op !== 'mdt_create') return undefined
+    this.grantAhead()
+    if (this.ns.fidReady) return undefined
+    return new Promise((resolve, reject) => this.fidWaiters.push({ resolve, reject }))
+  }
+
+  private grantAhead(): void {
+    if (this.ownTxn && this.ns.wantsRange) this.ownTxn(this.ns.tx(() => this.ns.grantRange()).redo)
   }
 
   async query(op: string, args: unknown): Promise<QueryResult> {
@@ -140,12 +167,17 @@ export class MdtBackend implements Backend {
     for (const r of redo) {
       const rec = r.rec as unknown as NsRedo
       if (rec.k === 'llog' && rec.v) this.scheduleDestroy(rec.fid, rec.v)
+      if (rec.k === 'fidend') this.ns.rangeCommitted(rec.v)
     }
+    if (this.fidWaiters.length && this.ns.fidReady) for (const w of this.fidWaiters.splice(0)) w.resolve()
   }
 
-  start(log: Logger): void {
+  start(log: Logger, own: (redo: Redo[]) => void): void {
     this.log = log
+    this.ownTxn = own
     for (const [fid, layout] of this.ns.llog) this.scheduleDestroy(fid, layout)
+    // The first range now (committed before any barrier), not at the first create.
+    this.grantAhead()
   }
 
   private scheduleDestroy(fid: number, layout: Layout): void {
@@ -188,5 +220,6 @@ export class MdtBackend implements Backend {
 
   async close(): Promise<void> {
     this.abort.abort()
+    for (const w of this.fidWaiters.splice(0)) w.reject(new LpError('ENODEV', 'the MDT stopped before a FID range was committed'))
   }
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { LpError } from '../../protocol/errno.js'
-import type { DirEntry, Layout, MdtAttr, OpArgs } from '../../protocol/ops.js'
+import type { DirEntry, Layout, MdtAttr, OpArgs, PreVersions } from '../../protocol/ops.js'
 import type { Redo } from '../target/backend.js'
 
 /**
@@ -10,9 +10,20 @@ import type { Redo } from '../target/backend.js'
  * which also describe each change as a physical redo record (the same setters re-apply
  * those records when the journal is replayed at start).
  */
-/** An inode is what getattr reports, plus a directory's next readdir cookie. */
+/** An inode is what getattr reports, plus a directory's next readdir cookie and its version. */
 export interface Inode extends MdtAttr {
   next_cookie?: number
+  /**
+   * Version-based recovery: the transno of the inode's last change. Changes of a directory's
+   * entry list leave it alone: another client's create in the same directory must not fail a replay.
+   */
+  ver?: number
+}
+
+/** The transaction a change runs in; `replay` when it replays one whose original found `expect`. */
+export interface TxContext {
+  transno: number
+  replay?: { expect?: PreVersions }
 }
 
 export interface Dirent {
@@ -35,6 +46,8 @@ export type NsRedo =
   | { k: 'de'; dir: number; name: string; v: Dirent | null }
   | { k: 'open'; h: string; v: OpenRec | null }
   | { k: 'llog'; fid: number; v: Layout | null }
+  | { k: 'fidend'; v: number }
+  /** Before FID ranges: the next FID after a committed create (journals written before them). */
   | { k: 'fidnext'; v: number }
 
 export interface NsImage {
@@ -42,8 +55,14 @@ export interface NsImage {
   dirs: Array<[number, Array<[string, Dirent]>]>
   opens: Array<[string, OpenRec]>
   llog: Array<[number, Layout]>
-  fidNext: number
+  /** The end of the last FID range granted; `fidNext` in images made before FID ranges. */
+  fidEnd?: number
+  fidNext?: number
 }
+
+/** FIDs per range the MDT grants itself (Lustre's sequence width is 0x20000). */
+export const FID_RANGE = 0x10000
+const FID_LIMIT = 0x100000000
 
 export class Namespace {
   private inodes = new Map<number, Inode>()
@@ -53,17 +72,28 @@ export class Namespace {
   /** Each directory's parent, derived from the entries (a directory has one name): '..' and rename's loop check. */
   private parents = new Map<number, number>()
   readonly llog = new Map<number, Layout>()
+  /**
+   * FIDs come from ranges (Lustre's sequence controller): `fidEnd` is the end of the last one
+   * granted (journaled), `fidUsable` of the last one committed. A FID is given only below
+   * `fidUsable`, and a restart resumes at `fidEnd`: a create lost with an uncommitted tail can
+   * never have its FID given to another file.
+   */
+  private fidEnd = ROOT_FID + 1
+  private fidUsable = ROOT_FID + 1
   private fidNext = ROOT_FID + 1
   private out: Redo[] | null = null
+  private txc: TxContext = { transno: 0 }
 
-  static fresh(now: number): Namespace {
-    const ns = new Namespace()
+  constructor(private readonly fidRange = FID_RANGE) {}
+
+  static fresh(now: number, fidRange?: number): Namespace {
+    const ns = new Namespace(fidRange)
     ns.setInode({ fid: ROOT_FID, type: 'dir', mode: 0o755, uid: 0, gid: 0, nlink: 2, atime: now, mtime: now, ctime: now, size: DIR_SIZE, next_cookie: 1 })
     return ns
   }
 
-  static fromImage(img: NsImage): Namespace {
-    const ns = new Namespace()
+  static fromImage(img: NsImage, fidRange?: number): Namespace {
+    const ns = new Namespace(fidRange)
     for (const i of img.inodes) ns.inodes.set(i.fid, i)
     for (const [fid, ents] of img.dirs) {
       ns.dirs.set(fid, new Map(ents))
@@ -71,7 +101,7 @@ export class Namespace {
     }
     for (const [h, o] of img.opens) ns.setOpen(h, o)
     for (const [fid, l] of img.llog) ns.llog.set(fid, l)
-    ns.fidNext = img.fidNext
+    ns.resumeAt(img.fidEnd ?? img.fidNext ?? ROOT_FID + 1)
     return ns
   }
 
@@ -81,7 +111,7 @@ export class Namespace {
       dirs: [...this.dirs].map(([fid, m]) => [fid, [...m].map(([n, d]) => [n, { ...d }] as [string, Dirent])]),
       opens: [...this.opens].map(([h, o]) => [h, { ...o }]),
       llog: [...this.llog],
-      fidNext: this.fidNext,
+      fidEnd: this.fidEnd,
     }
   }
 
@@ -139,9 +169,14 @@ export class Namespace {
     this.emit({ k: 'llog', fid, v })
   }
 
-  private setFidNext(v: number): void {
-    this.fidNext = v
-    this.emit({ k: 'fidnext', v })
+  private setFidEnd(v: number): void {
+    this.fidEnd = v
+    this.emit({ k: 'fidend', v })
+  }
+
+  /** Every FID below `end` may have been given: allocation goes on from there. */
+  private resumeAt(end: number): void {
+    this.fidEnd = this.fidUsable = this.fidNext = Math.max(this.fidEnd, end)
   }
 
   /** Re-apply a committed record (journal replay at start). */
@@ -161,20 +196,88 @@ export class Namespace {
       case 'llog':
         this.setLlog(r.fid, r.v)
         return
+      case 'fidend':
       case 'fidnext':
-        this.fidNext = r.v
+        this.resumeAt(r.v)
     }
   }
 
-  /** Run `fn` collecting the redo of every change it makes. */
-  tx<T>(fn: () => T): { result: T; redo: Redo[] } {
+  /** Run `fn` collecting the redo of every change it makes (in transaction `txc`, for versions). */
+  tx<T>(fn: () => T, txc: TxContext = { transno: 0 }): { result: T; redo: Redo[] } {
     const redo: Redo[] = []
     this.out = redo
+    this.txc = txc
     try {
       return { result: fn(), redo }
     } finally {
       this.out = null
+      this.txc = { transno: 0 }
     }
+  }
+
+  // ---- FID ranges ----
+
+  /** Grant the next range (its redo goes in the target's own transaction). */
+  grantRange(): void {
+    this.setFidEnd(Math.min(FID_LIMIT, this.fidEnd + this.fidRange))
+  }
+
+  /** The range ending at `end` is durable: its FIDs may be given. */
+  rangeCommitted(end: number): void {
+    this.fidUsable = Math.max(this.fidUsable, end)
+  }
+
+  /** Less than half the committed range is left and no grant is on its way: time for the next. */
+  get wantsRange(): boolean {
+    return this.fidEnd === this.fidUsable && this.fidEnd < FID_LIMIT && this.fidUsable - this.fidNext < this.fidRange / 2
+  }
+
+  /** A create may take a new FID now (or the FID space is spent, and it fails). */
+  get fidReady(): boolean {
+    return this.fidNext < this.fidUsable || this.fidNext >= FID_LIMIT
+  }
+
+  // ---- versions (VBR) ----
+
+  private verOf(fid: number): number {
+    return this.inodes.get(fid)?.ver ?? 0
+  }
+
+  /**
+   * A change found `pre` on the inodes it is about to modify. A replay must find what its
+   * original found, else it would build on a different past: EOVERFLOW, nothing changed.
+   */
+  private found(pre: PreVersions): PreVersions {
+    const want = this.txc.replay?.expect
+    if (!want) return pre
+    for (const k of new Set([...Object.keys(want), ...Object.keys(pre)])) {
+      const expects = Object.hasOwn(want, k) ? want[k] : undefined
+      const has = Object.hasOwn(pre, k) ? pre[k] : undefined
+      if (expects !== has)
+        throw new LpError('EOVERFLOW', `version mismatch on FID ${k}: replay expects ${expects ?? 'not to change it'}, object has ${has ?? this.verOf(Number(k))}`)
+    }
+    return pre
+  }
+
+  /** `name` in `dir` no longer names `fid`, the inode the request acts on: never act on another one. */
+  private moved(dir: number, name: string, fid: number, now: number | undefined): LpError {
+    const what = now === undefined ? 'no longer exists' : `now names FID ${now}`
+    if (this.txc.replay) return new LpError('EOVERFLOW', `version mismatch on '${name}' in directory ${dir}: replay expects FID ${fid}, the name ${what}`)
+    return new LpError(now === undefined ? 'ENOENT' : 'ESTALE', `'${name}' in directory ${dir} ${what}, not FID ${fid}`)
+  }
+
+  /** The inode `name` in `parent` names, which must be `fid` when the request says which. */
+  private named(parent: number, name: string, fid: number | undefined): Inode {
+    if (fid !== undefined) {
+      const d = this.dir(parent).get(name)
+      if (d?.fid !== fid) throw this.moved(parent, name, fid, d?.fid)
+    }
+    return this.lookup(parent, name)
+  }
+
+  /** The inode after a change by this transaction. */
+  private changed(i: Inode): Inode {
+    return { ...i, ver: this.txc.transno }
   }
 
   // ---- lookups ----
@@ -275,12 +378,15 @@ export class Namespace {
   private allocFid(forced?: number): number {
     if (forced !== undefined) {
       if (this.inodes.has(forced)) throw new LpError('EEXIST', `FID ${forced} is in use`)
-      if (forced >= this.fidNext) this.setFidNext(forced + 1)
+      // A replay's FID came from a committed range; any other was never given.
+      if (forced >= this.fidUsable) throw new LpError('EPROTO', `FID ${forced} was never granted`)
+      this.fidNext = Math.max(this.fidNext, forced + 1)
       return forced
     }
     const fid = this.fidNext
-    if (fid > 0xffffffff) throw new LpError('ENOSPC', 'FID space exhausted')
-    this.setFidNext(fid + 1)
+    if (fid >= FID_LIMIT) throw new LpError('ENOSPC', 'FID space exhausted')
+    if (fid >= this.fidUsable) throw new LpError('EAGAIN', 'no committed FID range')
+    this.fidNext = fid + 1
     return fid
   }
 
@@ -290,25 +396,32 @@ export class Namespace {
     return h
   }
 
-  create(a: OpArgs<'mdt_create'>, client: string, replay?: { attr?: MdtAttr; handle?: string }): { attr: MdtAttr; handle?: string } {
+  create(a: OpArgs<'mdt_create'>, client: string, replay?: { attr?: { fid: number }; handle?: string }): { attr: MdtAttr; handle?: string; pre_versions: PreVersions } {
     const parent = this.inode(a.parent)
     const entries = this.liveDir(a.parent)
     const existing = entries.get(a.name)
+    const forced = replay?.attr?.fid
     if (existing) {
+      if (forced !== undefined && this.txc.replay && existing.fid !== forced) throw this.moved(a.parent, a.name, forced, existing.fid)
       const i = this.inode(existing.fid)
       // open(O_CREAT) without O_EXCL of an existing regular file opens it.
       if (a.open_flags === undefined || a.exclusive || a.type !== 'reg') throw new LpError('EEXIST', `'${a.name}' exists`)
       if (i.type === 'dir') throw new LpError('EISDIR', `'${a.name}' is a directory`)
       if (replay?.handle && this.opens.has(replay.handle)) throw new LpError('EEXIST', 'open handle in use')
-      return { attr: this.attr(i), handle: this.openHandle(i.fid, client, a.open_flags, replay?.handle) }
+      const pre_versions = this.found({})
+      return { attr: this.attr(i), handle: this.openHandle(i.fid, client, a.open_flags, replay?.handle), pre_versions }
     }
     if (a.type === 'lnk' && !a.target) throw new LpError('EINVAL', 'a symlink needs a target')
     if (a.type !== 'lnk' && a.target !== undefined) throw new LpError('EINVAL', 'only a symlink has a target')
     if (a.type !== 'reg' && (a.layout || a.open_flags !== undefined)) throw new LpError('EINVAL', 'only a regular file has a layout or is opened')
-    if (replay?.attr && this.inodes.has(replay.attr.fid)) throw new LpError('EEXIST', `FID ${replay.attr.fid} is in use`)
-    const fid = this.allocFid(replay?.attr?.fid)
+    if (forced !== undefined) {
+      this.found({ [forced]: this.verOf(forced) })
+      if (this.inodes.has(forced)) throw new LpError('EEXIST', `FID ${forced} is in use`)
+    }
+    const fid = this.allocFid(forced)
     const t = a.time
     const inode: Inode = {
+      ver: this.txc.transno,
       fid,
       type: a.type,
       mode: a.mode & 0o7777,
@@ -330,16 +443,17 @@ export class Namespace {
     this.addEntry(parent, a.name, fid)
     this.touch(parent, t, a.type === 'dir' ? 1 : 0)
     const handle = a.open_flags !== undefined ? this.openHandle(fid, client, a.open_flags, replay?.handle) : undefined
-    return { attr: this.attr(inode), handle }
+    return { attr: this.attr(inode), handle, pre_versions: { [fid]: 0 } }
   }
 
-  setattr(a: OpArgs<'mdt_setattr'>, now: number): MdtAttr {
+  setattr(a: OpArgs<'mdt_setattr'>, now: number): { attr: MdtAttr; pre_versions: PreVersions } {
     const i = this.inode(a.fid)
     if (a.layout && i.type !== 'reg') throw new LpError('EINVAL', 'only a regular file has a layout')
     if (a.layout && i.layout && JSON.stringify(a.layout) !== JSON.stringify(i.layout))
       throw new LpError('EEXIST', 'the file already has a layout')
     if (a.dir_layout !== undefined && i.type !== 'dir') throw new LpError('ENOTDIR', 'a default layout is set on a directory')
-    const n: Inode = { ...i }
+    const pre_versions = this.found({ [i.fid]: this.verOf(i.fid) })
+    const n: Inode = this.changed(i)
     if (a.mode !== undefined) n.mode = a.mode & 0o7777
     if (a.uid !== undefined) n.uid = a.uid
     if (a.gid !== undefined) n.gid = a.gid
@@ -350,25 +464,26 @@ export class Namespace {
     if (a.dir_layout === null) delete n.dir_layout
     else if (a.dir_layout) n.dir_layout = a.dir_layout
     this.setInode(n)
-    return this.attr(n)
+    return { attr: this.attr(n), pre_versions }
   }
 
-  link(a: OpArgs<'mdt_link'>): MdtAttr {
+  link(a: OpArgs<'mdt_link'>): { attr: MdtAttr; pre_versions: PreVersions } {
     const i = this.inode(a.fid)
     if (i.type === 'dir') throw new LpError('EPERM', 'hard links to directories are not allowed')
     if (i.nlink === 0) throw new LpError('ENOENT', 'the file was unlinked')
     const parent = this.inode(a.parent)
     if (this.liveDir(a.parent).has(a.name)) throw new LpError('EEXIST', `'${a.name}' exists`)
+    const pre_versions = this.found({ [i.fid]: this.verOf(i.fid) })
     this.addEntry(parent, a.name, i.fid)
     this.touch(this.inode(a.parent), a.time)
-    const n = { ...this.inode(a.fid), nlink: i.nlink + 1, ctime: a.time }
+    const n = { ...this.changed(this.inode(a.fid)), nlink: i.nlink + 1, ctime: a.time }
     this.setInode(n)
-    return this.attr(n)
+    return { attr: this.attr(n), pre_versions }
   }
 
-  /** Check that `name` in `parent` can be removed (as rmdir when `dir`); returns the victim. */
-  private checkRemovable(parent: number, name: string, dir: boolean): Inode {
-    const victim = this.lookup(parent, name)
+  /** Check that `name` in `parent` (naming `fid`, when given) can be removed (as rmdir when `dir`); returns the victim. */
+  private checkRemovable(parent: number, name: string, dir: boolean, fid: number | undefined): Inode {
+    const victim = this.named(parent, name, fid)
     if (dir && victim.type !== 'dir') throw new LpError('ENOTDIR', `'${name}' is not a directory`)
     if (!dir && victim.type === 'dir') throw new LpError('EISDIR', `'${name}' is a directory`)
     if (dir && this.dirs.get(victim.fid)!.size > 0) throw new LpError('ENOTEMPTY', `directory '${name}' is not empty`)
@@ -382,7 +497,7 @@ export class Namespace {
     this.touch(p, time, victim.type === 'dir' ? -1 : 0)
     const nlink = victim.type === 'dir' ? 0 : victim.nlink - 1
     if (nlink === 0 && !this.isOpen(victim.fid)) this.destroy(victim)
-    else this.setInode({ ...victim, nlink, ctime: time })
+    else this.setInode({ ...this.changed(victim), nlink, ctime: time })
     return nlink
   }
 
@@ -391,18 +506,20 @@ export class Namespace {
     if (i.layout) this.setLlog(i.fid, i.layout)
   }
 
-  unlink(a: OpArgs<'mdt_unlink'>): { fid: number; nlink: number } {
-    const victim = this.checkRemovable(a.parent, a.name, a.dir)
-    return { fid: victim.fid, nlink: this.removeName(a.parent, a.name, victim, a.time) }
+  unlink(a: OpArgs<'mdt_unlink'>): { fid: number; nlink: number; pre_versions: PreVersions } {
+    const victim = this.checkRemovable(a.parent, a.name, a.dir, a.fid)
+    const pre_versions = this.found({ [victim.fid]: this.verOf(victim.fid) })
+    return { fid: victim.fid, nlink: this.removeName(a.parent, a.name, victim, a.time), pre_versions }
   }
 
   /** Returns the FID that moved. */
-  rename(a: OpArgs<'mdt_rename'>): number {
-    const src = this.lookup(a.parent, a.name)
+  rename(a: OpArgs<'mdt_rename'>): { fid: number; pre_versions: PreVersions } {
+    const src = this.named(a.parent, a.name, a.fid)
     const newParent = this.inode(a.new_parent)
     const dst = this.liveDir(a.new_parent).get(a.new_name)
+    if (a.new_fid !== undefined && dst?.fid !== a.new_fid) throw this.moved(a.new_parent, a.new_name, a.new_fid, dst?.fid)
     if (dst && a.noreplace) throw new LpError('EEXIST', `'${a.new_name}' exists`)
-    if (dst && dst.fid === src.fid) return src.fid
+    if (dst && dst.fid === src.fid) return { fid: src.fid, pre_versions: this.found({}) }
     if (src.type === 'dir') {
       // A directory may not move under itself.
       for (let p: number | undefined = a.new_parent; p !== undefined; p = this.parentOf(p))
@@ -415,14 +532,17 @@ export class Namespace {
       if (src.type !== 'dir' && victim.type === 'dir') throw new LpError('EISDIR', `'${a.new_name}' is a directory`)
       if (victim.type === 'dir' && this.dirs.get(victim.fid)!.size > 0) throw new LpError('ENOTEMPTY', `directory '${a.new_name}' is not empty`)
     }
+    const pre: PreVersions = { [src.fid]: this.verOf(src.fid) }
+    if (victim) pre[victim.fid] = this.verOf(victim.fid)
+    const pre_versions = this.found(pre)
     if (victim) this.removeName(a.new_parent, a.new_name, victim, a.time)
     this.setDirent(a.parent, a.name, null)
     const moved = src.type === 'dir' && a.parent !== a.new_parent ? 1 : 0
     this.touch(this.inode(a.parent), a.time, -moved)
     this.addEntry(this.inode(a.new_parent), a.new_name, src.fid)
     this.touch(this.inode(newParent.fid), a.time, moved)
-    this.setInode({ ...this.inode(src.fid), ctime: a.time })
-    return src.fid
+    this.setInode({ ...this.changed(this.inode(src.fid)), ctime: a.time })
+    return { fid: src.fid, pre_versions }
   }
 
   private parentOf(fid: number): number | undefined {

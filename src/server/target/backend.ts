@@ -25,6 +25,8 @@ export interface QueryResult {
 
 export interface OpContext {
   client: string
+  /** The transno the request executes under (a replay's original one); 0 for a query. */
+  transno: number
   /** Present on a replay: the reply the original execution produced. */
   replayReply?: unknown
   /** The request's bulk, in the pieces it arrived in. */
@@ -43,6 +45,11 @@ export interface Backend {
    * must validate everything first and throw (an LpError) with no effect at all.
    */
   apply(op: string, args: unknown, ctx: OpContext): Applied
+  /**
+   * Before a new (not replayed) modifying request executes: a promise to wait for when the
+   * backend must first have something of its own committed (the MDT's next FID range).
+   */
+  prepare?(op: string, args: unknown): Promise<void> | undefined
   /** Execute a non-modifying request. */
   query(op: string, args: unknown, ctx: OpContext): Promise<QueryResult>
   /** A client left (disconnect or eviction): drop its state, as redo to commit. */
@@ -55,7 +62,10 @@ export interface Backend {
   persist(snapshot: unknown, transno: number): Promise<unknown>
   /** The checkpoint is recorded: older snapshots may go. */
   afterCheckpoint(ref: unknown): Promise<void>
-  /** Background work after the target serves (e.g. the MDT's object destroys). */
-  start?(log: Logger): void
+  /**
+   * Background work after the target serves (e.g. the MDT's object destroys). `own` commits
+   * bookkeeping of the backend's own that no transno orders (the MDT's FID ranges).
+   */
+  start?(log: Logger, own: (redo: Redo[]) => void): void
   close(): Promise<void>
 }

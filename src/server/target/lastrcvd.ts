@@ -15,9 +15,18 @@ export interface SavedReply {
   xid: number
   transno: number
   body: unknown
+  /** A failed request's answer (negative errno, message): it has no transno, nothing changed. */
+  status?: number
+  error?: string
 }
 
-export type ClientMeta = { k: 'client_add'; v: ClientRecord } | { k: 'client_del'; uuid: string }
+export type Failure = Required<Pick<SavedReply, 'status'>> & Pick<SavedReply, 'error'>
+
+/** Client table changes, journaled in order with the transactions (a failure rides the next batch). */
+export type ClientMeta =
+  | { k: 'client_add'; v: ClientRecord }
+  | { k: 'client_del'; uuid: string }
+  | ({ k: 'client_fail'; uuid: string; xid: number } & Failure)
 
 export interface LastRcvdImage {
   clients: ClientRecord[]
@@ -31,7 +40,7 @@ export class LastRcvd {
   static load(img: LastRcvdImage | undefined): LastRcvd {
     const t = new LastRcvd()
     for (const c of img?.clients ?? []) t.clients.set(c.uuid, { ...c })
-    for (const r of img?.replies ?? []) t.save(r.uuid, { xid: r.xid, transno: r.transno, body: r.body })
+    for (const { uuid, ...r } of img?.replies ?? []) t.save(uuid, r)
     return t
   }
 
@@ -43,20 +52,21 @@ export class LastRcvd {
 
   applyMeta(m: ClientMeta): void {
     if (m.k === 'client_add') this.clients.set(m.v.uuid, { ...m.v })
+    else if (m.k === 'client_fail') this.record(m.uuid, m.xid, 0, {}, { status: m.status, error: m.error })
     else {
       this.clients.delete(m.uuid)
       this.replies.delete(m.uuid)
     }
   }
 
-  /** Record the outcome of a modifying request (also used when replaying the journal). */
-  record(uuid: string, xid: number, transno: number, body: unknown): void {
+  /** Record the outcome of a modifying request, or its failure (also used when replaying the journal). */
+  record(uuid: string, xid: number, transno: number, body: unknown, failure?: Failure): void {
     const c = this.clients.get(uuid)
     if (c) {
       c.lastTransno = Math.max(c.lastTransno, transno)
       c.lastXid = Math.max(c.lastXid, xid)
     }
-    this.save(uuid, { xid, transno, body })
+    this.save(uuid, { xid, transno, body, ...failure })
   }
 
   private save(uuid: string, r: SavedReply): void {

@@ -2,11 +2,14 @@ import type { Clock, Timer } from '../../common/clock.js'
 import type { Logger } from '../../common/log.js'
 
 /**
- * Server-side recovery of one target (Lustre's target recovery): the clients in last_rcvd
- * are known; the window opens at the first reconnect and is extended by every reconnect and
- * replay, never past the hard limit; replays run strictly in transno order across clients,
- * skipping a gap only once every client still replaying has a request queued; it ends when
- * every known client is done, or at expiry, evicting whoever did not finish.
+ * Server-side recovery of one target (Lustre's target recovery, with 1.8's version-based
+ * recovery): the clients in last_rcvd are known; the window opens at the first reconnect and
+ * is extended by every reconnect and replay, never past the hard limit; replays run strictly
+ * in transno order across clients, skipping a gap only once every client still expected has a
+ * request queued. At the end of the (soft) window the clients that never reconnected are
+ * evicted; those that did go on replaying past the gaps they leave (the backend checks each
+ * replay's versions) until they are done or the hard limit evicts them. It ends when every
+ * known client is done or evicted.
  */
 export type RecoveryStatus = 'INACTIVE' | 'WAITING_FOR_CLIENTS' | 'RECOVERING' | 'COMPLETE'
 
@@ -41,8 +44,13 @@ export interface RecoveryStatusView {
   evicted_clients: number
   replayed_requests: number
   queued_requests: number
+  /** Version-based recovery: replays executed past a transno gap, on their versions' word. */
+  vbr_replayed: number
+  /** Replays refused on a version mismatch (each evicted its client, Lustre's stale clients). */
+  vbr_failed: number
   next_transno: number
   last_transno: number
+  VBR: 'ENABLED'
   IR: 'ENABLED' | 'DISABLED'
   clients?: Array<{ uuid: string; state: string }>
 }
@@ -57,6 +65,12 @@ export class Recovery {
   private nextTransno: number
   private lastReplayed: number
   private replayed = 0
+  /** A gap was skipped: what replays from now on rely on versions, not on transno order. */
+  private gapped = false
+  private vbrReplayed = 0
+  private vbrFailed = 0
+  /** The soft window is over: whoever is still expected replays until the hard limit. */
+  private softOver = false
   private startedAt = 0
   private startedWall = 0
   private endedAt = 0
@@ -76,7 +90,7 @@ export class Recovery {
     o.log.info({ target: o.target, clients: this.known.size }, `${o.target}: Will be in recovery for at least ${fmt(o.softMs)}, or until ${this.known.size} client${this.known.size > 1 ? 's' : ''} reconnect`)
     // If no known client ever comes back, do not refuse new clients forever.
     this.timer = o.clock.setTimeout(() => {
-      if (this.status === 'WAITING_FOR_CLIENTS') this.expire('no client reconnected')
+      if (this.status === 'WAITING_FOR_CLIENTS') this.expire('no client reconnected', true)
     }, o.softMs)
   }
 
@@ -93,10 +107,15 @@ export class Recovery {
   }
 
   private extend(): void {
+    if (this.softOver) return
     const hardEnd = this.startedAt + this.o.hardMs
     this.deadline = Math.min(hardEnd, Math.max(this.deadline, this.now() + this.o.softMs))
+    this.arm('recovery window expired', this.deadline >= hardEnd)
+  }
+
+  private arm(why: string, hard: boolean): void {
     this.timer?.cancel()
-    this.timer = this.o.clock.setTimeout(() => this.expire('recovery window expired'), this.deadline - this.now())
+    this.timer = this.o.clock.setTimeout(() => this.expire(why, hard), this.deadline - this.now())
   }
 
   /** A known client reconnected. */
@@ -139,6 +158,7 @@ export class Recovery {
         const lowest = Math.min(...[...this.queue.values()].map((q) => q.transno))
         this.o.log.info({ target: this.o.target, from: this.nextTransno, to: lowest }, 'recovery: skipping transno gap')
         this.nextTransno = lowest
+        this.gapped = true
         continue
       }
       this.queue.delete(next[0])
@@ -147,6 +167,12 @@ export class Recovery {
       this.replayed += 1
       next[1].run()
     }
+  }
+
+  /** The target ran a replay: it succeeded, or failed (on a version mismatch when `vbr`). */
+  outcome(ok: boolean, vbr = false): void {
+    if (ok && this.gapped) this.vbrReplayed += 1
+    if (!ok && vbr) this.vbrFailed += 1
   }
 
   /** The client has replayed everything it had; resolves once recovery is over. */
@@ -185,21 +211,41 @@ export class Recovery {
     this.complete()
   }
 
-  private expire(why: string): void {
+  /**
+   * The window is over. At the hard limit (or on abort) whoever is not done goes; at the end
+   * of the soft window only the clients that never reconnected go, and the connected ones go
+   * on replaying past the gaps those leave, their versions checked, until the hard limit.
+   */
+  private expire(why: string, hard: boolean): void {
     if (!this.active) return
-    const stale = [...this.known].filter((c) => !this.done.has(c) && !this.evicted.has(c))
-    this.o.log.warn({ target: this.o.target, evicting: stale }, `${this.o.target}: ${why}, evicting ${stale.length} client(s) that did not finish recovery`)
-    // All of them first: evicting one must not let another one's queued replay run.
+    const unfinished = [...this.known].filter((c) => !this.done.has(c) && !this.evicted.has(c))
+    const stale = hard ? unfinished : unfinished.filter((c) => !this.connected.has(c))
+    const staying = unfinished.length - stale.length
+    const what = hard ? 'did not finish recovery' : 'never reconnected'
+    this.o.log.warn(
+      { target: this.o.target, evicting: stale, replaying: staying },
+      `${this.o.target}: ${why}, evicting ${stale.length} client(s) that ${what}` + (staying ? `; ${staying} still replaying until the hard limit` : ''),
+    )
+    if (staying) {
+      this.softOver = true
+      this.deadline = this.startedAt + this.o.hardMs
+      this.arm('recovery hard limit reached', true)
+    }
+    // All of them first: evicting one must not let a replay of another one run.
     for (const c of stale) {
       this.evicted.add(c)
       this.unqueue(c)
     }
     for (const c of stale) this.o.evict(c, why)
-    this.complete()
+    if (!staying) this.complete()
+    else {
+      this.process()
+      this.checkComplete()
+    }
   }
 
   abort(): void {
-    this.expire('recovery aborted by the administrator')
+    this.expire('recovery aborted by the administrator', true)
   }
 
   private complete(): void {
@@ -236,8 +282,11 @@ export class Recovery {
       evicted_clients: this.evicted.size,
       replayed_requests: this.replayed,
       queued_requests: this.queue.size,
+      vbr_replayed: this.vbrReplayed,
+      vbr_failed: this.vbrFailed,
       next_transno: this.nextTransno,
       last_transno: Math.max(lastTransno, this.lastReplayed),
+      VBR: 'ENABLED',
       IR: this.o.imperative ? 'ENABLED' : 'DISABLED',
       clients: [...this.known].map((uuid) => ({
         uuid,

@@ -163,7 +163,7 @@ export class Target {
   /** Start committing and evicting silent clients; called once the node serves the target. */
   start(): void {
     this.committer.start()
-    this.o.backend.start?.(this.log)
+    this.o.backend.start?.(this.log, (redo) => this.ownTxn(redo))
     this.scheduleEvictor()
   }
 
@@ -231,26 +231,51 @@ export class Target {
     if (spec.modifying && h.flags.includes('resend')) {
       const saved = this.lastrcvd.find(h.client, h.xid)
       if (saved) {
-        this.log.info({ client: h.client, xid: h.xid, transno: saved.transno }, 'resend: reconstructing the saved reply')
-        return this.reply(0, saved.body, { transno: saved.transno })
+        this.log.info({ client: h.client, xid: h.xid, transno: saved.transno, status: saved.status }, 'resend: reconstructing the saved reply')
+        return this.reply(saved.status ?? 0, saved.body, { transno: saved.transno, error: saved.error })
       }
     }
     try {
-      if (spec.modifying) return this.execute(h, op, args, undefined, bulk, this.committer.nextTransno())
+      if (spec.modifying) {
+        for (let wait = this.o.backend.prepare?.(op, args); wait; wait = this.o.backend.prepare?.(op, args)) {
+          // What the backend waits for is its own transaction: commit it now, not at the next interval.
+          void this.committer.commit().catch(() => undefined)
+          await wait
+        }
+        if (this.stopping) return this.fail(new LpError('ENODEV', `${this.name} is stopping`))
+        return this.executeOnce(h, op, args, bulk)
+      }
       if (op === 'sync') {
         await this.committer.syncUpTo(this.committer.lastTransno)
         return this.reply(0)
       }
-      const r = await this.o.backend.query(op, args, { client: h.client, bulk, now: this.o.clock.wallNow() })
+      const r = await this.o.backend.query(op, args, { client: h.client, transno: 0, bulk, now: this.o.clock.wallNow() })
       return this.reply(0, r.body, { bulk: r.bulk })
     } catch (e) {
       return this.fail(e)
     }
   }
 
+  /**
+   * A new modifying request. Its failure is saved in last_rcvd like a success (committed with
+   * the next batch, pruned by last_xid the same way): a resend gets that answer back instead
+   * of executing again on a state that may have changed since.
+   */
+  private executeOnce(h: ReqHeader, op: OpName, args: unknown, bulk: Buffer[]): TargetReply {
+    try {
+      return this.execute(h, op, args, undefined, bulk, this.committer.nextTransno())
+    } catch (e) {
+      const r = this.fail(e)
+      const meta = { k: 'client_fail' as const, uuid: h.client, xid: h.xid, status: r.status, error: r.error }
+      this.lastrcvd.applyMeta(meta)
+      this.committer.addMeta(meta)
+      return r
+    }
+  }
+
   /** Execute a modifying request under `transno`; throws (nothing changed) on failure. */
   private execute(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer[], transno: number): TargetReply {
-    const applied = this.o.backend.apply(op, args, { client: h.client, bulk, replayReply, now: this.o.clock.wallNow() })
+    const applied = this.o.backend.apply(op, args, { client: h.client, transno, bulk, replayReply, now: this.o.clock.wallNow() })
     this.committer.add({ transno, client: h.client, xid: h.xid, reply: applied.body, redo: applied.redo })
     this.lastrcvd.record(h.client, h.xid, transno, applied.body)
     this.log.debug({ op, xid: h.xid, transno, client: h.client }, 'executed')
@@ -278,11 +303,11 @@ export class Target {
           try {
             const r = this.execute(h, op, args, replayReply, bulk, transno)
             this.replayed.set(transno, { client: h.client, body: r.body })
+            this.recovery.outcome(true)
             resolve(r)
           } catch (e) {
-            this.log.error({ client: h.client, xid: h.xid, transno, op, err: (e as Error).message }, `${this.name}: replay of transno ${transno} failed, evicting ${h.client}`)
             resolve(this.fail(e))
-            this.evict(h.client, `replay of transno ${transno} failed`)
+            this.replayFailed(h, op, transno, e)
           }
         },
         () => resolve(this.fail(new LpError('ENOTCONN', 'evicted before this replay ran'))),
@@ -290,9 +315,33 @@ export class Target {
     })
   }
 
+  /**
+   * A replay that failed: its client's state cannot be rebuilt, so it goes, and only it. A
+   * version mismatch (EOVERFLOW) is version-based recovery refusing a replay whose objects
+   * changed since (another client's work, or a transno lost with a dead client).
+   */
+  private replayFailed(h: ReqHeader, op: OpName, transno: number, e: unknown): void {
+    const msg = e instanceof Error ? e.message : String(e)
+    const vbr = e instanceof LpError && e.code === 'EOVERFLOW'
+    this.recovery.outcome(false, vbr)
+    const fields = { client: h.client, xid: h.xid, transno, op, err: msg }
+    if (vbr) {
+      const what = msg.startsWith(`${this.name}: `) ? msg : `${this.name}: ${msg}`
+      this.log.warn(fields, `${what} (replay of transno ${transno}), evicting client ${h.client}`)
+      this.evict(h.client, `version mismatch in replay of transno ${transno}`)
+    } else {
+      this.log.error(fields, `${this.name}: replay of transno ${transno} failed, evicting ${h.client}`)
+      this.evict(h.client, `replay of transno ${transno} failed`)
+    }
+  }
+
   private connect(h: ReqHeader, args: { prev_handle?: string }): Promise<TargetReply> | TargetReply {
     const uuid = h.client
     const now = this.o.clock.now()
+    const existing = this.exports.get(uuid)
+    // A connect of this same import from an older connection, arriving late, must not take the export back.
+    if (existing && args.prev_handle === existing.handle && h.connCnt < existing.connCnt)
+      return this.fail(new LpError('EALREADY', `${this.name}: ${uuid} already connected at a greater conn_cnt: ${existing.connCnt} > ${h.connCnt}`))
     const ok = (handle: string, recovering: boolean): TargetReply => {
       const body: ConnectReply = {
         handle,
@@ -318,7 +367,6 @@ export class Target {
       this.log.info({ client: uuid }, msg)
       return this.fail(new LpError('EBUSY', msg))
     }
-    const existing = this.exports.get(uuid)
     if (existing && args.prev_handle === existing.handle) {
       existing.connCnt = h.connCnt
       existing.lastSeen = now
@@ -372,6 +420,14 @@ export class Target {
     this.whenIdle(() => {
       if (!this.stopping) this.committer.add({ transno: this.committer.nextTransno(), client: '', xid: 0, reply: null, redo })
     })
+  }
+
+  /**
+   * Commit bookkeeping that no client's request orders (the MDT's FID range grants): it takes
+   * no transno, so it leaves no gap in the replays' sequence and need not wait for recovery.
+   */
+  private ownTxn(redo: Redo[]): void {
+    if (redo.length && !this.stopping) this.committer.add({ transno: 0, client: '', xid: 0, reply: null, redo })
   }
 
   private scheduleEvictor(): void {

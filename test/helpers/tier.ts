@@ -27,6 +27,8 @@ import { createLogger } from '../../src/common/log.js'
 import { Llite, ROOT_FID } from '../../src/llite/llite.js'
 import { O_RDONLY, O_WRONLY } from '../../src/llite/file.js'
 import type { PosixStat } from '../../src/llite/stat.js'
+import { withMgs } from '../../src/mgc/oneshot.js'
+import { nidList } from '../../src/protocol/nid.js'
 import type { MdtAttr } from '../../src/protocol/ops.js'
 import type { Bulk, ReqBody, ReqHeader } from '../../src/protocol/wire.js'
 import { Transport, TransportError, type RawReply, type RpcTransport } from '../../src/ptlrpc/transport.js'
@@ -88,6 +90,14 @@ export class Tier {
       await formatOst({ dir: t.dir('ost1'), index: 1, mgsnode: t.mgsnode, port: o.port, failnodes: [t.nid('oss2')], params })
       await t.start('mdt0', 'mds1')
       await t.start('ost1', 'oss1')
+      // The OST registers with the MGS after it serves: clients that came earlier would not know it.
+      await vi.waitFor(
+        async () => {
+          const cfg = await withMgs(nidList(t.mgsnode), o.port, (m) => m.config())
+          if (!cfg.targets.some((x) => x.name === TARGET_NAMES.ost1)) throw new Error(`${TARGET_NAMES.ost1} is not registered with the MGS yet`)
+        },
+        { timeout: 20_000, interval: 50 },
+      )
       return t
     } catch (e) {
       await t.down()
@@ -302,6 +312,14 @@ export class TierClient {
   /** Whether the target `name` (e.g. spfs-MDT0000) invalidated this client's import since it connected. */
   evictedBy(target: string): boolean {
     return this.invalidations.some((i) => i.target === target)
+  }
+
+  /**
+   * The invalidations by the MDT and the OSTs: what loses work. (The MGS is not replayable:
+   * its import is invalidated whenever the MGS restarts, as Lustre's MGC's is.)
+   */
+  evictions(): Array<{ target: string; reason: string }> {
+    return this.invalidations.filter((i) => i.target !== 'MGS')
   }
 
   import(target: string) {

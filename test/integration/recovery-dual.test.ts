@@ -127,8 +127,8 @@ describe('barriers on the MDT and the OST at once', () => {
     const got = await tier.fresh((v) => v.tree('/w'))
     expect([...got.keys()].sort()).toEqual([...want.keys()].sort())
     for (const [p, data] of want) expect(got.get(p)!.equals(data), p).toBe(true)
-    expect(a.invalidations).toEqual([])
-    expect(b.invalidations).toEqual([])
+    expect(a.evictions()).toEqual([])
+    expect(b.evictions()).toEqual([])
   })
 })
 
@@ -164,8 +164,8 @@ describe('a failover during recovery', () => {
     const got = await tier.fresh((v) => v.tree('/r'))
     expect([...got.keys()].sort()).toEqual([...want.keys()].sort())
     for (const [p, data] of want) expect(got.get(p)!.equals(data), p).toBe(true)
-    expect(a.invalidations).toEqual([])
-    expect(b.invalidations).toEqual([])
+    expect(a.evictions()).toEqual([])
+    expect(b.evictions()).toEqual([])
   })
 
   it('the MDT fails again while it recovers: the clients replay to the third instance, every name with its FID', async () => {

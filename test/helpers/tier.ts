@@ -144,6 +144,32 @@ export class Tier {
     return name
   }
 
+  /** Hang the node serving `key` (SIGSTOP): it still holds the target, its timers and I/O frozen. */
+  hang(key: TargetKey): NodeProc {
+    const n = this.node(key)
+    process.kill(n.pid, 'SIGSTOP')
+    return n
+  }
+
+  /** Let a hung node run again (SIGCONT). */
+  resume(n: NodeProc): void {
+    process.kill(n.pid, 'SIGCONT')
+  }
+
+  /** A clean stop of the node serving `key` (SIGTERM: everything committed, MMP released). */
+  async stop(key: TargetKey): Promise<void> {
+    await this.node(key).stop()
+    this.at.delete(key)
+  }
+
+  /** Bytes in the target's journal files. */
+  async journalBytes(key: TargetKey): Promise<number> {
+    const dir = path.join(this.dir(key), key === 'mdt0' ? 'mdt' : 'ost', 'journal')
+    let n = 0
+    for (const f of await fsp.readdir(dir)) n += (await fsp.stat(path.join(dir, f))).size
+    return n
+  }
+
   /** A node crash and the HA takeover: SIGKILL the node serving `key`, start `key` on the other node of its pair. */
   async failover(key: TargetKey): Promise<NodeProc> {
     const dead = await this.crash(key)
@@ -386,6 +412,17 @@ export class TierClient {
       await this.llite.release(fd)
     }
     return attr
+  }
+
+  /** Write into an existing file at `off`, then close it; with `sync`, fsync first (committed on the OSTs). */
+  async pwrite(p: string, data: Buffer, off = 0, sync = false): Promise<void> {
+    const fd = await this.llite.open(await this.fid(p), O_WRONLY)
+    try {
+      await this.llite.write(fd, data, off)
+      if (sync) await this.llite.fsync(fd, true)
+    } finally {
+      await this.llite.release(fd)
+    }
   }
 
   async stat(p: string): Promise<PosixStat> {

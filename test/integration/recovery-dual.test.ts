@@ -11,6 +11,7 @@ import { TARGET_NAMES, Tier, type RecoveryView, type TierClient } from '../helpe
 const NET = '127.0.85'
 const PORT = 28500
 const MDT = TARGET_NAMES.mdt0
+const OST = TARGET_NAMES.ost1
 const KiB = 1024
 
 let t: Tier | undefined
@@ -99,6 +100,75 @@ describe('version-based recovery: a client dies with the MDS', () => {
     expect(view.evicted_clients).toBe(1)
     expect(await tier.fresh((v) => v.names('/d3'))).toEqual(kept.sort())
     expect(b.evictedBy(MDT) || c.evictedBy(MDT)).toBe(false)
+  })
+})
+
+describe('version-based recovery: replays that depend on lost work', () => {
+  it("a replay that depends on the dead client's lost create fails and evicts only its own client", async () => {
+    const tier = await up()
+    const [a, b, c] = [await tier.client('a'), await tier.client('b'), await tier.client('c')]
+    await a.mkdir('/dep')
+    await tier.barrier('mdt0')
+    await a.write('/dep/x')
+    await b.unlink('/dep/x')
+    await c.write('/dep/mine')
+    await a.die()
+    await tier.failover('mdt0')
+    const view = await tier.recovered('mdt0')
+    console.log(`a dependent replay: ${JSON.stringify(view)}`)
+    expect(stateOf(view, a)).toBe('evicted')
+    expect(stateOf(view, b)).toBe('evicted')
+    expect(stateOf(view, c)).toBe('recovered')
+    expect(b.evictedBy(MDT)).toBe(true)
+    expect(c.evictedBy(MDT)).toBe(false)
+    expect(await tier.fresh((v) => v.names('/dep'))).toEqual(['mine'])
+  })
+
+  it('a replayed unlink never removes another inode of the same name', async () => {
+    const tier = await up()
+    const a = await tier.client('a')
+    const b = await tier.client('b')
+    await a.mkdir('/u')
+    const keep = randomBytes(8 * KiB)
+    const old = await a.write('/u/x', keep)
+    await tier.barrier('mdt0')
+    // a replaces x by a new file (lost with a); b removes that new one.
+    await a.unlink('/u/x')
+    await a.write('/u/x')
+    await b.unlink('/u/x')
+    await a.die()
+    await tier.failover('mdt0')
+    await tier.recoveryUntil('mdt0', (v) => stateOf(v, b) === 'replaying' && v.queued_requests === 1, "b's unlink to wait behind a's lost transnos")
+    await tier.admin('mdt0', { cmd: 'evict', client: a.uuid })
+    const view = await tier.recovered('mdt0')
+    console.log(`an unlink of a name that now names another inode: ${JSON.stringify(view)}`)
+    const seen = await tier.fresh(async (v) => ({ fid: await v.fid('/u/x'), data: await v.read('/u/x') }))
+    expect(seen.fid).toBe(old.fid)
+    expect(seen.data.equals(keep)).toBe(true)
+    expect(stateOf(view, b)).toBe('evicted')
+  })
+
+  it("a client dies with the OSS: the survivor's writes are kept and it is not evicted", async () => {
+    const tier = await up()
+    const a = await tier.client('a')
+    const b = await tier.client('b')
+    await a.mkdir('/o')
+    await a.write('/o/a', randomBytes(16 * KiB))
+    const want = randomBytes(48 * KiB)
+    await b.write('/o/b', want.subarray(0, 16 * KiB))
+    await tier.barrier('ost1')
+    await a.pwrite('/o/a', randomBytes(16 * KiB), 16 * KiB)
+    await b.pwrite('/o/b', want.subarray(16 * KiB, 32 * KiB), 16 * KiB)
+    await a.pwrite('/o/a', randomBytes(16 * KiB), 32 * KiB)
+    await b.pwrite('/o/b', want.subarray(32 * KiB), 32 * KiB)
+    await a.die()
+    await tier.failover('ost1')
+    const view = await tier.recovered('ost1')
+    console.log(`a client dead with the OSS: ${JSON.stringify(view)}`)
+    expect(stateOf(view, a)).toBe('evicted')
+    expect(stateOf(view, b)).toBe('recovered')
+    expect(b.evictedBy(OST)).toBe(false)
+    expect((await tier.fresh((v) => v.read('/o/b'))).equals(want)).toBe(true)
   })
 })
 

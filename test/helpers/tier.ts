@@ -30,7 +30,6 @@ import type { PosixStat } from '../../src/llite/stat.js'
 import { withMgs } from '../../src/mgc/oneshot.js'
 import { nidList } from '../../src/protocol/nid.js'
 import type { MdtAttr } from '../../src/protocol/ops.js'
-import type { Bulk, ReqBody, ReqHeader } from '../../src/protocol/wire.js'
 import { Transport, TransportError, type RawReply, type RpcTransport } from '../../src/ptlrpc/transport.js'
 import type { RecoveryStatusView } from '../../src/server/target/recovery.js'
 import { NodeSet, formatMgsMdt, formatOst, type NodeProc } from './nodes.js'
@@ -271,9 +270,11 @@ class Switch implements RpcTransport {
 
   constructor(private readonly inner: Transport) {}
 
-  send(nid: string, h: ReqHeader, body: ReqBody, bulk: Bulk | undefined, signal: AbortSignal): Promise<RawReply> {
+  // Every argument passes through as the import gave it (routes, owners: whatever the transport takes).
+  send(...a: Parameters<RpcTransport['send']>): Promise<RawReply> {
     if (this.mode === 'cut') return Promise.reject(new TransportError('conn', 'the client is dead'))
-    if (this.mode === 'up') return this.inner.send(nid, h, body, bulk, signal)
+    if (this.mode === 'up') return this.inner.send(...a)
+    const signal = a[4]
     return new Promise<void>((resolve, reject) => {
       const go = () => {
         signal.removeEventListener('abort', stop)
@@ -286,7 +287,7 @@ class Switch implements RpcTransport {
       if (signal.aborted) return stop()
       signal.addEventListener('abort', stop, { once: true })
       this.waiting.push(go)
-    }).then(() => this.send(nid, h, body, bulk, signal))
+    }).then(() => this.send(...a))
   }
 
   hold(): void {
@@ -303,8 +304,8 @@ class Switch implements RpcTransport {
     this.release()
   }
 
-  reset(nid: string): void {
-    this.inner.reset(nid)
+  reset(...a: Parameters<RpcTransport['reset']>): void {
+    this.inner.reset(...a)
   }
 
   close(): Promise<void> {

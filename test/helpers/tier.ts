@@ -52,6 +52,8 @@ export interface TierOptions {
   /** Recovery windows, seconds (default: 1.5 x and 9 x the timeout). */
   recoverySoft?: number
   recoveryHard?: number
+  /** Where the targets and logs live (e.g. a loop-mounted filesystem); default a temp dir. */
+  dir?: string
 }
 
 export type RecoveryView = RecoveryStatusView & { target: string }
@@ -77,7 +79,8 @@ export class Tier {
   static async up(o: TierOptions): Promise<Tier> {
     const t = new Tier(o)
     try {
-      t.root = await t.nodes.tempDir('lp-tier')
+      const tmp = await t.nodes.tempDir('lp-tier')
+      t.root = o.dir ?? tmp
       const params = [
         `sys.timeout=${t.timeout}`,
         `commit_interval=${o.commitInterval ?? 0.2}`,
@@ -127,9 +130,9 @@ export class Tier {
     return n
   }
 
-  /** Start `key` on `node` (a new node process); resolves once it serves (MMP checked). */
-  async start(key: TargetKey, node: NodeName): Promise<NodeProc> {
-    const n = await this.nodes.start({ nid: this.nid(node), port: this.o.port, dir: this.dir(key), log: this.log(node) })
+  /** Start `key` on `node` (a new node process, given `args`); resolves once it serves (MMP checked). */
+  async start(key: TargetKey, node: NodeName, args: string[] = []): Promise<NodeProc> {
+    const n = await this.nodes.start({ nid: this.nid(node), port: this.o.port, dir: this.dir(key), log: this.log(node), args })
     this.at.set(key, n)
     return n
   }

@@ -352,12 +352,6 @@ export class TierClient {
     return this.invalidations.filter((i) => i.target !== 'MGS')
   }
 
-  import(target: string) {
-    const imp = this.fs.imports().find((i) => i.target === target)
-    if (!imp) throw new Error(`${this.name} has no import of ${target}`)
-    return imp
-  }
-
   /** A partition: nothing the client sends arrives until release(). */
   hold(): void {
     this.net.hold()

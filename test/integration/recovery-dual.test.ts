@@ -288,6 +288,37 @@ describe('eviction during replay', () => {
   })
 })
 
+describe('abort_recovery while clients replay', () => {
+  it('every client not done is evicted and gets EIO for what it had queued; both work again after', async () => {
+    const tier = await up()
+    const b = await tier.client('b')
+    const c = await tier.client('c')
+    await b.mkdir('/ab')
+    await tier.barrier('mdt0')
+    await interleaved([b, c], 2, async (x, i) => void (await x.write(`/ab/${x.name}${i}`)))
+    c.hold()
+    await tier.failover('mdt0')
+    await tier.recoveryUntil('mdt0', (v) => stateOf(v, b) === 'replaying' && v.queued_requests === 1, "b's replay of b1 to wait for c's")
+    const late = b.write('/ab/late').then(
+      () => 'created',
+      (e: Error & { code?: string }) => e.code,
+    )
+    await tier.admin('mdt0', { cmd: 'abort_recovery' })
+    c.release()
+    const view = await tier.recovered('mdt0')
+    expect(stateOf(view, b)).toBe('evicted')
+    expect(stateOf(view, c)).toBe('evicted')
+    expect(await late).toBe('EIO')
+    // c learns it when it reconnects.
+    await vi.waitFor(() => expect(c.evictedBy(MDT)).toBe(true), { timeout: 20_000, interval: 50 })
+    const lost = await tier.fresh((v) => v.names('/ab'))
+    for (const n of ['b1', 'c0', 'c1', 'late']) expect(lost).not.toContain(n)
+    await b.write('/ab/b-after')
+    await c.write('/ab/c-after')
+    expect(await tier.fresh((v) => v.names('/ab'))).toEqual(expect.arrayContaining(['b-after', 'c-after']))
+  })
+})
+
 describe('a create lost with a dead client', () => {
   it('a new file is empty, never takes the lost FID, and no object of the lost file is left on the OST', async () => {
     const tier = await up()

@@ -24,7 +24,7 @@ async function writeRecords(dir: string, count: number, seq = 1): Promise<{ offs
     // Data in several parts, some empty, of varied sizes.
     const parts = [Buffer.alloc(n * 37, n + 1), Buffer.alloc(0), Buffer.from(`tail-${n}`)]
     datas.push(Buffer.concat(parts))
-    await j.append({ n, tag: `rec ${n} ✓` } satisfies Rec, parts)
+    await j.append(JSON.stringify({ n, tag: `rec ${n} ✓` } satisfies Rec), parts)
   }
   const size = j.bytes
   await j.close()
@@ -51,8 +51,9 @@ describe('journal', () => {
 
   it('scans an empty or missing journal as nothing', async () => {
     const dir = await tempDir('lp-jnl')
-    const scan = await scanJournal(path.join(dir, 'journal'), 3)
-    expect(scan).toEqual({ records: [], lastSeq: 3, validBytes: 0, tornBytes: 0 })
+    const scan = await scanJournal(path.join(dir, 'journal'), 1)
+    expect(scan).toEqual({ records: [], lastSeq: 1, validBytes: 0, tornBytes: 0 })
+    await fsp.mkdir(path.join(dir, 'journal'))
     await fsp.writeFile(path.join(dir, 'journal', 'README'), 'not a journal file')
     await fsp.writeFile(path.join(dir, 'journal', '1.jnl'), 'bad name')
     expect((await scanJournal(path.join(dir, 'journal'), 1)).records).toEqual([])
@@ -114,7 +115,7 @@ describe('journal', () => {
     const j = await Journal.openForAppend(dir, scan.lastSeq, scan.validBytes)
     expect(j.bytes).toBe(offsets[3])
     expect((await fsp.stat(file(dir, 1))).size).toBe(offsets[3])
-    await j.append({ n: 3, tag: 'rec 3 ✓' }, [datas[3]!])
+    await j.append(JSON.stringify({ n: 3, tag: 'rec 3 ✓' }), [datas[3]!])
     await j.close()
     const again = await scanJournal<Rec>(dir, 1)
     expectPrefix(again.records, datas, 4)
@@ -124,14 +125,14 @@ describe('journal', () => {
   it('rotates to a new file and drops the older ones', async () => {
     const dir = await tempDir('lp-jnl')
     const j = await Journal.openForAppend(dir, 1, 0)
-    await j.append({ n: 0 }, [Buffer.from('a')])
-    await j.append({ n: 1 }, [])
+    await j.append(JSON.stringify({ n: 0 }), [Buffer.from('a')])
+    await j.append(JSON.stringify({ n: 1 }), [])
     expect(await j.rotate()).toBe(2)
     expect(j.currentSeq).toBe(2)
     expect(j.bytes).toBe(0)
-    await j.append({ n: 2 }, [Buffer.from('c')])
+    await j.append(JSON.stringify({ n: 2 }), [Buffer.from('c')])
     expect(await j.rotate()).toBe(3)
-    await j.append({ n: 3 }, [Buffer.from('d')])
+    await j.append(JSON.stringify({ n: 3 }), [Buffer.from('d')])
 
     const all = await scanJournal<{ n: number }>(dir, 1)
     expect(all.records.map((r) => r.json.n)).toEqual([0, 1, 2, 3])
@@ -161,7 +162,7 @@ describe('journal write failures', () => {
   it('a failed append leaves no partial record behind', async () => {
     const dir = await tempDir('lp-jnl')
     const j = await Journal.openForAppend(dir, 1, 0)
-    await j.append({ n: 0, tag: 'rec 0 ✓' }, [Buffer.from('first')])
+    await j.append(JSON.stringify({ n: 0, tag: 'rec 0 ✓' }), [Buffer.from('first')])
     const good = j.bytes
     // The disk fills up in the middle of the next record: the first part is written, then ENOSPC.
     const probe = await fsp.open(path.join(dir, 'probe'), 'w')
@@ -173,12 +174,12 @@ describe('journal write failures', () => {
       if (calls++ === 0) return orig.call(this, (bufs as Buffer[]).slice(0, 2))
       throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })
     })
-    await expect(j.append({ n: 1, tag: 'rec 1 ✓' }, [Buffer.alloc(5000, 1)])).rejects.toThrow(/no space/)
+    await expect(j.append(JSON.stringify({ n: 1, tag: 'rec 1 ✓' }), [Buffer.alloc(5000, 1)])).rejects.toThrow(/no space/)
     spy.mockRestore()
     expect(j.bytes).toBe(good)
     expect((await fsp.stat(file(dir, 1))).size).toBe(good)
     // Once there is room again, the next record follows the last whole one.
-    await j.append({ n: 1, tag: 'rec 1 ✓' }, [Buffer.from('second')])
+    await j.append(JSON.stringify({ n: 1, tag: 'rec 1 ✓' }), [Buffer.from('second')])
     await j.close()
     const scan = await scanJournal<Rec>(dir, 1)
     expect(scan.records.map((r) => r.data.toString())).toEqual(['first', 'second'])

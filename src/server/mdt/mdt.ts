@@ -2,7 +2,8 @@ import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import type { Clock } from '../../common/clock.js'
 import type { Logger } from '../../common/log.js'
-import { writeFileAtomic } from '../../common/fsutil.js'
+import { mkdirDurable, writeFileAtomic } from '../../common/fsutil.js'
+import type { Fence } from '../target/mmp.js'
 import { LpError } from '../../protocol/errno.js'
 import type { DirsChanged, Layout, MdtAttr, OpArgs } from '../../protocol/ops.js'
 import type { Applied, Backend, OpContext, QueryResult, Redo } from '../target/backend.js'
@@ -23,6 +24,8 @@ export interface MdtOptions {
   destroyer?: ObjectDestroyer
   /** Lets the MDT commit its own bookkeeping (the llog cancel) as a transaction. */
   internalTxn?: (redo: Redo[]) => void
+  /** MMP: asked before the MDT writes its snapshots. */
+  fence?: Fence
 }
 
 interface ReplayedCreate {
@@ -175,15 +178,16 @@ export class MdtBackend implements Backend {
   }
 
   async persist(snapshot: unknown, transno: number): Promise<unknown> {
-    await fsp.mkdir(this.snapDir(), { recursive: true })
+    await this.o.fence?.check()
+    await mkdirDurable(this.snapDir())
     const name = `ns-${String(transno).padStart(12, '0')}.json`
-    await writeFileAtomic(path.join(this.snapDir(), name), JSON.stringify(snapshot))
+    await writeFileAtomic(path.join(this.snapDir(), name), JSON.stringify(snapshot), this.o.fence && (() => this.o.fence!.check()))
     return { snapshot: name }
   }
 
-  async afterCheckpoint(ref: unknown): Promise<void> {
-    const keep = (ref as { snapshot: string }).snapshot
-    for (const f of await fsp.readdir(this.snapDir())) if (f !== keep) await fsp.rm(path.join(this.snapDir(), f), { force: true })
+  async afterCheckpoint(live: unknown[]): Promise<void> {
+    const keep = new Set(live.map((ref) => (ref as { snapshot?: string } | undefined)?.snapshot))
+    for (const f of await fsp.readdir(this.snapDir())) if (!keep.has(f)) await fsp.rm(path.join(this.snapDir(), f), { force: true })
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { randomUUID } from 'node:crypto'
-import { readJson, writeFileAtomic, fsyncDir } from '../../common/fsutil.js'
+import { readJson, writeFileAtomic, fsyncDir, mkdirDurable } from '../../common/fsutil.js'
 import { nidList, NidError, DEFAULT_PORT } from '../../protocol/nid.js'
 import { FSNAME_RE, MAX_TARGET_INDEX, targetName } from '../../protocol/names.js'
 
@@ -113,7 +113,7 @@ export async function formatTarget(o: FormatOptions): Promise<TargetConfig> {
     }
     for (const e of entries) await fsp.rm(path.join(dir, e), { recursive: true, force: true })
   } else {
-    await fsp.mkdir(dir, { recursive: true, mode: 0o700 })
+    await mkdirDurable(dir, 0o700)
   }
   const cfg: TargetConfig = {
     version: 1,

@@ -20,12 +20,9 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, g
   } finally {
     await fh.close()
   }
-  try {
-    await guard?.()
-  } catch (e) {
-    await fsp.rm(tmp, { force: true })
-    throw e
-  }
+  // Refused now (fenced: the directory is another node's): the temp file stays as it is, since
+  // even removing it would be a write.
+  await guard?.()
   await fsp.rename(tmp, file)
   await fsyncDir(path.dirname(file))
 }

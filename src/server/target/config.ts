@@ -34,6 +34,8 @@ export const KNOWN_PARAMS: Record<string, (v: string) => string | null> = {
   'sys.timeout': positive,
   commit_interval: positive,
   mmp_interval: positive,
+  /** MiB of journal after which a checkpoint is cut (then the journal starts a new file). */
+  journal_checkpoint_mb: (v) => (/^\d+(\.\d+)?$/.test(v) && Number(v) > 0 ? null : 'must be a positive number of MiB'),
   recovery_time_soft: positive,
   recovery_time_hard: positive,
 }

@@ -206,7 +206,7 @@ export async function journalForStart(o: {
   o.log.error(
     { file: damage.file, offset: damage.offset, transno: good, dropped: beyond.regions, kept },
     `${o.name}: --discard-corrupt-journal: journal damaged at ${where}; starting from transno ${good}. Dropped: the damaged record and ${lost}; ` +
-      `copies kept as ${kept.map((k) => path.basename(k)).join(', ')}`,
+      `copies kept as ${kept.map((k) => path.basename(k)).join(', ')}. Files the backend had already updated may still hold some of their changes`,
   )
   return { ...scan, damage: undefined, beyond: undefined }
 }

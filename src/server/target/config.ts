@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { randomUUID } from 'node:crypto'
+import { z } from 'zod'
 import { readJson, writeFileAtomic, fsyncDir, mkdirDurable } from '../../common/fsutil.js'
 import { nidList, NidError, DEFAULT_PORT } from '../../protocol/nid.js'
 import { FSNAME_RE, MAX_TARGET_INDEX, targetName } from '../../protocol/names.js'
@@ -144,8 +145,31 @@ export function describe(c: TargetConfig): string {
   return names.join('+')
 }
 
+const ConfigSchema = z.object({
+  version: z.literal(1),
+  fsname: z.string().regex(FSNAME_RE),
+  uuid: z.string(),
+  mgs: z.boolean(),
+  mdt: z.boolean(),
+  ost: z.boolean(),
+  index: z.number().int().min(0).max(MAX_TARGET_INDEX),
+  mgsnode: z.string().optional(),
+  failnodes: z.array(z.string()),
+  port: z.number().int().min(1).max(65535),
+  params: z.record(z.string(), z.string()),
+  created: z.string(),
+})
+
 export async function readConfig(dir: string): Promise<TargetConfig> {
-  const cfg = await readJson<TargetConfig>(path.join(dir, CONFIG_FILE))
-  if (!cfg || cfg.version !== 1) throw new FormatError(`${dir} does not hold an lproxy target (no CONFIG); run 'lproxy format' first`)
-  return cfg
+  const file = path.join(dir, CONFIG_FILE)
+  let raw: unknown
+  try {
+    raw = await readJson<unknown>(file)
+  } catch (e) {
+    throw new FormatError(`${file} is damaged (${(e as Error).message}); format the target again`)
+  }
+  if (raw === undefined || (raw as { version?: unknown }).version !== 1) throw new FormatError(`${dir} does not hold an lproxy target (no CONFIG); run 'lproxy format' first`)
+  const cfg = ConfigSchema.safeParse(raw)
+  if (!cfg.success) throw new FormatError(`${file} is damaged: ${cfg.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
+  return cfg.data
 }

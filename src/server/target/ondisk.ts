@@ -46,9 +46,15 @@ export interface BatchJson {
 }
 
 /** Enough of a batch's shape to walk it; each entry is the backend's to interpret. */
+const TxnEntry = z.looseObject({
+  t: z.number().int(),
+  c: z.string(),
+  x: z.number(),
+  r: z.array(z.looseObject({ rec: z.record(z.string(), z.unknown()), d: z.number().int().nonnegative().optional() })),
+})
 export const BatchSchema = z.looseObject({
   last: z.number().int().nonnegative(),
-  ents: z.array(z.union([z.looseObject({ t: z.number().int(), c: z.string(), x: z.number(), r: z.array(z.looseObject({ rec: z.record(z.string(), z.unknown()), d: z.number().int().nonnegative().optional() })) }), z.looseObject({ m: z.unknown() })])),
+  ents: z.array(z.union([TxnEntry, z.looseObject({ m: z.unknown() })])),
 }) as unknown as z.ZodType<BatchJson>
 
 const FRESH: CheckpointFile = { transno: 0, journal_seq: 1, lastrcvd: { clients: [], replies: [] }, backend: undefined }

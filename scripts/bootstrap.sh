@@ -15,6 +15,8 @@ command -v fusermount >/dev/null 2>&1 || need+=(fuse3)
 { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists fuse3; } || need+=(pkg-config libfuse3-dev)
 { command -v g++ >/dev/null 2>&1 && command -v make >/dev/null 2>&1; } || need+=(build-essential)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# The crash-consistency test formats an ext4 image (mkfs.ext4) and loop-mounts it.
+{ command -v mkfs.ext4 || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ]; } >/dev/null 2>&1 || need+=(e2fsprogs)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -58,14 +58,20 @@ export function registerServerCommands(program: Command): void {
     .option('--log <file>', `pino JSON log of a new node (default ${defaultLog('<name>')}; with -f: stderr)`)
     .option('-f, --foreground', 'run the node in this process (for supervisors); stops cleanly on SIGTERM')
     .option('--param <key=value>', 'tunable for this start, e.g. sys.timeout=20 (repeatable)', collect)
-    .action(async (dir: string, o: { nid?: string; name?: string; log?: string; foreground?: boolean; param?: string[] }) => {
+    .option(
+      '--discard-corrupt-journal',
+      'start even though the journal is damaged before its tail (a start refused with "journal damaged"): go on from the last good record; ' +
+        'the transactions after it are lost, logged, and the files given up kept as journal/*.corrupt-<time>',
+    )
+    .action(async (dir: string, o: { nid?: string; name?: string; log?: string; foreground?: boolean; param?: string[]; discardCorruptJournal?: boolean }) => {
       if (!o.nid) throw new UsageError('start: --nid is required')
       const nid = formatNid(parseNid(o.nid))
       if (o.name !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(o.name)) throw new UsageError(`start: invalid --name '${o.name}'`)
       const params = parseParams(o.param ?? [])
       if (params['failover.mode']) throw new UsageError('start: failover.mode is chosen at format time')
-      if (o.foreground) return runForeground(dir, nid, o.name, o.log, params)
-      const s = await startTarget({ dir, nid, name: o.name, log: o.log, params })
+      const discard = o.discardCorruptJournal === true
+      if (o.foreground) return runForeground(dir, nid, o.name, o.log, params, discard)
+      const s = await startTarget({ dir, nid, name: o.name, log: o.log, params, discardCorruptJournal: discard })
       print([`${s.targets.join(', ')}: serving on ${s.nid} (node ${s.node}, pid ${s.pid})`])
     })
 
@@ -139,14 +145,21 @@ function recoveryLines(r: RecoveryStatus): string[] {
   return lines
 }
 
-async function runForeground(dir: string, nid: string, name: string | undefined, log: string | undefined, params: Record<string, string>): Promise<void> {
+async function runForeground(
+  dir: string,
+  nid: string,
+  name: string | undefined,
+  log: string | undefined,
+  params: Record<string, string>,
+  discardCorruptJournal: boolean,
+): Promise<void> {
   const abs = path.resolve(dir)
   const cfg = await readConfig(abs)
   const p = await probeNode(nid, cfg.port)
   if (p.state !== 'down') throw new Error(`a node already runs on ${nid} (port ${cfg.port}); without -f, 'lproxy start' mounts the target on it`)
   const { runNode } = await import('../server/main.js')
   await new Promise<void>((resolve) =>
-    runNode({ nid, name: name ?? parseNid(nid).host, port: cfg.port, log, dir: abs, params }, (m) => {
+    runNode({ nid, name: name ?? parseNid(nid).host, port: cfg.port, log, dir: abs, params, discardCorruptJournal }, (m) => {
       // On failure runNode exits the process itself, after this line is out.
       if (m.ok) print([`${(m.targets ?? []).join(', ')}: serving on ${nid} (pid ${process.pid}, foreground)`])
       else process.stderr.write(`lproxy: ${m.error}\n`)

@@ -14,6 +14,7 @@ export interface SpawnNodeOptions {
   dir: string
   log: string
   params: Record<string, string>
+  discardCorruptJournal?: boolean
 }
 
 export interface Spawned {
@@ -29,6 +30,7 @@ const EXIT_WAIT_MS = 5000
 export function spawnNode(o: SpawnNodeOptions): Promise<Spawned> {
   const args = [...DATA_PROCESS_FLAGS, NODE_MAIN, '--nid', o.nid, '--name', o.name, '--port', String(o.port), '--dir', o.dir, '--log', o.log]
   if (Object.keys(o.params).length) args.push('--params', JSON.stringify(o.params))
+  if (o.discardCorruptJournal) args.push('--discard-corrupt-journal')
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] })
   return new Promise((resolve, reject) => {
     let settled = false

@@ -4,8 +4,13 @@ import { slice, totalLength } from './chunks.js'
 
 let tmpSeq = 0
 
-/** Write a file so that after a crash either the old or the new content is there, whole. */
-export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+/**
+ * Write a file so that after a crash either the old or the new content is there, whole.
+ * `guard` (a fence) runs before anything is written and again right before the new content
+ * takes the old one's place: when it throws, the file is left as it was.
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array, guard?: () => Promise<void>): Promise<void> {
+  await guard?.()
   // Unique per call: two writes of one file at once must not share (and steal) a temp file.
   const tmp = `${file}.tmp-${process.pid}-${++tmpSeq}`
   const fh = await fsp.open(tmp, 'w', 0o600)
@@ -15,6 +20,9 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
   } finally {
     await fh.close()
   }
+  // Refused now (fenced: the directory is another node's): the temp file stays as it is, since
+  // even removing it would be a write.
+  await guard?.()
   await fsp.rename(tmp, file)
   await fsyncDir(path.dirname(file))
 }
@@ -26,6 +34,19 @@ export async function writevAll(fh: fsp.FileHandle, parts: readonly Buffer[], po
   while (done < total) {
     const { bytesWritten } = await fh.writev(slice(parts, done), position === null ? undefined : position + done)
     done += bytesWritten
+  }
+}
+
+/**
+ * mkdir -p whose new directories survive a crash: the entry of each directory made is in its
+ * parent, and a parent's entry is only durable once the parent is fsynced.
+ */
+export async function mkdirDurable(dir: string, mode?: number): Promise<void> {
+  const first = await fsp.mkdir(dir, { recursive: true, mode })
+  if (first === undefined) return
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    await fsyncDir(path.dirname(d))
+    if (d === path.resolve(first)) break
   }
 }
 

@@ -15,6 +15,8 @@ export interface NodeArgs {
   log?: string
   dir: string
   params: Record<string, string>
+  /** Start past journal damage from the last good record (--discard-corrupt-journal). */
+  discardCorruptJournal?: boolean
 }
 
 export async function runNode(a: NodeArgs, report: (msg: { ok: boolean; targets?: string[]; error?: string; errno?: string }) => void): Promise<void> {
@@ -41,7 +43,7 @@ export async function runNode(a: NodeArgs, report: (msg: { ok: boolean; targets?
   })
   try {
     await node.listen()
-    const targets = await node.mountDir(a.dir, a.params)
+    const targets = await node.mountDir(a.dir, a.params, { discardCorruptJournal: a.discardCorruptJournal })
     report({ ok: true, targets })
   } catch (e) {
     const err = e as Error & { code?: string }
@@ -61,6 +63,7 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dis
       log: { type: 'string' },
       dir: { type: 'string' },
       params: { type: 'string' },
+      'discard-corrupt-journal': { type: 'boolean' },
     },
   })
   const nid = formatNid(parseNid(values.nid!))
@@ -72,6 +75,7 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dis
       log: values.log,
       dir: values.dir!,
       params: values.params ? (JSON.parse(values.params) as Record<string, string>) : {},
+      discardCorruptJournal: values['discard-corrupt-journal'],
     },
     (msg) => {
       // Disconnect only once the report is flushed, or the parent may never see it.

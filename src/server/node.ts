@@ -35,6 +35,11 @@ export interface NodeOptions {
   onEmpty: () => void
 }
 
+export interface MountOptions {
+  /** Start past journal damage from the last good record, logging what is dropped. */
+  discardCorruptJournal?: boolean
+}
+
 interface Mounted {
   dir: string
   cfg: TargetConfig
@@ -77,19 +82,19 @@ export class ServerNode {
   }
 
   /** Mount the target(s) in `dir` on this node: MMP, load, serve, register with the MGS. */
-  async mountDir(dirArg: string, overrides: Record<string, string> = {}): Promise<string[]> {
+  async mountDir(dirArg: string, overrides: Record<string, string> = {}, opts: MountOptions = {}): Promise<string[]> {
     const dir = path.resolve(dirArg)
     if (this.exiting) throw new LpError('ESHUTDOWN', `node ${this.o.name} is exiting (it serves no target any more); start the target again`)
     if (this.mounts.has(dir) || this.starting.has(dir)) throw new LpError('EALREADY', `${dir} is already mounted on this node`)
     this.starting.add(dir)
     try {
-      return await this.doMount(dir, overrides)
+      return await this.doMount(dir, overrides, opts)
     } finally {
       this.starting.delete(dir)
     }
   }
 
-  private async doMount(dir: string, overrides: Record<string, string>): Promise<string[]> {
+  private async doMount(dir: string, overrides: Record<string, string>, opts: MountOptions): Promise<string[]> {
     const cfg = await readConfig(dir)
     if (cfg.port !== this.o.port) throw new LpError('EINVAL', `${dir} belongs to a filesystem on port ${cfg.port}, this node listens on ${this.o.port}`)
     const tun = serverTunables(cfg, overrides)
@@ -102,7 +107,12 @@ export class ServerNode {
       node: this.o.name,
       nid: this.o.nid,
       onForeign: (b) => {
-        log.error({ dir, holder: b.node, holder_nid: b.nid }, `MMP: ${describe(cfg)} in ${dir} is now updated by node ${b.node} (${b.nid}); stopping it here at once`)
+        // ext4's kmmpd words, then what this node does about it.
+        log.error(
+          { dir, holder: b.node, holder_nid: b.nid, holder_pid: b.pid, mmp_seq: b.seq },
+          `${describe(cfg)}: kmmpd: device ${dir} is already active on another node. MMP failure info: last update time: ${new Date(b.time).toISOString()}, ` +
+            `last update node: ${b.node} (${b.nid}, pid ${b.pid}). Stopping the target here at once; nothing more is written to it`,
+        )
         void this.unmount(dir, false)
       },
     })
@@ -116,14 +126,15 @@ export class ServerNode {
       m.client.tunables.timeout = tun.obdTimeoutMs / 1000
       m.mgc = new Mgc(m.client, mgsNids, this.log)
       const mode = cfg.params['failover.mode'] === 'failout' ? 'failout' : 'failover'
-      const base = { clock: this.o.clock, log: this.log, tunables: tun }
+      const fence = m.mmp
+      const base = { clock: this.o.clock, log: this.log, tunables: tun, fence, discardCorruptJournal: opts.discardCorruptJournal }
       if (cfg.mgs) {
-        const b = new MgsBackend(path.join(dir, 'mgs'), cfg.fsname, cfg.port, this.o.clock)
+        const b = new MgsBackend(path.join(dir, 'mgs'), cfg.fsname, cfg.port, this.o.clock, fence)
         m.targets.push(await Target.open({ ...base, name: 'MGS', kind: 'mgs', dir: path.join(dir, 'mgs'), backend: b, replayable: false }))
       }
       if (cfg.mdt) {
         m.osp = new Osp(m.client, m.mgc, cfg.fsname, this.log)
-        const b = new MdtBackend({ dir: path.join(dir, 'mdt'), clock: this.o.clock, destroyer: m.osp })
+        const b = new MdtBackend({ dir: path.join(dir, 'mdt'), clock: this.o.clock, destroyer: m.osp, fence })
         const name = targetName(cfg.fsname, { kind: 'mdt', index: cfg.index })
         const t = await Target.open({ ...base, name, kind: 'mdt', dir: path.join(dir, 'mdt'), backend: b, replayable: mode === 'failover' })
         b.setInternalTxn((redo) => t.internalTxn(redo))
@@ -131,7 +142,7 @@ export class ServerNode {
       }
       if (cfg.ost) {
         const name = targetName(cfg.fsname, { kind: 'ost', index: cfg.index })
-        const b = new OstBackend(path.join(dir, 'ost'))
+        const b = new OstBackend(path.join(dir, 'ost'), fence)
         m.targets.push(await Target.open({ ...base, name, kind: 'ost', dir: path.join(dir, 'ost'), backend: b, replayable: mode === 'failover' }))
       }
       this.mounts.set(dir, m)
@@ -204,7 +215,11 @@ export class ServerNode {
   private async adminRequest(req: Record<string, unknown>): Promise<unknown> {
     switch (req.cmd) {
       case 'mount':
-        return { targets: await this.mountDir(String(req.dir), (req.params as Record<string, string>) ?? {}) }
+        return {
+          targets: await this.mountDir(String(req.dir), (req.params as Record<string, string>) ?? {}, {
+            discardCorruptJournal: req.discard_corrupt_journal === true,
+          }),
+        }
       case 'umount':
         await this.unmount(String(req.dir), req.clean !== false)
         return {}

@@ -19,7 +19,7 @@ export function serverTunables(cfg: TargetConfig, overrides: Record<string, stri
     recoverySoftMs: softMs,
     recoveryHardMs: num('recovery_time_hard', 9 * timeout) * 1000,
     maxPendingBytes: 64 * 1024 * 1024,
-    checkpointBytes: 256 * 1024 * 1024,
+    checkpointBytes: Math.ceil(num('journal_checkpoint_mb', 256) * 1024 * 1024),
     imperativeRecovery: true,
   }
 }

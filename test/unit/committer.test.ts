@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { ManualClock } from '../../src/common/clock.js'
 import { Journal, scanJournal } from '../../src/server/target/journal.js'
-import { CHECKPOINT, type BatchJson, type CheckpointFile } from '../../src/server/target/committer.js'
+import { CHECKPOINT, CHECKPOINT_PREV, decodeCheckpoint, type BatchJson, type CheckpointFile } from '../../src/server/target/ondisk.js'
 import type { Target } from '../../src/server/target/target.js'
 import { OstBackend } from '../../src/server/ost/ost.js'
 import { FID_RANGE, type NsImage } from '../../src/server/mdt/namespace.js'
@@ -43,20 +43,34 @@ const write = (c: TestClient, fid: number, offset: number, data: string | Buffer
 const read = async (c: TestClient, fid: number, offset = 0, length = 1 << 20) =>
   (await c.ok('ost_read', { fid, stripe: 0, offset, length })).bulk!.toString()
 
-/** Transnos of the transactions the journal holds (what a restart would see). */
+async function readCheckpoint(file: string): Promise<CheckpointFile> {
+  const cp = decodeCheckpoint(await fsp.readFile(file))
+  if (typeof cp === 'string') throw new Error(`${file}: ${cp}`)
+  return cp
+}
+
+/** Transnos of the transactions the journal holds past the checkpoint (what a restart would see). */
 async function journaled(dir: string): Promise<number[]> {
-  const cp = JSON.parse(await fsp.readFile(path.join(dir, CHECKPOINT), 'utf8').catch(() => '{"journal_seq":1}')) as CheckpointFile
+  const cp = await readCheckpoint(path.join(dir, CHECKPOINT)).catch(() => ({ journal_seq: 1 }))
   const scan = await scanJournal<BatchJson>(path.join(dir, 'journal'), cp.journal_seq)
   return scan.records.flatMap((r) => r.json.ents.flatMap((e) => ('t' in e ? [e.t] : [])))
 }
 
-/** The checkpoint that moved the journal to file `seq`, once it is written and older files are gone. */
+const jnl = (seq: number) => `${String(seq).padStart(8, '0')}.jnl`
+
+/**
+ * The checkpoint that moved the journal to file `seq`, once it is written and the files
+ * older than the previous generation's are gone (the previous generation keeps its own).
+ */
 async function checkpointed(dir: string, seq: number): Promise<CheckpointFile> {
-  const jnl = `${String(seq).padStart(8, '0')}.jnl`
-  await vi.waitFor(async () => expect(await fsp.readdir(path.join(dir, 'journal'))).toEqual([jnl]))
-  const cp = JSON.parse(await fsp.readFile(path.join(dir, CHECKPOINT), 'utf8')) as CheckpointFile
-  expect(cp.journal_seq).toBe(seq)
-  return cp
+  return vi.waitFor(async () => {
+    const cp = await readCheckpoint(path.join(dir, CHECKPOINT))
+    expect(cp.journal_seq).toBe(seq)
+    const prev = await readCheckpoint(path.join(dir, CHECKPOINT_PREV))
+    const want = Array.from({ length: seq - prev.journal_seq + 1 }, (_, i) => jnl(prev.journal_seq + i))
+    expect(await fsp.readdir(path.join(dir, 'journal'))).toEqual(want)
+    return cp
+  })
 }
 
 /** Hold every journal append at a gate; `entered` resolves when one is waiting there. */
@@ -343,7 +357,7 @@ describe('commit and transnos', () => {
     await c.ok('sync')
     await target.stop(false) // waits for the commit running, checkpoint included
     running.splice(0)
-    const cp = JSON.parse(await fsp.readFile(path.join(dir, CHECKPOINT), 'utf8')) as CheckpointFile
+    const cp = await readCheckpoint(path.join(dir, CHECKPOINT))
     expect(cp.transno).toBeGreaterThan(0)
     const again = await ost(dir)
     expect(again.target.lastCommitted).toBe(60)

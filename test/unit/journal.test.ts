@@ -1,7 +1,7 @@
 import { describe, it, expect, afterAll, vi } from 'vitest'
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
-import { Journal, scanJournal } from '../../src/server/target/journal.js'
+import { Journal, MAX_RECORD_PAYLOAD, scanJournal, setAside } from '../../src/server/target/journal.js'
 import { tempDir, removeTempDirs } from '../helpers/nodes.js'
 
 afterAll(removeTempDirs)
@@ -24,7 +24,7 @@ async function writeRecords(dir: string, count: number, seq = 1): Promise<{ offs
     // Data in several parts, some empty, of varied sizes.
     const parts = [Buffer.alloc(n * 37, n + 1), Buffer.alloc(0), Buffer.from(`tail-${n}`)]
     datas.push(Buffer.concat(parts))
-    await j.append({ n, tag: `rec ${n} ✓` } satisfies Rec, parts)
+    await j.append(JSON.stringify({ n, tag: `rec ${n} ✓` } satisfies Rec), parts)
   }
   const size = j.bytes
   await j.close()
@@ -51,8 +51,9 @@ describe('journal', () => {
 
   it('scans an empty or missing journal as nothing', async () => {
     const dir = await tempDir('lp-jnl')
-    const scan = await scanJournal(path.join(dir, 'journal'), 3)
-    expect(scan).toEqual({ records: [], lastSeq: 3, validBytes: 0, tornBytes: 0 })
+    const scan = await scanJournal(path.join(dir, 'journal'), 1)
+    expect(scan).toEqual({ records: [], lastSeq: 1, validBytes: 0, tornBytes: 0 })
+    await fsp.mkdir(path.join(dir, 'journal'))
     await fsp.writeFile(path.join(dir, 'journal', 'README'), 'not a journal file')
     await fsp.writeFile(path.join(dir, 'journal', '1.jnl'), 'bad name')
     expect((await scanJournal(path.join(dir, 'journal'), 1)).records).toEqual([])
@@ -94,15 +95,117 @@ describe('journal', () => {
     }
   })
 
-  it('trusts nothing after a damaged record in the middle', async () => {
+  it('a damaged record in the middle is damage, not a torn tail: reported with what follows it', async () => {
     const dir = await tempDir('lp-jnl')
-    const { offsets, datas } = await writeRecords(dir, 6)
+    const { offsets, datas, size } = await writeRecords(dir, 6)
+    const whole = await fsp.readFile(file(dir, 1))
+    // A flipped payload byte (CRC mismatch), and a length field gone wild (runs past the end).
+    for (const [at, reason] of [
+      [offsets[2]! + HDR + 6, 'CRC mismatch'],
+      [offsets[2]! + 4, 'runs past the end of the file'],
+    ] as const) {
+      const bad = Buffer.from(whole)
+      bad[at] ^= 0xff
+      await fsp.writeFile(file(dir, 1), bad)
+      const scan = await scanJournal<Rec>(dir, 1)
+      expectPrefix(scan.records, datas, 2)
+      expect(scan.validBytes).toBe(offsets[2])
+      expect(scan.tornBytes).toBe(0)
+      expect(scan.damage).toMatchObject({ file: file(dir, 1), offset: offsets[2] })
+      expect(scan.damage!.reason).toContain(reason)
+      expect(scan.beyond!.regions).toEqual([{ file: file(dir, 1), from: offsets[2], to: size }])
+      expect(scan.beyond!.records.map((r) => r.json.n)).toEqual([3, 4, 5])
+    }
+  })
+
+  it('a record is valid only where it was written: its bytes elsewhere (in later data) do not count', async () => {
+    const dir = await tempDir('lp-jnl')
+    const { offsets, datas, size } = await writeRecords(dir, 3)
+    const whole = await fsp.readFile(file(dir, 1))
+    const rec1 = whole.subarray(offsets[1], offsets[2])
+    // A last record whose data holds a copy of record 1 (a client wrote a journal file), torn by a crash.
+    const j = await Journal.openForAppend(dir, 1, size)
+    await j.append(JSON.stringify({ n: 3, tag: 'rec 3 ✓' }), [Buffer.alloc(100, 7), rec1, Buffer.alloc(100, 8)])
+    await j.close()
+    const full = (await fsp.stat(file(dir, 1))).size
+    await fsp.truncate(file(dir, 1), full - 50)
+    const scan = await scanJournal<Rec>(dir, 1)
+    expectPrefix(scan.records, datas, 3)
+    expect(scan.damage).toBeUndefined()
+    expect(scan.tornBytes).toBe(full - 50 - size)
+    // Record 1's bytes moved to another offset are no record either.
+    await fsp.writeFile(file(dir, 1), Buffer.concat([whole, rec1]))
+    const moved = await scanJournal<Rec>(dir, 1)
+    expectPrefix(moved.records, datas, 3)
+    expect(moved.tornBytes).toBe(rec1.length)
+    expect(moved.damage).toBeUndefined()
+  })
+
+  it('any bad record in a file that is not the newest is damage, even at its end', async () => {
+    const dir = await tempDir('lp-jnl')
+    const { size } = await writeRecords(dir, 3, 1)
+    await writeRecords(dir, 2, 2)
+    const size2 = (await fsp.stat(file(dir, 2))).size
+    await fsp.truncate(file(dir, 1), size - 1)
+    const scan = await scanJournal<Rec>(dir, 1)
+    expect(scan.records.map((r) => r.json.n)).toEqual([0, 1])
+    expect(scan.lastSeq).toBe(1)
+    expect(scan.tornBytes).toBe(0)
+    expect(scan.damage).toMatchObject({ file: file(dir, 1), reason: expect.stringContaining('runs past the end') })
+    expect(scan.beyond!.regions).toEqual([
+      { file: file(dir, 1), from: scan.validBytes, to: size - 1 },
+      { file: file(dir, 2), from: 0, to: size2 },
+    ])
+    expect(scan.beyond!.records.map((r) => r.json.n)).toEqual([0, 1])
+  })
+
+  it('a missing journal file is damage: the checkpoint\'s own, or one between two others', async () => {
+    const dir = await tempDir('lp-jnl')
+    await writeRecords(dir, 1, 3)
+    await writeRecords(dir, 1, 5)
+    const gap = await scanJournal<Rec>(dir, 3)
+    expect(gap.records.map((r) => r.json.n)).toEqual([0])
+    expect(gap.damage).toEqual({ file: file(dir, 4), offset: 0, reason: 'journal file missing' })
+    expect(gap.beyond!.records.map((r) => r.json.n)).toEqual([0])
+    const first = await scanJournal<Rec>(dir, 2)
+    expect(first.records).toEqual([])
+    expect(first.damage).toEqual({ file: file(dir, 2), offset: 0, reason: 'journal file missing' })
+    expect(first.beyond!.regions.map((r) => r.file)).toEqual([file(dir, 3), file(dir, 5)])
+  })
+
+  it('set aside: files given up are kept under another name, the damaged one copied whole', async () => {
+    const dir = await tempDir('lp-jnl')
+    const { offsets } = await writeRecords(dir, 4, 1)
+    await writeRecords(dir, 2, 2)
     const bad = await fsp.readFile(file(dir, 1))
-    bad[offsets[2]! + HDR + 6] ^= 0xff
+    bad[offsets[1]! + HDR + 3] ^= 1
     await fsp.writeFile(file(dir, 1), bad)
     const scan = await scanJournal<Rec>(dir, 1)
-    expectPrefix(scan.records, datas, 2)
-    expect(scan.validBytes).toBe(offsets[2])
+    const kept = await setAside(dir, scan.beyond!.regions, 1234)
+    expect(kept).toEqual([`${file(dir, 1)}.corrupt-1234`, `${file(dir, 2)}.corrupt-1234`])
+    expect(Buffer.compare(await fsp.readFile(kept[0]!), bad)).toBe(0)
+    expect((await fsp.readdir(dir)).sort()).toEqual(['00000001.jnl', '00000001.jnl.corrupt-1234', '00000002.jnl.corrupt-1234'])
+    // The damaged file is cut at the damage when opened for appending: what is left scans clean.
+    const j = await Journal.openForAppend(dir, scan.lastSeq, scan.validBytes)
+    await j.close()
+    expect((await fsp.stat(file(dir, 1))).size).toBe(offsets[1])
+    const again = await scanJournal<Rec>(dir, 1)
+    expect(again.records.map((r) => r.json.n)).toEqual([0])
+    expect(again).toMatchObject({ tornBytes: 0, lastSeq: 1, validBytes: offsets[1] })
+    expect(again.damage).toBeUndefined()
+  })
+
+  it('a record too big for its u32 length is refused before a byte is written', async () => {
+    const dir = await tempDir('lp-jnl')
+    const { size } = await writeRecords(dir, 1)
+    const j = await Journal.openForAppend(dir, 1, size)
+    // One 64 MiB buffer, referred to often enough to pass the u32 (only one is allocated).
+    const piece = Buffer.allocUnsafe(64 << 20)
+    const parts = Array<Buffer>(Math.ceil(MAX_RECORD_PAYLOAD / piece.length)).fill(piece)
+    await expect(j.append('{}', parts)).rejects.toMatchObject({ code: 'EFBIG' })
+    expect(j.bytes).toBe(size)
+    await j.close()
+    expect((await fsp.stat(file(dir, 1))).size).toBe(size)
   })
 
   it('appends after a torn tail once it is cut off', async () => {
@@ -114,7 +217,7 @@ describe('journal', () => {
     const j = await Journal.openForAppend(dir, scan.lastSeq, scan.validBytes)
     expect(j.bytes).toBe(offsets[3])
     expect((await fsp.stat(file(dir, 1))).size).toBe(offsets[3])
-    await j.append({ n: 3, tag: 'rec 3 ✓' }, [datas[3]!])
+    await j.append(JSON.stringify({ n: 3, tag: 'rec 3 ✓' }), [datas[3]!])
     await j.close()
     const again = await scanJournal<Rec>(dir, 1)
     expectPrefix(again.records, datas, 4)
@@ -124,14 +227,14 @@ describe('journal', () => {
   it('rotates to a new file and drops the older ones', async () => {
     const dir = await tempDir('lp-jnl')
     const j = await Journal.openForAppend(dir, 1, 0)
-    await j.append({ n: 0 }, [Buffer.from('a')])
-    await j.append({ n: 1 }, [])
+    await j.append(JSON.stringify({ n: 0 }), [Buffer.from('a')])
+    await j.append(JSON.stringify({ n: 1 }), [])
     expect(await j.rotate()).toBe(2)
     expect(j.currentSeq).toBe(2)
     expect(j.bytes).toBe(0)
-    await j.append({ n: 2 }, [Buffer.from('c')])
+    await j.append(JSON.stringify({ n: 2 }), [Buffer.from('c')])
     expect(await j.rotate()).toBe(3)
-    await j.append({ n: 3 }, [Buffer.from('d')])
+    await j.append(JSON.stringify({ n: 3 }), [Buffer.from('d')])
 
     const all = await scanJournal<{ n: number }>(dir, 1)
     expect(all.records.map((r) => r.json.n)).toEqual([0, 1, 2, 3])
@@ -146,22 +249,13 @@ describe('journal', () => {
     await j.close()
   })
 
-  it('stops at a torn file and ignores later files', async () => {
-    const dir = await tempDir('lp-jnl')
-    const { size } = await writeRecords(dir, 3, 1)
-    await writeRecords(dir, 2, 2)
-    await fsp.truncate(file(dir, 1), size - 1)
-    const scan = await scanJournal<Rec>(dir, 1)
-    expect(scan.records.map((r) => r.json.n)).toEqual([0, 1])
-    expect(scan.lastSeq).toBe(1)
-  })
 })
 
 describe('journal write failures', () => {
   it('a failed append leaves no partial record behind', async () => {
     const dir = await tempDir('lp-jnl')
     const j = await Journal.openForAppend(dir, 1, 0)
-    await j.append({ n: 0, tag: 'rec 0 ✓' }, [Buffer.from('first')])
+    await j.append(JSON.stringify({ n: 0, tag: 'rec 0 ✓' }), [Buffer.from('first')])
     const good = j.bytes
     // The disk fills up in the middle of the next record: the first part is written, then ENOSPC.
     const probe = await fsp.open(path.join(dir, 'probe'), 'w')
@@ -173,12 +267,12 @@ describe('journal write failures', () => {
       if (calls++ === 0) return orig.call(this, (bufs as Buffer[]).slice(0, 2))
       throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })
     })
-    await expect(j.append({ n: 1, tag: 'rec 1 ✓' }, [Buffer.alloc(5000, 1)])).rejects.toThrow(/no space/)
+    await expect(j.append(JSON.stringify({ n: 1, tag: 'rec 1 ✓' }), [Buffer.alloc(5000, 1)])).rejects.toThrow(/no space/)
     spy.mockRestore()
     expect(j.bytes).toBe(good)
     expect((await fsp.stat(file(dir, 1))).size).toBe(good)
     // Once there is room again, the next record follows the last whole one.
-    await j.append({ n: 1, tag: 'rec 1 ✓' }, [Buffer.from('second')])
+    await j.append(JSON.stringify({ n: 1, tag: 'rec 1 ✓' }), [Buffer.from('second')])
     await j.close()
     const scan = await scanJournal<Rec>(dir, 1)
     expect(scan.records.map((r) => r.data.toString())).toEqual(['first', 'second'])

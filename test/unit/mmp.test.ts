@@ -4,7 +4,7 @@ import path from 'node:path'
 import { realClock, type Clock } from '../../src/common/clock.js'
 import { writeFileAtomic } from '../../src/common/fsutil.js'
 import { LpError } from '../../src/protocol/errno.js'
-import { Mmp, readMmp, type MmpBlock } from '../../src/server/target/mmp.js'
+import { Mmp, mmpWaitMs, readMmp, type MmpBlock } from '../../src/server/target/mmp.js'
 import { tempDir, removeTempDirs } from '../helpers/nodes.js'
 
 afterAll(removeTempDirs)
@@ -12,6 +12,11 @@ afterAll(removeTempDirs)
 const INTERVAL = 50
 /** What acquire waits each time it watches the block. */
 const WAIT = 2 * INTERVAL + Math.ceil(INTERVAL / 2)
+
+/** What a starting node waits by the block a holder left: its recorded interval grows when its writes were slow (a loaded machine). */
+async function waitAfter(dir: string): Promise<number> {
+  return mmpWaitMs(Math.max(INTERVAL, (await readMmp(dir))?.interval ?? 0))
+}
 
 /** The real clock, recording how long each sleep was asked to be. */
 function recordingClock(): Clock & { sleeps: number[] } {
@@ -74,12 +79,13 @@ describe('multiple-mount protection', () => {
     await heartbeats(dir, 1)
     await first.release(false) // SIGKILL: the block stays 'active', its sequence stops
     expect(await readMmp(dir)).toMatchObject({ state: 'active', node: 'oss1' })
+    const wait = await waitAfter(dir)
     const clock = recordingClock()
     const t0 = Date.now()
     await mmp(dir, 2, undefined, clock).acquire()
     // Not cleanly released: it watched the block before taking it, and after.
-    expect(clock.sleeps).toEqual([WAIT, WAIT])
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(2 * WAIT - 5)
+    expect(clock.sleeps).toEqual([wait, wait])
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2 * wait - 5)
     expect(await readMmp(dir)).toMatchObject({ state: 'active', node: 'oss2', nid: '127.0.20.2@tcp' })
   })
 
@@ -90,9 +96,10 @@ describe('multiple-mount protection', () => {
     await heartbeats(dir, 1)
     await first.release(true)
     expect(await readMmp(dir)).toMatchObject({ state: 'clean', node: 'oss1' })
+    const wait = await waitAfter(dir)
     const clock = recordingClock()
     await mmp(dir, 2, undefined, clock).acquire()
-    expect(clock.sleeps).toEqual([WAIT])
+    expect(clock.sleeps).toEqual([wait])
     expect(await readMmp(dir)).toMatchObject({ state: 'active', node: 'oss2' })
   })
 

@@ -2,7 +2,8 @@ import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import type { Clock } from '../../common/clock.js'
 import type { Logger } from '../../common/log.js'
-import { writeFileAtomic } from '../../common/fsutil.js'
+import { mkdirDurable, writeFileAtomic } from '../../common/fsutil.js'
+import type { Fence } from '../target/mmp.js'
 import { z } from 'zod'
 import { LpError } from '../../protocol/errno.js'
 import { fidSchema, handleSchema, preVersionsSchema, type DirsChanged, type Layout, type OpArgs } from '../../protocol/ops.js'
@@ -26,6 +27,8 @@ export interface MdtOptions {
   internalTxn?: (redo: Redo[]) => void
   /** FIDs per range granted (tests make it small). */
   fidRange?: number
+  /** MMP: asked before the MDT writes its snapshots. */
+  fence?: Fence
 }
 
 /** What the MDT uses of a replay's original reply (sent back by the client: validated as any input). */
@@ -207,15 +210,16 @@ export class MdtBackend implements Backend {
   }
 
   async persist(snapshot: unknown, transno: number): Promise<unknown> {
-    await fsp.mkdir(this.snapDir(), { recursive: true })
+    await this.o.fence?.check()
+    await mkdirDurable(this.snapDir())
     const name = `ns-${String(transno).padStart(12, '0')}.json`
-    await writeFileAtomic(path.join(this.snapDir(), name), JSON.stringify(snapshot))
+    await writeFileAtomic(path.join(this.snapDir(), name), JSON.stringify(snapshot), this.o.fence && (() => this.o.fence!.check()))
     return { snapshot: name }
   }
 
-  async afterCheckpoint(ref: unknown): Promise<void> {
-    const keep = (ref as { snapshot: string }).snapshot
-    for (const f of await fsp.readdir(this.snapDir())) if (f !== keep) await fsp.rm(path.join(this.snapDir(), f), { force: true })
+  async afterCheckpoint(live: unknown[]): Promise<void> {
+    const keep = new Set(live.map((ref) => (ref as { snapshot?: string } | undefined)?.snapshot))
+    for (const f of await fsp.readdir(this.snapDir())) if (!keep.has(f)) await fsp.rm(path.join(this.snapDir(), f), { force: true })
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@ import { readJson, writeFileAtomic } from '../../common/fsutil.js'
 import { LpError } from '../../protocol/errno.js'
 import type { FsConfig, IrEvent, OpArgs, TargetInfo } from '../../protocol/ops.js'
 import type { Applied, Backend, QueryResult, Redo } from '../target/backend.js'
+import type { Fence } from '../target/mmp.js'
 
 /**
  * The management service: the filesystem's configuration (targets, their NIDs and modes,
@@ -22,6 +23,8 @@ export class MgsBackend implements Backend {
     private readonly fsname: string,
     private readonly port: number,
     private readonly clock: Clock,
+    /** MMP: asked before the configuration is written. */
+    private readonly fence?: Fence,
   ) {}
 
   private file(): string {
@@ -40,7 +43,7 @@ export class MgsBackend implements Backend {
 
   private async save(): Promise<void> {
     this.cfg.seq += 1
-    await writeFileAtomic(this.file(), JSON.stringify(this.cfg, null, 2))
+    await writeFileAtomic(this.file(), JSON.stringify(this.cfg, null, 2), this.fence && (() => this.fence!.check()))
   }
 
   private notify(ev: Omit<IrEvent, 'seq'>): void {

@@ -5,6 +5,7 @@ import { MAX_FILE_SIZE, type ObjAttr, type OpArgs } from '../../protocol/ops.js'
 import type { Applied, Backend, OpContext, QueryResult, Redo } from '../target/backend.js'
 import { fsStatfs } from '../statfs.js'
 import { ObjectStore, objKey } from './store.js'
+import type { Fence } from '../target/mmp.js'
 
 /**
  * The object storage target. Executed changes are kept per object as an ordered list of
@@ -38,8 +39,11 @@ export class OstBackend implements Backend {
   /** fid -> stripes with pending ops, so a destroy by fid finds uncommitted objects too. */
   private readonly pendingByFid = new Map<number, Set<number>>()
 
-  constructor(private readonly dir: string) {
-    this.store = new ObjectStore(dir)
+  constructor(
+    private readonly dir: string,
+    fence?: Fence,
+  ) {
+    this.store = new ObjectStore(dir, fence)
   }
 
   async load(): Promise<void> {

@@ -1,6 +1,7 @@
 import { promises as fsp, constants } from 'node:fs'
 import path from 'node:path'
-import { fsyncDir, writevAll } from '../../common/fsutil.js'
+import { fsyncDir, mkdirDurable, writevAll } from '../../common/fsutil.js'
+import type { Fence } from '../target/mmp.js'
 import { bulkLength } from '../../protocol/wire.js'
 
 /**
@@ -28,7 +29,11 @@ export class ObjectStore {
   private readonly dirty = new Set<string>()
   private readonly dirtyDirs = new Set<string>()
 
-  constructor(private readonly root: string) {}
+  constructor(
+    private readonly root: string,
+    /** MMP: asked before each change to an object file. */
+    private readonly fence?: Fence,
+  ) {}
 
   private file(key: string): string {
     const fid = Number(key.slice(0, key.indexOf('.')))
@@ -38,7 +43,7 @@ export class ObjectStore {
   async load(): Promise<void> {
     for (let d = 0; d < 32; d++) {
       const dir = path.join(this.root, 'O', `d${d}`)
-      await fsp.mkdir(dir, { recursive: true })
+      await mkdirDurable(dir)
       for (const name of await fsp.readdir(dir)) {
         const m = /^(\d+)\.(\d+)$/.exec(name)
         if (!m) continue
@@ -89,6 +94,7 @@ export class ObjectStore {
   }
 
   async write(fid: number, stripe: number, off: number, data: readonly Buffer[], mtime: number): Promise<void> {
+    await this.fence?.check()
     const key = objKey(fid, stripe)
     const fh = (await this.handle(key))!
     await writevAll(fh, data, off)
@@ -102,6 +108,7 @@ export class ObjectStore {
   }
 
   async truncate(fid: number, stripe: number, size: number, mtime: number): Promise<void> {
+    await this.fence?.check()
     const key = objKey(fid, stripe)
     const fh = (await this.handle(key))!
     await fh.truncate(size)
@@ -114,6 +121,7 @@ export class ObjectStore {
     const key = objKey(fid, stripe)
     const st = this.objects.get(key)
     if (!st) return
+    await this.fence?.check()
     const fh = (await this.handle(key))!
     await fh.utimes(mtime / 1000, mtime / 1000)
     st.mtime = mtime
@@ -126,6 +134,7 @@ export class ObjectStore {
       this.handles.delete(key)
       this.dirty.delete(key)
       await fh?.close()
+      await this.fence?.check()
       await fsp.rm(this.file(key), { force: true })
       this.dirtyDirs.add(path.dirname(this.file(key)))
       this.untrack(fid, stripe)

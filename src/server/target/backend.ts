@@ -60,8 +60,11 @@ export interface Backend {
   snapshot(): unknown
   /** Make the checkpointed state durable; returns what CHECKPOINT should record. */
   persist(snapshot: unknown, transno: number): Promise<unknown>
-  /** The checkpoint is recorded: older snapshots may go. */
-  afterCheckpoint(ref: unknown): Promise<void>
+  /**
+   * A checkpoint is recorded. `live` holds what the checkpoints still on disk refer to (the
+   * newest generation's and the previous one's): other snapshots may go.
+   */
+  afterCheckpoint(live: unknown[]): Promise<void>
   /**
    * Background work after the target serves (e.g. the MDT's object destroys). `own` commits
    * bookkeeping of the backend's own that no transno orders (the MDT's FID ranges).

@@ -1,9 +1,9 @@
-import path from 'node:path'
 import type { Clock, Timer } from '../../common/clock.js'
 import type { Logger } from '../../common/log.js'
-import { writeFileAtomic } from '../../common/fsutil.js'
 import type { Backend, Redo } from './backend.js'
-import { Journal } from './journal.js'
+import { Journal, MAX_RECORD_PAYLOAD } from './journal.js'
+import type { Fence } from './mmp.js'
+import type { Checkpoints } from './ondisk.js'
 import { LpError } from '../../protocol/errno.js'
 import { bulkLength } from '../../protocol/wire.js'
 import type { ClientMeta, LastRcvd, LastRcvdImage } from './lastrcvd.js'
@@ -25,23 +25,10 @@ export interface Txn {
 
 type Entry = { txn: Txn } | { meta: ClientMeta }
 
-/** The journal's JSON for one batch. */
-export interface BatchJson {
-  last: number
-  ents: Array<{ t: number; c: string; x: number; s: unknown; r: Array<{ rec: Record<string, unknown>; d?: number }> } | { m: ClientMeta }>
-}
-
-export interface CheckpointFile {
-  transno: number
-  journal_seq: number
-  lastrcvd: LastRcvdImage
-  backend: unknown
-}
-
-export const CHECKPOINT = 'CHECKPOINT'
+/** Room in a record's JSON header for what surrounds the entries: `{"last":N,"ents":[...]}`. */
+const HEAD_ROOM = 64
 
 export interface CommitterOptions {
-  dir: string
   clock: Clock
   log: Logger
   intervalMs: number
@@ -49,6 +36,12 @@ export interface CommitterOptions {
   maxPendingBytes: number
   /** Cut a checkpoint once the journal holds this many bytes. */
   checkpointBytes: number
+  /** The checkpoint generations on disk (the one loaded at start, then each one cut). */
+  checkpoints: Checkpoints
+  /** Asked before every write (MMP): once fenced, nothing more reaches the target. */
+  fence?: Fence
+  /** The most payload one journal record may hold (default: the on-disk format's limit). */
+  maxRecordBytes?: number
 }
 
 export class Committer {
@@ -138,55 +131,72 @@ export class Committer {
     return this.running
   }
 
+  /** Everything pending now goes to the journal, in as many records as the on-disk format needs. */
   private async commitOnce(): Promise<void> {
-    const batch = this.pending
-    this.pending = []
-    this.pendingBytes = 0
+    for (let left = this.pending.length; left > 0; ) left -= await this.commitRecord(left)
+  }
+
+  /**
+   * One journal record of the longest prefix of `pending` (at most `max` entries) that fits
+   * the format's limit. Entries leave `pending` only once their record is durable: a record
+   * that fails takes nothing with it, and last_committed never passes it.
+   */
+  private async commitRecord(max: number): Promise<number> {
+    const limit = this.o.maxRecordBytes ?? MAX_RECORD_PAYLOAD
     let last = this.lastCommitted
+    let size = 4 + HEAD_ROOM
+    const ents: string[] = []
     const redo: Redo[] = []
     const data: Buffer[] = []
-    const json: BatchJson = { last: 0, ents: [] }
-    for (const e of batch) {
-      if ('meta' in e) {
-        json.ents.push({ m: e.meta })
-        continue
+    for (const e of this.pending.slice(0, max)) {
+      let text: string
+      let d = 0
+      const rd: Redo[] = []
+      if ('meta' in e) text = JSON.stringify({ m: e.meta })
+      else {
+        const t = e.txn
+        const r = t.redo.map((x) => {
+          rd.push(x)
+          if (!x.data) return { rec: x.rec }
+          const n = bulkLength(x.data)
+          d += n
+          return { rec: x.rec, d: n }
+        })
+        text = JSON.stringify({ t: t.transno, c: t.client, x: t.xid, s: t.reply, r })
       }
-      const t = e.txn
-      last = Math.max(last, t.transno)
-      json.ents.push({
-        t: t.transno,
-        c: t.client,
-        x: t.xid,
-        s: t.reply,
-        r: t.redo.map((r) => {
-          redo.push(r)
-          if (!r.data) return { rec: r.rec }
-          data.push(...r.data)
-          return { rec: r.rec, d: bulkLength(r.data) }
-        }),
-      })
+      const add = Buffer.byteLength(text) + 1 + d
+      // A single entry never exceeds the limit: requests are bounded far below it at the front.
+      if (ents.length && size + add > limit) break
+      size += add
+      ents.push(text)
+      for (const x of rd) {
+        redo.push(x)
+        if (x.data) data.push(...x.data)
+      }
+      if (!('meta' in e)) last = Math.max(last, e.txn.transno)
     }
-    json.last = last
-    // Cut the checkpoint image now, synchronously: memory holds exactly this batch's state.
+    const n = ents.length
+    const head = `{"last":${last},"ents":[${ents.join(',')}]}`
+    // Cut the checkpoint image now, synchronously: memory holds exactly this batch's state,
+    // unless the batch had to be split (memory is ahead of it then: no checkpoint this time).
     const cut =
-      this.journal.bytes >= this.o.checkpointBytes
+      n === this.pending.length && this.journal.bytes >= this.o.checkpointBytes
         ? { lastrcvd: this.lastrcvd.image(), backend: this.backend.snapshot() }
         : null
     const bytes = bulkLength(data)
     const t0 = this.o.clock.now()
     try {
-      await this.journal.append(json, data)
+      await this.journal.append(head, data)
     } catch (e) {
-      this.o.log.error({ err: e }, 'journal commit failed')
-      // The batch goes back ahead of what came since: a later commit must not advance
-      // last_committed past transactions that are not in the journal.
-      this.pending = batch.concat(this.pending)
-      this.pendingBytes += bytes
+      if (this.o.fence?.fenced) this.o.log.debug({ err: e }, 'not committed: another node holds the target')
+      else this.o.log.error({ err: e }, 'journal commit failed')
       for (const w of this.waiters.splice(0)) w.reject(e)
       throw e
     }
+    this.pending.splice(0, n)
+    this.pendingBytes -= bytes
     this.lastCommitted = last
-    this.o.log.debug({ transno: last, entries: batch.length, bytes, ms: Math.round(this.o.clock.now() - t0) }, 'committed')
+    this.o.log.debug({ transno: last, entries: n, bytes, ms: Math.round(this.o.clock.now() - t0) }, 'committed')
     // Durable now: syncs need not wait for the backend's files or the checkpoint (nor fail with them).
     this.wake()
     // A checkpoint covers exactly this batch: later batches go to a new journal file from now on.
@@ -196,19 +206,24 @@ export class Committer {
     this.applyBacklog += bytes
     this.applying = this.applying.then(async () => {
       try {
+        await this.o.fence?.check()
         await this.backend.afterCommit(redo)
       } catch (e) {
         // The journal still holds the batch a restart will redo; it must never be cut away now.
         this.checkpointsOff = true
-        this.o.log.error({ err: e }, 'applying a committed batch failed: no more checkpoints, the journal keeps everything')
+        if (!this.o.fence?.fenced) this.o.log.error({ err: e }, 'applying a committed batch failed: no more checkpoints, the journal keeps everything')
         return
       } finally {
         this.applyBacklog -= bytes
       }
-      if (cut && !this.checkpointsOff) await this.checkpoint(cut, last, journalSeq).catch((e) => this.o.log.error({ err: e }, 'checkpoint failed'))
+      if (cut && !this.checkpointsOff)
+        await this.checkpoint(cut, last, journalSeq).catch((e) => {
+          if (!this.o.fence?.fenced) this.o.log.error({ err: e }, 'checkpoint failed')
+        })
     })
     // Memory holds what is committed but not applied yet: bounded, commits wait past it.
     if (this.applyBacklog > this.o.maxPendingBytes * 4) await this.applying
+    return n
   }
 
   private wake(): void {
@@ -217,13 +232,17 @@ export class Committer {
     this.waiters = still
   }
 
-  /** Record the state at `transno`; journal files from `journalSeq` on hold everything after it. */
+  /**
+   * Record the state at `transno`; journal files from `journalSeq` on hold everything after
+   * it. The previous generation stays, with its journal files, in case this one is damaged.
+   */
   private async checkpoint(cut: { lastrcvd: LastRcvdImage; backend: unknown }, transno: number, journalSeq: number): Promise<void> {
+    await this.o.fence?.check()
     const ref = await this.backend.persist(cut.backend, transno)
-    const cp: CheckpointFile = { transno, journal_seq: journalSeq, lastrcvd: cut.lastrcvd, backend: ref }
-    await writeFileAtomic(path.join(this.o.dir, CHECKPOINT), JSON.stringify(cp))
-    await this.journal.dropBefore(journalSeq)
-    await this.backend.afterCheckpoint(ref)
+    const keepFrom = await this.o.checkpoints.write({ transno, journal_seq: journalSeq, lastrcvd: cut.lastrcvd, backend: ref })
+    await this.journal.dropBefore(keepFrom)
+    await this.o.fence?.check()
+    await this.backend.afterCheckpoint(this.o.checkpoints.liveBackendRefs())
     this.o.log.info({ transno }, 'checkpoint')
   }
 

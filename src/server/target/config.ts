@@ -1,7 +1,8 @@
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { randomUUID } from 'node:crypto'
-import { readJson, writeFileAtomic, fsyncDir } from '../../common/fsutil.js'
+import { z } from 'zod'
+import { readJson, writeFileAtomic, fsyncDir, mkdirDurable } from '../../common/fsutil.js'
 import { nidList, NidError, DEFAULT_PORT } from '../../protocol/nid.js'
 import { FSNAME_RE, MAX_TARGET_INDEX, targetName } from '../../protocol/names.js'
 
@@ -34,6 +35,8 @@ export const KNOWN_PARAMS: Record<string, (v: string) => string | null> = {
   'sys.timeout': positive,
   commit_interval: positive,
   mmp_interval: positive,
+  /** MiB of journal after which a checkpoint is cut (then the journal starts a new file). */
+  journal_checkpoint_mb: (v) => (/^\d+(\.\d+)?$/.test(v) && Number(v) > 0 ? null : 'must be a positive number of MiB'),
   recovery_time_soft: positive,
   recovery_time_hard: positive,
 }
@@ -113,7 +116,7 @@ export async function formatTarget(o: FormatOptions): Promise<TargetConfig> {
     }
     for (const e of entries) await fsp.rm(path.join(dir, e), { recursive: true, force: true })
   } else {
-    await fsp.mkdir(dir, { recursive: true, mode: 0o700 })
+    await mkdirDurable(dir, 0o700)
   }
   const cfg: TargetConfig = {
     version: 1,
@@ -142,8 +145,31 @@ export function describe(c: TargetConfig): string {
   return names.join('+')
 }
 
+const ConfigSchema = z.object({
+  version: z.literal(1),
+  fsname: z.string().regex(FSNAME_RE),
+  uuid: z.string(),
+  mgs: z.boolean(),
+  mdt: z.boolean(),
+  ost: z.boolean(),
+  index: z.number().int().min(0).max(MAX_TARGET_INDEX),
+  mgsnode: z.string().optional(),
+  failnodes: z.array(z.string()),
+  port: z.number().int().min(1).max(65535),
+  params: z.record(z.string(), z.string()),
+  created: z.string(),
+})
+
 export async function readConfig(dir: string): Promise<TargetConfig> {
-  const cfg = await readJson<TargetConfig>(path.join(dir, CONFIG_FILE))
-  if (!cfg || cfg.version !== 1) throw new FormatError(`${dir} does not hold an lproxy target (no CONFIG); run 'lproxy format' first`)
-  return cfg
+  const file = path.join(dir, CONFIG_FILE)
+  let raw: unknown
+  try {
+    raw = await readJson<unknown>(file)
+  } catch (e) {
+    throw new FormatError(`${file} is damaged (${(e as Error).message}); format the target again`)
+  }
+  if (raw === undefined || (raw as { version?: unknown }).version !== 1) throw new FormatError(`${dir} does not hold an lproxy target (no CONFIG); run 'lproxy format' first`)
+  const cfg = ConfigSchema.safeParse(raw)
+  if (!cfg.success) throw new FormatError(`${file} is damaged: ${cfg.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
+  return cfg.data
 }

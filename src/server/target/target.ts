@@ -1,17 +1,18 @@
-import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { Clock, Timer } from '../../common/clock.js'
 import type { Logger } from '../../common/log.js'
-import { readJson, writeFileAtomic } from '../../common/fsutil.js'
+import { mkdirDurable, readJson, writeFileAtomic } from '../../common/fsutil.js'
 import { LpError, toStatus } from '../../protocol/errno.js'
 import type { TargetKind } from '../../protocol/names.js'
 import { OPS, type OpName, type ConnectReply } from '../../protocol/ops.js'
 import type { ReplyFlag, ReqHeader } from '../../protocol/wire.js'
 import type { Backend, Redo } from './backend.js'
-import { Committer, CHECKPOINT, type CheckpointFile, type BatchJson } from './committer.js'
-import { Journal, scanJournal } from './journal.js'
+import { Committer } from './committer.js'
+import { Journal } from './journal.js'
 import { LastRcvd } from './lastrcvd.js'
+import type { Fence } from './mmp.js'
+import { Checkpoints, journalForStart } from './ondisk.js'
 import { Recovery, type RecoveryStatusView } from './recovery.js'
 
 export interface TargetTunables {
@@ -35,6 +36,10 @@ export interface TargetOptions {
   /** failover mode: clients keep requests for replay, and the target runs recovery. */
   replayable: boolean
   tunables: TargetTunables
+  /** MMP: asked before every write to the target's directory. */
+  fence?: Fence
+  /** Start past journal damage from the last good record (the admin's --discard-corrupt-journal). */
+  discardCorruptJournal?: boolean
 }
 
 export interface TargetReply {
@@ -92,18 +97,22 @@ export class Target {
   }
 
   private async load(): Promise<void> {
-    const { dir, backend } = this.o
-    await fsp.mkdir(dir, { recursive: true })
-    const cp: CheckpointFile = (await readJson<CheckpointFile>(path.join(dir, CHECKPOINT))) ?? {
-      transno: 0,
-      journal_seq: 1,
-      lastrcvd: { clients: [], replies: [] },
-      backend: undefined,
-    }
+    const { dir, backend, fence } = this.o
+    await mkdirDurable(dir)
+    const checkpoints = await Checkpoints.load({ dir, name: this.name, backend, log: this.log, fence })
+    const cp = checkpoints.cp
     this.lastrcvd = LastRcvd.load(cp.lastrcvd)
-    await backend.load(cp.backend)
-    const scan = await scanJournal<BatchJson>(path.join(dir, 'journal'), cp.journal_seq)
-    if (scan.tornBytes) this.log.warn({ bytes: scan.tornBytes }, 'journal: dropping a torn tail (an uncommitted batch cut by a crash)')
+    const jdir = path.join(dir, 'journal')
+    const scan = await journalForStart({
+      dir: jdir,
+      name: this.name,
+      fromSeq: cp.journal_seq,
+      base: cp.transno,
+      discardCorrupt: this.o.discardCorruptJournal ?? false,
+      log: this.log,
+      clock: this.o.clock,
+      fence,
+    })
     let last = cp.transno
     for (const { json, data } of scan.records) {
       let off = 0
@@ -121,15 +130,16 @@ export class Target {
       }
       last = Math.max(last, json.last)
     }
-    const journal = await Journal.openForAppend(path.join(dir, 'journal'), scan.records.length ? scan.lastSeq : cp.journal_seq, scan.validBytes)
+    const journal = await Journal.openForAppend(jdir, scan.lastSeq, scan.validBytes, fence)
     this.committer = new Committer(
       {
-        dir,
         clock: this.o.clock,
         log: this.log,
         intervalMs: this.o.tunables.commitIntervalMs,
         maxPendingBytes: this.o.tunables.maxPendingBytes,
         checkpointBytes: this.o.tunables.checkpointBytes,
+        checkpoints,
+        fence,
       },
       journal,
       backend,
@@ -137,7 +147,7 @@ export class Target {
       last,
     )
     this.instance = ((await readJson<number>(path.join(dir, INSTANCE_FILE))) ?? 0) + 1
-    await writeFileAtomic(path.join(dir, INSTANCE_FILE), String(this.instance))
+    await writeFileAtomic(path.join(dir, INSTANCE_FILE), String(this.instance), fence && (() => fence.check()))
     this.log.info({ transno: last, instance: this.instance, clients: this.lastrcvd.clients.size }, `${this.name}: loaded, last_committed ${last}`)
 
     const known = this.replayable ? [...this.lastrcvd.clients.keys()] : []

@@ -31,6 +31,8 @@ export interface OpContext {
   bulk: Buffer[]
   /** Wall-clock ms, for timestamps. */
   now: number
+  /** The transno the request executes under (a replay's original one); 0 for a query. */
+  transno: number
 }
 
 export interface Backend {
@@ -57,5 +59,7 @@ export interface Backend {
   afterCheckpoint(ref: unknown): Promise<void>
   /** Background work after the target serves (e.g. the MDT's object destroys). */
   start?(log: Logger): void
+  /** Recovery is over: every replayed change is in (e.g. the MDT may now look for orphan objects). */
+  recovered?(): void
   close(): Promise<void>
 }

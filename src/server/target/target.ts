@@ -155,6 +155,7 @@ export class Target {
     void this.recovery.whenComplete().then(() => {
       this.replayed.clear()
       this.runDeferred()
+      this.o.backend.recovered?.()
     })
     // A non-replayable target forgets its clients at restart: they come back as new (evicted).
     if (!this.replayable) for (const uuid of [...this.lastrcvd.clients.keys()]) this.evict(uuid, 'target restarted without recovery')
@@ -241,7 +242,7 @@ export class Target {
         await this.committer.syncUpTo(this.committer.lastTransno)
         return this.reply(0)
       }
-      const r = await this.o.backend.query(op, args, { client: h.client, bulk, now: this.o.clock.wallNow() })
+      const r = await this.o.backend.query(op, args, { client: h.client, bulk, now: this.o.clock.wallNow(), transno: 0 })
       return this.reply(0, r.body, { bulk: r.bulk })
     } catch (e) {
       return this.fail(e)
@@ -250,7 +251,7 @@ export class Target {
 
   /** Execute a modifying request under `transno`; throws (nothing changed) on failure. */
   private execute(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer[], transno: number): TargetReply {
-    const applied = this.o.backend.apply(op, args, { client: h.client, bulk, replayReply, now: this.o.clock.wallNow() })
+    const applied = this.o.backend.apply(op, args, { client: h.client, bulk, replayReply, now: this.o.clock.wallNow(), transno })
     this.committer.add({ transno, client: h.client, xid: h.xid, reply: applied.body, redo: applied.redo })
     this.lastrcvd.record(h.client, h.xid, transno, applied.body)
     this.log.debug({ op, xid: h.xid, transno, client: h.client }, 'executed')

@@ -15,7 +15,6 @@ afterEach(async () => {
   for (const b of open.splice(0)) await b.close()
 })
 
-
 /** An OST backend and a model of what each object must read back as. */
 async function setup(dir?: string) {
   const root = dir ?? (await tempDir('lp-ost'))

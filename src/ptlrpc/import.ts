@@ -101,6 +101,8 @@ export class Import extends EventEmitter {
   keptBytes = 0
   /** Completed bulk RPCs, for the read/write data averages of `get_param osc.*.import`. */
   readonly bulkStats = { read: { rpcs: 0, bytes: 0, ms: 0 }, write: { rpcs: 0, bytes: 0, ms: 0 } }
+  /** whenCommitted() callers, until last_committed reaches their transno. */
+  private commitWaiters: Array<{ transno: number; resolve: () => void; reject: (e: Error) => void }> = []
   private readonly active = new Set<PtlRequest>()
   private delayed: PtlRequest[] = []
   private recovering = false
@@ -143,6 +145,17 @@ export class Import extends EventEmitter {
       }
       this.on('state', on)
     })
+  }
+
+  /** Resolves once the target's last_committed reaches `transno`; rejects with EIO if the import is invalidated or closed first. */
+  whenCommitted(transno: number): Promise<void> {
+    if (transno <= this.peerCommitted) return Promise.resolve()
+    if (this.state === 'CLOSED') return Promise.reject(new LpError('EIO', `${this.target}: import closed`))
+    return new Promise((resolve, reject) => this.commitWaiters.push({ transno, resolve, reject }))
+  }
+
+  private failCommitWaiters(reason: string): void {
+    for (const w of this.commitWaiters.splice(0)) w.reject(new LpError('EIO', `${this.target}: ${reason}`))
   }
 
   get inflight(): number {
@@ -357,6 +370,11 @@ export class Import extends EventEmitter {
   private committed(lc: number): void {
     if (lc <= this.peerCommitted) return
     this.peerCommitted = lc
+    if (this.commitWaiters.length) {
+      const still = this.commitWaiters.filter((w) => w.transno > lc)
+      for (const w of this.commitWaiters) if (w.transno <= lc) w.resolve()
+      this.commitWaiters = still
+    }
     let n = 0
     let freed = 0
     while (n < this.replayList.length && this.replayList[n]!.transno <= lc) freed += this.replayList[n++]!.bytes
@@ -603,6 +621,7 @@ export class Import extends EventEmitter {
     this.generation += 1
     this.invalid = true
     this.failAll(reason)
+    this.failCommitWaiters(reason)
     const dropped = this.keptBytes
     this.replayList.splice(0)
     this.keptBytes = 0
@@ -666,6 +685,7 @@ export class Import extends EventEmitter {
     this.setState('CLOSED')
     this.wake?.()
     this.failAll('import closed')
+    this.failCommitWaiters('import closed')
   }
 
   /** Every request in flight or waiting ends with EIO. */

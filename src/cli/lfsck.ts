@@ -48,7 +48,7 @@ async function lfsckRef(dir: string | undefined, mount: string | undefined): Pro
 
 function summary(r: Report): string[] {
   const ost = (i: number) => `OST${i.toString(16).toUpperCase().padStart(4, '0')}`
-  const lines = [`${r.target}: lfsck layout: ${r.files} file(s) with a layout, ${r.osts.length} OST(s)`]
+  const lines = [`${r.target}: lfsck layout: ${r.files} file(s) with a layout, ${r.pending_destroys} removed file(s) whose objects' destroy is not committed yet, ${r.osts.length} OST(s)`]
   for (const x of r.osts) {
     if (x.error) {
       lines.push(`  ${ost(x.ost)}: not scanned: ${x.error}`)

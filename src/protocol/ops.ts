@@ -103,12 +103,6 @@ export interface ObjAttr {
   mtime: number
 }
 
-/**
- * Version-based recovery: the version (transno of the last change) each object a modifying
- * request changed had before it, keyed `<fid>.<stripe>` on an OST (0: did not exist).
- */
-export type PreVersions = Record<string, number>
-
 /** One FID of an ost_list page: its objects, and the transno that destroyed it if it was. */
 export interface OstListEntry {
   fid: number
@@ -327,6 +321,14 @@ export interface DirsChanged {
   /** Their change counters before it (as NFSv4's change_info: before equal to what a client knew, it missed nothing). */
   was: number[]
 }
+
+/**
+ * Version-based recovery: what a modifying request found on the objects it changed, by object
+ * key (MDT: the FID in decimal), each object's version being the transno of its last change
+ * (0: it did not exist). A replay carries its original reply back; the target compares.
+ */
+export const preVersionsSchema = z.record(z.string().max(32), z.number().int().min(0))
+export type PreVersions = z.infer<typeof preVersionsSchema>
 
 /** Replies, by opcode (the wire carries them as JSON). */
 export interface OpReplies {

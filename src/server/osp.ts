@@ -3,7 +3,7 @@ import pRetry from 'p-retry'
 import { KeyedBatcher } from '../common/batcher.js'
 import type { Logger } from '../common/log.js'
 import { LpError } from '../protocol/errno.js'
-import { MAX_DESTROY_BATCH, type Layout, type OpReplies } from '../protocol/ops.js'
+import { MAX_DESTROY_BATCH, type FsConfig, type Layout, type OpReplies } from '../protocol/ops.js'
 import { parseTargetName, targetName } from '../protocol/names.js'
 import type { PtlrpcClient } from '../ptlrpc/client.js'
 import { Import } from '../ptlrpc/import.js'
@@ -48,10 +48,27 @@ export class Osp implements ObjectDestroyer {
   start(): void {
     void pRetry(
       async () => {
-        for (const index of await this.osts()) await this.import(index)
+        const cfg = await this.mgc.config()
+        this.follow(cfg)
+        const osts = cfg.targets.filter((t) => t.kind === 'ost')
+        this.log.info({ osts: osts.length }, `OSP: connecting to ${osts.length} OST(s): ${osts.map((t) => t.name).join(', ') || 'none registered yet'}`)
+        for (const t of osts) await this.import(t.index)
       },
-      { retries: Infinity, signal: this.abort.signal, minTimeout: 500, maxTimeout: 10_000 },
+      {
+        retries: Infinity,
+        signal: this.abort.signal,
+        minTimeout: 500,
+        maxTimeout: 10_000,
+        onFailedAttempt: ({ error }) => this.log.info({ err: error.message }, `OSP: the OST list from the MGS waits: ${error.message}`),
+      },
     ).catch(() => undefined)
+  }
+
+  /** Follow the MGS (once): imperative recovery, activation, and OSTs registering later. */
+  private follow(cfg: FsConfig): void {
+    if (this.following) return
+    this.following = true
+    followMgs(this.mgc, cfg, { ir: true, log: this.log, importOf: (n) => this.importOf(n) })
   }
 
   /** Called with the OST's index each time its import becomes FULL (connect and every reconnect). */
@@ -85,10 +102,7 @@ export class Osp implements ObjectDestroyer {
     })
     if (!t.active) imp.deactivate()
     imp.connect()
-    if (!this.following) {
-      this.following = true
-      followMgs(this.mgc, cfg, { ir: true, log: this.log, importOf: (n) => this.importOf(n) })
-    }
+    this.follow(cfg)
     return imp
   }
 

@@ -83,6 +83,8 @@ describe('orphan objects', () => {
     await cl.write(keep, Buffer.from('kept bytes'))
     // (Made before the lost create: a FID given after it would be the lost one's again until the MDT's FID ranges.)
     const victim = await cl.create('victim')
+    const gone = await cl.create('gone')
+    await cl.write(gone, Buffer.from('x'))
     await Promise.all([cl.mdt.request('sync', {}), cl.ost.request('sync', {})])
 
     // A create the MDS loses (replay barrier, then a crash) while the OST commits the write.
@@ -108,7 +110,8 @@ describe('orphan objects', () => {
     expect(await cl2.attr(lost)).toBeNull()
     let r = await lfsckJson(mdsDir)
     expect(r.target).toBe(MDT)
-    expect(r.osts).toEqual([{ ost: 1, objects: 1, orphans: 0, orphan_bytes: 0, removed: 0, dangling: [] }])
+    expect(r).toMatchObject({ files: 3, pending_destroys: 0, fixed: false })
+    expect(r.osts).toEqual([{ ost: 1, objects: 2, orphans: 0, orphan_bytes: 0, removed: 0, dangling: [] }])
 
     // Plant an orphan (an object no file names) and a dangling stripe (a live file's object destroyed behind the MDT's back).
     const planted = 900_001
@@ -117,7 +120,7 @@ describe('orphan objects', () => {
     await cl2.ost.request('ost_destroy', { fids: [victim] })
     const text = await lfsck([mdsDir])
     expect(text.code).toBe(0)
-    expect(text.stdout).toContain('OST0001: 2 object(s), 1 orphan(s) (5000 bytes), 1 dangling')
+    expect(text.stdout).toContain('OST0001: 3 object(s), 1 orphan(s) (5000 bytes), 1 dangling')
     expect(text.stdout).toContain(`dangling: FID ${victim} stripe 0: the OST destroyed its object`)
     expect(text.stdout).toContain('total: 1 orphan object(s), 1 dangling stripe(s) (--fix destroys the orphans)')
     r = await lfsckJson(mdsDir, true)
@@ -125,7 +128,7 @@ describe('orphan objects', () => {
     expect(await cl2.attr(planted)).toBeNull()
     expect(await cl2.attr(keep)).toMatchObject({ size: 10 })
     r = await lfsckJson(mdsDir)
-    expect(r.osts[0]).toMatchObject({ objects: 1, orphans: 0, removed: 0 })
+    expect(r.osts[0]).toMatchObject({ objects: 2, orphans: 0, removed: 0 })
 
     // An orphan made while the OSP is connected goes when it reconnects (here: the OSS restarted).
     const again = 900_002
@@ -139,7 +142,28 @@ describe('orphan objects', () => {
     await cl3.open()
     await vi.waitFor(async () => expect(await cl3.attr(again)).toBeNull(), { timeout: 30_000, interval: 200 })
     expect(await cl3.attr(keep)).toMatchObject({ size: 10 })
+
+    // A removed file's llog record stays until the OST has COMMITTED the destroy.
+    await oss.admin({ cmd: 'barrier', dir: ossDir })
+    await cl3.mdt.request('mdt_unlink', { parent: 1, name: 'gone', dir: false, time: Date.now() })
+    await cl3.mdt.request('sync', {})
+    // The OST executes it (the object is gone) but commits nothing past its barrier...
+    await vi.waitFor(async () => expect(await cl3.attr(gone)).toBeNull(), { timeout: 10_000, interval: 50 })
+    // ...so, its reply long in (nothing can tell "not cancelled" but time), the record stays.
+    await realClock.sleep(1000)
+    expect((await lfsckJson(mdsDir)).pending_destroys).toBe(1)
+    // The OSS crashes: the destroy is lost with its uncommitted tail, and sent again from the llog.
     await cl3.close()
+    await oss.kill9()
+    oss = await nodes.start({ nid: OSS, port: PORT, dir: ossDir })
+    await oss.admin({ cmd: 'abort_recovery', dir: ossDir })
+    await vi.waitFor(async () => expect((await lfsckJson(mdsDir)).pending_destroys).toBe(0), { timeout: 30_000, interval: 250 })
+    const cl4 = client()
+    await cl4.open()
+    expect(await cl4.attr(gone)).toBeNull()
+    expect(await cl4.attr(keep)).toMatchObject({ size: 10 })
+    await expect(cl4.write(gone, Buffer.from('late'))).rejects.toMatchObject({ code: 'ENOENT' })
+    await cl4.close()
     expect(nodes.running.length).toBe(2)
   }, 120_000)
 

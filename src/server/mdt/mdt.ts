@@ -39,6 +39,8 @@ export interface OstScan {
 
 export interface LfsckReport {
   files: number
+  /** Removed files whose objects' destroy the llog holds until each OST has committed it. */
+  pending_destroys: number
   osts: OstScan[]
   fixed: boolean
 }
@@ -278,7 +280,7 @@ export class MdtBackend implements Backend {
         osts.push({ ost, objects: 0, orphans: 0, orphan_bytes: 0, removed: 0, dangling: [], error: (e as Error).message })
       }
     }
-    return { files: [...this.ns.layouts()].length, osts, fixed: fix }
+    return { files: [...this.ns.layouts()].length, pending_destroys: this.ns.llog.size, osts, fixed: fix }
   }
 
   private scheduleDestroy(fid: number, layout: Layout): void {

@@ -5,7 +5,7 @@ import { copyFrom, slice } from '../../common/chunks.js'
 import { readJson, writeFileAtomic } from '../../common/fsutil.js'
 import { LpError } from '../../protocol/errno.js'
 import { bulkLength } from '../../protocol/wire.js'
-import { MAX_FILE_SIZE, fidSchema, type ObjAttr, type OpArgs, type OstListEntry, type PreVersions } from '../../protocol/ops.js'
+import { MAX_FILE_SIZE, fidSchema, preVersionsSchema, type ObjAttr, type OpArgs, type OstListEntry, type PreVersions } from '../../protocol/ops.js'
 import type { Applied, Backend, OpContext, QueryResult, Redo } from '../target/backend.js'
 import { fsStatfs } from '../statfs.js'
 import { ObjectStore, objKey } from './store.js'
@@ -42,7 +42,7 @@ type OstIndex = z.infer<typeof indexSchema>
 const indexRefSchema = z.object({ index: z.string().regex(/^index-\d+\.json$/) }).nullish()
 
 /** What a replay sends back of its original reply, checked: a client may forge it. */
-const replayedSchema = z.object({ pre_versions: z.record(z.string(), u).optional(), offset: u.max(MAX_FILE_SIZE).optional() }).passthrough()
+const replayedSchema = z.object({ pre_versions: preVersionsSchema.optional(), offset: u.max(MAX_FILE_SIZE).optional() }).passthrough()
 
 /**
  * The object storage target. Executed changes are kept per object as an ordered list of

@@ -97,7 +97,9 @@ export class OstBackend implements Backend {
   }
 
   async redo(rec: Record<string, unknown>, data: Buffer): Promise<void> {
-    const r = redoSchema.parse(rec)
+    const parsed = redoSchema.safeParse(rec)
+    if (!parsed.success) throw new LpError('EUCLEAN', `${this.name}: malformed journal record ${JSON.stringify(rec).slice(0, 200)}: ${parsed.error.issues[0]?.message ?? ''}`)
+    const r = parsed.data
     if (r.k === 'd') this.forget(r.fid, this.store.byFid.get(r.fid) ?? [], r.t)
     else this.versions.set(objKey(r.fid, r.stripe), r.t)
     await this.applyToStore(r, [data])

@@ -5,6 +5,7 @@ import { registerClusterCommands } from './cluster.js'
 import { registerDemoCommand } from './demo.js'
 import { registerBenchCommand, registerSelftestCommand } from './bench.js'
 import { registerAdminCommands } from './admin.js'
+import { registerLfsckCommand } from './lfsck.js'
 import { UsageError } from './errors.js'
 
 /**
@@ -24,6 +25,7 @@ registerDemoCommand(program)
 registerBenchCommand(program)
 registerSelftestCommand(program)
 registerAdminCommands(program)
+registerLfsckCommand(program)
 
 try {
   await program.parseAsync(process.argv)

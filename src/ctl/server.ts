@@ -42,6 +42,9 @@ async function handle(ctx: CtlContext, req: Record<string, unknown>): Promise<un
         mountpoint: ctx.mountpoint,
         pid: process.pid,
         fsname: fs.config.fsname,
+        // Where its MGS is: lfsck --mount finds the MDT's node through it.
+        mgsnode: fs.mgc.import.conns.map((c) => c.nid).join(':'),
+        port: fs.config.port,
         client: fs.client.uuid,
         ir: fs.options.ir,
         imports: fs.imports().map((i) => ({

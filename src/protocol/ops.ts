@@ -19,6 +19,8 @@ export const MAX_LOOKUP_BATCH = 256
 export const MAX_GLIMPSE_OBJECTS = 4096
 /** Fragments of one ost_write (Lustre's niobufs): scattered dirty pages of an object leave in one RPC. */
 export const MAX_NIOBUFS = 256
+/** FIDs per ost_list page (each with up to MAX_STRIPES objects): the orphan cleanup and lfsck page through an OST. */
+export const MAX_LIST_FIDS = 1024
 export const STRIPE_UNIT = 64 * 1024
 
 const u32 = z.number().int().min(0).max(0xffffffff)
@@ -99,6 +101,13 @@ export interface ObjAttr {
   size: number
   blocks: number
   mtime: number
+}
+
+/** One FID of an ost_list page: its objects, and the transno that destroyed it if it was. */
+export interface OstListEntry {
+  fid: number
+  objects: Array<{ stripe: number; size: number; version: number }>
+  destroyed?: number
 }
 
 export interface ConnectReply {
@@ -266,6 +275,12 @@ export const OPS = {
   ost_destroy: { kinds: ['ost'], modifying: true, args: z.object({ fids: z.array(fidSchema).min(1).max(MAX_DESTROY_BATCH) }) },
   /** Set an existing object's mtime (utimens reaches the objects too, as in Lustre). */
   ost_setattr: { kinds: ['ost'], modifying: true, args: z.object({ ...objRef, mtime: timeSchema }) },
+  /** The OST's objects and destroyed FIDs in FID order, after `after` (a cursor: the last FID of the previous page). */
+  ost_list: {
+    kinds: ['ost'],
+    modifying: false,
+    args: z.object({ after: z.number().int().min(0).max(0xffffffff), count: z.number().int().min(1).max(MAX_LIST_FIDS) }),
+  },
 
   // Management service
   mgs_config: { kinds: ['mgs'], modifying: false, args: z.object({ fsname: z.string().max(8).optional() }) },
@@ -345,12 +360,13 @@ export interface OpReplies {
   mdt_rename: { fid: number; pre_versions: PreVersions } & DirsChanged
   mdt_open: { attr: MdtAttr; handle: string }
   mdt_close: Record<string, never>
-  ost_write: { offset: number; size: number }
+  ost_write: { offset: number; size: number; pre_versions: PreVersions }
   ost_read: { length: number }
-  ost_punch: Record<string, never>
+  ost_punch: { pre_versions: PreVersions }
   ost_getattr: { attrs: (ObjAttr | null)[] }
-  ost_destroy: Record<string, never>
-  ost_setattr: Record<string, never>
+  ost_destroy: { pre_versions: PreVersions }
+  ost_setattr: { pre_versions: PreVersions }
+  ost_list: { entries: OstListEntry[]; next: number | null }
   mgs_config: FsConfig
   mgs_target_reg: Record<string, never>
   mgs_set_param: Record<string, never>

@@ -2,6 +2,7 @@ import type http from 'node:http'
 import type net from 'node:net'
 import path from 'node:path'
 import { promises as fsp } from 'node:fs'
+import { randomBytes } from 'node:crypto'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import { serveJsonSocket } from '../common/jsonsock.js'
@@ -47,6 +48,7 @@ interface Mounted {
   targets: Target[]
   mgc: Mgc | null
   osp: Osp | null
+  mdt: MdtBackend | null
   client: PtlrpcClient | null
 }
 
@@ -99,7 +101,7 @@ export class ServerNode {
     if (cfg.port !== this.o.port) throw new LpError('EINVAL', `${dir} belongs to a filesystem on port ${cfg.port}, this node listens on ${this.o.port}`)
     const tun = serverTunables(cfg, overrides)
     const log = this.log
-    const m: Mounted = { dir, cfg, targets: [], mgc: null, osp: null, client: null, mmp: null! }
+    const m: Mounted = { dir, cfg, targets: [], mgc: null, osp: null, mdt: null, client: null, mmp: null! }
     m.mmp = new Mmp({
       dir,
       intervalMs: tun.mmpIntervalMs,
@@ -133,9 +135,14 @@ export class ServerNode {
         m.targets.push(await Target.open({ ...base, name: 'MGS', kind: 'mgs', dir: path.join(dir, 'mgs'), backend: b, replayable: false }))
       }
       if (cfg.mdt) {
-        m.osp = new Osp(m.client, m.mgc, cfg.fsname, this.log)
-        const b = new MdtBackend({ dir: path.join(dir, 'mdt'), clock: this.o.clock, destroyer: m.osp, fence })
         const name = targetName(cfg.fsname, { kind: 'mdt', index: cfg.index })
+        // A new client UUID at every start (Lustre's OSP gets a new connection): it must never
+        // be handed the saved replies of the incarnation before.
+        const osp = new PtlrpcClient(this.o.clock, this.log, this.o.port, { uuid: `${name}-mdtlov-${randomBytes(4).toString('hex')}_UUID` })
+        osp.tunables.timeout = tun.obdTimeoutMs / 1000
+        m.osp = new Osp(osp, m.mgc, cfg.fsname, this.log)
+        const b = new MdtBackend({ dir: path.join(dir, 'mdt'), clock: this.o.clock, destroyer: m.osp, fence })
+        m.mdt = b
         const t = await Target.open({ ...base, name, kind: 'mdt', dir: path.join(dir, 'mdt'), backend: b, replayable: mode === 'failover' })
         b.setInternalTxn((redo) => t.internalTxn(redo))
         m.targets.push(t)
@@ -153,9 +160,11 @@ export class ServerNode {
       }
       m.mgc.start()
       for (const t of m.targets) if (t.kind !== 'mgs') this.register(m, t, mode)
+      m.osp?.start()
       return m.targets.map((t) => t.name)
     } catch (e) {
       await m.mmp.release(true)
+      await m.osp?.close()
       await m.client?.close()
       throw e
     }
@@ -239,6 +248,12 @@ export class ServerNode {
         const t = this.findTarget(req)
         if (!t.adminEvict(String(req.client))) throw new LpError('ENOENT', `${t.name} has no client ${String(req.client)}`)
         return { target: t.name }
+      }
+      case 'lfsck': {
+        const t = this.findTarget({ ...req, kind: 'mdt' })
+        const mdt = [...this.mounts.values()].find((m) => m.targets.includes(t))?.mdt
+        if (!mdt || t.kind !== 'mdt') throw new LpError('ENODEV', `${t.name} is not an MDT: lfsck runs on the MDT`)
+        return { target: t.name, ...(await mdt.lfsck(req.fix === true)) }
       }
       case 'status':
         return this.status()

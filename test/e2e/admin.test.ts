@@ -178,6 +178,17 @@ describe('df and status', () => {
     expect(inodes[2]).toMatch(/^spfs-OST0001_UUID +\d+ +2 +\d+ +\d+% /)
   })
 
+  it("lfsck --mount finds the MDT through the mount's MGS: a filesystem in use has no orphan and no dangling stripe", async () => {
+    const r = JSON.parse(await lp(`lfsck --mount "${mnt}" --json`)) as { target: string; files: number; osts: Array<{ ost: number; objects: number; orphans: number; dangling: unknown[]; error?: string }> }
+    expect(r.target).toBe('spfs-MDT0000')
+    expect(r.files).toBeGreaterThanOrEqual(1)
+    expect(r.osts.map((o) => [o.ost, o.orphans, o.dangling.length, o.error])).toEqual([
+      [1, 0, 0, undefined],
+      [2, 0, 0, undefined],
+    ])
+    expect(r.osts[0]!.objects).toBeGreaterThanOrEqual(1)
+  })
+
   it('df does not hang on a dead OST; the console says when its connection is lost and restored', async () => {
     await c.fail('oss2', { takeover: false })
     const t0 = Date.now()
@@ -189,10 +200,11 @@ describe('df and status', () => {
     expect(status).toMatch(new RegExp(`^spfs-OST0001 +FULL +${c.nids.oss1} +0 +0 +\\d+$`, 'm'))
     expect(status).toMatch(/^spfs-OST0002 +(DISCONN|CONNECTING) /m)
     await c.failback('oss2')
+    // The OST's clients: the mount, and the MDT's OSP (connected to every OST from the MDT's start).
     await expect.poll(async () => (await importOf(c.ws.runDir, mnt, 'spfs-OST0002')).state, { timeout: 10_000 }).toBe('FULL')
     const log = readFileSync(path.join(c.dir, 'logs', 'client.log'), 'utf8')
     expect(log).toMatch(/spfs-OST0002: Connection to spfs-OST0002 \(at 127\.0\.50\.12@tcp\) was lost; in progress operations using this service will wait for recovery to complete/)
     expect(log).toMatch(/spfs-OST0002: Connection restored to spfs-OST0002 \(at 127\.0\.50\.12@tcp\)/)
-    await expect.poll(() => readFileSync(path.join(c.dir, 'logs', 'oss2.log'), 'utf8'), { timeout: 10_000 }).toMatch(/spfs-OST0002: Recovery over after \d+:\d\d, of 1 clients 1 recovered and 0 were evicted/)
+    await expect.poll(() => readFileSync(path.join(c.dir, 'logs', 'oss2.log'), 'utf8'), { timeout: 10_000 }).toMatch(/spfs-OST0002: Recovery over after \d+:\d\d, of 2 clients 2 recovered and 0 were evicted/)
   })
 })

@@ -115,7 +115,9 @@ describe('crash durability', () => {
     await formatOst({ dir: ossDir, index: 1, mgsnode: MDS, port: PORT, params: PARAMS })
     const slots: Slot[] = []
     const created: Created[] = []
-    const perFid = new Array<number>(FIDS + 1).fill(0)
+    /** The files the writers write, made (and synced) on the MDT first: an object no file names is an orphan, destroyed at the MDT's next orphan cleanup. */
+    const fids: number[] = []
+    const perFid = new Map<number, number>()
     let maxOstSeen = 0 // highest last_committed the OST ever told a client
     let maxMdtSeen = 0
     let synced = 0 // highest OST transno covered by a sync that was answered
@@ -149,12 +151,21 @@ describe('crash durability', () => {
         expect(cl.ost.peerCommitted).toBe(ostState.lc)
         expect(cl.mdt.peerCommitted).toBe(mdtState.lc)
 
+        if (round === 0) {
+          for (let k = 0; k < FIDS; k++) {
+            const r = await cl.mdt.request<{ attr: MdtAttr }>('mdt_create', { parent: 1, name: `data${k}`, type: 'reg', mode: 0o644, uid: 0, gid: 0, time: Date.now(), layout: { stripe_size: SLOT, osts: [1] } })
+            fids.push(r.body.attr.fid)
+            perFid.set(r.body.attr.fid, 0)
+          }
+          await cl.mdt.request('sync', {})
+        }
+
         // 2. Verify every write ever made against the prefix rule.
         const L = ostState.lc
-        for (let fid = 1; fid <= FIDS; fid++) {
+        for (const fid of fids) {
           const mine = slots.filter((s) => s.fid === fid)
           if (!mine.length) continue
-          const len = perFid[fid]! * SLOT
+          const len = perFid.get(fid)! * SLOT
           const buf = Buffer.alloc(len)
           for (let off = 0; off < len; off += 8 << 20) {
             const r = await cl.ost.request<{ length: number }>('ost_read', { fid, stripe: 0, offset: off, length: Math.min(8 << 20, len - off) })
@@ -188,6 +199,7 @@ describe('crash durability', () => {
           f.fate = fate
           names.delete(f.name)
         }
+        for (let k = 0; k < FIDS; k++) names.delete(`data${k}`)
         expect([...names.keys()], 'names nobody created').toEqual([])
         const restartMs = Date.now() - t0
         if (round === CRASHES) break
@@ -197,8 +209,10 @@ describe('crash durability', () => {
         let syncCovered = 0
         const writer = async () => {
           while (!stop) {
-            const fid = 1 + Math.floor(Math.random() * FIDS)
-            const s: Slot = { round, fid, offset: perFid[fid]!++ * SLOT, data: randomBytes(SLOT), answered: false }
+            const fid = fids[Math.floor(Math.random() * FIDS)]!
+            const n = perFid.get(fid)!
+            perFid.set(fid, n + 1)
+            const s: Slot = { round, fid, offset: n * SLOT, data: randomBytes(SLOT), answered: false }
             slots.push(s)
             try {
               const r = await cl.ost.request('ost_write', { fid, stripe: 0, offset: s.offset }, { bulk: s.data })
@@ -275,9 +289,11 @@ describe('crash durability', () => {
     const oss = nodes.running.find((n) => n.nid === OSS)!
     const last = client()
     await Promise.all([connect(last.ost), connect(last.mdt)])
-    const w = await last.ost.request('ost_write', { fid: 1, stripe: 0, offset: 0 }, { bulk: Buffer.from('the end') })
+    const w = await last.ost.request('ost_write', { fid: fids[0], stripe: 0, offset: 0 }, { bulk: Buffer.from('the end') })
     await last.close()
-    await Promise.all([oss.stop(), mds.stop()])
+    // The MDT first: its OSP, a client of the OST since the MDT started, disconnects cleanly.
+    await mds.stop()
+    await oss.stop()
     const again = await nodes.start({ nid: OSS, port: PORT, dir: ossDir })
     const st = await lastCommitted(again, 'ost')
     expect(st).toEqual({ lc: w.transno, recovering: false })

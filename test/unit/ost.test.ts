@@ -1,8 +1,8 @@
 import { describe, it, expect, afterAll, afterEach } from 'vitest'
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
-import { OstBackend } from '../../src/server/ost/ost.js'
-import { MAX_FILE_SIZE, type ObjAttr } from '../../src/protocol/ops.js'
+import { MAX_TOMBSTONES, OstBackend } from '../../src/server/ost/ost.js'
+import { MAX_FILE_SIZE, type ObjAttr, type OstListEntry } from '../../src/protocol/ops.js'
 import type { Redo } from '../../src/server/target/backend.js'
 import { LpError } from '../../src/protocol/errno.js'
 import { tempDir, removeTempDirs } from '../helpers/nodes.js'
@@ -23,8 +23,10 @@ async function setup(dir?: string) {
   await b.load()
   const redo: Redo[] = []
   let now = 1_700_000_000_000
-  const apply = (op: string, args: unknown, bulk: Buffer = Buffer.alloc(0)) => {
-    const r = b.apply(op, args, { client: 'c1', transno: 0, bulk: chunked(bulk), now: ++now })
+  let transno = 100
+  /** Execute under the next transno; a replay passes its original transno and reply. */
+  const apply = (op: string, args: unknown, bulk: Buffer = Buffer.alloc(0), replay?: { transno: number; reply: unknown }) => {
+    const r = b.apply(op, args, { client: 'c1', bulk: chunked(bulk), now: ++now, transno: replay?.transno ?? ++transno, replayReply: replay?.reply })
     redo.push(...r.redo)
     return r.body as Record<string, unknown>
   }
@@ -42,7 +44,8 @@ async function setup(dir?: string) {
   const objects = async () => ((await b.query('statfs', {})).body as { objects: number }).objects
   /** Commit the first `n` redo records (all by default), as the committer does after the journal. */
   const commit = async (n = redo.length) => b.afterCommit(redo.splice(0, n))
-  return { root, b, redo, apply, write, punch, destroy, read, attrs, objects, commit }
+  const list = async (after = 0, count = 1024) => (await b.query('ost_list', { after, count })).body as { entries: OstListEntry[]; next: number | null }
+  return { root, b, redo, apply, write, punch, destroy, read, attrs, objects, commit, list, lastTransno: () => transno }
 }
 
 /** What a sequence of writes and punches leaves, computed the simple way. */
@@ -121,10 +124,10 @@ describe('OST objects', () => {
 
   it('appends at the current end of the object', async () => {
     const o = await setup()
-    expect(o.write(2, 0, 0, 'abc', true)).toEqual({ offset: 0, size: 3 })
-    expect(o.write(2, 0, 0, 'def', true)).toEqual({ offset: 3, size: 6 })
+    expect(o.write(2, 0, 0, 'abc', true)).toMatchObject({ offset: 0, size: 3 })
+    expect(o.write(2, 0, 0, 'def', true)).toMatchObject({ offset: 3, size: 6 })
     await o.commit()
-    expect(o.write(2, 0, 999, 'g', true)).toEqual({ offset: 6, size: 7 })
+    expect(o.write(2, 0, 999, 'g', true)).toMatchObject({ offset: 6, size: 7 })
     expect((await o.read(2, 0)).toString()).toBe('abcdefg')
   })
 
@@ -144,7 +147,7 @@ describe('OST objects', () => {
       { offset: 65536, length: 4096 },
     ]
     const bulk = pat(8292, 9)
-    expect(o.apply('ost_write', { fid: 4, stripe: 0, offset: 4096, niobufs: frags }, bulk)).toEqual({ offset: 4096, size: 69632 })
+    expect(o.apply('ost_write', { fid: 4, stripe: 0, offset: 4096, niobufs: frags }, bulk)).toMatchObject({ offset: 4096, size: 69632 })
     let at = 0
     for (const f of frags) m.write(f.offset, bulk.subarray(at, (at += f.length)))
     expect(o.redo.map((r) => r.rec)).toEqual(frags.map((f) => expect.objectContaining({ k: 'w', fid: 4, stripe: 0, off: f.offset })))
@@ -157,7 +160,8 @@ describe('OST objects', () => {
     expect(Buffer.compare(await o.read(4, 0), m.buf)).toBe(0)
   })
 
-  it('destroy removes every stripe, committed or not; a later write starts afresh', async () => {
+  // (Changed with issue 15: a write after a destroy used to re-create the object; it is refused now.)
+  it('destroy removes every stripe, committed or not; a later write or punch is refused and creates nothing', async () => {
     const o = await setup()
     o.write(5, 0, 0, 'committed')
     await o.commit()
@@ -168,17 +172,19 @@ describe('OST objects', () => {
     expect(await o.attrs([5, 0], [5, 1], [6, 0])).toEqual([null, null, expect.objectContaining({ size: 10 })])
     expect((await o.read(5, 0)).length).toBe(0)
     expect(await o.objects()).toBe(1)
-    o.write(5, 0, 4, 'new')
-    expect(await o.read(5, 0)).toEqual(Buffer.from('\0\0\0\0new'))
-    expect(await o.objects()).toBe(2)
+    const redone = o.redo.length
+    expect(() => o.write(5, 0, 4, 'new')).toThrow(expect.objectContaining({ code: 'ENOENT' }))
+    expect(() => o.punch(5, 2, 100)).toThrow(expect.objectContaining({ code: 'ENOENT' }))
+    expect(o.redo.length).toBe(redone)
     await o.commit()
-    expect(await o.read(5, 0)).toEqual(Buffer.from('\0\0\0\0new'))
-    expect((await o.read(5, 1)).length).toBe(0)
-    expect(await o.objects()).toBe(2)
-    // Only the two live objects have files.
+    expect((await o.read(5, 0)).length).toBe(0)
+    expect(await o.attrs([5, 0], [5, 2])).toEqual([null, null])
+    expect(() => o.write(5, 0, 4, 'new')).toThrow(LpError)
+    expect(await o.objects()).toBe(1)
+    // Only the live object has a file.
     const files: string[] = []
     for (const d of await fsp.readdir(path.join(o.root, 'O'))) files.push(...(await fsp.readdir(path.join(o.root, 'O', d))))
-    expect(files.sort()).toEqual(['5.0', '6.0'])
+    expect(files.sort()).toEqual(['6.0'])
   })
 
   it('destroys the objects of several files in one request, each as its own redo record', async () => {
@@ -188,7 +194,7 @@ describe('OST objects', () => {
     o.write(7, 0, 0, 'c')
     await o.commit()
     o.destroy(5, 6, 42)
-    expect(o.redo.map((r) => r.rec)).toEqual([5, 6, 42].map((fid) => ({ k: 'd', fid })))
+    expect(o.redo.map((r) => r.rec)).toEqual([5, 6, 42].map((fid) => ({ k: 'd', fid, t: o.lastTransno() })))
     await o.commit()
     expect(await o.attrs([5, 0], [6, 1], [7, 0])).toEqual([null, null, expect.objectContaining({ size: 1 })])
     expect(await o.objects()).toBe(1)
@@ -199,8 +205,11 @@ describe('OST objects', () => {
     const models = new Map<string, Model>()
     let seed = 11
     const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n
+    // Three files; a destroyed one is replaced by a new FID (a destroyed FID takes no more writes).
+    const files = [1, 2, 3]
     for (let i = 0; i < 300; i++) {
-      const fid = 1 + rnd(3)
+      const slot = rnd(3)
+      const fid = files[slot]!
       const stripe = rnd(2)
       const key = `${fid}.${stripe}`
       const m = models.get(key) ?? new Model()
@@ -214,6 +223,7 @@ describe('OST objects', () => {
         o.destroy(fid)
         models.set(`${fid}.0`, new Model())
         models.set(`${fid}.1`, new Model())
+        files[slot] = Math.max(...files) + 1
       } else {
         const off = rnd(4000)
         const data = pat(1 + rnd(1500), i)
@@ -318,5 +328,130 @@ describe('OST objects', () => {
     expect(await o.objects()).toBe(3)
     await o.commit()
     expect(await o.objects()).toBe(3)
+  })
+
+  it('versions: each change sets its transno on the object; replies carry what the request found', async () => {
+    const o = await setup()
+    expect(o.write(3, 0, 0, 'a')).toMatchObject({ pre_versions: { '3.0': 0 } })
+    const w = o.lastTransno()
+    expect(o.write(3, 0, 1, 'b')).toMatchObject({ pre_versions: { '3.0': w } })
+    expect(o.punch(3, 0, 1)).toEqual({ pre_versions: { '3.0': w + 1 } })
+    expect(o.apply('ost_setattr', { fid: 3, stripe: 0, mtime: 5 })).toEqual({ pre_versions: { '3.0': w + 2 } })
+    // A setattr on an object not written yet changes nothing, its version included.
+    expect(o.apply('ost_setattr', { fid: 3, stripe: 1, mtime: 5 })).toEqual({ pre_versions: { '3.1': 0 } })
+    expect(o.write(3, 1, 0, 'c')).toMatchObject({ pre_versions: { '3.1': 0 } })
+    expect(o.destroy(3, 9)).toEqual({ pre_versions: { '3.0': w + 3, '3.1': w + 5 } })
+    const d = o.lastTransno()
+    const { entries } = await o.list()
+    expect(entries).toEqual([{ fid: 3, objects: [], destroyed: d }, { fid: 9, objects: [], destroyed: d }])
+  })
+
+  it('a replay whose versions do not match fails with EOVERFLOW and changes nothing; a matching one executes', async () => {
+    const o = await setup()
+    const first = o.write(7, 0, 0, 'one')
+    const t1 = o.lastTransno()
+    o.write(7, 0, 0, 'TWO') // another client's change since
+    await o.commit()
+    const before = o.redo.length
+    // Replaying the first write now: it found version 0, the object is at t1 + 1.
+    expect(() => o.apply('ost_write', { fid: 7, stripe: 0, offset: 0 }, Buffer.from('one'), { transno: t1, reply: first })).toThrow(
+      expect.objectContaining({ code: 'EOVERFLOW', message: `OST: version mismatch on 7.0: replay expects 0, object has ${t1 + 1}` }),
+    )
+    expect(() => o.apply('ost_punch', { fid: 7, stripe: 0, size: 0 }, undefined, { transno: t1, reply: { pre_versions: { '7.0': 3 } } })).toThrow(
+      expect.objectContaining({ code: 'EOVERFLOW' }),
+    )
+    expect(() => o.apply('ost_destroy', { fids: [8, 7] }, undefined, { transno: t1, reply: { pre_versions: {} } })).toThrow(
+      expect.objectContaining({ code: 'EOVERFLOW' }),
+    )
+    expect(o.redo.length).toBe(before)
+    expect((await o.read(7, 0)).toString()).toBe('TWO')
+    expect(await o.list()).toEqual({ entries: [{ fid: 7, objects: [{ stripe: 0, size: 3, version: t1 + 1 }] }], next: null })
+    // The versions it expects are there: it executes, and its object takes its (original) transno.
+    o.apply('ost_write', { fid: 7, stripe: 0, offset: 1 }, Buffer.from('x'), { transno: 500, reply: { pre_versions: { '7.0': t1 + 1 } } })
+    expect((await o.read(7, 0)).toString()).toBe('TxO')
+    expect((await o.list()).entries[0]!.objects[0]!.version).toBe(500)
+    // A forged reply is refused as such.
+    expect(() => o.apply('ost_write', { fid: 7, stripe: 0, offset: 1 }, Buffer.from('x'), { transno: 501, reply: { pre_versions: { '7.0': -1 } } })).toThrow(
+      expect.objectContaining({ code: 'EPROTO' }),
+    )
+  })
+
+  it('an append replay lands at the offset of its original reply, not at the current end', async () => {
+    const o = await setup()
+    o.write(2, 0, 0, 'abc')
+    expect(o.write(2, 0, 0, 'def', true)).toMatchObject({ offset: 3, pre_versions: { '2.0': o.lastTransno() - 1 } })
+    // Another run: the append went to 3 when the object was 'abc'; the same bytes are there
+    // now with the same version, but 6 long (a bigger write with the same version cannot be
+    // told apart by VBR): the replay must use its recorded offset.
+    const r = await setup()
+    r.write(2, 0, 0, 'abcxyz')
+    const t = r.lastTransno()
+    expect(r.apply('ost_write', { fid: 2, stripe: 0, offset: 0, append: true }, Buffer.from('DEF'), { transno: t + 1, reply: { offset: 3, size: 6, pre_versions: { '2.0': t } } })).toMatchObject({
+      offset: 3,
+      size: 6,
+    })
+    expect((await r.read(2, 0)).toString()).toBe('abcDEF')
+    // Not a replay: at the current end.
+    expect(r.write(2, 0, 0, 'G', true)).toMatchObject({ offset: 6, size: 7 })
+  })
+
+  it('destroyed FIDs and versions survive a restart, from the checkpointed index and from journal redo', async () => {
+    const o = await setup()
+    o.write(11, 0, 0, 'kept')
+    o.write(12, 1, 0, 'gone')
+    o.destroy(12, 13)
+    const v11 = o.lastTransno() - 2
+    await o.commit()
+    // A checkpoint: the index is cut and persisted, and CHECKPOINT would name what persist returned.
+    const ref = await o.b.persist(o.b.snapshot(), o.lastTransno())
+    await o.b.afterCheckpoint([ref])
+    o.write(11, 0, 4, '!')
+    o.destroy(14)
+    const journal = o.redo.splice(0).map((r) => ({ rec: JSON.parse(JSON.stringify(r.rec)) as Record<string, unknown>, data: Buffer.concat(r.data ?? []) }))
+    // A crash: the checkpoint's files and index, then the journal redone over them.
+    const again = new OstBackend(o.root)
+    open.push(again)
+    await again.load(JSON.parse(JSON.stringify(ref)))
+    for (const j of journal) await again.redo(j.rec, j.data)
+    const ctx = { client: 'c2', bulk: chunked(Buffer.from('x')), now: 1, transno: 900 }
+    for (const fid of [12, 13, 14]) expect(() => again.apply('ost_write', { fid, stripe: 0, offset: 0 }, ctx)).toThrow(expect.objectContaining({ code: 'ENOENT' }))
+    const { entries } = (await again.query('ost_list', { after: 10, count: 10 })).body as { entries: OstListEntry[] }
+    expect(entries.map((e) => [e.fid, e.objects.map((x) => x.version), e.destroyed])).toEqual([
+      [11, [v11 + 3], undefined],
+      [12, [], v11 + 2],
+      [13, [], v11 + 2],
+      [14, [], v11 + 4],
+    ])
+    // Only the checkpoint's index is kept; a damaged one stops the start with its name.
+    const idx = (await fsp.readdir(o.root)).filter((f) => f.startsWith('index-'))
+    expect(idx).toEqual([(ref as { index: string }).index])
+    await fsp.writeFile(path.join(o.root, idx[0]!), '{"versions": 7}')
+    await expect(new OstBackend(o.root).load(ref)).rejects.toThrow(idx[0]!)
+  })
+
+  it('lists objects in FID order, paged by a cursor', async () => {
+    const o = await setup()
+    for (const fid of [40, 3, 17, 9]) o.write(fid, fid % 2, 0, 'x')
+    o.write(17, 5, 10, 'yy')
+    await o.commit()
+    const p1 = await o.list(0, 2)
+    expect(p1.entries.map((e) => e.fid)).toEqual([3, 9])
+    expect(p1.next).toBe(9)
+    const p2 = await o.list(p1.next!, 2)
+    expect(p2.entries).toEqual([
+      { fid: 17, objects: [{ stripe: 1, size: 1, version: expect.any(Number) }, { stripe: 5, size: 12, version: o.lastTransno() }] },
+      { fid: 40, objects: [{ stripe: 0, size: 1, version: expect.any(Number) }] },
+    ])
+    expect(p2.next).toBe(null)
+  })
+
+  it(`remembers the newest ${MAX_TOMBSTONES} destroyed FIDs, no more`, async () => {
+    const o = await setup()
+    const N = MAX_TOMBSTONES + 5
+    for (let fid = 1; fid <= N; fid += 1024) o.destroy(...Array.from({ length: Math.min(1024, N - fid + 1) }, (_, i) => fid + i))
+    // The five oldest are forgotten (a write would make an orphan for the cleanup); the rest refuse.
+    for (let fid = 1; fid <= 5; fid++) o.write(fid, 0, 0, 'late')
+    expect(() => o.write(6, 0, 0, 'late')).toThrow(expect.objectContaining({ code: 'ENOENT' }))
+    expect(() => o.write(N, 0, 0, 'late')).toThrow(expect.objectContaining({ code: 'ENOENT' }))
   })
 })

@@ -6,7 +6,7 @@ import { mkdirDurable, writeFileAtomic } from '../../common/fsutil.js'
 import type { Fence } from '../target/mmp.js'
 import { z } from 'zod'
 import { LpError } from '../../protocol/errno.js'
-import { fidSchema, handleSchema, preVersionsSchema, type DirsChanged, type Layout, type OpArgs } from '../../protocol/ops.js'
+import { fidSchema, handleSchema, preVersionsSchema, MAX_LIST_FIDS, type DirsChanged, type Layout, type OpArgs, type OpReplies } from '../../protocol/ops.js'
 import type { Applied, Backend, OpContext, QueryResult, Redo } from '../target/backend.js'
 import { fsStatfs } from '../statfs.js'
 import { Namespace, type NsImage, type NsRedo } from './namespace.js'
@@ -17,6 +17,34 @@ import { Namespace, type NsImage, type NsRedo } from './namespace.js'
  */
 export interface ObjectDestroyer {
   destroy(fid: number, layout: Layout, signal: AbortSignal): Promise<void>
+  /** What the orphan cleanup and lfsck need besides (a test's destroyer may have none of it). */
+  onConnect?(fn: (ost: number) => void): void
+  connected?(): number[]
+  osts?(): Promise<number[]>
+  list?(ost: number, after: number, count: number): Promise<OpReplies['ost_list']>
+  destroyOrphans?(ost: number, fids: number[]): Promise<void>
+}
+
+/** One OST as the orphan cleanup or lfsck found it. */
+export interface OstScan {
+  ost: number
+  objects: number
+  /** Objects whose FID has no file on this MDT with a stripe on this OST. */
+  orphans: number
+  orphan_bytes: number
+  /** Orphans destroyed (with --fix, and by the orphan cleanup). */
+  removed: number
+  /** Stripes of live files whose object this OST destroyed: their data is gone, and writes to them are refused. */
+  dangling: Array<{ fid: number; stripe: number }>
+  error?: string
+}
+
+export interface LfsckReport {
+  files: number
+  /** Removed files whose objects' destroy the llog holds until each OST has committed it. */
+  pending_destroys: number
+  osts: OstScan[]
+  fixed: boolean
 }
 
 export interface MdtOptions {
@@ -44,6 +72,9 @@ export class MdtBackend implements Backend {
   private log: Logger | null = null
   private readonly destroying = new Set<number>()
   private readonly abort = new AbortController()
+  private recoveryDone = false
+  /** OSTs whose orphan cleanup runs; true: another was asked for meanwhile and runs after it. */
+  private readonly cleaning = new Map<number, boolean>()
   private internalTxn: (redo: Redo[]) => void
   private ownTxn: ((redo: Redo[]) => void) | null = null
   /** Creates waiting for a FID range to commit. */
@@ -181,6 +212,110 @@ export class MdtBackend implements Backend {
     for (const [fid, layout] of this.ns.llog) this.scheduleDestroy(fid, layout)
     // The first range now (committed before any barrier), not at the first create.
     this.grantAhead()
+    this.o.destroyer?.onConnect?.((ost) => {
+      if (this.recoveryDone) this.orphanCleanup(ost)
+    })
+    this.cleanupConnected()
+  }
+
+  recovered(): void {
+    this.recoveryDone = true
+    this.cleanupConnected()
+  }
+
+  private cleanupConnected(): void {
+    if (!this.log || !this.recoveryDone) return
+    for (const ost of this.o.destroyer?.connected?.() ?? []) this.orphanCleanup(ost)
+  }
+
+  /**
+   * Lustre's orphan cleanup, run once recovery is over and each time the OSP (re)connects to
+   * an OST: every object of that OST whose FID names no file of this MDT with a stripe there
+   * (nor one whose destroy the llog holds) is destroyed. Why that is safe against the races:
+   *   - a file being created now: its inode exists (executed, committed or not) before the
+   *     client gets its FID and layout, so before any write of it reaches an OST; an object
+   *     listed at one instant and checked against the namespace later is either a live file's
+   *     (still there: it could only go through unlink, which puts it in the llog) or an orphan;
+   *   - replayed creates exist only after recovery: hence no cleanup before it is complete;
+   *     a client evicted instead loses its creates, and its objects are orphans indeed;
+   *   - between the check and the OST executing the destroy no new file can take the FID:
+   *     a FID is given once (the MDT's FID ranges), so the destroy hits only the orphan, and
+   *     the tombstone it leaves refuses a late write of the evicted client;
+   *   - objects written while the scan runs have FIDs of files that exist: never destroyed;
+   *     a destroy lost with an OST crash is found again by the cleanup on the reconnect.
+   */
+  private orphanCleanup(ost: number): void {
+    if (this.cleaning.has(ost)) return void this.cleaning.set(ost, true)
+    this.cleaning.set(ost, false)
+    this.scan(ost, true)
+      .then(
+        (r) => {
+          if (r.removed) this.log?.warn({ ost, orphans: r.removed, bytes: r.orphan_bytes }, `OST${ost}: orphan cleanup destroyed ${r.removed} orphan object(s), ${r.orphan_bytes} bytes`)
+          else this.log?.info({ ost, objects: r.objects }, `OST${ost}: orphan cleanup found no orphan among ${r.objects} object(s)`)
+        },
+        (e) => {
+          if (!this.abort.signal.aborted) this.log?.warn({ ost, err: (e as Error).message }, `OST${ost}: orphan cleanup interrupted, retried at the next connect: ${(e as Error).message}`)
+        },
+      )
+      .finally(() => {
+        const again = this.cleaning.get(ost)
+        this.cleaning.delete(ost)
+        if (again && !this.abort.signal.aborted) this.orphanCleanup(ost)
+      })
+  }
+
+  /** Page through an OST's objects; orphans destroyed if `fix`. */
+  private async scan(ost: number, fix: boolean): Promise<OstScan> {
+    const d = this.o.destroyer
+    if (!d?.list || !d.destroyOrphans) throw new LpError('EOPNOTSUPP', 'this MDT has no OSP to list the OSTs with')
+    const r: OstScan = { ost, objects: 0, orphans: 0, orphan_bytes: 0, removed: 0, dangling: [] }
+    for (let after = 0; ; ) {
+      const page = await d.list(ost, after, MAX_LIST_FIDS)
+      const orphans: number[] = []
+      // Checked against the namespace only now, after the page was listed (see orphanCleanup).
+      for (const e of page.entries) {
+        r.objects += e.objects.length
+        const layout = this.ns.layoutOf(e.fid)
+        const here = layout ? layout.osts.flatMap((o, stripe) => (o === ost ? [stripe] : [])) : []
+        if (!here.length) {
+          if (e.objects.length && !this.ns.llog.has(e.fid) && !this.destroying.has(e.fid)) {
+            orphans.push(e.fid)
+            r.orphans += e.objects.length
+            r.orphan_bytes += e.objects.reduce((n, o) => n + o.size, 0)
+          }
+        } else if (e.destroyed !== undefined) {
+          for (const stripe of here) if (!e.objects.some((o) => o.stripe === stripe)) r.dangling.push({ fid: e.fid, stripe })
+        }
+      }
+      if (fix && orphans.length) {
+        await d.destroyOrphans(ost, orphans)
+        r.removed += orphans.length
+      }
+      if (page.next === null) return r
+      after = page.next
+    }
+  }
+
+  /**
+   * LFSCK's layout check: orphans on every OST (destroyed with `fix`), and dangling stripes.
+   * A stripe is dangling when its OST has destroyed the object (a tombstone). A stripe with
+   * no object and no tombstone is not: objects are made by their first write, so a stripe
+   * never written (a sparse file, a file smaller than one stripe per OST) has none, and no
+   * file size can tell a hole from a lost object soundly.
+   */
+  async lfsck(fix: boolean): Promise<LfsckReport> {
+    if (!this.recoveryDone) throw new LpError('EBUSY', 'the MDT is in recovery: replayed creates are not in yet; run lfsck once it is complete')
+    const d = this.o.destroyer
+    if (!d?.osts) throw new LpError('EOPNOTSUPP', 'this MDT has no OSP to list the OSTs with')
+    const osts: OstScan[] = []
+    for (const ost of (await d.osts()).sort((a, b) => a - b)) {
+      try {
+        osts.push(await this.scan(ost, fix))
+      } catch (e) {
+        osts.push({ ost, objects: 0, orphans: 0, orphan_bytes: 0, removed: 0, dangling: [], error: (e as Error).message })
+      }
+    }
+    return { files: [...this.ns.layouts()].length, pending_destroys: this.ns.llog.size, osts, fixed: fix }
   }
 
   private scheduleDestroy(fid: number, layout: Layout): void {

@@ -310,6 +310,16 @@ export class Namespace {
     return this.inodes.get(fid)?.change ?? 0
   }
 
+  /** A file's layout, if the FID is a live (or open-unlinked) file that has one: orphan cleanup and lfsck. */
+  layoutOf(fid: number): Layout | undefined {
+    return this.inodes.get(fid)?.layout
+  }
+
+  /** Every file with a layout, for lfsck. */
+  *layouts(): Generator<[number, Layout]> {
+    for (const i of this.inodes.values()) if (i.layout) yield [i.fid, i.layout]
+  }
+
   inode(fid: number): Inode {
     const i = this.inodes.get(fid)
     if (!i) throw new LpError('ENOENT', `no object with FID ${fid}`)

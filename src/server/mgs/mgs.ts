@@ -17,6 +17,7 @@ export class MgsBackend implements Backend {
   private cfg!: FsConfig
   private events: IrEvent[] = []
   private watchers: Array<() => void> = []
+  private saving: Promise<void> = Promise.resolve()
 
   constructor(
     private readonly dir: string,
@@ -41,9 +42,13 @@ export class MgsBackend implements Backend {
     throw new LpError('EOPNOTSUPP', `MGS does not modify with '${op}'`)
   }
 
-  private async save(): Promise<void> {
+  private save(): Promise<void> {
     this.cfg.seq += 1
-    await writeFileAtomic(this.file(), JSON.stringify(this.cfg, null, 2), this.fence && (() => this.fence!.check()))
+    // One write at a time, each of the configuration as it is then: two registrations at once
+    // (an MDT and an OST starting together) must not let the older one's rename land last.
+    const next = this.saving.then(() => writeFileAtomic(this.file(), JSON.stringify(this.cfg, null, 2), this.fence && (() => this.fence!.check())))
+    this.saving = next.catch(() => undefined)
+    return next
   }
 
   private notify(ev: Omit<IrEvent, 'seq'>): void {

@@ -70,5 +70,7 @@ export interface Backend {
    * bookkeeping of the backend's own that no transno orders (the MDT's FID ranges).
    */
   start?(log: Logger, own: (redo: Redo[]) => void): void
+  /** Recovery is over: every replayed change is in (e.g. the MDT may now look for orphan objects). */
+  recovered?(): void
   close(): Promise<void>
 }

@@ -165,6 +165,7 @@ export class Target {
     void this.recovery.whenComplete().then(() => {
       this.replayed.clear()
       this.runDeferred()
+      this.o.backend.recovered?.()
     })
     // A non-replayable target forgets its clients at restart: they come back as new (evicted).
     if (!this.replayable) for (const uuid of [...this.lastrcvd.clients.keys()]) this.evict(uuid, 'target restarted without recovery')
@@ -348,6 +349,7 @@ export class Target {
   private connect(h: ReqHeader, args: { prev_handle?: string }): Promise<TargetReply> | TargetReply {
     const uuid = h.client
     const now = this.o.clock.now()
+    this.dropOldOsp(uuid)
     const existing = this.exports.get(uuid)
     // A connect of this same import from an older connection, arriving late, must not take the export back.
     if (existing && args.prev_handle === existing.handle && h.connCnt < existing.connCnt)
@@ -396,6 +398,18 @@ export class Target {
       () => ok(handle, false),
       (e) => this.fail(e),
     )
+  }
+
+  /**
+   * An MDT's OSP connects with a new UUID at every MDT start (<MDT>-mdtlov-<hex>_UUID): the
+   * incarnation before is dead and nothing of it will be replayed (the MDT sends again what
+   * its llog holds), so it goes at once instead of holding up recovery or the evictor.
+   */
+  private dropOldOsp(uuid: string): void {
+    const m = /^(.+-mdtlov-)[0-9a-f]+_UUID$/.exec(uuid)
+    if (!m) return
+    for (const old of new Set([...this.exports.keys(), ...this.lastrcvd.clients.keys()]))
+      if (old !== uuid && old.startsWith(m[1]!)) this.evict(old, `replaced by the MDT's new OSP ${uuid}`)
   }
 
   /** Forget a client: its export, last_rcvd slot and (through the backend) its opens. */

@@ -84,6 +84,7 @@ export function parseOptions(list: string[]): ClientOptions {
         break
       case 'dev':
       case 'nodev':
+        if (v !== undefined) throw new LpError('EINVAL', `mount option '${item}': ${k} takes no value`)
         o.dev = k === 'dev'
         break
       case 'rw':

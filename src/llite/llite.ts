@@ -37,16 +37,16 @@ export interface Owner {
   gid: number
 }
 
-/**
- * The access check of open(2) for a caller (owner, group or other bits; root passes). The
- * caller's supplementary groups are not known here, so they grant nothing: a refusal errs safe.
- */
 /** A name the kernel passed that the MDT could not store: the errno a local filesystem gives for it. */
 function checkName(name: string): void {
   const e = nameError(name)
   if (e) throw new LpError(e, e === 'ENAMETOOLONG' ? `'${name.slice(0, 32)}...' is longer than 255 bytes` : `'${name}' cannot be a name`)
 }
 
+/**
+ * The access check of open(2) for a caller (owner, group or other bits; root passes). The
+ * caller's supplementary groups are not known here, so they grant nothing: a refusal errs safe.
+ */
 function mayOpen(a: MdtAttr, who: Owner, flags: number): boolean {
   if (who.uid === 0) return true
   const acc = flags & O_ACCMODE

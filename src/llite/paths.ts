@@ -16,7 +16,7 @@ export class PathFs {
 
   private split(path: string): string[] {
     if (!path.startsWith('/')) throw new LpError('EINVAL', `not an absolute path: ${path}`)
-    if (Buffer.byteLength(path) >= PATH_MAX) throw new LpError('ENAMETOOLONG', `a path is shorter than ${PATH_MAX} bytes`)
+    if (Buffer.byteLength(path) >= PATH_MAX) throw new LpError('ENAMETOOLONG', `a path is at most ${PATH_MAX - 1} bytes`)
     return path.split('/').filter((c) => c.length > 0)
   }
 

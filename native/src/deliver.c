@@ -160,6 +160,11 @@ static int request_args(napi_env env, struct lp_session *s, struct lp_req *r, na
 		a[1] = setattr_object(env, r);
 		return 2;
 	case LP_MKNOD:
+		a[0] = num(env, r->ino);
+		a[1] = str(env, r->name);
+		a[2] = num(env, r->mode);
+		a[3] = num(env, r->rdev);
+		return 4;
 	case LP_MKDIR:
 		a[0] = num(env, r->ino);
 		a[1] = str(env, r->name);

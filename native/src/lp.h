@@ -81,6 +81,7 @@ struct lp_req {
 	int64_t off;
 	size_t size;
 	uint32_t mode;
+	uint32_t rdev;       /* mknod: the device number (the kernel's new_encode_dev) */
 	int flags;           /* open flags, rename flags, datasync, access mask */
 	struct lp_setattr set;
 	void *buf;           /* write: the receive buffer holding the data, until copied */

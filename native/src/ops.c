@@ -11,9 +11,47 @@ static struct lp_session *session_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-/* A request record, or NULL after answering ENOMEM. */
+/*
+ * Names reach JavaScript as strings and the MDT as JSON: only UTF-8 can be kept (as ext4's
+ * strict encoding keeps only it). Strict: no overlong forms, no surrogates, nothing past
+ * U+10FFFF, any of which would otherwise become U+FFFD and two names one.
+ */
+static int utf8_ok(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (p && *p) {
+		unsigned c = *p++, n, cp;
+		if (c < 0x80)
+			continue;
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 3, cp = c & 0x07;
+		else
+			return 0;
+		for (unsigned i = 0; i < n; i++, p++) {
+			if ((*p & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (*p & 0x3f);
+		}
+		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * A request record, or NULL after answering: ENOMEM, or for a name not UTF-8, ENOENT to a
+ * lookup (no such name can exist here) and EINVAL to the rest (no such name can be made).
+ */
 static struct lp_req *make(fuse_req_t req, enum lp_op op, fuse_ino_t ino, const char *name, const char *name2)
 {
+	if (!utf8_ok(name) || !utf8_ok(name2)) {
+		fuse_reply_err(req, op == LP_LOOKUP ? ENOENT : EINVAL);
+		return NULL;
+	}
 	struct lp_req *r = lp_req_new(req, op, ino, name, name2);
 	if (!r)
 		fuse_reply_err(req, ENOMEM);
@@ -171,30 +209,31 @@ static void lp_readlink(fuse_req_t req, fuse_ino_t ino)
 	plain(req, LP_READLINK, ino, NULL, NULL);
 }
 
-static void with_mode(fuse_req_t req, enum lp_op op, fuse_ino_t parent, const char *name, mode_t mode, int flags)
+static void with_mode(fuse_req_t req, enum lp_op op, fuse_ino_t parent, const char *name, mode_t mode, int flags, dev_t rdev)
 {
 	struct lp_req *r = make(req, op, parent, name, NULL);
 	if (!r)
 		return;
 	r->mode = mode;
 	r->flags = flags;
+	r->rdev = (uint32_t)rdev;
 	submit(req, r);
 }
 
+/* rdev is what the kernel sent: its 32-bit encoding of the device number. */
 static void lp_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	(void)rdev;
-	with_mode(req, LP_MKNOD, parent, name, mode, 0);
+	with_mode(req, LP_MKNOD, parent, name, mode, 0, rdev);
 }
 
 static void lp_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	with_mode(req, LP_MKDIR, parent, name, mode, 0);
+	with_mode(req, LP_MKDIR, parent, name, mode, 0, 0);
 }
 
 static void lp_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
 {
-	with_mode(req, LP_CREATE, parent, name, mode, fi->flags);
+	with_mode(req, LP_CREATE, parent, name, mode, fi->flags, 0);
 }
 
 static void lp_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)

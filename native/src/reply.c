@@ -80,6 +80,7 @@ static void stat_of(napi_env env, napi_value o, struct stat *st)
 	st->st_ino = (ino_t)get_num(env, o, "ino");
 	st->st_mode = (mode_t)get_num(env, o, "mode");
 	st->st_nlink = (nlink_t)get_num(env, o, "nlink");
+	st->st_rdev = (dev_t)get_num(env, o, "rdev");
 	st->st_uid = (uid_t)get_num(env, o, "uid");
 	st->st_gid = (gid_t)get_num(env, o, "gid");
 	st->st_size = (off_t)get_num(env, o, "size");

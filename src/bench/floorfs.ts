@@ -131,6 +131,10 @@ export class FloorFs implements FuseFs {
     throw new LpError('EPERM', 'the selftest floor keeps no symlinks')
   }
 
+  async mknod(): Promise<MdtAttr> {
+    throw new LpError('EPERM', 'the selftest floor keeps no special files')
+  }
+
   async link(): Promise<MdtAttr> {
     throw new LpError('EPERM', 'the selftest floor keeps no hard links')
   }

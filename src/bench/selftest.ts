@@ -251,7 +251,7 @@ function rpcTo(transport: Transport, host: string): Rpc {
 async function floorMount(mode: FloorMode, host: string, port: number, mountpoint: string): Promise<void> {
   const transport = new Transport({ port })
   const fs = new FloorFs(mode === 'rpcs' ? rpcTo(transport, host) : async () => undefined)
-  const fuse = new LowLevelFuse(fs, { mountpoint, fsname: 'lproxy-selftest', attrTimeoutS: 1, log: silentLogger, ended: () => void end() })
+  const fuse = new LowLevelFuse(fs, { mountpoint, fsname: 'lproxy-selftest', attrTimeoutS: 1, dev: false, log: silentLogger, ended: () => void end() })
   const end = async () => {
     await fuse.unmount()
     await transport.close()

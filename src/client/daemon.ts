@@ -70,7 +70,7 @@ export async function runDaemon(a: DaemonArgs, report: (r: DaemonReport) => void
       log.warn({ mountpoint: a.mountpoint }, 'the kernel ended the FUSE session (unmounted from outside, or the connection was aborted)')
       void shutdown(0)
     }
-    fuse = await openFuse(opts.fuse, fs.llite, { mountpoint: a.mountpoint, fsname: fs.config.fsname, attrTimeoutS: opts.actimeo, log, ended })
+    fuse = await openFuse(opts.fuse, fs.llite, { mountpoint: a.mountpoint, fsname: fs.config.fsname, attrTimeoutS: opts.actimeo, dev: opts.dev, log, ended })
     await fuse.mount()
     await serveCtl({ fs, mountpoint: a.mountpoint, umount: () => shutdown(0) })
     process.on('SIGTERM', () => void shutdown(0))

@@ -21,6 +21,8 @@ export interface ClientOptions {
   maxReadAheadPerFileMb: number
   /** FUSE binding: lproxy's libfuse3 one when built, else fuse-native (`fuse=native|libfuse2` forces one). */
   fuse: FuseKind
+  /** Device nodes in the mount may be opened (off with `nodev`, as mount(8)'s; libfuse's own default is off). */
+  dev: boolean
 }
 
 export const DEFAULT_OPTIONS: ClientOptions = {
@@ -33,6 +35,7 @@ export const DEFAULT_OPTIONS: ClientOptions = {
   maxRpcsInFlight: 8,
   maxReadAheadPerFileMb: 32,
   fuse: 'auto',
+  dev: true,
 }
 
 export function parseOptions(list: string[]): ClientOptions {
@@ -79,11 +82,16 @@ export function parseOptions(list: string[]): ClientOptions {
         if (v !== 'native' && v !== 'libfuse2') throw new LpError('EINVAL', `mount option '${item}': fuse is native or libfuse2`)
         o.fuse = v
         break
+      case 'dev':
+      case 'nodev':
+        if (v !== undefined) throw new LpError('EINVAL', `mount option '${item}': ${k} takes no value`)
+        o.dev = k === 'dev'
+        break
       case 'rw':
       case 'defaults':
         break
       default:
-        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2)`)
+        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev)`)
     }
   }
   return o

@@ -82,6 +82,7 @@ export class FuseAdapter implements FuseBinding {
           ],
         ),
       mkdir: (path: string, mode: number, cb: Cb) => this.call(cb, () => p.mkdir(path, mode)),
+      mknod: (path: string, mode: number, dev: number, cb: Cb) => this.call(cb, () => p.mknod(path, mode, dev)),
       rmdir: (path: string, cb: Cb) => this.call(cb, () => p.unlink(path, true).then(() => undefined)),
       create: (path: string, mode: number, cb: Cb) => this.call(cb, () => p.create(path, mode, 0o102), (fd) => [fd]),
       open: (path: string, flags: number, cb: Cb) => {
@@ -142,6 +143,7 @@ export class FuseAdapter implements FuseBinding {
       'use_ino',
       'default_permissions',
       'allow_other',
+      o.dev ? 'dev' : 'nodev',
       `fsname=${o.fsname}`,
       'subtype=lproxy',
       `entry_timeout=${o.attrTimeoutS}`,

@@ -16,13 +16,15 @@ export type FuseKind = 'auto' | 'native' | 'libfuse2'
 export type FuseFs = Pick<
   Llite,
   | 'attr' | 'lookupStat' | 'stat' | 'statOf' | 'setattr' | 'ftruncate' | 'readlink' | 'listDir' | 'mkdir' | 'symlink' | 'unlink'
-  | 'rename' | 'link' | 'create' | 'open' | 'uncached' | 'read' | 'write' | 'flush' | 'fsync' | 'fsyncdir' | 'release' | 'statfs'
+  | 'mknod' | 'rename' | 'link' | 'create' | 'open' | 'uncached' | 'read' | 'write' | 'flush' | 'fsync' | 'fsyncdir' | 'release' | 'statfs'
 >
 
 export interface FuseMountOptions {
   mountpoint: string
   fsname: string
   attrTimeoutS: number
+  /** Let device nodes be opened (the kernel's MS_NODEV off); libfuse mounts nodev unless told. */
+  dev: boolean
   log: Logger
   /** The kernel ended the session: unmounted from outside (umount, fusermount -u) or aborted. */
   ended?: () => void

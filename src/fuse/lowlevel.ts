@@ -3,8 +3,8 @@ import { fileURLToPath } from 'node:url'
 import pTimeout from 'p-timeout'
 import { LpError, errnoOf } from '../protocol/errno.js'
 import type { Owner, SetAttr, Statfs } from '../llite/llite.js'
-import { O_ACCMODE, O_RDONLY, O_WRONLY } from '../llite/file.js'
-import { S_IFMT, typeBits, type PosixStat } from '../llite/stat.js'
+import { O_ACCMODE, O_WRONLY } from '../llite/file.js'
+import type { PosixStat } from '../llite/stat.js'
 import type { FuseBinding, FuseFs, FuseMountOptions } from './binding.js'
 import { DirListings, type Listing } from './dirs.js'
 import { fuseStatus } from './errno.js'
@@ -46,7 +46,7 @@ interface Handlers {
   getattr(r: Req, ino: number): void
   setattr(r: Req, ino: number, s: NativeSetAttr): void
   readlink(r: Req, ino: number): void
-  mknod(r: Req, parent: number, name: string, mode: number): void
+  mknod(r: Req, parent: number, name: string, mode: number, rdev: number): void
   mkdir(r: Req, parent: number, name: string, mode: number): void
   unlink(r: Req, parent: number, name: string): void
   rmdir(r: Req, parent: number, name: string): void
@@ -89,7 +89,6 @@ interface Addon {
 const ADDON = fileURLToPath(new URL('../../native/build/Release/lproxy_fuse.node', import.meta.url))
 const EINTR = errnoOf('EINTR')
 const RENAME_NOREPLACE = 1
-const S_IFREG = typeBits('reg')
 /** Readers never wait for JavaScript: two keep /dev/fuse drained. */
 const READER_THREADS = 2
 /** Kernel read-ahead window: a few 1 MiB read requests in flight per sequential reader. */
@@ -134,7 +133,7 @@ export class LowLevelFuse implements FuseBinding {
     const o = this.o
     // fuse_opt escapes commas with a backslash.
     const fsname = o.fsname.replace(/[\\,]/g, (c) => `\\${c}`)
-    const options = [`fsname=${fsname}`, 'subtype=lproxy', 'default_permissions', 'allow_other'].join(',')
+    const options = [`fsname=${fsname}`, 'subtype=lproxy', 'default_permissions', 'allow_other', o.dev ? 'dev' : 'nodev'].join(',')
     // Hard links are one kernel inode here, so the kernel may cache attributes as long as llite does.
     const config = { threads: READER_THREADS, attrTimeout: o.attrTimeoutS, entryTimeout: o.attrTimeoutS, maxBackground: MAX_BACKGROUND }
     const initialised = new Promise<void>((resolve) => (this.initialised = resolve))
@@ -194,7 +193,7 @@ export class LowLevelFuse implements FuseBinding {
       getattr: (r, ino) => this.answer(r.id, () => l.stat(ino), (st) => a.replyAttr(r.id, st)),
       setattr: (r, ino, s) => this.answer(r.id, () => this.setattr(ino, s), (st) => a.replyAttr(r.id, st)),
       readlink: (r, ino) => this.answer(r.id, () => l.readlink(ino), (t) => a.replyReadlink(r.id, t)),
-      mknod: (r, parent, name, mode) => this.answer(r.id, () => this.mknod(owner(r), parent, name, mode), entry(r)),
+      mknod: (r, parent, name, mode, rdev) => this.answer(r.id, async () => l.statOf(await l.mknod(parent, name, mode, rdev, owner(r))), entry(r)),
       mkdir: (r, parent, name, mode) => this.answer(r.id, async () => l.statOf(await l.mkdir(parent, name, mode, owner(r))), entry(r)),
       unlink: (r, parent, name) => this.answer(r.id, () => l.unlink(parent, name), done(r)),
       rmdir: (r, parent, name) => this.answer(r.id, () => l.unlink(parent, name, true), done(r)),
@@ -263,14 +262,6 @@ export class LowLevelFuse implements FuseBinding {
       await this.llite.release(c.fd).catch(() => undefined)
       throw e
     }
-  }
-
-  /** lproxy keeps regular files, directories and symlinks: mknod makes only the first. */
-  private async mknod(who: Owner, parent: number, name: string, mode: number): Promise<PosixStat> {
-    if ((mode & S_IFMT) !== S_IFREG) throw new LpError('EPERM', 'lproxy stores no device, FIFO or socket nodes')
-    const c = await this.create(who, parent, name, mode, O_RDONLY)
-    await this.llite.release(c.fd)
-    return c.st
   }
 
   private async rename(parent: number, name: string, newParent: number, newName: string, flags: number): Promise<void> {

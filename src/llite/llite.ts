@@ -4,14 +4,14 @@ import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import { slice } from '../common/chunks.js'
 import { LpError, isLpError } from '../protocol/errno.js'
-import type { DirEntry, DirLayout, DirsChanged, FileType, Layout, MdtAttr, OpArgs } from '../protocol/ops.js'
+import { nameError, targetError, type DirEntry, type DirLayout, type DirsChanged, type FileType, type Layout, type MdtAttr, type OpArgs } from '../protocol/ops.js'
 import type { Mdc } from '../mdc/mdc.js'
 import type { Glimpse, Lov } from '../lov/lov.js'
 import { MetaCache } from './cache.js'
 import { OpenFile, O_ACCMODE, O_APPEND, O_EXCL, O_RDONLY, O_TRUNC, O_WRONLY } from './file.js'
 import { ReadAhead } from './readahead.js'
 import { Statahead, type StataheadTunables } from './statahead.js'
-import { toStat, type PosixStat } from './stat.js'
+import { toStat, typeOf, type PosixStat } from './stat.js'
 
 /**
  * POSIX semantics over the MDT and the OSTs. Its calls take FIDs (the inode numbers the
@@ -35,6 +35,12 @@ export interface SetAttr {
 export interface Owner {
   uid: number
   gid: number
+}
+
+/** A name the kernel passed that the MDT could not store: the errno a local filesystem gives for it. */
+function checkName(name: string): void {
+  const e = nameError(name)
+  if (e) throw new LpError(e, e === 'ENAMETOOLONG' ? `'${name.slice(0, 32)}...' is longer than 255 bytes` : `'${name}' cannot be a name`)
 }
 
 /**
@@ -115,6 +121,7 @@ export class Llite {
 
   /** Before a lookup looks in the cache: a name known absent fails here, and one statahead is fetching is waited for. */
   private ahead(parent: number, name: string): Promise<void> | undefined {
+    checkName(name)
     if (this.cache.absent(parent, name)) throw new LpError('ENOENT', `no entry '${name}' in directory ${parent}`)
     return this.statahead.access(parent, name)
   }
@@ -248,7 +255,8 @@ export class Llite {
   }
 
   /** Make `name` in the directory `p` (its attributes, as the caller already has them). */
-  private async make(p: MdtAttr, name: string, type: FileType, mode: number, owner: Owner | undefined, extra: { target?: string; layout?: Layout; open_flags?: number } = {}) {
+  private async make(p: MdtAttr, name: string, type: FileType, mode: number, owner: Owner | undefined, extra: { target?: string; layout?: Layout; open_flags?: number; rdev?: number } = {}) {
+    checkName(name)
     const parent = p.fid
     const { uid } = owner ?? this.o
     let { gid } = owner ?? this.o
@@ -271,11 +279,30 @@ export class Llite {
   }
 
   async symlink(target: string, parent: number, name: string, owner?: Owner): Promise<MdtAttr> {
+    const e = targetError(target)
+    if (e) throw new LpError(e, e === 'ENAMETOOLONG' ? 'a symlink target is at most 4095 bytes' : 'not a symlink target')
     return (await this.make(await this.attr(parent), name, 'lnk', 0o777, owner, { target })).attr
+  }
+
+  /**
+   * mknod(2), the type in `mode`'s S_IFMT bits: a regular file is created (and closed); a
+   * FIFO, device or socket is an inode alone, with no objects and no layout.
+   */
+  async mknod(parent: number, name: string, mode: number, rdev: number, owner?: Owner): Promise<MdtAttr> {
+    const type = typeOf(mode)
+    if (type === 'reg') {
+      const c = await this.create(parent, name, mode, O_RDONLY | O_EXCL, owner)
+      await this.release(c.fd)
+      return this.attr(c.attr.fid)
+    }
+    if (type === 'dir' || type === 'lnk' || type === undefined) throw new LpError('EINVAL', `mknod cannot make a file of mode 0${mode.toString(8)}`)
+    const dev = type === 'chr' || type === 'blk'
+    return (await this.make(await this.attr(parent), name, type, mode, owner, dev ? { rdev } : {})).attr
   }
 
   /** Remove a name (rmdir when `dir`); returns the FID it named. */
   async unlink(parent: number, name: string, dir = false): Promise<number> {
+    checkName(name)
     const r = await this.unsure([parent], this.onNamed(parent, name, (fid) => this.mdc.unlink(parent, name, dir, this.now(), fid)))
     this.forget(parent, name, r.fid)
     this.dirsChanged(r, (_dir, names) => names.delete(name))
@@ -330,6 +357,8 @@ export class Llite {
 
   /** rename(2); with `noreplace` (RENAME_NOREPLACE) an existing new name fails with EEXIST. */
   async rename(parent: number, name: string, newParent: number, newName: string, noreplace = false): Promise<void> {
+    checkName(name)
+    checkName(newName)
     let victim = this.cache.entry(newParent, newName)
     const r = await this.unsure(
       [parent, newParent],
@@ -353,6 +382,7 @@ export class Llite {
   }
 
   async link(fid: number, newParent: number, newName: string): Promise<MdtAttr> {
+    checkName(newName)
     const r = await this.unsure([newParent], this.mdc.link(fid, newParent, newName, this.now()))
     this.cache.setEntry(newParent, newName, r.attr.fid)
     this.cache.dropAttr(r.attr.fid)

@@ -3,6 +3,9 @@ import type { DirEntry, MdtAttr } from '../protocol/ops.js'
 import { ROOT_FID, type Llite } from './llite.js'
 import type { PosixStat } from './stat.js'
 
+/** PATH_MAX, with its NUL: the longest path the kernel passes is one byte shorter. */
+const PATH_MAX = 4096
+
 /**
  * Path-based calls over llite, for callers that speak in paths (a high-level FUSE binding,
  * the control socket): every path is walked component by component through llite's
@@ -13,6 +16,7 @@ export class PathFs {
 
   private split(path: string): string[] {
     if (!path.startsWith('/')) throw new LpError('EINVAL', `not an absolute path: ${path}`)
+    if (Buffer.byteLength(path) >= PATH_MAX) throw new LpError('ENAMETOOLONG', `a path is at most ${PATH_MAX - 1} bytes`)
     return path.split('/').filter((c) => c.length > 0)
   }
 
@@ -59,6 +63,11 @@ export class PathFs {
 
   async readlink(path: string): Promise<string> {
     return this.ll.readlink((await this.resolve(path)).fid)
+  }
+
+  async mknod(path: string, mode: number, rdev: number): Promise<void> {
+    const { parent, name } = await this.parentOf(path)
+    await this.ll.mknod(parent, name, mode, rdev)
   }
 
   async unlink(path: string, dir = false): Promise<number> {

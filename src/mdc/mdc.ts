@@ -39,6 +39,7 @@ export class Mdc {
     gid: number
     time: number
     target?: string
+    rdev?: number
     layout?: Layout
     open_flags?: number
     exclusive?: boolean

@@ -7,8 +7,11 @@ import type { TargetKind } from './names.js'
  * validate every request against it before anything touches storage.
  */
 
+/** NAME_MAX and a symlink target's limit (ext4's), in bytes of UTF-8 as the kernel counts them. */
 export const MAX_NAME = 255
 export const MAX_SYMLINK = 4095
+/** Links to one inode, and subdirectories of one directory (ext4's and Lustre's ldiskfs EXT4_LINK_MAX). */
+export const MAX_LINK = 65000
 export const MAX_FILE_SIZE = 2 ** 50
 export const MAX_IO = 64 * 1024 * 1024
 export const MAX_STRIPES = 64
@@ -25,13 +28,34 @@ export const STRIPE_UNIT = 64 * 1024
 
 const u32 = z.number().int().min(0).max(0xffffffff)
 export const fidSchema = z.number().int().min(1).max(0xffffffff)
+/** In a `u` regexp a surrogate pair is one code point: what is left matching Cs is alone. */
+const LONE_SURROGATE = /\p{Cs}/u
+
+/**
+ * Why a name cannot be stored, as the errno a local filesystem gives, or null. Names are
+ * Unicode here (they travel as JSON): the kernel's bytes must be UTF-8, so a string with a
+ * lone surrogate (no UTF-8 for it) is no name. The length counts bytes, as NAME_MAX does.
+ */
+export function nameError(n: string): 'EINVAL' | 'ENAMETOOLONG' | null {
+  if (n === '' || n === '.' || n === '..' || n.includes('/') || n.includes('\0') || LONE_SURROGATE.test(n)) return 'EINVAL'
+  return Buffer.byteLength(n) > MAX_NAME ? 'ENAMETOOLONG' : null
+}
+
+/** Why a string cannot be a symlink's target (1 to MAX_SYMLINK bytes of UTF-8, no NUL), or null. */
+export function targetError(t: string): 'EINVAL' | 'ENAMETOOLONG' | null {
+  if (t === '' || t.includes('\0') || LONE_SURROGATE.test(t)) return 'EINVAL'
+  return Buffer.byteLength(t) > MAX_SYMLINK ? 'ENAMETOOLONG' : null
+}
+
+// A UTF-16 unit is at least a byte of UTF-8: the max() bounds the work before the byte count.
 export const nameSchema = z
   .string()
-  .min(1)
   .max(MAX_NAME)
-  .refine((n) => n !== '.' && n !== '..' && !n.includes('/') && !n.includes('\0'), {
-    message: "a name may not be '.', '..', nor contain '/' or NUL",
-  })
+  .refine((n) => nameError(n) === null, { message: `a name is 1 to ${MAX_NAME} bytes of UTF-8, not '.' or '..', without '/' or NUL` })
+const targetSchema = z
+  .string()
+  .max(MAX_SYMLINK)
+  .refine((t) => targetError(t) === null, { message: `a symlink target is 1 to ${MAX_SYMLINK} bytes of UTF-8, without NUL` })
 const offsetSchema = z.number().int().min(0).max(MAX_FILE_SIZE)
 const timeSchema = z.number().finite()
 const modeSchema = z.number().int().min(0).max(0o7777)
@@ -53,7 +77,9 @@ export const dirLayoutSchema = z.object({
 })
 export type DirLayout = z.infer<typeof dirLayoutSchema>
 
-export type FileType = 'reg' | 'dir' | 'lnk'
+/** Regular file, directory, symlink, and the special files (FIFO, character and block device, socket): inodes alone, no objects. */
+export const FILE_TYPES = ['reg', 'dir', 'lnk', 'fifo', 'chr', 'blk', 'sock'] as const
+export type FileType = (typeof FILE_TYPES)[number]
 
 export interface MdtAttr {
   fid: number
@@ -71,6 +97,8 @@ export interface MdtAttr {
   layout?: Layout
   dir_layout?: DirLayout
   target?: string
+  /** Character and block devices: the device number (the kernel's new_encode_dev, as FUSE carries it). */
+  rdev?: number
   /**
    * Directories: a counter raised by every change of their entries (NFSv4's change
    * attribute). A client that made a directory and saw every change of it since knows its
@@ -190,12 +218,14 @@ export const OPS = {
     args: z.object({
       parent: fidSchema,
       name: nameSchema,
-      type: z.enum(['reg', 'dir', 'lnk']),
+      type: z.enum(FILE_TYPES),
       mode: modeSchema,
       uid: u32,
       gid: u32,
       time: timeSchema,
-      target: z.string().min(1).max(MAX_SYMLINK).optional(),
+      target: targetSchema.optional(),
+      /** Devices only. */
+      rdev: u32.optional(),
       layout: layoutSchema.optional(),
       /** Open the new file in the same transaction, with these open(2) flags. */
       open_flags: u32.optional(),

@@ -71,4 +71,11 @@ os.close(fd)" "${mnt}"`)
     await sh(`rm "${mnt}/kept"`)
     await c.ws.ok(['umount', mnt])
   })
+
+  it('makes FIFOs and devices (mknod), which the kernel then serves itself: the mount is dev unless told nodev', async () => {
+    await mountLibfuse2('libfuse2-6')
+    const out = await sh(`cd "${mnt}"; mkfifo p; mknod n c 1 3; stat -c '%n %F %t %T' p n; (echo piped > p &); cat p; echo discarded > n; rm p n`)
+    expect(out).toBe('p fifo 0 0\nn character special file 1 3\npiped\n')
+    await c.ws.ok(['umount', mnt])
+  })
 })

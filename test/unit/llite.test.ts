@@ -249,3 +249,65 @@ describe('unlink and rename name the inode they act on', () => {
     ])
   })
 })
+
+describe('special files and name limits (issue 20)', () => {
+  /** An MDT that records what it is asked to create and answers with the attributes it would make. */
+  function mdtRecording() {
+    const calls: Array<{ op: string; args: Record<string, unknown> }> = []
+    const dir: MdtAttr = { fid: 1, type: 'dir', mode: 0o755, uid: 0, gid: 0, nlink: 2, atime: 0, mtime: 0, ctime: 0, size: 4096, change: 0 }
+    let next = 10
+    const mdc = {
+      getattr: async () => dir,
+      lookup: async (_p: number, name: string) => {
+        calls.push({ op: 'lookup', args: { name } })
+        throw new LpError('ENOENT')
+      },
+      create: async (a: Record<string, unknown>) => {
+        calls.push({ op: 'create', args: a })
+        const attr = { ...file(next++), type: a.type, layout: undefined, rdev: a.rdev } as MdtAttr
+        return { attr, pre_versions: {}, dirs: [dir], was: [0] }
+      },
+      link: async (...a: unknown[]) => calls.push({ op: 'link', args: { a } }),
+      rename: async (...a: unknown[]) => calls.push({ op: 'rename', args: { a } }),
+    } as unknown as Mdc
+    return { calls, ll: lliteOver(mdc, {} as Lov) }
+  }
+
+  it('mknod makes FIFOs, devices and sockets by their S_IFMT bits, sending a device number for devices only', async () => {
+    const m = mdtRecording()
+    const fifo = await m.ll.mknod(1, 'p', 0o010644, 0x103)
+    const chr = await m.ll.mknod(1, 'c', 0o020600, 0x103)
+    const blk = await m.ll.mknod(1, 'b', 0o060600, 0x801)
+    const sock = await m.ll.mknod(1, 's', 0o140755, 0)
+    expect([fifo.type, chr.type, blk.type, sock.type]).toEqual(['fifo', 'chr', 'blk', 'sock'])
+    expect(m.calls.map((c) => [c.args.type, c.args.mode, c.args.rdev])).toEqual([
+      ['fifo', 0o644, undefined],
+      ['chr', 0o600, 0x103],
+      ['blk', 0o600, 0x801],
+      ['sock', 0o755, undefined],
+    ])
+    expect((await m.ll.statOf(chr)).mode).toBe(0o020644)
+    expect((await m.ll.statOf(chr)).rdev).toBe(0x103)
+    await expect(m.ll.mknod(1, 'd', 0o040755, 0)).rejects.toMatchObject({ code: 'EINVAL' })
+    await expect(m.ll.mknod(1, 'x', 0o170644, 0)).rejects.toMatchObject({ code: 'EINVAL' })
+  })
+
+  it('refuses names over 255 bytes (ENAMETOOLONG) and symlink targets over 4095 bytes before asking the MDT', async () => {
+    const m = mdtRecording()
+    const long = 'é'.repeat(128)
+    for (const p of [
+      m.ll.lookup(1, long),
+      m.ll.mkdir(1, long, 0o755),
+      m.ll.mknod(1, long, 0o010644, 0),
+      m.ll.link(5, 1, long),
+      m.ll.rename(1, 'a', 1, long),
+      m.ll.unlink(1, long),
+      m.ll.symlink('x'.repeat(4096), 1, 'l'),
+    ])
+      await expect(p).rejects.toMatchObject({ code: 'ENAMETOOLONG' })
+    await expect(m.ll.lookup(1, 'a\uD800')).rejects.toMatchObject({ code: 'EINVAL' })
+    expect(m.calls).toEqual([])
+    await expect(m.ll.lookup(1, 'é'.repeat(127))).rejects.toMatchObject({ code: 'ENOENT' })
+    expect(m.calls).toHaveLength(1)
+  })
+})

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest'
 import { Namespace, ROOT_FID, type NsRedo } from '../../src/server/mdt/namespace.js'
 import { LpError } from '../../src/protocol/errno.js'
-import type { Layout, OpArgs } from '../../src/protocol/ops.js'
+import { MAX_LINK, type Layout, type OpArgs } from '../../src/protocol/ops.js'
 import type { Redo } from '../../src/server/target/backend.js'
 
 const T0 = 1_700_000_000_000
@@ -548,5 +548,93 @@ describe('namespace: FID ranges', () => {
     expect(again.tx(() => again.create({ parent: ROOT_FID, name: 'n', type: 'reg', mode: 0, uid: 0, gid: 0, time: 1 }, 'c1')).result.attr.fid).toBe(10)
     // A replay may force only a FID of a committed range.
     expect(errno(() => again.tx(() => again.create({ parent: ROOT_FID, name: 'r', type: 'reg', mode: 0, uid: 0, gid: 0, time: 1 }, 'c1', { attr: { fid: 99 } })))).toBe('EPROTO')
+  })
+})
+
+describe('namespace: special files (issue 20)', () => {
+  const special = (f: ReturnType<typeof fresh>, parent: number, name: string, type: 'fifo' | 'chr' | 'blk' | 'sock', rdev?: number) =>
+    f.run(() => f.ns.create({ parent, name, type, mode: 0o640, uid: 1, gid: 2, time: 7, ...(rdev === undefined ? {} : { rdev }) }, 'c1'))
+
+  it('keeps FIFOs, devices and sockets as inodes with their type and device number, and no layout', () => {
+    const f = fresh()
+    const fifo = special(f, ROOT_FID, 'p', 'fifo').attr
+    const chr = special(f, ROOT_FID, 'c', 'chr', 0x103).attr
+    const blk = special(f, ROOT_FID, 'b', 'blk', 0x700).attr
+    const sock = special(f, ROOT_FID, 's', 'sock').attr
+    expect(fifo).toMatchObject({ type: 'fifo', mode: 0o640, uid: 1, gid: 2, nlink: 1, size: 0 })
+    expect(fifo.rdev).toBeUndefined()
+    expect(chr).toMatchObject({ type: 'chr', rdev: 0x103 })
+    expect(blk).toMatchObject({ type: 'blk', rdev: 0x700 })
+    expect(sock).toMatchObject({ type: 'sock' })
+    for (const a of [fifo, chr, blk, sock]) expect(a.layout).toBeUndefined()
+    expect(f.ns.readdir(ROOT_FID, 0, 10).entries.map((e) => [e.name, e.type])).toEqual([['p', 'fifo'], ['c', 'chr'], ['b', 'blk'], ['s', 'sock']])
+    // A device made without a number is device 0, as mknod(2) with dev 0 makes.
+    expect(special(f, ROOT_FID, 'c0', 'chr').attr.rdev).toBe(0)
+    // A restart rebuilds them from the journal, device numbers included.
+    expect(replayed(f.journal).attr(replayed(f.journal).lookup(ROOT_FID, 'c'))).toEqual(f.ns.attr(f.ns.inode(chr.fid)))
+  })
+
+  it('refuses a device number on anything but a device, and a layout or an open on a special file', () => {
+    const f = fresh()
+    expect(errno(() => special(f, ROOT_FID, 'p', 'fifo', 5))).toBe('EINVAL')
+    expect(errno(() => f.run(() => f.ns.create({ parent: ROOT_FID, name: 'r', type: 'reg', mode: 0o644, uid: 0, gid: 0, time: 1, rdev: 5 }, 'c1')))).toBe('EINVAL')
+    expect(errno(() => f.run(() => f.ns.create({ parent: ROOT_FID, name: 's', type: 'sock', mode: 0o644, uid: 0, gid: 0, time: 1, layout: LAYOUT }, 'c1')))).toBe('EINVAL')
+    expect(errno(() => f.run(() => f.ns.create({ parent: ROOT_FID, name: 'q', type: 'fifo', mode: 0o644, uid: 0, gid: 0, time: 1, open_flags: 0 }, 'c1')))).toBe('EINVAL')
+    expect(f.names(ROOT_FID)).toEqual([])
+  })
+
+  it('links, renames, changes and removes them like files; ctime moves with each change of the inode', () => {
+    const f = fresh()
+    const d = f.mkdir(ROOT_FID, 'd')
+    const fid = special(f, ROOT_FID, 'p', 'fifo').attr.fid
+    const linked = f.link(fid, d, 'q').attr
+    expect(linked).toMatchObject({ type: 'fifo', nlink: 2 })
+    const c1 = linked.ctime
+    f.rename(d, 'q', ROOT_FID, 'r')
+    const c2 = f.ns.inode(fid).ctime
+    expect(c2).toBeGreaterThan(c1)
+    const set = f.run(() => f.ns.setattr({ fid, mode: 0o600, uid: 9, gid: 8, ctime: c2 + 0.5 }, 0)).attr
+    expect(set).toMatchObject({ type: 'fifo', mode: 0o600, uid: 9, gid: 8, ctime: c2 + 0.5 })
+    expect(f.unlink(ROOT_FID, 'p')).toMatchObject({ fid, nlink: 1 })
+    expect(f.ns.inode(fid).ctime).toBeGreaterThan(c2 + 0.5)
+    expect(f.unlink(ROOT_FID, 'r')).toMatchObject({ fid, nlink: 0 })
+    expect(errno(() => f.ns.inode(fid))).toBe('ENOENT')
+    // Nothing on the OSTs to destroy.
+    expect(f.ns.llog.size).toBe(0)
+  })
+
+  it('a replayed create of a device reuses its FID and keeps its number', () => {
+    const f = fresh()
+    const orig = special(f, ROOT_FID, 'c', 'chr', 0x501).attr
+    const g = fresh()
+    const r = g.run(() => g.ns.create({ parent: ROOT_FID, name: 'c', type: 'chr', mode: 0o640, uid: 1, gid: 2, time: 7, rdev: 0x501 }, 'c1', { attr: orig }))
+    expect(r.attr).toEqual(orig)
+  })
+})
+
+describe('namespace: link count limit (EMLINK)', () => {
+  it('refuses a link past MAX_LINK, and a subdirectory in a directory at the limit, changing nothing', () => {
+    const f = fresh()
+    const fid = f.file(ROOT_FID, 'f')
+    for (let i = 1; i < MAX_LINK; i++) f.link(fid, ROOT_FID, `l${i}`)
+    expect(f.ns.inode(fid).nlink).toBe(MAX_LINK)
+    expect(errno(() => f.link(fid, ROOT_FID, 'one-more'))).toBe('EMLINK')
+    f.unlink(ROOT_FID, 'l1')
+    expect(f.link(fid, ROOT_FID, 'one-more').attr.nlink).toBe(MAX_LINK)
+
+    const full = f.mkdir(ROOT_FID, 'full')
+    for (let i = 2; i < MAX_LINK; i++) f.mkdir(full, `d${i}`)
+    expect(f.ns.inode(full).nlink).toBe(MAX_LINK)
+    const count = () => f.ns.readdir(full, 0, 2 * MAX_LINK).entries.length
+    const before = count()
+    expect(errno(() => f.mkdir(full, 'sub'))).toBe('EMLINK')
+    const outside = f.mkdir(ROOT_FID, 'outside')
+    expect(errno(() => f.rename(ROOT_FID, 'outside', full, 'sub'))).toBe('EMLINK')
+    // Files take no link of the directory; a directory replacing one leaves the count as it was.
+    f.file(full, 'file')
+    f.rename(ROOT_FID, 'outside', full, 'd2')
+    expect(f.ns.lookup(full, 'd2').fid).toBe(outside)
+    expect(f.ns.inode(full).nlink).toBe(MAX_LINK)
+    expect(count()).toBe(before + 1)
   })
 })

@@ -13,7 +13,7 @@ import {
   H,
   type ReqHeader,
 } from '../../src/protocol/wire.js'
-import { MAX_NIOBUFS, OPS } from '../../src/protocol/ops.js'
+import { MAX_NIOBUFS, MAX_SYMLINK, OPS, nameError, targetError } from '../../src/protocol/ops.js'
 
 describe('NIDs', () => {
   it('parses host@tcp and host@tcpN, with names or IPv4 addresses', () => {
@@ -319,5 +319,36 @@ describe('ost_write niobufs', () => {
     expect(parse({ niobufs: [{ offset: 0, length: 0 }] })).toBe(false)
     expect(parse({ niobufs: Array.from({ length: MAX_NIOBUFS + 1 }, (_, i) => ({ offset: i * 8192, length: 4096 })) })).toBe(false)
     expect(parse({ niobufs: Array.from({ length: MAX_NIOBUFS }, (_, i) => ({ offset: i * 8192, length: 4096 })) })).toBe(true)
+  })
+})
+
+describe('names and symlink targets (issue 20)', () => {
+  const name = (n: string) => OPS.mdt_lookup.args.safeParse({ parent: 1, name: n }).success
+  const target = (t: string) => OPS.mdt_create.args.safeParse({ parent: 1, name: 'l', type: 'lnk', mode: 0o777, uid: 0, gid: 0, time: 1, target: t }).success
+  it('counts a name in bytes of UTF-8, as NAME_MAX does', () => {
+    expect([name('a'.repeat(255)), name('a'.repeat(256))]).toEqual([true, false])
+    // é is 2 bytes, € 3, an emoji 4 (two UTF-16 units).
+    expect([name('é'.repeat(127)), name('é'.repeat(128))]).toEqual([true, false])
+    expect([name('€'.repeat(85)), name('€'.repeat(85) + 'a')]).toEqual([true, false])
+    expect([name('😀'.repeat(63) + 'abc'), name('😀'.repeat(64))]).toEqual([true, false])
+    expect(nameError('é'.repeat(128))).toBe('ENAMETOOLONG')
+  })
+  it('refuses lone surrogates (no UTF-8 for them), and what no name may be', () => {
+    for (const n of ['\uD800', 'a\uDC00b', '😀'.slice(0, 1), '', '.', '..', 'a/b', 'a\0b']) {
+      expect(name(n)).toBe(false)
+      expect(nameError(n)).toBe('EINVAL')
+    }
+    expect(name('😀')).toBe(true)
+  })
+  it('counts a symlink target in bytes too, up to 4095', () => {
+    expect([target('x'.repeat(MAX_SYMLINK)), target('x'.repeat(MAX_SYMLINK + 1))]).toEqual([true, false])
+    expect([target('é'.repeat(2047)), target('é'.repeat(2048))]).toEqual([true, false])
+    expect(targetError('é'.repeat(2048))).toBe('ENAMETOOLONG')
+    expect([target('\uDFFF'), target('a\0')]).toEqual([false, false])
+  })
+  it('takes FIFOs, devices and sockets, with a 32-bit device number', () => {
+    const create = (type: string, rdev?: number) => OPS.mdt_create.args.safeParse({ parent: 1, name: 'n', type, mode: 0o644, uid: 0, gid: 0, time: 1, rdev }).success
+    expect(['fifo', 'chr', 'blk', 'sock'].map((t) => create(t))).toEqual([true, true, true, true])
+    expect([create('chr', 0xffffffff), create('chr', 2 ** 32), create('blk', -1), create('door')]).toEqual([true, false, false, false])
   })
 })

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { LpError } from '../../protocol/errno.js'
-import type { DirEntry, Layout, MdtAttr, OpArgs, PreVersions } from '../../protocol/ops.js'
+import { MAX_LINK, type DirEntry, type Layout, type MdtAttr, type OpArgs, type PreVersions } from '../../protocol/ops.js'
 import type { Redo } from '../target/backend.js'
 
 /**
@@ -298,6 +298,7 @@ export class Namespace {
     if (i.layout) a.layout = i.layout
     if (i.dir_layout) a.dir_layout = i.dir_layout
     if (i.target !== undefined) a.target = i.target
+    if (i.rdev !== undefined) a.rdev = i.rdev
     if (i.type === 'dir') {
       a.change = i.change ?? 0
       a.parent = this.parentOf(i.fid) ?? ROOT_FID
@@ -424,6 +425,8 @@ export class Namespace {
     if (a.type === 'lnk' && !a.target) throw new LpError('EINVAL', 'a symlink needs a target')
     if (a.type !== 'lnk' && a.target !== undefined) throw new LpError('EINVAL', 'only a symlink has a target')
     if (a.type !== 'reg' && (a.layout || a.open_flags !== undefined)) throw new LpError('EINVAL', 'only a regular file has a layout or is opened')
+    if (a.rdev !== undefined && a.type !== 'chr' && a.type !== 'blk') throw new LpError('EINVAL', 'only a device has a device number')
+    if (a.type === 'dir') this.linkable(parent)
     if (forced !== undefined) {
       this.found({ [forced]: this.verOf(forced) })
       if (this.inodes.has(forced)) throw new LpError('EEXIST', `FID ${forced} is in use`)
@@ -448,6 +451,7 @@ export class Namespace {
       if (parent.dir_layout) inode.dir_layout = parent.dir_layout
     }
     if (a.target !== undefined) inode.target = a.target
+    if (a.type === 'chr' || a.type === 'blk') inode.rdev = a.rdev ?? 0
     if (a.layout) inode.layout = a.layout
     this.setInode(inode)
     this.addEntry(parent, a.name, fid)
@@ -481,6 +485,7 @@ export class Namespace {
     const i = this.inode(a.fid)
     if (i.type === 'dir') throw new LpError('EPERM', 'hard links to directories are not allowed')
     if (i.nlink === 0) throw new LpError('ENOENT', 'the file was unlinked')
+    this.linkable(i)
     const parent = this.inode(a.parent)
     if (this.liveDir(a.parent).has(a.name)) throw new LpError('EEXIST', `'${a.name}' exists`)
     const pre_versions = this.found({ [i.fid]: this.verOf(i.fid) })
@@ -489,6 +494,11 @@ export class Namespace {
     const n = { ...this.changed(this.inode(a.fid)), nlink: i.nlink + 1, ctime: a.time }
     this.setInode(n)
     return { attr: this.attr(n), pre_versions }
+  }
+
+  /** One more link to `i` (a name of it, or a subdirectory's '..') would pass the limit: EMLINK. */
+  private linkable(i: Inode): void {
+    if (i.nlink >= MAX_LINK) throw new LpError('EMLINK', `FID ${i.fid} has ${i.nlink} links, the most it may have`)
   }
 
   /** Check that `name` in `parent` (naming `fid`, when given) can be removed (as rmdir when `dir`); returns the victim. */
@@ -535,6 +545,8 @@ export class Namespace {
       for (let p: number | undefined = a.new_parent; p !== undefined; p = this.parentOf(p))
         if (p === src.fid) throw new LpError('EINVAL', 'cannot move a directory into itself')
     }
+    // A directory moving in is one more link to its new parent (its '..'), unless it replaces one.
+    if (src.type === 'dir' && a.parent !== a.new_parent && !dst) this.linkable(newParent)
     let victim: Inode | undefined
     if (dst) {
       victim = this.inode(dst.fid)

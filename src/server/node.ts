@@ -13,6 +13,7 @@ import { PtlrpcClient } from '../ptlrpc/client.js'
 import { Mgc } from '../mgc/mgc.js'
 import { createFront } from './front.js'
 import { MdtBackend } from './mdt/mdt.js'
+import { squashOf } from './mdt/squash.js'
 import { MgsBackend } from './mgs/mgs.js'
 import { OstBackend } from './ost/ost.js'
 import { Osp } from './osp.js'
@@ -123,7 +124,7 @@ export class ServerNode {
       }
       if (cfg.mdt) {
         m.osp = new Osp(m.client, m.mgc, cfg.fsname, this.log)
-        const b = new MdtBackend({ dir: path.join(dir, 'mdt'), clock: this.o.clock, destroyer: m.osp })
+        const b = new MdtBackend({ dir: path.join(dir, 'mdt'), clock: this.o.clock, destroyer: m.osp, squash: squashOf({ ...cfg.params, ...overrides }) })
         const name = targetName(cfg.fsname, { kind: 'mdt', index: cfg.index })
         const t = await Target.open({ ...base, name, kind: 'mdt', dir: path.join(dir, 'mdt'), backend: b, replayable: mode === 'failover' })
         b.setInternalTxn((redo) => t.internalTxn(redo))

@@ -5,10 +5,11 @@ import type { Logger } from '../../common/log.js'
 import { writeFileAtomic } from '../../common/fsutil.js'
 import { z } from 'zod'
 import { LpError } from '../../protocol/errno.js'
-import { fidSchema, handleSchema, preVersionsSchema, type DirsChanged, type Layout, type OpArgs } from '../../protocol/ops.js'
+import { fidSchema, handleSchema, preVersionsSchema, type Cred, type DirsChanged, type Layout, type OpArgs } from '../../protocol/ops.js'
 import type { Applied, Backend, OpContext, QueryResult, Redo } from '../target/backend.js'
 import { fsStatfs } from '../statfs.js'
 import { Namespace, type NsImage, type NsRedo } from './namespace.js'
+import { effectiveCred, type SquashConfig } from './squash.js'
 
 /**
  * Destroys the OST objects of a file (Lustre's OSP): resolves once every OST holding a
@@ -26,6 +27,8 @@ export interface MdtOptions {
   internalTxn?: (redo: Redo[]) => void
   /** FIDs per range granted (tests make it small). */
   fidRange?: number
+  /** root_squash and nosquash_nids (none: root is root from every NID). */
+  squash?: SquashConfig
 }
 
 /** What the MDT uses of a replay's original reply (sent back by the client: validated as any input). */
@@ -72,8 +75,24 @@ export class MdtBackend implements Backend {
     this.ns.redo(rec as unknown as NsRedo)
   }
 
-  apply(op: string, args: unknown, ctx: OpContext): Applied {
+  /**
+   * The request's arguments with the identity it acts with: root squashed unless its NID is
+   * exempt, and a squashed create names the squash ids as the new file's owner.
+   */
+  private asCaller<A extends { cred?: Cred }>(op: string, args: A, peer: string | undefined): A {
+    const { cred, squashed } = effectiveCred(this.o.squash, args.cred, peer)
+    if (!squashed) return args
+    const a: A & { uid?: number; gid?: number } = { ...args, cred }
+    if (op === 'mdt_create') {
+      if (a.uid === 0) a.uid = cred!.uid
+      if (a.gid === 0) a.gid = cred!.gid
+    }
+    return a
+  }
+
+  apply(op: string, input: unknown, ctx: OpContext): Applied {
     const ns = this.ns
+    const args = this.asCaller(op, input as { cred?: Cred }, ctx.peer)
     let replay: z.infer<typeof replayedSchema> | undefined
     if (ctx.replayReply !== undefined) {
       const p = replayedSchema.safeParse(ctx.replayReply)
@@ -132,21 +151,26 @@ export class MdtBackend implements Backend {
     if (this.ownTxn && this.ns.wantsRange) this.ownTxn(this.ns.tx(() => this.ns.grantRange()).redo)
   }
 
-  async query(op: string, args: unknown): Promise<QueryResult> {
+  async query(op: string, input: unknown, ctx: OpContext): Promise<QueryResult> {
     const ns = this.ns
+    const args = this.asCaller(op, input as { cred?: Cred }, ctx.peer)
     switch (op) {
+      // Attributes by FID need no permission (as a stat needs none on the file itself).
       case 'mdt_getattr':
         return { body: { attr: ns.attr(ns.inode((args as OpArgs<'mdt_getattr'>).fid)) } }
       case 'mdt_lookup': {
         const a = args as OpArgs<'mdt_lookup'>
+        ns.search(a.cred, a.parent)
         return { body: { attr: ns.attr(ns.lookup(a.parent, a.name)) } }
       }
       case 'mdt_batch_lookup': {
         const a = args as OpArgs<'mdt_batch_lookup'>
+        ns.search(a.cred, a.parent)
         return { body: { attrs: ns.lookupMany(a.parent, a.names).map((i) => i && ns.attr(i)) } }
       }
       case 'mdt_readdir': {
         const a = args as OpArgs<'mdt_readdir'>
+        ns.mayList(a.cred, a.fid)
         return { body: ns.readdir(a.fid, a.cookie, a.count) }
       }
       case 'statfs': {

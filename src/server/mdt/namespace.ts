@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { LpError } from '../../protocol/errno.js'
-import type { DirEntry, Layout, MdtAttr, OpArgs, PreVersions } from '../../protocol/ops.js'
+import type { Cred, DirEntry, Layout, MdtAttr, OpArgs, PreVersions } from '../../protocol/ops.js'
 import type { Redo } from '../target/backend.js'
 
 /**
@@ -40,6 +40,33 @@ export interface OpenRec {
 
 export const ROOT_FID = 1
 const DIR_SIZE = 4096
+
+const S_ISGID = 0o2000
+const S_ISVTX = 0o1000
+const S_IXGRP = 0o010
+export const MAY_READ = 4
+export const MAY_WRITE = 2
+export const MAY_EXEC = 1
+const O_ACCMODE = 3
+const O_WRONLY = 1
+const O_RDONLY = 0
+const O_TRUNC = 0o1000
+
+/** A request without an identity is root's (root_squash, applied before, may have made it another). */
+const ROOT_CRED: Cred = { uid: 0, gid: 0, groups: [] }
+
+function inGroup(who: Cred, gid: number): boolean {
+  return who.gid === gid || who.groups.includes(gid)
+}
+
+/** POSIX access: the owner's, group's or others' bits; root passes all but a file's exec. */
+export function permits(i: Pick<Inode, 'mode' | 'uid' | 'gid' | 'type'>, who: Cred, want: number): boolean {
+  if (who.uid === 0) return !(want & MAY_EXEC) || i.type === 'dir' || (i.mode & 0o111) !== 0
+  const bits = who.uid === i.uid ? i.mode >> 6 : inGroup(who, i.gid) ? i.mode >> 3 : i.mode
+  return (bits & want & 7) === want
+}
+
+const WANTS = ['', 'search', 'write', 'write and search', 'read', 'read and search', 'read and write', 'read, write and search']
 
 export type NsRedo =
   | { k: 'ino'; fid: number; v: Inode | null }
@@ -362,6 +389,64 @@ export class Namespace {
     return (this.openCount.get(fid) ?? 0) > 0
   }
 
+  // ---- permissions (checked before anything changes) ----
+
+  /** EACCES unless `who` has `want` on `i`. */
+  private need(i: Inode, who: Cred, want: number, what: string): void {
+    if (!permits(i, who, want)) throw new LpError('EACCES', `uid ${who.uid} may not ${what}: no ${WANTS[want]} permission on FID ${i.fid}`)
+  }
+
+  /** Search (x) on the directory a name is resolved in; throws ENOENT/ENOTDIR as a lookup would. */
+  search(who: Cred | undefined, dir: number): void {
+    const d = this.inode(dir)
+    if (d.type !== 'dir') throw new LpError('ENOTDIR', `FID ${dir} is not a directory`)
+    this.need(d, who ?? ROOT_CRED, MAY_EXEC, `look up names in directory ${dir}`)
+  }
+
+  /** Read (r) on a directory whose entries are listed. */
+  mayList(who: Cred | undefined, dir: number): void {
+    this.need(this.inode(dir), who ?? ROOT_CRED, MAY_READ, `list directory ${dir}`)
+  }
+
+  /** Write and search on a directory that gains or loses an entry. */
+  private mayChangeDir(dir: Inode, who: Cred): void {
+    this.need(dir, who, MAY_WRITE | MAY_EXEC, `change entries of directory ${dir.fid}`)
+  }
+
+  /** Removing (or renaming away) `victim` from `dir`: write and search, and the sticky bit's rule. */
+  private mayDelete(dir: Inode, victim: Inode, who: Cred): void {
+    this.mayChangeDir(dir, who)
+    if (dir.mode & S_ISVTX && who.uid !== 0 && who.uid !== victim.uid && who.uid !== dir.uid)
+      throw new LpError('EPERM', `uid ${who.uid} may not remove FID ${victim.fid} from sticky directory ${dir.fid}: it owns neither`)
+  }
+
+  /** open(2)'s access check: read and/or write by the access mode, write for O_TRUNC. */
+  private mayOpen(i: Inode, who: Cred, flags: number): void {
+    const acc = flags & O_ACCMODE
+    const want = (acc !== O_WRONLY ? MAY_READ : 0) | (acc !== O_RDONLY || flags & O_TRUNC ? MAY_WRITE : 0)
+    if (want) this.need(i, who, want, 'open it so')
+  }
+
+  private owns(i: Inode, who: Cred): boolean {
+    return who.uid === 0 || who.uid === i.uid
+  }
+
+  /** chmod, chown, utimes, layouts: who may change what (the kernel's setattr_prepare). */
+  private maySetattr(i: Inode, a: OpArgs<'mdt_setattr'>, who: Cred): void {
+    const deny = (what: string) => new LpError('EPERM', `uid ${who.uid} may not ${what} of FID ${i.fid}`)
+    if (a.uid !== undefined && a.uid !== i.uid && who.uid !== 0) throw deny('change the owner')
+    if (a.gid !== undefined && a.gid !== i.gid && !(who.uid === 0 || (who.uid === i.uid && inGroup(who, a.gid))))
+      throw deny(who.uid === i.uid ? `give group ${a.gid} (not one of its groups)` : 'change the group')
+    if (a.mode !== undefined && !this.owns(i, who)) throw deny('change the mode')
+    if (a.dir_layout !== undefined && !this.owns(i, who)) throw deny('set the default layout')
+    if (a.atime !== undefined || a.mtime !== undefined) {
+      if (a.times_now) {
+        if (!this.owns(i, who)) this.need(i, who, MAY_WRITE, 'set its times to now')
+      } else if (!this.owns(i, who)) throw deny('set the times')
+    }
+    if (a.layout && !i.layout && !this.owns(i, who)) this.need(i, who, MAY_WRITE, 'give it a layout')
+  }
+
   // ---- modifications ----
 
   private addEntry(parent: Inode, name: string, fid: number): void {
@@ -397,6 +482,8 @@ export class Namespace {
   }
 
   create(a: OpArgs<'mdt_create'>, client: string, replay?: { attr?: { fid: number }; handle?: string }): { attr: MdtAttr; handle?: string; pre_versions: PreVersions } {
+    const who = a.cred ?? ROOT_CRED
+    this.search(who, a.parent)
     const parent = this.inode(a.parent)
     const entries = this.liveDir(a.parent)
     const existing = entries.get(a.name)
@@ -408,12 +495,15 @@ export class Namespace {
       if (a.open_flags === undefined || a.exclusive || a.type !== 'reg') throw new LpError('EEXIST', `'${a.name}' exists`)
       if (i.type === 'dir') throw new LpError('EISDIR', `'${a.name}' is a directory`)
       if (replay?.handle && this.opens.has(replay.handle)) throw new LpError('EEXIST', 'open handle in use')
+      this.mayOpen(i, who, a.open_flags)
       const pre_versions = this.found({})
       return { attr: this.attr(i), handle: this.openHandle(i.fid, client, a.open_flags, replay?.handle), pre_versions }
     }
     if (a.type === 'lnk' && !a.target) throw new LpError('EINVAL', 'a symlink needs a target')
     if (a.type !== 'lnk' && a.target !== undefined) throw new LpError('EINVAL', 'only a symlink has a target')
     if (a.type !== 'reg' && (a.layout || a.open_flags !== undefined)) throw new LpError('EINVAL', 'only a regular file has a layout or is opened')
+    this.mayChangeDir(parent, who)
+    const { gid, mode } = this.newOwnership(parent, a, who)
     if (forced !== undefined) {
       this.found({ [forced]: this.verOf(forced) })
       if (this.inodes.has(forced)) throw new LpError('EEXIST', `FID ${forced} is in use`)
@@ -424,9 +514,9 @@ export class Namespace {
       ver: this.txc.transno,
       fid,
       type: a.type,
-      mode: a.mode & 0o7777,
+      mode,
       uid: a.uid,
-      gid: a.gid,
+      gid,
       nlink: a.type === 'dir' ? 2 : 1,
       atime: t,
       mtime: t,
@@ -446,8 +536,27 @@ export class Namespace {
     return { attr: this.attr(inode), handle, pre_versions: { [fid]: 0 } }
   }
 
+  /**
+   * Who owns a new inode: the caller (only root names another uid); the group of a setgid
+   * directory, which new subdirectories inherit the bit of, else one of the caller's groups.
+   * A non-member's setgid bit on a group-executable file is dropped, as Linux does.
+   */
+  private newOwnership(parent: Inode, a: OpArgs<'mdt_create'>, who: Cred): { gid: number; mode: number } {
+    if (who.uid !== 0 && a.uid !== who.uid) throw new LpError('EPERM', `uid ${who.uid} may not create a file owned by uid ${a.uid}`)
+    let mode = a.mode & 0o7777
+    let gid = a.gid
+    if (parent.mode & S_ISGID) {
+      gid = parent.gid
+      if (a.type === 'dir') mode |= S_ISGID
+    } else if (who.uid !== 0 && !inGroup(who, gid)) throw new LpError('EPERM', `uid ${who.uid} may not create a file of group ${gid}, not one of its groups`)
+    if (a.type !== 'dir' && (mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP) && who.uid !== 0 && !inGroup(who, gid)) mode &= ~S_ISGID
+    return { gid, mode }
+  }
+
   setattr(a: OpArgs<'mdt_setattr'>, now: number): { attr: MdtAttr; pre_versions: PreVersions } {
     const i = this.inode(a.fid)
+    const who = a.cred ?? ROOT_CRED
+    this.maySetattr(i, a, who)
     if (a.layout && i.type !== 'reg') throw new LpError('EINVAL', 'only a regular file has a layout')
     if (a.layout && i.layout && JSON.stringify(a.layout) !== JSON.stringify(i.layout))
       throw new LpError('EEXIST', 'the file already has a layout')
@@ -455,6 +564,8 @@ export class Namespace {
     const pre_versions = this.found({ [i.fid]: this.verOf(i.fid) })
     const n: Inode = this.changed(i)
     if (a.mode !== undefined) n.mode = a.mode & 0o7777
+    // chmod g+s by a non-member of the file's group sets everything but that bit (setattr_copy).
+    if (a.mode !== undefined && who.uid !== 0 && !inGroup(who, n.gid)) n.mode &= ~S_ISGID
     if (a.uid !== undefined) n.uid = a.uid
     if (a.gid !== undefined) n.gid = a.gid
     if (a.atime !== undefined) n.atime = a.atime
@@ -471,8 +582,11 @@ export class Namespace {
     const i = this.inode(a.fid)
     if (i.type === 'dir') throw new LpError('EPERM', 'hard links to directories are not allowed')
     if (i.nlink === 0) throw new LpError('ENOENT', 'the file was unlinked')
+    const who = a.cred ?? ROOT_CRED
+    this.search(who, a.parent)
     const parent = this.inode(a.parent)
     if (this.liveDir(a.parent).has(a.name)) throw new LpError('EEXIST', `'${a.name}' exists`)
+    this.mayChangeDir(parent, who)
     const pre_versions = this.found({ [i.fid]: this.verOf(i.fid) })
     this.addEntry(parent, a.name, i.fid)
     this.touch(this.inode(a.parent), a.time)
@@ -482,8 +596,10 @@ export class Namespace {
   }
 
   /** Check that `name` in `parent` (naming `fid`, when given) can be removed (as rmdir when `dir`); returns the victim. */
-  private checkRemovable(parent: number, name: string, dir: boolean, fid: number | undefined): Inode {
+  private checkRemovable(parent: number, name: string, dir: boolean, fid: number | undefined, who: Cred): Inode {
+    this.search(who, parent)
     const victim = this.named(parent, name, fid)
+    this.mayDelete(this.inode(parent), victim, who)
     if (dir && victim.type !== 'dir') throw new LpError('ENOTDIR', `'${name}' is not a directory`)
     if (!dir && victim.type === 'dir') throw new LpError('EISDIR', `'${name}' is a directory`)
     if (dir && this.dirs.get(victim.fid)!.size > 0) throw new LpError('ENOTEMPTY', `directory '${name}' is not empty`)
@@ -507,17 +623,25 @@ export class Namespace {
   }
 
   unlink(a: OpArgs<'mdt_unlink'>): { fid: number; nlink: number; pre_versions: PreVersions } {
-    const victim = this.checkRemovable(a.parent, a.name, a.dir, a.fid)
+    const victim = this.checkRemovable(a.parent, a.name, a.dir, a.fid, a.cred ?? ROOT_CRED)
     const pre_versions = this.found({ [victim.fid]: this.verOf(victim.fid) })
     return { fid: victim.fid, nlink: this.removeName(a.parent, a.name, victim, a.time), pre_versions }
   }
 
   /** Returns the FID that moved. */
   rename(a: OpArgs<'mdt_rename'>): { fid: number; pre_versions: PreVersions } {
+    const who = a.cred ?? ROOT_CRED
+    this.search(who, a.parent)
+    this.search(who, a.new_parent)
     const src = this.named(a.parent, a.name, a.fid)
     const newParent = this.inode(a.new_parent)
     const dst = this.liveDir(a.new_parent).get(a.new_name)
     if (a.new_fid !== undefined && dst?.fid !== a.new_fid) throw this.moved(a.new_parent, a.new_name, a.new_fid, dst?.fid)
+    this.mayDelete(this.inode(a.parent), src, who)
+    if (dst) this.mayDelete(newParent, this.inode(dst.fid), who)
+    else this.mayChangeDir(newParent, who)
+    // A directory that moves elsewhere has its '..' rewritten.
+    if (src.type === 'dir' && a.parent !== a.new_parent) this.need(src, who, MAY_WRITE, 'move the directory to another parent')
     if (dst && a.noreplace) throw new LpError('EEXIST', `'${a.new_name}' exists`)
     if (dst && dst.fid === src.fid) return { fid: src.fid, pre_versions: this.found({}) }
     if (src.type === 'dir') {
@@ -552,6 +676,7 @@ export class Namespace {
   open(a: OpArgs<'mdt_open'>, client: string, replay?: { handle?: string }): { attr: MdtAttr; handle: string } {
     const i = this.inode(a.fid)
     if (replay?.handle && this.opens.has(replay.handle)) throw new LpError('EEXIST', 'open handle in use')
+    this.mayOpen(i, a.cred ?? ROOT_CRED, a.flags)
     return { attr: this.attr(i), handle: this.openHandle(i.fid, client, a.flags, replay?.handle) }
   }
 

@@ -3,6 +3,7 @@ import path from 'node:path'
 import { randomUUID } from 'node:crypto'
 import { readJson, writeFileAtomic, fsyncDir } from '../../common/fsutil.js'
 import { nidList, NidError, DEFAULT_PORT } from '../../protocol/nid.js'
+import { checkNosquashNids, checkRootSquash } from '../mdt/squash.js'
 import { FSNAME_RE, MAX_TARGET_INDEX, targetName } from '../../protocol/names.js'
 
 /**
@@ -36,6 +37,10 @@ export const KNOWN_PARAMS: Record<string, (v: string) => string | null> = {
   mmp_interval: positive,
   recovery_time_soft: positive,
   recovery_time_hard: positive,
+  /** MDT: uid:gid that root (uid 0) acts as, from any NID but nosquash_nids. */
+  root_squash: checkRootSquash,
+  /** MDT: NIDs (host@tcp, or *@tcp for a whole network) whose root is not squashed. */
+  nosquash_nids: checkNosquashNids,
 }
 
 function positive(v: string): string | null {

@@ -196,7 +196,8 @@ export class Target {
     return this.reply(status, {}, { error: e instanceof Error ? e.message : String(e) })
   }
 
-  async handle(h: ReqHeader, args: unknown, replayReply: unknown, bulk: Buffer[]): Promise<TargetReply> {
+  /** `peer`: the NID the request came from, as the transport saw it. */
+  async handle(h: ReqHeader, args: unknown, replayReply: unknown, bulk: Buffer[], peer?: string): Promise<TargetReply> {
     if (this.stopping) return this.fail(new LpError('ENODEV', `${this.name} is stopping`))
     const op = h.op as OpName
     if (op === 'connect') return this.connect(h, args as { prev_handle?: string })
@@ -221,7 +222,7 @@ export class Target {
       }
       return this.reply(0)
     }
-    if (h.flags.includes('replay')) return this.replay(h, op, args, replayReply, bulk)
+    if (h.flags.includes('replay')) return this.replay(h, op, args, replayReply, bulk, peer)
     if (this.recovery.active) {
       await this.recovery.whenComplete()
       if (this.stopping) return this.fail(new LpError('ENODEV', `${this.name} is stopping`))
@@ -243,13 +244,13 @@ export class Target {
           await wait
         }
         if (this.stopping) return this.fail(new LpError('ENODEV', `${this.name} is stopping`))
-        return this.executeOnce(h, op, args, bulk)
+        return this.executeOnce(h, op, args, bulk, peer)
       }
       if (op === 'sync') {
         await this.committer.syncUpTo(this.committer.lastTransno)
         return this.reply(0)
       }
-      const r = await this.o.backend.query(op, args, { client: h.client, transno: 0, bulk, now: this.o.clock.wallNow() })
+      const r = await this.o.backend.query(op, args, { client: h.client, transno: 0, bulk, now: this.o.clock.wallNow(), peer })
       return this.reply(0, r.body, { bulk: r.bulk })
     } catch (e) {
       return this.fail(e)
@@ -261,9 +262,9 @@ export class Target {
    * the next batch, pruned by last_xid the same way): a resend gets that answer back instead
    * of executing again on a state that may have changed since.
    */
-  private executeOnce(h: ReqHeader, op: OpName, args: unknown, bulk: Buffer[]): TargetReply {
+  private executeOnce(h: ReqHeader, op: OpName, args: unknown, bulk: Buffer[], peer: string | undefined): TargetReply {
     try {
-      return this.execute(h, op, args, undefined, bulk, this.committer.nextTransno())
+      return this.execute(h, op, args, undefined, bulk, this.committer.nextTransno(), peer)
     } catch (e) {
       const r = this.fail(e)
       const meta = { k: 'client_fail' as const, uuid: h.client, xid: h.xid, status: r.status, error: r.error }
@@ -274,15 +275,15 @@ export class Target {
   }
 
   /** Execute a modifying request under `transno`; throws (nothing changed) on failure. */
-  private execute(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer[], transno: number): TargetReply {
-    const applied = this.o.backend.apply(op, args, { client: h.client, transno, bulk, replayReply, now: this.o.clock.wallNow() })
+  private execute(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer[], transno: number, peer: string | undefined): TargetReply {
+    const applied = this.o.backend.apply(op, args, { client: h.client, transno, bulk, replayReply, now: this.o.clock.wallNow(), peer })
     this.committer.add({ transno, client: h.client, xid: h.xid, reply: applied.body, redo: applied.redo })
     this.lastrcvd.record(h.client, h.xid, transno, applied.body)
     this.log.debug({ op, xid: h.xid, transno, client: h.client }, 'executed')
     return this.reply(0, applied.body, { transno })
   }
 
-  private replay(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer[]): Promise<TargetReply> {
+  private replay(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer[], peer: string | undefined): Promise<TargetReply> {
     const transno = h.transno
     if (!transno || !OPS[op].modifying) return Promise.resolve(this.fail(new LpError('EPROTO', 'a replay needs a modifying op and its transno')))
     if (transno <= this.committer.lastCommitted) {
@@ -301,7 +302,7 @@ export class Target {
         transno,
         () => {
           try {
-            const r = this.execute(h, op, args, replayReply, bulk, transno)
+            const r = this.execute(h, op, args, replayReply, bulk, transno, peer)
             this.replayed.set(transno, { client: h.client, body: r.body })
             this.recovery.outcome(true)
             resolve(r)

@@ -29,6 +29,8 @@ export interface MdtOptions {
   fidRange?: number
   /** root_squash and nosquash_nids (none: root is root from every NID). */
   squash?: SquashConfig
+  /** Open handles per client (default MAX_OPENS_PER_CLIENT). */
+  maxOpensPerClient?: number
 }
 
 /** What the MDT uses of a replay's original reply (sent back by the client: validated as any input). */
@@ -65,10 +67,16 @@ export class MdtBackend implements Backend {
     const ref = checkpoint as { snapshot: string } | undefined
     if (!ref) {
       this.ns = Namespace.fresh(this.o.clock.wallNow(), this.o.fidRange)
+      this.limit()
       return
     }
     const img = JSON.parse(await fsp.readFile(path.join(this.snapDir(), ref.snapshot), 'utf8')) as NsImage
     this.ns = Namespace.fromImage(img, this.o.fidRange)
+    this.limit()
+  }
+
+  private limit(): void {
+    if (this.o.maxOpensPerClient !== undefined) this.ns.maxOpensPerClient = this.o.maxOpensPerClient
   }
 
   async redo(rec: Record<string, unknown>): Promise<void> {

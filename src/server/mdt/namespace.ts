@@ -87,6 +87,9 @@ export interface NsImage {
   fidNext?: number
 }
 
+/** Open handles one client may hold on the MDT (a client that never closes would grow them without end). */
+export const MAX_OPENS_PER_CLIENT = 65536
+
 /** FIDs per range the MDT grants itself (Lustre's sequence width is 0x20000). */
 export const FID_RANGE = 0x10000
 const FID_LIMIT = 0x100000000
@@ -96,6 +99,8 @@ export class Namespace {
   private dirs = new Map<number, Map<string, Dirent>>()
   private opens = new Map<string, OpenRec>()
   private openCount = new Map<number, number>()
+  private clientOpens = new Map<string, number>()
+  maxOpensPerClient = MAX_OPENS_PER_CLIENT
   /** Each directory's parent, derived from the entries (a directory has one name): '..' and rename's loop check. */
   private parents = new Map<number, number>()
   readonly llog = new Map<number, Layout>()
@@ -182,10 +187,16 @@ export class Namespace {
 
   private setOpen(h: string, v: OpenRec | null): void {
     const old = this.opens.get(h)
-    if (old) this.openCount.set(old.fid, (this.openCount.get(old.fid) ?? 1) - 1)
+    if (old) {
+      this.openCount.set(old.fid, (this.openCount.get(old.fid) ?? 1) - 1)
+      const n = (this.clientOpens.get(old.client) ?? 1) - 1
+      if (n) this.clientOpens.set(old.client, n)
+      else this.clientOpens.delete(old.client)
+    }
     if (v) {
       this.opens.set(h, v)
       this.openCount.set(v.fid, (this.openCount.get(v.fid) ?? 0) + 1)
+      this.clientOpens.set(v.client, (this.clientOpens.get(v.client) ?? 0) + 1)
     } else this.opens.delete(h)
     this.emit({ k: 'open', h, v })
   }
@@ -475,6 +486,13 @@ export class Namespace {
     return fid
   }
 
+  /** Checked before an open changes anything. A replay rebuilds opens the client held before: the cap stops only new ones. */
+  private mayOpenMore(client: string, forced: string | undefined): void {
+    const held = this.clientOpens.get(client) ?? 0
+    if (forced === undefined && held >= this.maxOpensPerClient)
+      throw new LpError('EMFILE', `client ${client} holds ${held} open files on the MDT, the most one client may`)
+  }
+
   private openHandle(fid: number, client: string, flags: number, forced?: string): string {
     const h = forced ?? randomBytes(8).toString('hex')
     this.setOpen(h, { client, fid, flags })
@@ -488,6 +506,7 @@ export class Namespace {
     const entries = this.liveDir(a.parent)
     const existing = entries.get(a.name)
     const forced = replay?.attr?.fid
+    if (a.open_flags !== undefined) this.mayOpenMore(client, replay?.handle)
     if (existing) {
       if (forced !== undefined && this.txc.replay && existing.fid !== forced) throw this.moved(a.parent, a.name, forced, existing.fid)
       const i = this.inode(existing.fid)
@@ -677,6 +696,7 @@ export class Namespace {
     const i = this.inode(a.fid)
     if (replay?.handle && this.opens.has(replay.handle)) throw new LpError('EEXIST', 'open handle in use')
     this.mayOpen(i, a.cred ?? ROOT_CRED, a.flags)
+    this.mayOpenMore(client, replay?.handle)
     return { attr: this.attr(i), handle: this.openHandle(i.fid, client, a.flags, replay?.handle) }
   }
 

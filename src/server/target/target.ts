@@ -35,7 +35,16 @@ export interface TargetOptions {
   /** failover mode: clients keep requests for replay, and the target runs recovery. */
   replayable: boolean
   tunables: TargetTunables
+  /** Saved replies an export may hold (default MAX_SAVED_REPLIES). */
+  maxSavedReplies?: number
 }
+
+/**
+ * Replies a client has not acknowledged (its last_xid stays below them) are kept for its
+ * resends; a client that never acknowledges would grow them without end. Far above what the
+ * import's requests in flight leave.
+ */
+export const MAX_SAVED_REPLIES = 16384
 
 export interface TargetReply {
   http: number
@@ -115,7 +124,7 @@ export class Target {
         for (const r of e.r) {
           const d = r.d ? data.subarray(off, off + r.d) : Buffer.alloc(0)
           off += r.d ?? 0
-          await backend.redo(r.rec, d)
+          await backend.redo(r.rec, d).catch((err: unknown) => this.quarantine(e.t, r.rec, d, err))
         }
         if (e.c) this.lastrcvd.record(e.c, e.x, e.t, e.s)
       }
@@ -158,6 +167,20 @@ export class Target {
     })
     // A non-replayable target forgets its clients at restart: they come back as new (evicted).
     if (!this.replayable) for (const uuid of [...this.lastrcvd.clients.keys()]) this.evict(uuid, 'target restarted without recovery')
+  }
+
+  /**
+   * A committed record the backend cannot redo (its filesystem refuses it, or it is damaged):
+   * kept aside in quarantine/ with the reason, and the target starts without it, rather than
+   * refusing every start. The client's change is lost, and the log says which.
+   */
+  private async quarantine(transno: number, rec: Record<string, unknown>, data: Buffer, e: unknown): Promise<void> {
+    const dir = path.join(this.o.dir, 'quarantine')
+    await fsp.mkdir(dir, { recursive: true, mode: 0o700 })
+    const file = path.join(dir, `transno-${transno}-${randomBytes(4).toString('hex')}.json`)
+    const err = e instanceof Error ? e.message : String(e)
+    await writeFileAtomic(file, JSON.stringify({ transno, error: err, rec, data: data.length ? data.toString('base64') : undefined }))
+    this.log.error({ transno, err, file }, `${this.name}: journal redo of a record of transno ${transno} failed (${err}); quarantined in ${file}, starting without it`)
   }
 
   /** Start committing and evicting silent clients; called once the node serves the target. */
@@ -235,6 +258,12 @@ export class Target {
         this.log.info({ client: h.client, xid: h.xid, transno: saved.transno, status: saved.status }, 'resend: reconstructing the saved reply')
         return this.reply(saved.status ?? 0, saved.body, { transno: saved.transno, error: saved.error })
       }
+    }
+    const maxSaved = this.o.maxSavedReplies ?? MAX_SAVED_REPLIES
+    if (spec.modifying && this.lastrcvd.savedCount(h.client) >= maxSaved) {
+      const msg = `${this.name}: client ${h.client} holds ${maxSaved} saved replies (last_xid ${h.lastXid} acknowledges none of them): refusing its changes until it does`
+      this.log.warn({ client: h.client, xid: h.xid }, msg)
+      return this.fail(new LpError('EDQUOT', msg))
     }
     try {
       if (spec.modifying) {

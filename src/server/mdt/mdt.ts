@@ -2,13 +2,13 @@ import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import type { Clock } from '../../common/clock.js'
 import type { Logger } from '../../common/log.js'
-import { writeFileAtomic } from '../../common/fsutil.js'
+import { readJson, writeFileAtomic } from '../../common/fsutil.js'
 import { z } from 'zod'
 import { LpError } from '../../protocol/errno.js'
 import { fidSchema, handleSchema, preVersionsSchema, type Cred, type DirsChanged, type Layout, type OpArgs } from '../../protocol/ops.js'
 import type { Applied, Backend, OpContext, QueryResult, Redo } from '../target/backend.js'
 import { fsStatfs } from '../statfs.js'
-import { Namespace, type NsImage, type NsRedo } from './namespace.js'
+import { Namespace, nsImageSchema, type NsRedo } from './namespace.js'
 import { effectiveCred, type SquashConfig } from './squash.js'
 
 /**
@@ -41,6 +41,9 @@ const replayedSchema = z.object({
   pre_versions: preVersionsSchema.optional(),
 })
 
+/** CHECKPOINT's part of the MDT: the name of its namespace image, which persist() makes (never a path elsewhere). */
+const snapshotRefSchema = z.object({ snapshot: z.string().regex(/^ns-\d{12}\.json$/) })
+
 export class MdtBackend implements Backend {
   private ns!: Namespace
   private log: Logger | null = null
@@ -64,13 +67,15 @@ export class MdtBackend implements Backend {
   }
 
   async load(checkpoint: unknown): Promise<void> {
-    const ref = checkpoint as { snapshot: string } | undefined
+    const ref = checkpoint === undefined ? undefined : snapshotRefSchema.parse(checkpoint)
     if (!ref) {
       this.ns = Namespace.fresh(this.o.clock.wallNow(), this.o.fidRange)
       this.limit()
       return
     }
-    const img = JSON.parse(await fsp.readFile(path.join(this.snapDir(), ref.snapshot), 'utf8')) as NsImage
+    const file = path.join(this.snapDir(), ref.snapshot)
+    const img = await readJson(file, nsImageSchema)
+    if (!img) throw new LpError('ENOENT', `${file}: the namespace image CHECKPOINT names is missing`)
     this.ns = Namespace.fromImage(img, this.o.fidRange)
     this.limit()
   }

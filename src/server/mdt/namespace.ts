@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
+import { z } from 'zod'
 import { LpError } from '../../protocol/errno.js'
-import type { Cred, DirEntry, Layout, MdtAttr, OpArgs, PreVersions } from '../../protocol/ops.js'
+import { dirLayoutSchema, fidSchema, handleSchema, layoutSchema, nameSchema, type Cred, type DirEntry, type Layout, type MdtAttr, type OpArgs, type PreVersions } from '../../protocol/ops.js'
 import type { Redo } from '../target/backend.js'
 
 /**
@@ -89,6 +90,37 @@ export interface NsImage {
 
 /** Open handles one client may hold on the MDT (a client that never closes would grow them without end). */
 export const MAX_OPENS_PER_CLIENT = 65536
+
+const u = z.number().int().min(0)
+const inodeSchema: z.ZodType<Inode> = z.object({
+  fid: fidSchema,
+  type: z.enum(['reg', 'dir', 'lnk']),
+  mode: u.max(0o7777),
+  uid: u.max(0xffffffff),
+  gid: u.max(0xffffffff),
+  nlink: u,
+  atime: z.number().finite(),
+  mtime: z.number().finite(),
+  ctime: z.number().finite(),
+  size: u,
+  layout: layoutSchema.optional(),
+  dir_layout: dirLayoutSchema.optional(),
+  target: z.string().optional(),
+  change: u.optional(),
+  parent: fidSchema.optional(),
+  next_cookie: u.optional(),
+  ver: u.optional(),
+})
+
+/** A namespace image as the MDT reads it back from its snapshot. */
+export const nsImageSchema: z.ZodType<NsImage> = z.object({
+  inodes: z.array(inodeSchema),
+  dirs: z.array(z.tuple([fidSchema, z.array(z.tuple([nameSchema, z.object({ fid: fidSchema, c: u })]))])),
+  opens: z.array(z.tuple([handleSchema, z.object({ client: z.string().min(1).max(128), fid: fidSchema, flags: u.max(0xffffffff) })])),
+  llog: z.array(z.tuple([fidSchema, layoutSchema])),
+  fidEnd: u.optional(),
+  fidNext: u.optional(),
+})
 
 /** FIDs per range the MDT grants itself (Lustre's sequence width is 0x20000). */
 export const FID_RANGE = 0x10000

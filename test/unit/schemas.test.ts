@@ -1,0 +1,101 @@
+import { describe, it, expect, afterAll } from 'vitest'
+import { promises as fsp } from 'node:fs'
+import path from 'node:path'
+import net from 'node:net'
+import { ctlRequestSchema } from '../../src/ctl/server.js'
+import { callJsonSocket, serveJsonSocket } from '../../src/common/jsonsock.js'
+import { BadFileError } from '../../src/common/fsutil.js'
+import { ManualClock } from '../../src/common/clock.js'
+import { createLogger, silentLogger } from '../../src/common/log.js'
+import { formatTarget, readConfig, CONFIG_FILE } from '../../src/server/target/config.js'
+import { CHECKPOINT } from '../../src/server/target/committer.js'
+import { Target } from '../../src/server/target/target.js'
+import { MdtBackend } from '../../src/server/mdt/mdt.js'
+import { MDT_NAME, testTunables } from '../helpers/target.js'
+import { tempDir, removeTempDirs } from '../helpers/nodes.js'
+
+afterAll(removeTempDirs)
+
+describe('control socket requests', () => {
+  it.each([
+    [{ cmd: 'status' }, true],
+    [{ cmd: 'setstripe', path: '/d', layout: { stripe_count: 1, stripe_size: 1 << 20, stripe_offset: -1 } }, true],
+    [{ cmd: 'setstripe', path: '/d', layout: null }, true],
+    [{ cmd: 'setstripe', path: 'relative', layout: null }, false],
+    [{ cmd: 'setstripe', path: '/d', layout: { stripe_count: 0, stripe_size: 1, stripe_offset: 0 } }, false],
+    [{ cmd: 'get_param', patterns: [] }, false],
+    [{ cmd: 'get_param', patterns: [7] }, false],
+    [{ cmd: 'deactivate', target: 'spfs-OST0001', permanent: 'yes' }, false],
+    [{ cmd: 'rm -rf /' }, false],
+    [{}, false],
+    [[], false],
+  ])('%j -> %s', (req, ok) => {
+    expect(ctlRequestSchema.safeParse(req).success).toBe(ok)
+  })
+
+  it('are answered EINVAL when malformed, before the handler; the socket is 0600 from the start', async () => {
+    const file = path.join(await tempDir('lp-sock'), 's.sock')
+    const seen: unknown[] = []
+    const server = await serveJsonSocket(file, ctlRequestSchema, async (req) => void seen.push(req))
+    try {
+      expect((await fsp.stat(file)).mode & 0o777).toBe(0o600)
+      await expect(callJsonSocket(file, { cmd: 'get_param', patterns: 'x' })).rejects.toMatchObject({ code: 'EINVAL', message: expect.stringMatching(/invalid request: patterns/) })
+      await callJsonSocket(file, { cmd: 'dl' })
+      expect(seen).toEqual([{ cmd: 'dl' }])
+      // A line that never ends is not buffered without bound.
+      const closed = await new Promise<boolean>((resolve) => {
+        const s = net.createConnection(file, () => s.write('x'.repeat(2 << 20)))
+        s.on('error', () => undefined)
+        s.on('close', () => resolve(true))
+      })
+      expect(closed).toBe(true)
+    } finally {
+      server.close()
+    }
+  })
+})
+
+describe('on-disk JSON', () => {
+  it('a CONFIG with a damaged field or a bad param is refused with its path and field', async () => {
+    const dir = await tempDir('lp-cfg')
+    await formatTarget({ dir, fsname: 'spfs', mgs: true, mdt: true, ost: false, failnodes: [], params: ['root_squash=65534:65534'], reformat: false })
+    expect((await readConfig(dir)).params).toEqual({ root_squash: '65534:65534' })
+    const file = path.join(dir, CONFIG_FILE)
+    const cfg = JSON.parse(await fsp.readFile(file, 'utf8')) as Record<string, unknown>
+    await fsp.writeFile(file, JSON.stringify({ ...cfg, params: { root_squash: 'nobody' } }))
+    await expect(readConfig(dir)).rejects.toThrow(/CONFIG: params: .*uid:gid/)
+    await fsp.writeFile(file, JSON.stringify({ ...cfg, port: 'x' }))
+    await expect(readConfig(dir)).rejects.toBeInstanceOf(BadFileError)
+    await fsp.writeFile(file, '{ not json')
+    await expect(readConfig(dir)).rejects.toThrow(/not JSON/)
+  })
+
+  it('a CHECKPOINT with a forged field, or naming an image outside the target, stops the start with a clear message', async () => {
+    const dir = await tempDir('lp-cp')
+    const clock = new ManualClock()
+    const open = () =>
+      Target.open({ name: MDT_NAME, kind: 'mdt', dir, clock, log: silentLogger, backend: new MdtBackend({ dir: path.join(dir, 'mdtfs'), clock }), replayable: true, tunables: testTunables() })
+    const good = { transno: 0, journal_seq: 1, lastrcvd: { clients: [], replies: [] } }
+    await fsp.writeFile(path.join(dir, CHECKPOINT), JSON.stringify({ ...good, transno: -5 }))
+    await expect(open()).rejects.toThrow(/CHECKPOINT: transno/)
+    await fsp.writeFile(path.join(dir, CHECKPOINT), JSON.stringify({ ...good, lastrcvd: { clients: [{ uuid: 'c', handle: '../x', lastTransno: 0, lastXid: 0 }], replies: [] } }))
+    await expect(open()).rejects.toThrow(/CHECKPOINT: lastrcvd.clients.0.handle/)
+    await fsp.writeFile(path.join(dir, CHECKPOINT), JSON.stringify({ ...good, backend: { snapshot: '../../../etc/passwd' } }))
+    await expect(open()).rejects.toThrow(/snapshot/)
+    await fsp.mkdir(path.join(dir, 'mdtfs', 'snapshots'), { recursive: true })
+    await fsp.writeFile(path.join(dir, 'mdtfs', 'snapshots', 'ns-000000000001.json'), JSON.stringify({ inodes: [{ fid: 0 }], dirs: [], opens: [], llog: [] }))
+    await fsp.writeFile(path.join(dir, CHECKPOINT), JSON.stringify({ ...good, backend: { snapshot: 'ns-000000000001.json' } }))
+    await expect(open()).rejects.toThrow(/ns-000000000001.json: inodes.0/)
+  })
+})
+
+describe('log files', () => {
+  it('are created 0600', async () => {
+    const file = path.join(await tempDir('lp-log'), 'node.log')
+    const log = createLogger({ name: 't', file })
+    log.info('hello')
+    // The destination opens the file asynchronously: poll for it, with a deadline.
+    for (const end = Date.now() + 5000; Date.now() < end && !(await fsp.stat(file).catch(() => null)); ) await new Promise((r) => setImmediate(r))
+    expect((await fsp.stat(file)).mode & 0o777).toBe(0o600)
+  })
+})

@@ -61,7 +61,7 @@ export function registerServerCommands(program: Command): void {
     .option('--name <name>', 'node name, for logs and MMP (default: the NID host)')
     .option('--log <file>', `pino JSON log of a new node (default ${defaultLog('<name>')}; with -f: stderr)`)
     .option('-f, --foreground', 'run the node in this process (for supervisors); stops cleanly on SIGTERM')
-    .option('--param <key=value>', 'tunable for this start, e.g. sys.timeout=20 (repeatable)', collect)
+    .option('--param <key=value>', 'tunable for this start, e.g. sys.timeout=20, or an MDT\'s root_squash=65534:65534 and nosquash_nids=127.0.0.1@tcp (repeatable)', collect)
     .action(async (dir: string, o: { nid?: string; name?: string; log?: string; foreground?: boolean; param?: string[] }) => {
       if (!o.nid) throw new UsageError('start: --nid is required')
       const nid = formatNid(parseNid(o.nid))

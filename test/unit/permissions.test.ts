@@ -149,6 +149,10 @@ const cases: Case[] = [
   ['bob', BOB, "touch (now) root's 0666 file", (t, c) => setattr(t, c, t.w666, { atime: 5, mtime: 5, times_now: true }), 'ok'],
   ['bob', BOB, "set explicit times on root's 0666 file", (t, c) => setattr(t, c, t.w666, { mtime: 5 }), 'EPERM'],
   ['alice', ALICE, 'set explicit times on her file', (t, c) => setattr(t, c, t.f, { mtime: 5 }), 'ok'],
+  // a writer (not the owner) may drop the setuid/setgid bits, as the kernel does on write, and nothing more
+  ['bob', BOB, "drop the setuid bit of root's 0666 file he writes", (t, c) => (setattr(t, ROOT, t.w666, { mode: 0o4666 }), setattr(t, c, t.w666, { mode: 0o666 })), 'ok'],
+  ['bob', BOB, "drop the setuid bit and a write bit of root's 0666 file", (t, c) => (setattr(t, ROOT, t.w666, { mode: 0o4666 }), setattr(t, c, t.w666, { mode: 0o644 })), 'EPERM'],
+  ['bob', BOB, "drop the setuid bit of root's 4644 file he may not write", (t, c) => (setattr(t, ROOT, t.secret, { mode: 0o4644 }), setattr(t, c, t.secret, { mode: 0o644 })), 'EPERM'],
   // default layouts of directories: the owner
   ['alice', ALICE, "set the default layout of root's directory", (t, c) => setattr(t, c, t.pub, { dir_layout: null }), 'EPERM'],
 ]

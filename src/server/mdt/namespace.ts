@@ -43,6 +43,7 @@ export const ROOT_FID = 1
 const DIR_SIZE = 4096
 
 const S_ISGID = 0o2000
+const S_ISUID = 0o4000
 const S_ISVTX = 0o1000
 const S_IXGRP = 0o010
 export const MAY_READ = 4
@@ -480,7 +481,9 @@ export class Namespace {
     if (a.uid !== undefined && a.uid !== i.uid && who.uid !== 0) throw deny('change the owner')
     if (a.gid !== undefined && a.gid !== i.gid && !(who.uid === 0 || (who.uid === i.uid && inGroup(who, a.gid))))
       throw deny(who.uid === i.uid ? `give group ${a.gid} (not one of its groups)` : 'change the group')
-    if (a.mode !== undefined && !this.owns(i, who)) throw deny('change the mode')
+    // A write by another user drops the setuid/setgid bits (the kernel's file_remove_privs): that much a writer may do.
+    const dropsPrivs = a.mode !== undefined && a.mode === (i.mode & ~(S_ISUID | S_ISGID)) && a.mode !== i.mode && permits(i, who, MAY_WRITE)
+    if (a.mode !== undefined && !this.owns(i, who) && !dropsPrivs) throw deny('change the mode')
     if (a.dir_layout !== undefined && !this.owns(i, who)) throw deny('set the default layout')
     if (a.atime !== undefined || a.mtime !== undefined) {
       if (a.times_now) {

@@ -11,6 +11,9 @@ import { Target } from '../../src/server/target/target.js'
 import { MDT_NAME, TestClient, testTunables } from '../helpers/target.js'
 import { captureLogger } from '../helpers/log.js'
 import { tempDir, removeTempDirs } from '../helpers/nodes.js'
+import { Client } from 'undici'
+import { createFront, type FrontTarget } from '../../src/server/front.js'
+import { RPC_PATH, decodeReplyHeader, encodeFrame, encodeReqHeader } from '../../src/protocol/wire.js'
 
 afterAll(removeTempDirs)
 
@@ -118,5 +121,36 @@ describe('MAX_FILE_SIZE at the schema', () => {
     expect(issue({ fid: 1, stripe: 0, offset: 2 ** 45, length: 1 }, 'ost_read')).toBe('EFBIG')
     expect(issue({ fid: 1, stripe: 0, offset: 0, niobufs: [{ offset: 0, length: 1 }, { offset: MAX_FILE_SIZE, length: 1 }] }, 'ost_write')).toBe('EFBIG')
     expect(OPS.ost_punch.args.safeParse({ fid: 1, stripe: 0, size: MAX_FILE_SIZE }).success).toBe(true)
+  })
+})
+
+describe('the front', () => {
+  it('answers an offset past MAX_FILE_SIZE with EFBIG before the target sees it, and tells the target the peer NID', async () => {
+    const seen: Array<string | undefined> = []
+    const target: FrontTarget = {
+      kind: 'ost',
+      handle: async (_h, _a, _r, _b, peer) => {
+        seen.push(peer)
+        return { http: 200, status: 0, transno: 0, lastCommitted: 0, flags: [], body: {} }
+      },
+    }
+    const server = createFront(new Map([['spfs-OST0001', target]]), silentLogger)
+    await new Promise<void>((resolve) => server.listen(29090, '127.0.90.1', resolve))
+    const http = new Client('http://127.0.90.1:29090')
+    try {
+      const send = async (a: unknown) => {
+        const headers = encodeReqHeader({ target: 'spfs-OST0001', op: 'ost_punch', client: 'c', connCnt: 1, xid: 1, lastXid: 0, flags: [] })
+        const r = await http.request({ path: RPC_PATH, method: 'POST', headers, body: Buffer.concat(encodeFrame({ a })) })
+        await r.body.dump()
+        return { code: r.statusCode, ...decodeReplyHeader(r.headers as Record<string, string>) }
+      }
+      expect(await send({ fid: 1, stripe: 0, size: MAX_FILE_SIZE + 1 })).toMatchObject({ code: 400, status: -27, error: expect.stringMatching(/maximum file size/) })
+      expect(seen).toEqual([])
+      expect(await send({ fid: 1, stripe: 0, size: 1 })).toMatchObject({ code: 200, status: 0 })
+      expect(seen).toEqual(['127.0.0.1@tcp'])
+    } finally {
+      await http.close()
+      server.close()
+    }
   })
 })

@@ -42,10 +42,11 @@ export async function fsyncDir(dir: string): Promise<void> {
 export class BadFileError extends Error {}
 
 /**
- * A JSON file as `schema` says it must be (undefined when there is none): what is on disk is
+ * A JSON file (undefined when there is none), as `schema` says it must be: what is on disk is
  * input like any other, and a damaged or edited file is refused with its path and field.
+ * Without a schema the caller checks what it gets.
  */
-export async function readJson<T>(file: string, schema: z.ZodType<T>): Promise<T | undefined> {
+export async function readJson<T>(file: string, schema?: z.ZodType<T>): Promise<T | undefined> {
   let text: string
   try {
     text = await fsp.readFile(file, 'utf8')
@@ -59,6 +60,7 @@ export async function readJson<T>(file: string, schema: z.ZodType<T>): Promise<T
   } catch (e) {
     throw new BadFileError(`${file}: not JSON (${(e as Error).message})`)
   }
+  if (!schema) return json as T
   const r = schema.safeParse(json)
   if (!r.success) {
     const issue = r.error.issues[0]

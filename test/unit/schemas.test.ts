@@ -4,13 +4,12 @@ import path from 'node:path'
 import net from 'node:net'
 import { ctlRequestSchema } from '../../src/ctl/server.js'
 import { callJsonSocket, serveJsonSocket } from '../../src/common/jsonsock.js'
-import { BadFileError } from '../../src/common/fsutil.js'
 import { ManualClock } from '../../src/common/clock.js'
 import { createLogger, silentLogger } from '../../src/common/log.js'
-import { formatTarget, readConfig, CONFIG_FILE } from '../../src/server/target/config.js'
 import { CHECKPOINT } from '../../src/server/target/committer.js'
 import { Target } from '../../src/server/target/target.js'
 import { MdtBackend } from '../../src/server/mdt/mdt.js'
+import { MgsBackend } from '../../src/server/mgs/mgs.js'
 import { MDT_NAME, testTunables } from '../helpers/target.js'
 import { tempDir, removeTempDirs } from '../helpers/nodes.js'
 
@@ -56,36 +55,33 @@ describe('control socket requests', () => {
 })
 
 describe('on-disk JSON', () => {
-  it('a CONFIG with a damaged field or a bad param is refused with its path and field', async () => {
-    const dir = await tempDir('lp-cfg')
-    await formatTarget({ dir, fsname: 'spfs', mgs: true, mdt: true, ost: false, failnodes: [], params: ['root_squash=65534:65534'], reformat: false })
-    expect((await readConfig(dir)).params).toEqual({ root_squash: '65534:65534' })
-    const file = path.join(dir, CONFIG_FILE)
-    const cfg = JSON.parse(await fsp.readFile(file, 'utf8')) as Record<string, unknown>
-    await fsp.writeFile(file, JSON.stringify({ ...cfg, params: { root_squash: 'nobody' } }))
-    await expect(readConfig(dir)).rejects.toThrow(/CONFIG: params: .*uid:gid/)
-    await fsp.writeFile(file, JSON.stringify({ ...cfg, port: 'x' }))
-    await expect(readConfig(dir)).rejects.toBeInstanceOf(BadFileError)
-    await fsp.writeFile(file, '{ not json')
-    await expect(readConfig(dir)).rejects.toThrow(/not JSON/)
-  })
-
-  it('a CHECKPOINT with a forged field, or naming an image outside the target, stops the start with a clear message', async () => {
+  it("the MDT's part of CHECKPOINT naming an image outside the target, or a damaged image, stops the start with a clear message", async () => {
     const dir = await tempDir('lp-cp')
     const clock = new ManualClock()
     const open = () =>
       Target.open({ name: MDT_NAME, kind: 'mdt', dir, clock, log: silentLogger, backend: new MdtBackend({ dir: path.join(dir, 'mdtfs'), clock }), replayable: true, tunables: testTunables() })
     const good = { transno: 0, journal_seq: 1, lastrcvd: { clients: [], replies: [] } }
-    await fsp.writeFile(path.join(dir, CHECKPOINT), JSON.stringify({ ...good, transno: -5 }))
-    await expect(open()).rejects.toThrow(/CHECKPOINT: transno/)
-    await fsp.writeFile(path.join(dir, CHECKPOINT), JSON.stringify({ ...good, lastrcvd: { clients: [{ uuid: 'c', handle: '../x', lastTransno: 0, lastXid: 0 }], replies: [] } }))
-    await expect(open()).rejects.toThrow(/CHECKPOINT: lastrcvd.clients.0.handle/)
     await fsp.writeFile(path.join(dir, CHECKPOINT), JSON.stringify({ ...good, backend: { snapshot: '../../../etc/passwd' } }))
     await expect(open()).rejects.toThrow(/snapshot/)
     await fsp.mkdir(path.join(dir, 'mdtfs', 'snapshots'), { recursive: true })
     await fsp.writeFile(path.join(dir, 'mdtfs', 'snapshots', 'ns-000000000001.json'), JSON.stringify({ inodes: [{ fid: 0 }], dirs: [], opens: [], llog: [] }))
     await fsp.writeFile(path.join(dir, CHECKPOINT), JSON.stringify({ ...good, backend: { snapshot: 'ns-000000000001.json' } }))
     await expect(open()).rejects.toThrow(/ns-000000000001.json: inodes.0/)
+  })
+})
+
+describe("the MGS's configuration log", () => {
+  it('is refused with its file and field when forged (a target with a made-up kind, a NID too long)', async () => {
+    const dir = await tempDir('lp-mgs')
+    const mgs = new MgsBackend(dir, 'spfs', 988, new ManualClock())
+    const file = path.join(dir, 'config.json')
+    const target = { name: 'spfs-OST0001', kind: 'ost', index: 1, nids: ['127.0.0.1@tcp'], mode: 'failover', active: true, instance: 1 }
+    await fsp.writeFile(file, JSON.stringify({ fsname: 'spfs', port: 988, seq: 1, targets: [target] }))
+    await mgs.load()
+    await fsp.writeFile(file, JSON.stringify({ fsname: 'spfs', port: 988, seq: 1, targets: [{ ...target, kind: 'root' }] }))
+    await expect(mgs.load()).rejects.toThrow(/config.json: targets.0.kind/)
+    await fsp.writeFile(file, JSON.stringify({ fsname: 'spfs', port: 988, seq: 1, targets: [{ ...target, nids: ['x'.repeat(200)] }] }))
+    await expect(mgs.load()).rejects.toThrow(/targets.0.nids.0/)
   })
 })
 

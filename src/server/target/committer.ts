@@ -1,5 +1,4 @@
 import path from 'node:path'
-import { z } from 'zod'
 import type { Clock, Timer } from '../../common/clock.js'
 import type { Logger } from '../../common/log.js'
 import { writeFileAtomic } from '../../common/fsutil.js'
@@ -31,20 +30,6 @@ export interface BatchJson {
   last: number
   ents: Array<{ t: number; c: string; x: number; s: unknown; r: Array<{ rec: Record<string, unknown>; d?: number }> } | { m: ClientMeta }>
 }
-
-const u = z.number().int().min(0)
-/** CHECKPOINT as the target reads it back at start (the backend checks its own part). */
-export const checkpointSchema: z.ZodType<CheckpointFile> = z.object({
-  transno: u,
-  journal_seq: z.number().int().min(1),
-  lastrcvd: z.object({
-    clients: z.array(z.object({ uuid: z.string().min(1).max(128), handle: z.string().regex(/^[0-9a-f]{16}$/), lastTransno: u, lastXid: u })),
-    replies: z.array(
-      z.object({ uuid: z.string().min(1).max(128), xid: u, transno: u, body: z.unknown(), status: z.number().int().optional(), error: z.string().optional() }),
-    ),
-  }),
-  backend: z.unknown(),
-})
 
 export interface CheckpointFile {
   transno: number

@@ -1,6 +1,5 @@
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
-import { z } from 'zod'
 import { randomUUID } from 'node:crypto'
 import { readJson, writeFileAtomic, fsyncDir } from '../../common/fsutil.js'
 import { nidList, NidError, DEFAULT_PORT } from '../../protocol/nid.js'
@@ -27,28 +26,6 @@ export interface TargetConfig {
   params: Record<string, string>
   created: string
 }
-
-/** CONFIG as a target reads it back: its params are checked as `format --param` checks them. */
-const targetConfigSchema: z.ZodType<TargetConfig> = z.object({
-  version: z.literal(1),
-  fsname: z.string().regex(FSNAME_RE),
-  uuid: z.string().min(1).max(64),
-  mgs: z.boolean(),
-  mdt: z.boolean(),
-  ost: z.boolean(),
-  index: z.number().int().min(0).max(MAX_TARGET_INDEX),
-  mgsnode: z.string().min(1).max(1024).optional(),
-  failnodes: z.array(z.string().min(1).max(1024)).max(16),
-  port: z.number().int().min(1).max(65535),
-  params: z.record(z.string(), z.string()).superRefine((params, ctx) => {
-    try {
-      parseParams(Object.entries(params).map(([k, v]) => `${k}=${v}`))
-    } catch (e) {
-      ctx.addIssue({ code: 'custom', message: (e as Error).message })
-    }
-  }),
-  created: z.string().max(64),
-})
 
 export const CONFIG_FILE = 'CONFIG'
 
@@ -171,7 +148,7 @@ export function describe(c: TargetConfig): string {
 }
 
 export async function readConfig(dir: string): Promise<TargetConfig> {
-  const cfg = await readJson(path.join(dir, CONFIG_FILE), targetConfigSchema)
-  if (!cfg) throw new FormatError(`${dir} does not hold an lproxy target (no CONFIG); run 'lproxy format' first`)
+  const cfg = await readJson<TargetConfig>(path.join(dir, CONFIG_FILE))
+  if (!cfg || cfg.version !== 1) throw new FormatError(`${dir} does not hold an lproxy target (no CONFIG); run 'lproxy format' first`)
   return cfg
 }

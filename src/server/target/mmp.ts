@@ -3,7 +3,6 @@ import path from 'node:path'
 import { randomInt } from 'node:crypto'
 import type { Clock, Timer } from '../../common/clock.js'
 import { readJson, writeFileAtomic } from '../../common/fsutil.js'
-import { z } from 'zod'
 import { LpError } from '../../protocol/errno.js'
 
 /**
@@ -21,15 +20,6 @@ export interface MmpBlock {
   time: number
 }
 
-const mmpBlockSchema: z.ZodType<MmpBlock> = z.object({
-  seq: z.number().int().min(0),
-  state: z.enum(['active', 'clean']),
-  node: z.string().max(256),
-  nid: z.string().max(256),
-  pid: z.number().int().min(0),
-  time: z.number().finite(),
-})
-
 export interface MmpOptions {
   dir: string
   intervalMs: number
@@ -43,7 +33,7 @@ export interface MmpOptions {
 const FILE = 'mmp'
 
 export async function readMmp(dir: string): Promise<MmpBlock | undefined> {
-  return readJson(path.join(dir, FILE), mmpBlockSchema)
+  return readJson<MmpBlock>(path.join(dir, FILE))
 }
 
 export class Mmp {

@@ -1,7 +1,6 @@
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { z } from 'zod'
 import type { Clock, Timer } from '../../common/clock.js'
 import type { Logger } from '../../common/log.js'
 import { readJson, writeFileAtomic } from '../../common/fsutil.js'
@@ -10,7 +9,7 @@ import type { TargetKind } from '../../protocol/names.js'
 import { OPS, type OpName, type ConnectReply } from '../../protocol/ops.js'
 import type { ReplyFlag, ReqHeader } from '../../protocol/wire.js'
 import type { Backend, Redo } from './backend.js'
-import { Committer, CHECKPOINT, checkpointSchema, type CheckpointFile, type BatchJson } from './committer.js'
+import { Committer, CHECKPOINT, type CheckpointFile, type BatchJson } from './committer.js'
 import { Journal, scanJournal } from './journal.js'
 import { LastRcvd } from './lastrcvd.js'
 import { Recovery, type RecoveryStatusView } from './recovery.js'
@@ -104,7 +103,7 @@ export class Target {
   private async load(): Promise<void> {
     const { dir, backend } = this.o
     await fsp.mkdir(dir, { recursive: true })
-    const cp: CheckpointFile = (await readJson(path.join(dir, CHECKPOINT), checkpointSchema)) ?? {
+    const cp: CheckpointFile = (await readJson<CheckpointFile>(path.join(dir, CHECKPOINT))) ?? {
       transno: 0,
       journal_seq: 1,
       lastrcvd: { clients: [], replies: [] },
@@ -146,7 +145,7 @@ export class Target {
       this.lastrcvd,
       last,
     )
-    this.instance = ((await readJson(path.join(dir, INSTANCE_FILE), z.number().int().min(0))) ?? 0) + 1
+    this.instance = ((await readJson<number>(path.join(dir, INSTANCE_FILE))) ?? 0) + 1
     await writeFileAtomic(path.join(dir, INSTANCE_FILE), String(this.instance))
     this.log.info({ transno: last, instance: this.instance, clients: this.lastrcvd.clients.size }, `${this.name}: loaded, last_committed ${last}`)
 

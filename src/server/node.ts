@@ -33,7 +33,13 @@ type TargetSelect = z.infer<z.ZodObject<typeof select>>
 
 /** The node's admin socket requests, each checked before it is acted on. */
 const adminRequestSchema = z.discriminatedUnion('cmd', [
-  z.object({ cmd: z.literal('mount'), dir: z.string().min(1).max(4096), params: z.record(z.string().max(128), z.string().max(4096)).optional() }),
+  z.object({
+    cmd: z.literal('mount'),
+    dir: z.string().min(1).max(4096),
+    params: z.record(z.string().max(128), z.string().max(4096)).optional(),
+    /** The admin's --discard-corrupt-journal (h4's, on main). */
+    discard_corrupt_journal: z.boolean().optional(),
+  }),
   z.object({ cmd: z.literal('umount'), dir: z.string().min(1).max(4096), clean: z.boolean().optional() }),
   z.object({ cmd: z.literal('barrier'), ...select }),
   z.object({ cmd: z.literal('recovery_status'), ...select }),

@@ -1,4 +1,6 @@
 import { describe, it, expect, afterAll } from 'vitest'
+import { spawn } from 'node:child_process'
+import { promises as fsp } from 'node:fs'
 import { Namespace, ROOT_FID } from '../../src/server/mdt/namespace.js'
 import { LpError } from '../../src/protocol/errno.js'
 import { OPS, type Cred, type OpArgs } from '../../src/protocol/ops.js'
@@ -9,6 +11,9 @@ import { ManualClock } from '../../src/common/clock.js'
 import { silentLogger } from '../../src/common/log.js'
 import type { OpContext } from '../../src/server/target/backend.js'
 import { tempDir, removeTempDirs } from '../helpers/nodes.js'
+import { GroupCache, asCaller, procGroups } from '../../src/common/cred.js'
+import { Mdc } from '../../src/mdc/mdc.js'
+import type { Import } from '../../src/ptlrpc/import.js'
 
 afterAll(removeTempDirs)
 
@@ -250,5 +255,49 @@ describe('cred on the wire', () => {
     expect(OPS.mdt_getattr.args.safeParse(ok).success).toBe(true)
     for (const cred of [{ uid: -1, gid: 0, groups: [] }, { uid: 2 ** 32, gid: 0, groups: [] }, { uid: 1, gid: 1 }, { uid: 1, gid: 1, groups: ['0'] }, { uid: 1, gid: 1, groups: Array(65537).fill(1) }])
       expect(OPS.mdt_getattr.args.safeParse({ fid: 2, cred }).success).toBe(false)
+  })
+})
+
+describe("the caller's identity on the client", () => {
+  it('groups are read once per pid within the TTL, again after it', () => {
+    let now = 0
+    const reads: number[] = []
+    const cache = new GroupCache(() => now, 1000, 2, (pid) => (reads.push(pid), [pid, 100]))
+    expect(cache.groups(7)).toEqual([7, 100])
+    now = 999
+    expect(cache.groups(7)).toEqual([7, 100])
+    expect(reads).toEqual([7])
+    now = 1000
+    cache.groups(7)
+    expect(reads).toEqual([7, 7])
+    // Bounded: a third pid evicts.
+    cache.groups(8)
+    cache.groups(9)
+    cache.groups(7)
+    expect(reads).toEqual([7, 7, 8, 9, 7])
+    // Pid 0 (a request the kernel makes itself) has no process to read.
+    expect(cache.groups(0)).toEqual([])
+  })
+
+  it("procGroups reads a process's supplementary groups from its Groups: line ([] once it is gone)", async () => {
+    const child = spawn('setpriv', ['--reuid', '4243', '--regid', '4243', '--groups', '4242,7', 'sleep', '30'], { stdio: 'ignore' })
+    try {
+      // setpriv execs sleep with the groups set: poll until the process is sleep.
+      for (const end = Date.now() + 5000; Date.now() < end && !/^sleep/.test(await fsp.readFile(`/proc/${child.pid}/comm`, 'utf8').catch(() => '')); )
+        await new Promise((r) => setImmediate(r))
+      expect(procGroups(child.pid!)).toEqual([7, 4242])
+    } finally {
+      child.kill('SIGKILL')
+    }
+    expect(procGroups(2 ** 30)).toEqual([])
+  })
+
+  it('the mdc packs the current caller into MDT requests, and none outside a caller', async () => {
+    const sent: unknown[] = []
+    const imp = { request: async (_op: string, a: unknown) => (sent.push(a), { body: { attr: {} } }) } as unknown as Import
+    const mdc = new Mdc(imp)
+    await asCaller(ALICE, () => mdc.getattr(5))
+    await mdc.getattr(6)
+    expect(sent).toEqual([{ fid: 5, cred: ALICE }, { fid: 6 }])
   })
 })

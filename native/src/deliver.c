@@ -56,6 +56,13 @@ static void set(napi_env env, napi_value obj, const char *key, double v)
 	napi_set_named_property(env, obj, key, num(env, v));
 }
 
+static void set_bool(napi_env env, napi_value obj, const char *key)
+{
+	napi_value x;
+	napi_get_boolean(env, true, &x);
+	napi_set_named_property(env, obj, key, x);
+}
+
 static napi_value request_object(napi_env env, struct lp_req *r)
 {
 	napi_value o;
@@ -86,6 +93,8 @@ static napi_value setattr_object(napi_env env, struct lp_req *r)
 		set(env, o, "atime", a->atime_ms);
 	if (a->mtime_set)
 		set(env, o, "mtime", a->mtime_ms);
+	if (a->times_now)
+		set_bool(env, o, "timesNow");
 	if (r->has_fh)
 		set(env, o, "fh", (double)r->fh);
 	return o;

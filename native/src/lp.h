@@ -55,6 +55,8 @@ enum lp_op {
 /* setattr: which fields are set (times are wall-clock ms, "now" already resolved). */
 struct lp_setattr {
 	int mode_set, uid_set, gid_set, size_set, atime_set, mtime_set;
+	/* Every time set is "now" (UTIME_NOW): write permission suffices for it, not ownership. */
+	int times_now;
 	uint32_t mode;
 	uint32_t uid, gid;
 	int64_t size;

@@ -201,6 +201,9 @@ static void lp_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	a->atime_ms = to_set & FUSE_SET_ATTR_ATIME_NOW ? now_ms() : ms_of(attr->st_atim);
 	a->mtime_set = !!(to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW));
 	a->mtime_ms = to_set & FUSE_SET_ATTR_MTIME_NOW ? now_ms() : ms_of(attr->st_mtim);
+	a->times_now = (a->atime_set || a->mtime_set) &&
+		       (!(to_set & FUSE_SET_ATTR_ATIME) || (to_set & FUSE_SET_ATTR_ATIME_NOW)) &&
+		       (!(to_set & FUSE_SET_ATTR_MTIME) || (to_set & FUSE_SET_ATTR_MTIME_NOW));
 	submit(req, r);
 }
 

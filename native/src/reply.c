@@ -58,6 +58,21 @@ static napi_value not_pending(napi_env env)
 	return boolean(env, 0);
 }
 
+/*
+ * A double into [lo, hi], NaN as lo: converting a double outside an integer type's range is
+ * undefined behaviour in C, and JavaScript may hand over NaN, an infinity or 1e300.
+ */
+static double clamp(double d, double lo, double hi)
+{
+	if (!(d >= lo))
+		return lo;
+	return d > hi ? hi : d;
+}
+
+/* Every count, id and size here fits in 2^53 (JavaScript's exact integers); 32-bit ids in theirs. */
+#define MAX_EXACT 9007199254740992.0
+#define MAX_U32 4294967295.0
+
 static double get_num(napi_env env, napi_value obj, const char *key)
 {
 	napi_value v;
@@ -67,25 +82,35 @@ static double get_num(napi_env env, napi_value obj, const char *key)
 	return d;
 }
 
+static double get_count(napi_env env, napi_value obj, const char *key, double max)
+{
+	return clamp(get_num(env, obj, key), 0, max);
+}
+
+/* JavaScript's Date range, +-8.64e15 ms: its seconds fit a 64-bit time_t. */
+#define MAX_TIME_MS 8.64e15
+
 static struct timespec ts_of(double ms)
 {
+	ms = clamp(ms, -MAX_TIME_MS, MAX_TIME_MS);
 	double sec = floor(ms / 1e3);
-	return (struct timespec){ .tv_sec = (time_t)sec, .tv_nsec = (long)((ms - sec * 1e3) * 1e6) };
+	long nsec = (long)clamp((ms - sec * 1e3) * 1e6, 0, 999999999);
+	return (struct timespec){ .tv_sec = (time_t)sec, .tv_nsec = nsec };
 }
 
 /* llite's PosixStat (times in ms) as a struct stat. */
 static void stat_of(napi_env env, napi_value o, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
-	st->st_ino = (ino_t)get_num(env, o, "ino");
-	st->st_mode = (mode_t)get_num(env, o, "mode");
-	st->st_nlink = (nlink_t)get_num(env, o, "nlink");
-	st->st_rdev = (dev_t)get_num(env, o, "rdev");
-	st->st_uid = (uid_t)get_num(env, o, "uid");
-	st->st_gid = (gid_t)get_num(env, o, "gid");
-	st->st_size = (off_t)get_num(env, o, "size");
-	st->st_blocks = (blkcnt_t)get_num(env, o, "blocks");
-	st->st_blksize = (blksize_t)get_num(env, o, "blksize");
+	st->st_ino = (ino_t)get_count(env, o, "ino", MAX_EXACT);
+	st->st_mode = (mode_t)get_count(env, o, "mode", MAX_U32);
+	st->st_nlink = (nlink_t)get_count(env, o, "nlink", MAX_U32);
+	st->st_rdev = (dev_t)get_count(env, o, "rdev", MAX_U32);
+	st->st_uid = (uid_t)get_count(env, o, "uid", MAX_U32);
+	st->st_gid = (gid_t)get_count(env, o, "gid", MAX_U32);
+	st->st_size = (off_t)get_count(env, o, "size", MAX_EXACT);
+	st->st_blocks = (blkcnt_t)get_count(env, o, "blocks", MAX_EXACT);
+	st->st_blksize = (blksize_t)get_count(env, o, "blksize", MAX_U32 / 2);
 	st->st_atim = ts_of(get_num(env, o, "atime"));
 	st->st_mtim = ts_of(get_num(env, o, "mtime"));
 	st->st_ctim = ts_of(get_num(env, o, "ctime"));
@@ -112,7 +137,7 @@ static struct fuse_file_info file_of(napi_env env, napi_value fh, napi_value dir
 	bool dio = false;
 	memset(&fi, 0, sizeof(fi));
 	napi_get_value_double(env, fh, &d);
-	fi.fh = (uint64_t)d;
+	fi.fh = (uint64_t)clamp(d, 0, MAX_EXACT);
 	if (direct)
 		napi_get_value_bool(env, direct, &dio);
 	fi.direct_io = dio;
@@ -175,7 +200,10 @@ static napi_value reply_readlink(napi_env env, napi_callback_info info)
 	size_t len = 0;
 	if (!begin(env, info, 2, &a))
 		return not_pending(env);
-	napi_get_value_string_utf8(env, a.argv[1], NULL, 0, &len);
+	if (napi_get_value_string_utf8(env, a.argv[1], NULL, 0, &len) != napi_ok) {
+		fuse_reply_err(a.r->req, EIO);
+		return end(&a);
+	}
 	char *target = malloc(len + 1);
 	if (target) {
 		napi_get_value_string_utf8(env, a.argv[1], target, len + 1, &len);
@@ -206,7 +234,7 @@ static napi_value reply_write(napi_env env, napi_callback_info info)
 	if (!begin(env, info, 2, &a))
 		return not_pending(env);
 	napi_get_value_double(env, a.argv[1], &n);
-	fuse_reply_write(a.r->req, (size_t)n);
+	fuse_reply_write(a.r->req, (size_t)clamp(n, 0, MAX_U32));
 	return end(&a);
 }
 
@@ -248,15 +276,15 @@ static napi_value reply_statfs(napi_env env, napi_callback_info info)
 		return not_pending(env);
 	napi_value o = a.argv[1];
 	memset(&sv, 0, sizeof(sv));
-	sv.f_bsize = (unsigned long)get_num(env, o, "bsize");
-	sv.f_frsize = (unsigned long)get_num(env, o, "frsize");
-	sv.f_blocks = (fsblkcnt_t)get_num(env, o, "blocks");
-	sv.f_bfree = (fsblkcnt_t)get_num(env, o, "bfree");
-	sv.f_bavail = (fsblkcnt_t)get_num(env, o, "bavail");
-	sv.f_files = (fsfilcnt_t)get_num(env, o, "files");
-	sv.f_ffree = (fsfilcnt_t)get_num(env, o, "ffree");
-	sv.f_favail = (fsfilcnt_t)get_num(env, o, "favail");
-	sv.f_namemax = (unsigned long)get_num(env, o, "namemax");
+	sv.f_bsize = (unsigned long)get_count(env, o, "bsize", MAX_U32);
+	sv.f_frsize = (unsigned long)get_count(env, o, "frsize", MAX_U32);
+	sv.f_blocks = (fsblkcnt_t)get_count(env, o, "blocks", MAX_EXACT);
+	sv.f_bfree = (fsblkcnt_t)get_count(env, o, "bfree", MAX_EXACT);
+	sv.f_bavail = (fsblkcnt_t)get_count(env, o, "bavail", MAX_EXACT);
+	sv.f_files = (fsfilcnt_t)get_count(env, o, "files", MAX_EXACT);
+	sv.f_ffree = (fsfilcnt_t)get_count(env, o, "ffree", MAX_EXACT);
+	sv.f_favail = (fsfilcnt_t)get_count(env, o, "favail", MAX_EXACT);
+	sv.f_namemax = (unsigned long)get_count(env, o, "namemax", MAX_U32);
 	fuse_reply_statfs(a.r->req, &sv);
 	return end(&a);
 }
@@ -289,10 +317,12 @@ static napi_value reply_dir(napi_env env, napi_callback_info info)
 	for (uint32_t i = a.r->off > 0 ? (uint32_t)a.r->off : 0; i < n; i++) {
 		char name[1024];
 		double ino = 0, type = 0;
-		napi_get_value_string_utf8(env, element(env, a.argv[1], i), name, sizeof(name), NULL);
+		/* An entry that is not a string is left out (name would be uninitialised). */
+		if (napi_get_value_string_utf8(env, element(env, a.argv[1], i), name, sizeof(name), NULL) != napi_ok)
+			continue;
 		napi_get_value_double(env, element(env, a.argv[2], i), &ino);
 		napi_get_value_double(env, element(env, a.argv[3], i), &type);
-		struct stat st = { .st_ino = (ino_t)ino, .st_mode = (mode_t)type };
+		struct stat st = { .st_ino = (ino_t)clamp(ino, 0, MAX_EXACT), .st_mode = (mode_t)clamp(type, 0, MAX_U32) };
 		size_t len = fuse_add_direntry(a.r->req, buf + used, size - used, name, &st, (off_t)i + 1);
 		if (len > size - used)
 			break;

@@ -5,6 +5,7 @@ import { DEFAULT_DIR, DEFAULT_NET } from '../cluster/layout.js'
 import { LocalCluster } from '../cluster/local.js'
 import { clusterStatus, type ClusterStatus } from '../cluster/status.js'
 import { clusterUp } from '../cluster/up.js'
+import { parseParams } from '../server/target/config.js'
 import { UsageError } from './errors.js'
 import { collect, command, intArg, print, secondsArg } from './server.js'
 
@@ -25,10 +26,11 @@ export function registerClusterCommands(program: Command): void {
     .option('--mmp-interval <s>', 'MMP update interval of the targets')
     .option('--recovery-soft <s>', 'recovery_time_soft of the targets')
     .option('--failout <ostN>', 'format this OST with failover.mode=failout (repeatable)', collect)
+    .option('--param <key=value>', 'target parameter for every start, e.g. root_squash=65534:65534, nosquash_nids=127.0.0.1@tcp (repeatable)', collect)
     .option('--reformat', 'erase and format every target again')
     .action(async (o: UpCli) => {
       const t0 = Date.now()
-      const params: Record<string, string> = {}
+      const params = parseParams(o.param ?? [])
       const tunables: Array<[string, string, string | undefined]> = [
         ['--timeout', 'sys.timeout', o.timeout],
         ['--commit-interval', 'commit_interval', o.commitInterval],
@@ -108,6 +110,7 @@ interface UpCli {
   mmpInterval?: string
   recoverySoft?: string
   failout?: string[]
+  param?: string[]
   reformat?: boolean
 }
 

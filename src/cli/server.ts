@@ -20,7 +20,11 @@ export function registerServerCommands(program: Command): void {
     .option('--index <n>', 'target index (the N of ostN); the MDT is index 0')
     .option('--mgsnode <nidspec>', "where the MGS is, failover NIDs separated by ':' (e.g. 127.0.1.1@tcp:127.0.1.2@tcp)")
     .option('--failnode <nid>', 'failover node of this target (repeatable)', collect)
-    .option('--param <key=value>', 'target parameter, e.g. failover.mode=failout, sys.timeout=20 (repeatable)', collect)
+    .option(
+      '--param <key=value>',
+      'target parameter, e.g. failover.mode=failout, sys.timeout=20; on an MDT root_squash=65534:65534 (root acts as that uid:gid) and nosquash_nids=10.0.0.1@tcp,*@tcp1 (NIDs whose root is not squashed) (repeatable)',
+      collect,
+    )
     .option('--port <port>', 'the filesystem-wide port (default 988)')
     .option('--reformat', 'erase an existing target in <dir>')
   fmt.action(async (dir: string, o: Record<string, unknown>) => {
@@ -57,7 +61,7 @@ export function registerServerCommands(program: Command): void {
     .option('--name <name>', 'node name, for logs and MMP (default: the NID host)')
     .option('--log <file>', `pino JSON log of a new node (default ${defaultLog('<name>')}; with -f: stderr)`)
     .option('-f, --foreground', 'run the node in this process (for supervisors); stops cleanly on SIGTERM')
-    .option('--param <key=value>', 'tunable for this start, e.g. sys.timeout=20 (repeatable)', collect)
+    .option('--param <key=value>', 'tunable for this start, e.g. sys.timeout=20, or an MDT\'s root_squash=65534:65534 and nosquash_nids=127.0.0.1@tcp (repeatable)', collect)
     .option(
       '--discard-corrupt-journal',
       'start even though the journal is damaged before its tail (a start refused with "journal damaged"): go on from the last good record; ' +

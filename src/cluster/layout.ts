@@ -1,4 +1,5 @@
 import path from 'node:path'
+import { z } from 'zod'
 import { readJson, writeFileAtomic } from '../common/fsutil.js'
 import { DEFAULT_PORT } from '../protocol/nid.js'
 import { targetName } from '../protocol/names.js'
@@ -52,6 +53,19 @@ export interface ClusterFile {
   /** Short names of the OSTs formatted with failover.mode=failout. */
   failout: string[]
 }
+
+const pid = z.number().int().min(1).optional()
+const clusterFileSchema: z.ZodType<ClusterFile> = z.object({
+  version: z.literal(1),
+  fsname: z.string(),
+  net: z.string(),
+  port: z.number().int().min(1).max(65535),
+  nodes: z.record(z.string(), z.object({ nid: z.string(), pid })),
+  targets: z.record(z.string(), z.object({ names: z.array(z.string()), dir: z.string(), primary: z.string(), failover: z.string() })),
+  mount: z.object({ mountpoint: z.string(), enabled: z.boolean(), pid, pidStart: z.number().min(0).optional() }),
+  params: z.record(z.string(), z.string()),
+  failout: z.array(z.string()),
+})
 
 export const CLUSTER_FILE = 'cluster.json'
 export const OSTS = ['ost1', 'ost2']
@@ -110,7 +124,7 @@ export function mgsSpec(cf: ClusterFile): string {
 }
 
 export async function readClusterFile(dir: string): Promise<ClusterFile | undefined> {
-  return readJson<ClusterFile>(path.join(dir, CLUSTER_FILE))
+  return readJson(path.join(dir, CLUSTER_FILE), clusterFileSchema)
 }
 
 export async function writeClusterFile(dir: string, cf: ClusterFile): Promise<void> {

@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
+import type { z } from 'zod'
 import { slice, totalLength } from './chunks.js'
 
 let tmpSeq = 0
@@ -59,13 +60,34 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-export async function readJson<T>(file: string): Promise<T | undefined> {
+export class BadFileError extends Error {}
+
+/**
+ * A JSON file (undefined when there is none), as `schema` says it must be: what is on disk is
+ * input like any other, and a damaged or edited file is refused with its path and field.
+ * Without a schema the caller checks what it gets.
+ */
+export async function readJson<T>(file: string, schema?: z.ZodType<T>): Promise<T | undefined> {
+  let text: string
   try {
-    return JSON.parse(await fsp.readFile(file, 'utf8')) as T
+    text = await fsp.readFile(file, 'utf8')
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw e
   }
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (e) {
+    throw new BadFileError(`${file}: not JSON (${(e as Error).message})`)
+  }
+  if (!schema) return json as T
+  const r = schema.safeParse(json)
+  if (!r.success) {
+    const issue = r.error.issues[0]
+    throw new BadFileError(`${file}: ${issue ? `${issue.path.join('.') || 'content'}: ${issue.message}` : 'malformed'}`)
+  }
+  return r.data
 }
 
 export async function exists(p: string): Promise<boolean> {

@@ -1,13 +1,17 @@
 import net from 'node:net'
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
+import type { z } from 'zod'
 import { LpError, toStatus, errnoName, type ErrnoName } from '../protocol/errno.js'
 
 /**
  * A root-only Unix socket speaking one JSON request and one JSON reply per line: the
  * admin channel of server nodes and mount daemons.
  */
-export type Handler = (req: Record<string, unknown>) => Promise<unknown>
+export type Handler<R> = (req: R) => Promise<unknown>
+
+/** A request line longer than this is not an admin command: the connection is dropped. */
+const MAX_LINE = 1 << 20
 
 export interface JsonReply {
   ok: boolean
@@ -16,7 +20,8 @@ export interface JsonReply {
   errno?: string
 }
 
-export async function serveJsonSocket(file: string, handler: Handler): Promise<net.Server> {
+/** Serve `file`; each request is checked against `schema` before `handler` sees it. */
+export async function serveJsonSocket<S extends z.ZodType>(file: string, schema: S, handler: Handler<z.infer<S>>): Promise<net.Server> {
   await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 })
   await fsp.rm(file, { force: true })
   const server = net.createServer((sock) => {
@@ -25,6 +30,7 @@ export async function serveJsonSocket(file: string, handler: Handler): Promise<n
     sock.on('error', () => undefined)
     sock.on('data', (chunk: string) => {
       buf += chunk
+      if (buf.length > MAX_LINE && buf.indexOf('\n') < 0) return void sock.destroy()
       let nl
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl)
@@ -35,17 +41,26 @@ export async function serveJsonSocket(file: string, handler: Handler): Promise<n
   })
   async function answer(line: string): Promise<JsonReply> {
     try {
-      const req = JSON.parse(line) as Record<string, unknown>
-      return { ok: true, result: await handler(req) }
+      const parsed = schema.safeParse(JSON.parse(line))
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]
+        throw new LpError('EINVAL', `invalid request: ${issue ? `${issue.path.join('.') || 'request'}: ${issue.message}` : 'malformed'}`)
+      }
+      return { ok: true, result: await handler(parsed.data) }
     } catch (e) {
       return { ok: false, error: (e as Error).message ?? String(e), errno: errnoName(toStatus(e)) }
     }
   }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(file, () => resolve())
+    // The socket is bound inside listen(): made 0600 from the start, never open to others for a moment.
+    const umask = process.umask(0o177)
+    try {
+      server.listen(file, () => resolve())
+    } finally {
+      process.umask(umask)
+    }
   })
-  await fsp.chmod(file, 0o600)
   return server
 }
 

@@ -11,7 +11,8 @@ export type { Logger }
 export function createLogger(opts: { name: string; file?: string; level?: string }): Logger {
   const level = opts.level ?? process.env.LPROXY_LOG_LEVEL ?? 'info'
   if (opts.file) {
-    return pino({ name: opts.name, level }, pino.destination({ dest: opts.file, mkdir: true, sync: false }))
+    // Logs name clients (their UUIDs) and paths: root's to read.
+    return pino({ name: opts.name, level }, pino.destination({ dest: opts.file, mkdir: true, sync: false, mode: 0o600 }))
   }
   if (process.stderr.isTTY) {
     return pino({ name: opts.name, level }, pretty({ destination: 2, sync: true, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }))

@@ -1,7 +1,7 @@
 import type net from 'node:net'
+import { z } from 'zod'
 import { serveJsonSocket } from '../common/jsonsock.js'
 import { clientSocket } from '../common/rundir.js'
-import { LpError } from '../protocol/errno.js'
 import { dirLayoutSchema } from '../protocol/ops.js'
 import type { ClientFs } from '../client/fs.js'
 import { PathFs } from '../llite/paths.js'
@@ -19,22 +19,31 @@ export interface CtlContext {
   umount: () => Promise<void>
 }
 
-export async function serveCtl(ctx: CtlContext): Promise<net.Server> {
-  return serveJsonSocket(clientSocket(ctx.mountpoint), (req) => handle(ctx, req))
-}
-
-function strings(v: unknown, what: string): string[] {
-  if (!Array.isArray(v) || !v.length || !v.every((x) => typeof x === 'string')) throw new LpError('EINVAL', `${what}: expected a non-empty list of strings`)
-  return v
-}
-
+const strings = z.array(z.string().min(1).max(4096)).min(1).max(1024)
 /** Paths on the control socket are relative to the mount's root. */
-function fsPath(p: unknown): string {
-  if (typeof p !== 'string' || !p.startsWith('/')) throw new LpError('EINVAL', 'path must be absolute within the mount')
-  return p
+const fsPath = z.string().max(4096).startsWith('/', { message: 'path must be absolute within the mount' })
+const ostName = z.string().min(1).max(64)
+
+/** What the control socket answers, each request checked before it is acted on. */
+export const ctlRequestSchema = z.discriminatedUnion('cmd', [
+  z.object({ cmd: z.literal('status') }),
+  z.object({ cmd: z.literal('umount') }),
+  z.object({ cmd: z.literal('dl') }),
+  z.object({ cmd: z.literal('get_param'), patterns: strings }),
+  z.object({ cmd: z.literal('set_param'), settings: strings }),
+  z.object({ cmd: z.literal('activate'), target: ostName, permanent: z.boolean().optional() }),
+  z.object({ cmd: z.literal('deactivate'), target: ostName, permanent: z.boolean().optional() }),
+  z.object({ cmd: z.literal('df') }),
+  z.object({ cmd: z.literal('setstripe'), path: fsPath, layout: dirLayoutSchema.nullable() }),
+  z.object({ cmd: z.literal('getstripe'), path: fsPath }),
+])
+export type CtlRequest = z.infer<typeof ctlRequestSchema>
+
+export async function serveCtl(ctx: CtlContext): Promise<net.Server> {
+  return serveJsonSocket(clientSocket(ctx.mountpoint), ctlRequestSchema, (req) => handle(ctx, req))
 }
 
-async function handle(ctx: CtlContext, req: Record<string, unknown>): Promise<unknown> {
+async function handle(ctx: CtlContext, req: CtlRequest): Promise<unknown> {
   const { fs } = ctx
   switch (req.cmd) {
     case 'status':
@@ -69,22 +78,18 @@ async function handle(ctx: CtlContext, req: Record<string, unknown>): Promise<un
     case 'dl':
       return deviceList(fs)
     case 'get_param':
-      return getParams(fs, strings(req.patterns, 'patterns'))
+      return getParams(fs, req.patterns)
     case 'set_param':
-      return setParams(fs, strings(req.settings, 'settings'))
+      return setParams(fs, req.settings)
     case 'activate':
     case 'deactivate':
-      return setActive(fs, String(req.target), req.cmd === 'activate', req.permanent === true)
+      return setActive(fs, req.target, req.cmd === 'activate', req.permanent === true)
     case 'df':
       return { mountpoint: ctx.mountpoint, targets: await dfTargets(fs) }
-    case 'setstripe': {
-      const dl = req.layout === null ? null : dirLayoutSchema.parse(req.layout)
-      await fs.llite.setstripe((await new PathFs(fs.llite).resolve(fsPath(req.path))).fid, dl)
+    case 'setstripe':
+      await fs.llite.setstripe((await new PathFs(fs.llite).resolve(req.path)).fid, req.layout)
       return {}
-    }
     case 'getstripe':
-      return fs.llite.getstripe((await new PathFs(fs.llite).resolve(fsPath(req.path))).fid)
-    default:
-      throw new LpError('EINVAL', `unknown control command '${String(req.cmd)}'`)
+      return fs.llite.getstripe((await new PathFs(fs.llite).resolve(req.path)).fid)
   }
 }

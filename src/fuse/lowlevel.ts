@@ -9,6 +9,7 @@ import type { FuseBinding, FuseFs, FuseMountOptions } from './binding.js'
 import { DirListings, type Listing } from './dirs.js'
 import { fuseStatus } from './errno.js'
 import { MAX_BACKGROUND, tuneConnection } from './fusectl.js'
+import { GroupCache, asCaller } from '../common/cred.js'
 
 /**
  * The JavaScript side of lproxy's libfuse3 low-level binding (native/), and the only code
@@ -114,6 +115,7 @@ export class LowLevelFuse implements FuseBinding {
   private initialised: () => void = () => undefined
   /** Seen since mount; logged at unmount (the end-to-end tests read them). */
   private readonly stats = { writes: 0, largestWrite: 0, reads: 0, largestRead: 0, interrupts: 0 }
+  private readonly groups = new GroupCache(() => performance.now())
 
   /** Throws if the addon is not built or cannot load (libfuse3 missing). */
   constructor(
@@ -137,7 +139,7 @@ export class LowLevelFuse implements FuseBinding {
     // Hard links are one kernel inode here, so the kernel may cache attributes as long as llite does.
     const config = { threads: READER_THREADS, attrTimeout: o.attrTimeoutS, entryTimeout: o.attrTimeoutS, maxBackground: MAX_BACKGROUND }
     const initialised = new Promise<void>((resolve) => (this.initialised = resolve))
-    this.addon.mount(o.mountpoint, options, config, this.handlers())
+    this.addon.mount(o.mountpoint, options, config, this.asCallers(this.handlers()))
     this.mounted = true
     // INIT lowers the kernel's read-ahead window: raise it once INIT is through, or the raise may be undone.
     await pTimeout(initialised, { milliseconds: INIT_WAIT_MS }).catch(() =>
@@ -170,6 +172,19 @@ export class LowLevelFuse implements FuseBinding {
       },
       (e) => void this.addon.replyErr(id, -fuseStatus(e, this.o.log)),
     ).catch((e) => this.o.log.error({ err: (e as Error)?.stack ?? String(e) }, 'a FUSE reply failed'))
+  }
+
+  /**
+   * Each request runs as the process that made it (uid, gid, and its supplementary groups
+   * from /proc): the MDT checks permissions with that identity, whatever the kernel checked.
+   */
+  private asCallers(h: Handlers): Handlers {
+    const out = { ...h } as Record<string, unknown>
+    for (const [name, fn] of Object.entries(h) as Array<[string, (...args: unknown[]) => void]>) {
+      if (name === 'init' || name === 'interrupt' || name === 'ended') continue
+      out[name] = (r: Req, ...rest: unknown[]) => asCaller({ uid: r.uid, gid: r.gid, groups: this.groups.groups(r.pid) }, () => fn(r, ...rest))
+    }
+    return out as unknown as Handlers
   }
 
   private handlers(): Handlers {

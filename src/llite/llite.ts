@@ -19,7 +19,6 @@ import { toStat, typeOf, type PosixStat } from './stat.js'
  * directly, a FUSE binding adapts it, and paths.ts resolves paths for path-based callers.
  */
 export const ROOT_FID = 1
-const S_ISGID = 0o2000
 
 /** What setattr changes; times are wall-clock ms. */
 export interface SetAttr {
@@ -29,6 +28,8 @@ export interface SetAttr {
   size?: number
   atime?: number
   mtime?: number
+  /** The times set are "now" (UTIME_NOW): the MDT lets a writer who is not the owner set them. */
+  timesNow?: boolean
 }
 
 /** Who a new file belongs to. */
@@ -197,6 +198,7 @@ export class Llite {
     const times = s.atime !== undefined || s.mtime !== undefined
     if (s.atime !== undefined) args.atime = s.atime
     if (s.mtime !== undefined) args.mtime = s.mtime
+    if (times && s.timesNow) args.times_now = true
     // Cached writes landing later would stamp the objects with their own time: send them first.
     if (s.mtime !== undefined && a.type === 'reg' && a.layout) await this.lov.flush(fid, a.layout)
     if (Object.keys(args).length > 2 || s.size === undefined) this.cache.setAttr(await this.mdc.setattr(args))
@@ -215,7 +217,7 @@ export class Llite {
     await this.lov.flush(a.fid, layout)
     this.dataChanged(a.fid)
     await this.lov.truncate(a.fid, layout, size, t)
-    this.cache.setAttr(await this.mdc.setattr({ fid: a.fid, mtime: t, ctime: t }), { size, blocks: Math.ceil(size / 512), mtime: t })
+    this.cache.setAttr(await this.mdc.setattr({ fid: a.fid, mtime: t, ctime: t, times_now: true }), { size, blocks: Math.ceil(size / 512), mtime: t })
   }
 
   /** Files get their layout at create; one created without (by an older tool) gets it at first I/O. */
@@ -258,15 +260,9 @@ export class Llite {
   private async make(p: MdtAttr, name: string, type: FileType, mode: number, owner: Owner | undefined, extra: { target?: string; layout?: Layout; open_flags?: number; rdev?: number } = {}) {
     checkName(name)
     const parent = p.fid
-    const { uid } = owner ?? this.o
-    let { gid } = owner ?? this.o
-    let bits = mode & 0o7777
-    // A setgid directory gives what is made in it its group, and new directories its setgid bit (as ext4 and Lustre do).
-    if (p.mode & S_ISGID) {
-      gid = p.gid
-      if (type === 'dir') bits |= S_ISGID
-    }
-    const r = await this.unsure([parent], this.mdc.create({ parent, name, type, mode: bits, uid, gid, time: this.now(), exclusive: true, ...extra }))
+    const { uid, gid } = owner ?? this.o
+    // A setgid directory's group and bit are the MDT's to give (it checks the caller's groups).
+    const r = await this.unsure([parent], this.mdc.create({ parent, name, type, mode: mode & 0o7777, uid, gid, time: this.now(), exclusive: true, ...extra }))
     this.cache.setEntry(parent, name, r.attr.fid)
     this.cache.setAttr(r.attr, type === 'reg' ? { size: 0, blocks: 0, mtime: r.attr.mtime } : undefined)
     if (type === 'dir') this.cache.setWhole(r.attr.fid, r.attr.change ?? 0)

@@ -12,7 +12,14 @@ export const MAX_NAME = 255
 export const MAX_SYMLINK = 4095
 /** Links to one inode, and subdirectories of one directory (ext4's and Lustre's ldiskfs EXT4_LINK_MAX). */
 export const MAX_LINK = 65000
-export const MAX_FILE_SIZE = 2 ** 50
+/**
+ * The largest file: ext4's limit with 4 KiB blocks ((2^32 - 1) blocks), the smallest of the
+ * backing filesystems a target may sit on. Anything past it is refused at the schema (EFBIG)
+ * before an OST could journal a change its filesystem would then refuse at every redo.
+ */
+export const MAX_FILE_SIZE = 2 ** 44 - 4096
+/** Supplementary groups a request may carry (Linux's NGROUPS_MAX). */
+export const MAX_GROUPS = 65536
 export const MAX_IO = 64 * 1024 * 1024
 export const MAX_STRIPES = 64
 /** FIDs per ost_destroy: the MDT's OSP sends the objects of removed files in batches. */
@@ -56,10 +63,24 @@ const targetSchema = z
   .string()
   .max(MAX_SYMLINK)
   .refine((t) => targetError(t) === null, { message: `a symlink target is 1 to ${MAX_SYMLINK} bytes of UTF-8, without NUL` })
-const offsetSchema = z.number().int().min(0).max(MAX_FILE_SIZE)
+/** Offsets past the maximum file size are refused as too big (the front answers the issue's errno, EFBIG). */
+const offsetSchema = z
+  .number()
+  .int()
+  .min(0)
+  .refine((n) => n <= MAX_FILE_SIZE, { message: `past the maximum file size ${MAX_FILE_SIZE}`, params: { errno: 'EFBIG' } })
 const timeSchema = z.number().finite()
 const modeSchema = z.number().int().min(0).max(0o7777)
 export const handleSchema = z.string().regex(/^[0-9a-f]{16}$/)
+
+/**
+ * Who asks (Lustre's mdt_body fsuid/fsgid/suppgids): the caller's uid, gid and supplementary
+ * groups, which the MDT checks permissions with. A request without one is root's (as before
+ * identities were carried), and root_squash applies to it as to uid 0.
+ */
+export const credSchema = z.object({ uid: u32, gid: u32, groups: z.array(u32).max(MAX_GROUPS) })
+export type Cred = z.infer<typeof credSchema>
+const cred = { cred: credSchema.optional() }
 
 export const layoutSchema = z.object({
   stripe_size: z.number().int().min(STRIPE_UNIT).max(2 ** 32).refine((n) => n % STRIPE_UNIT === 0, {
@@ -185,6 +206,10 @@ const niobufsSchema = z
   .refine((fs) => fs.every((f, i) => i === 0 || fs[i - 1]!.offset + fs[i - 1]!.length <= f.offset), {
     message: 'fragments must be in ascending order of offset and must not overlap',
   })
+  .refine((fs) => fs.every((f) => f.offset + f.length <= MAX_FILE_SIZE), {
+    message: `a fragment ends past the maximum file size ${MAX_FILE_SIZE}`,
+    params: { errno: 'EFBIG' },
+  })
 
 export const OPS = {
   // Every target
@@ -199,23 +224,24 @@ export const OPS = {
   statfs: { kinds: ['mdt', 'ost'], modifying: false, args: z.object({}) },
 
   // Metadata target
-  mdt_getattr: { kinds: ['mdt'], modifying: false, args: z.object({ fid: fidSchema }) },
-  mdt_lookup: { kinds: ['mdt'], modifying: false, args: z.object({ parent: fidSchema, name: nameSchema }) },
+  mdt_getattr: { kinds: ['mdt'], modifying: false, args: z.object({ ...cred, fid: fidSchema }) },
+  mdt_lookup: { kinds: ['mdt'], modifying: false, args: z.object({ ...cred, parent: fidSchema, name: nameSchema }) },
   /** Statahead: the entries of many names of one directory, a missing one answered as null. */
   mdt_batch_lookup: {
     kinds: ['mdt'],
     modifying: false,
-    args: z.object({ parent: fidSchema, names: z.array(nameSchema).min(1).max(MAX_LOOKUP_BATCH) }),
+    args: z.object({ ...cred, parent: fidSchema, names: z.array(nameSchema).min(1).max(MAX_LOOKUP_BATCH) }),
   },
   mdt_readdir: {
     kinds: ['mdt'],
     modifying: false,
-    args: z.object({ fid: fidSchema, cookie: z.number().int().min(0), count: z.number().int().min(1).max(10000) }),
+    args: z.object({ ...cred, fid: fidSchema, cookie: z.number().int().min(0), count: z.number().int().min(1).max(10000) }),
   },
   mdt_create: {
     kinds: ['mdt'],
     modifying: true,
     args: z.object({
+      ...cred,
       parent: fidSchema,
       name: nameSchema,
       type: z.enum(FILE_TYPES),
@@ -236,6 +262,7 @@ export const OPS = {
     kinds: ['mdt'],
     modifying: true,
     args: z.object({
+      ...cred,
       fid: fidSchema,
       mode: modeSchema.optional(),
       uid: u32.optional(),
@@ -243,6 +270,8 @@ export const OPS = {
       atime: timeSchema.optional(),
       mtime: timeSchema.optional(),
       ctime: timeSchema.optional(),
+      /** The times are "now" (utimensat's UTIME_NOW, a truncate): write permission suffices, as for touch. */
+      times_now: z.boolean().optional(),
       layout: layoutSchema.optional(),
       dir_layout: dirLayoutSchema.nullable().optional(),
     }),
@@ -250,13 +279,13 @@ export const OPS = {
   mdt_link: {
     kinds: ['mdt'],
     modifying: true,
-    args: z.object({ fid: fidSchema, parent: fidSchema, name: nameSchema, time: timeSchema }),
+    args: z.object({ ...cred, fid: fidSchema, parent: fidSchema, name: nameSchema, time: timeSchema }),
   },
   mdt_unlink: {
     kinds: ['mdt'],
     modifying: true,
     // fid: the inode the client means to remove; the MDT refuses when the name names another.
-    args: z.object({ parent: fidSchema, name: nameSchema, dir: z.boolean(), time: timeSchema, fid: fidSchema.optional() }),
+    args: z.object({ ...cred, parent: fidSchema, name: nameSchema, dir: z.boolean(), time: timeSchema, fid: fidSchema.optional() }),
   },
   mdt_rename: {
     kinds: ['mdt'],
@@ -264,6 +293,7 @@ export const OPS = {
     // noreplace: renameat2's RENAME_NOREPLACE, decided on the MDT so no other client's create slips in between.
     // fid, new_fid: the inodes the client means to move and to replace; the MDT refuses when the names name others.
     args: z.object({
+      ...cred,
       parent: fidSchema,
       name: nameSchema,
       new_parent: fidSchema,
@@ -274,7 +304,7 @@ export const OPS = {
       new_fid: fidSchema.optional(),
     }),
   },
-  mdt_open: { kinds: ['mdt'], modifying: true, args: z.object({ fid: fidSchema, flags: u32 }) },
+  mdt_open: { kinds: ['mdt'], modifying: true, args: z.object({ ...cred, fid: fidSchema, flags: u32 }) },
   mdt_close: { kinds: ['mdt'], modifying: true, args: z.object({ handle: handleSchema }) },
 
   // Object storage target

@@ -54,10 +54,11 @@ export function createFront(targets: Map<string, FrontTarget>, log: Logger): htt
       const parsed = spec.args.safeParse(rb.a)
       if (!parsed.success) {
         const issue = parsed.error.issues[0]
-        throw new BadRequest(400, 'EINVAL', `invalid arguments for ${h.op}: ${issue ? `${issue.path.join('.') || 'args'}: ${issue.message}` : 'malformed'}`)
+        const errno = issue && 'params' in issue && issue.params?.errno === 'EFBIG' ? 'EFBIG' : 'EINVAL'
+        throw new BadRequest(400, errno, `invalid arguments for ${h.op}: ${issue ? `${issue.path.join('.') || 'args'}: ${issue.message}` : 'malformed'}`)
       }
       if (bulk.length && !('bulkIn' in spec)) throw new BadRequest(400, 'EPROTO', `op '${h.op}' carries no bulk data`)
-      reply = await target.handle(h, parsed.data, rb.r, bulk)
+      reply = await target.handle(h, parsed.data, rb.r, bulk, peerNid(req))
     } catch (e) {
       if (!(e instanceof BadRequest)) throw e
       return send(res, e.http, -errnoOf(e.errno as 'EIO'), e.message)
@@ -76,6 +77,12 @@ export function createFront(targets: Map<string, FrontTarget>, log: Logger): htt
   }
 
   return server
+}
+
+/** The NID a request came from: its socket's peer (IPv4-mapped addresses as IPv4). */
+function peerNid(req: http.IncomingMessage): string | undefined {
+  const a = req.socket.remoteAddress
+  return a && `${a.replace(/^::ffff:/, '')}@tcp`
 }
 
 function decode<T>(fn: () => T): T {

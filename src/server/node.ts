@@ -3,6 +3,7 @@ import type net from 'node:net'
 import path from 'node:path'
 import { promises as fsp } from 'node:fs'
 import { randomBytes } from 'node:crypto'
+import { z } from 'zod'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import { serveJsonSocket } from '../common/jsonsock.js'
@@ -14,6 +15,7 @@ import { PtlrpcClient } from '../ptlrpc/client.js'
 import { Mgc } from '../mgc/mgc.js'
 import { createFront } from './front.js'
 import { MdtBackend } from './mdt/mdt.js'
+import { squashOf } from './mdt/squash.js'
 import { MgsBackend } from './mgs/mgs.js'
 import { OstBackend } from './ost/ost.js'
 import { Osp } from './osp.js'
@@ -21,6 +23,33 @@ import { Mmp } from './target/mmp.js'
 import { readConfig, describe, type TargetConfig } from './target/config.js'
 import { Target } from './target/target.js'
 import { serverTunables } from './tunables.js'
+
+/** A target by name, or by the directory it is mounted from (and its kind, where the MGS shares it). */
+const select = {
+  target: z.string().min(1).max(64).optional(),
+  dir: z.string().min(1).max(4096).optional(),
+  kind: z.enum(['mgs', 'mdt', 'ost']).optional(),
+}
+type TargetSelect = z.infer<z.ZodObject<typeof select>>
+
+/** The node's admin socket requests, each checked before it is acted on. */
+const adminRequestSchema = z.discriminatedUnion('cmd', [
+  z.object({
+    cmd: z.literal('mount'),
+    dir: z.string().min(1).max(4096),
+    params: z.record(z.string().max(128), z.string().max(4096)).optional(),
+    /** The admin's --discard-corrupt-journal: start past journal damage. */
+    discard_corrupt_journal: z.boolean().optional(),
+  }),
+  z.object({ cmd: z.literal('umount'), dir: z.string().min(1).max(4096), clean: z.boolean().optional() }),
+  z.object({ cmd: z.literal('barrier'), ...select }),
+  z.object({ cmd: z.literal('recovery_status'), ...select }),
+  z.object({ cmd: z.literal('abort_recovery'), ...select }),
+  z.object({ cmd: z.literal('evict'), ...select, client: z.string().min(1).max(128) }),
+  z.object({ cmd: z.literal('lfsck'), ...select, fix: z.boolean().optional() }),
+  z.object({ cmd: z.literal('status') }),
+])
+type AdminRequest = z.infer<typeof adminRequestSchema>
 
 /**
  * A server node: one process bound to one NID, serving every target mounted on it
@@ -79,7 +108,7 @@ export class ServerNode {
       server.listen(this.o.port, nidHost(this.o.nid), () => resolve())
     })
     this.http = server
-    this.admin = await serveJsonSocket(this.socketPath, (req) => this.adminRequest(req))
+    this.admin = await serveJsonSocket(this.socketPath, adminRequestSchema, (req) => this.adminRequest(req))
     this.log.info({ port: this.o.port, pid: process.pid }, `node ${this.o.name} (${this.o.nid}) listening on port ${this.o.port}`)
   }
 
@@ -141,7 +170,7 @@ export class ServerNode {
         const osp = new PtlrpcClient(this.o.clock, this.log, this.o.port, { uuid: `${name}-mdtlov-${randomBytes(4).toString('hex')}_UUID` })
         osp.tunables.timeout = tun.obdTimeoutMs / 1000
         m.osp = new Osp(osp, m.mgc, cfg.fsname, this.log)
-        const b = new MdtBackend({ dir: path.join(dir, 'mdt'), clock: this.o.clock, destroyer: m.osp, fence })
+        const b = new MdtBackend({ dir: path.join(dir, 'mdt'), clock: this.o.clock, destroyer: m.osp, fence, squash: squashOf({ ...cfg.params, ...overrides }) })
         m.mdt = b
         const t = await Target.open({ ...base, name, kind: 'mdt', dir: path.join(dir, 'mdt'), backend: b, replayable: mode === 'failover' })
         b.setInternalTxn((redo) => t.internalTxn(redo))
@@ -207,7 +236,7 @@ export class ServerNode {
     }
   }
 
-  private findTarget(req: Record<string, unknown>): Target {
+  private findTarget(req: TargetSelect): Target {
     if (typeof req.target === 'string') {
       const id = parseTargetName(req.target)
       const t = [...this.targets.values()].find((x) => x.name === req.target || (id && x.kind === id.kind && targetIndex(x.name) === id.index))
@@ -217,20 +246,20 @@ export class ServerNode {
     const dir = path.resolve(String(req.dir))
     const m = this.mounts.get(dir)
     if (!m) throw new LpError('ENODEV', `${dir} is not mounted on node ${this.o.name}`)
-    const kind = req.kind as string | undefined
+    const kind = req.kind
     return m.targets.find((t) => (kind ? t.kind === kind : t.kind !== 'mgs')) ?? m.targets[0]!
   }
 
-  private async adminRequest(req: Record<string, unknown>): Promise<unknown> {
+  private async adminRequest(req: AdminRequest): Promise<unknown> {
     switch (req.cmd) {
       case 'mount':
         return {
-          targets: await this.mountDir(String(req.dir), (req.params as Record<string, string>) ?? {}, {
+          targets: await this.mountDir(req.dir, req.params ?? {}, {
             discardCorruptJournal: req.discard_corrupt_journal === true,
           }),
         }
       case 'umount':
-        await this.unmount(String(req.dir), req.clean !== false)
+        await this.unmount(req.dir, req.clean !== false)
         return {}
       case 'barrier': {
         const t = this.findTarget(req)
@@ -246,7 +275,7 @@ export class ServerNode {
       }
       case 'evict': {
         const t = this.findTarget(req)
-        if (!t.adminEvict(String(req.client))) throw new LpError('ENOENT', `${t.name} has no client ${String(req.client)}`)
+        if (!t.adminEvict(req.client)) throw new LpError('ENOENT', `${t.name} has no client ${req.client}`)
         return { target: t.name }
       }
       case 'lfsck': {
@@ -257,8 +286,6 @@ export class ServerNode {
       }
       case 'status':
         return this.status()
-      default:
-        throw new LpError('EINVAL', `unknown admin command '${String(req.cmd)}'`)
     }
   }
 

@@ -108,6 +108,8 @@ export interface ClusterOptions {
   mmpInterval?: number
   recoverySoft?: number
   failout?: string[]
+  /** `--param key=value` of `cluster up` (target parameters of every start). */
+  params?: Record<string, string>
 }
 
 export interface FailOptions {
@@ -149,6 +151,7 @@ export async function startCluster(o: ClusterOptions): Promise<ClusterHandle> {
   ]
   for (const [flag, v] of secs) if (v !== undefined) args.push(flag, String(v))
   for (const f of o.failout ?? []) args.push('--failout', f)
+  for (const [k, v] of Object.entries(o.params ?? {})) args.push('--param', `${k}=${v}`)
   await ws.ok(args)
   const cf = JSON.parse(readFileSync(path.join(dir, 'cluster.json'), 'utf8')) as ClusterFile
   const dirArgs = ['--dir', dir]

@@ -7,6 +7,7 @@ import { CHECKPOINT, CHECKPOINT_PREV, decodeCheckpoint, type BatchJson, type Che
 import type { Target } from '../../src/server/target/target.js'
 import { OstBackend } from '../../src/server/ost/ost.js'
 import { FID_RANGE, type NsImage } from '../../src/server/mdt/namespace.js'
+import { MAX_FILE_SIZE } from '../../src/protocol/ops.js'
 import { tempDir, removeTempDirs } from '../helpers/nodes.js'
 import { openTarget, TestClient } from '../helpers/target.js'
 
@@ -102,7 +103,7 @@ describe('commit and transnos', () => {
     // A read gets no transno; a failed write takes none either (no gap after it).
     const rd = await c.ok('ost_read', { fid: 10, stripe: 0, offset: 0, length: 10 })
     expect(rd.transno).toBe(0)
-    const bad = await c.call('ost_write', { fid: 1, stripe: 0, offset: 2 ** 50 }, { bulk: Buffer.from('x') })
+    const bad = await c.call('ost_write', { fid: 1, stripe: 0, offset: MAX_FILE_SIZE }, { bulk: Buffer.from('x') })
     expect(bad.status).toBe(-27) // EFBIG
     expect(bad.transno).toBe(0)
     expect((await write(c, 11, 100, 'more')).transno).toBe(6)

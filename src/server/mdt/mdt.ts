@@ -2,14 +2,15 @@ import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import type { Clock } from '../../common/clock.js'
 import type { Logger } from '../../common/log.js'
-import { mkdirDurable, writeFileAtomic } from '../../common/fsutil.js'
+import { mkdirDurable, readJson, writeFileAtomic } from '../../common/fsutil.js'
 import type { Fence } from '../target/mmp.js'
 import { z } from 'zod'
 import { LpError } from '../../protocol/errno.js'
-import { fidSchema, handleSchema, preVersionsSchema, MAX_LIST_FIDS, type DirsChanged, type Layout, type OpArgs, type OpReplies } from '../../protocol/ops.js'
+import { fidSchema, handleSchema, preVersionsSchema, MAX_LIST_FIDS, type Cred, type DirsChanged, type Layout, type OpArgs, type OpReplies } from '../../protocol/ops.js'
 import type { Applied, Backend, OpContext, QueryResult, Redo } from '../target/backend.js'
 import { fsStatfs } from '../statfs.js'
-import { Namespace, type NsImage, type NsRedo } from './namespace.js'
+import { Namespace, nsImageSchema, type NsRedo } from './namespace.js'
+import { effectiveCred, type SquashConfig } from './squash.js'
 
 /**
  * Destroys the OST objects of a file (Lustre's OSP): resolves once every OST holding a
@@ -57,6 +58,10 @@ export interface MdtOptions {
   fidRange?: number
   /** MMP: asked before the MDT writes its snapshots. */
   fence?: Fence
+  /** root_squash and nosquash_nids (none: root is root from every NID). */
+  squash?: SquashConfig
+  /** Open handles per client (default MAX_OPENS_PER_CLIENT). */
+  maxOpensPerClient?: number
 }
 
 /** What the MDT uses of a replay's original reply (sent back by the client: validated as any input). */
@@ -66,6 +71,9 @@ const replayedSchema = z.object({
   fid: fidSchema.optional(),
   pre_versions: preVersionsSchema.optional(),
 })
+
+/** CHECKPOINT's part of the MDT: the name of its namespace image, which persist() makes (never a path elsewhere). */
+const snapshotRefSchema = z.object({ snapshot: z.string().regex(/^ns-\d{12}\.json$/) })
 
 export class MdtBackend implements Backend {
   private ns!: Namespace
@@ -93,21 +101,45 @@ export class MdtBackend implements Backend {
   }
 
   async load(checkpoint: unknown): Promise<void> {
-    const ref = checkpoint as { snapshot: string } | undefined
+    const ref = checkpoint === undefined ? undefined : snapshotRefSchema.parse(checkpoint)
     if (!ref) {
       this.ns = Namespace.fresh(this.o.clock.wallNow(), this.o.fidRange)
+      this.limit()
       return
     }
-    const img = JSON.parse(await fsp.readFile(path.join(this.snapDir(), ref.snapshot), 'utf8')) as NsImage
+    const file = path.join(this.snapDir(), ref.snapshot)
+    const img = await readJson(file, nsImageSchema)
+    if (!img) throw new LpError('ENOENT', `${file}: the namespace image CHECKPOINT names is missing`)
     this.ns = Namespace.fromImage(img, this.o.fidRange)
+    this.limit()
+  }
+
+  private limit(): void {
+    if (this.o.maxOpensPerClient !== undefined) this.ns.maxOpensPerClient = this.o.maxOpensPerClient
   }
 
   async redo(rec: Record<string, unknown>): Promise<void> {
     this.ns.redo(rec as unknown as NsRedo)
   }
 
-  apply(op: string, args: unknown, ctx: OpContext): Applied {
+  /**
+   * The request's arguments with the identity it acts with: root squashed unless its NID is
+   * exempt, and a squashed create names the squash ids as the new file's owner.
+   */
+  private asCaller<A extends { cred?: Cred }>(op: string, args: A, peer: string | undefined): A {
+    const { cred, squashed } = effectiveCred(this.o.squash, args.cred, peer)
+    if (!squashed) return args
+    const a: A & { uid?: number; gid?: number } = { ...args, cred }
+    if (op === 'mdt_create') {
+      if (a.uid === 0) a.uid = cred!.uid
+      if (a.gid === 0) a.gid = cred!.gid
+    }
+    return a
+  }
+
+  apply(op: string, input: unknown, ctx: OpContext): Applied {
     const ns = this.ns
+    const args = this.asCaller(op, input as { cred?: Cred }, ctx.peer)
     let replay: z.infer<typeof replayedSchema> | undefined
     if (ctx.replayReply !== undefined) {
       const p = replayedSchema.safeParse(ctx.replayReply)
@@ -166,21 +198,26 @@ export class MdtBackend implements Backend {
     if (this.ownTxn && this.ns.wantsRange) this.ownTxn(this.ns.tx(() => this.ns.grantRange()).redo)
   }
 
-  async query(op: string, args: unknown): Promise<QueryResult> {
+  async query(op: string, input: unknown, ctx: OpContext): Promise<QueryResult> {
     const ns = this.ns
+    const args = this.asCaller(op, input as { cred?: Cred }, ctx.peer)
     switch (op) {
+      // Attributes by FID need no permission (as a stat needs none on the file itself).
       case 'mdt_getattr':
         return { body: { attr: ns.attr(ns.inode((args as OpArgs<'mdt_getattr'>).fid)) } }
       case 'mdt_lookup': {
         const a = args as OpArgs<'mdt_lookup'>
+        ns.search(a.cred, a.parent)
         return { body: { attr: ns.attr(ns.lookup(a.parent, a.name)) } }
       }
       case 'mdt_batch_lookup': {
         const a = args as OpArgs<'mdt_batch_lookup'>
+        ns.search(a.cred, a.parent)
         return { body: { attrs: ns.lookupMany(a.parent, a.names).map((i) => i && ns.attr(i)) } }
       }
       case 'mdt_readdir': {
         const a = args as OpArgs<'mdt_readdir'>
+        ns.mayList(a.cred, a.fid)
         return { body: ns.readdir(a.fid, a.cookie, a.count) }
       }
       case 'statfs': {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
+import { z } from 'zod'
 import { LpError } from '../../protocol/errno.js'
-import { MAX_LINK, type DirEntry, type Layout, type MdtAttr, type OpArgs, type PreVersions } from '../../protocol/ops.js'
+import { MAX_LINK, dirLayoutSchema, fidSchema, handleSchema, layoutSchema, nameSchema, type Cred, type DirEntry, type Layout, type MdtAttr, type OpArgs, type PreVersions } from '../../protocol/ops.js'
 import type { Redo } from '../target/backend.js'
 
 /**
@@ -41,6 +42,34 @@ export interface OpenRec {
 export const ROOT_FID = 1
 const DIR_SIZE = 4096
 
+const S_ISGID = 0o2000
+const S_ISUID = 0o4000
+const S_ISVTX = 0o1000
+const S_IXGRP = 0o010
+export const MAY_READ = 4
+export const MAY_WRITE = 2
+export const MAY_EXEC = 1
+const O_ACCMODE = 3
+const O_WRONLY = 1
+const O_RDONLY = 0
+const O_TRUNC = 0o1000
+
+/** A request without an identity is root's (root_squash, applied before, may have made it another). */
+const ROOT_CRED: Cred = { uid: 0, gid: 0, groups: [] }
+
+function inGroup(who: Cred, gid: number): boolean {
+  return who.gid === gid || who.groups.includes(gid)
+}
+
+/** POSIX access: the owner's, group's or others' bits; root passes all but a file's exec. */
+export function permits(i: Pick<Inode, 'mode' | 'uid' | 'gid' | 'type'>, who: Cred, want: number): boolean {
+  if (who.uid === 0) return !(want & MAY_EXEC) || i.type === 'dir' || (i.mode & 0o111) !== 0
+  const bits = who.uid === i.uid ? i.mode >> 6 : inGroup(who, i.gid) ? i.mode >> 3 : i.mode
+  return (bits & want & 7) === want
+}
+
+const WANTS = ['', 'search', 'write', 'write and search', 'read', 'read and search', 'read and write', 'read, write and search']
+
 export type NsRedo =
   | { k: 'ino'; fid: number; v: Inode | null }
   | { k: 'de'; dir: number; name: string; v: Dirent | null }
@@ -60,6 +89,40 @@ export interface NsImage {
   fidNext?: number
 }
 
+/** Open handles one client may hold on the MDT (a client that never closes would grow them without end). */
+export const MAX_OPENS_PER_CLIENT = 65536
+
+const u = z.number().int().min(0)
+const inodeSchema: z.ZodType<Inode> = z.object({
+  fid: fidSchema,
+  type: z.enum(['reg', 'dir', 'lnk']),
+  mode: u.max(0o7777),
+  uid: u.max(0xffffffff),
+  gid: u.max(0xffffffff),
+  nlink: u,
+  atime: z.number().finite(),
+  mtime: z.number().finite(),
+  ctime: z.number().finite(),
+  size: u,
+  layout: layoutSchema.optional(),
+  dir_layout: dirLayoutSchema.optional(),
+  target: z.string().optional(),
+  change: u.optional(),
+  parent: fidSchema.optional(),
+  next_cookie: u.optional(),
+  ver: u.optional(),
+})
+
+/** A namespace image as the MDT reads it back from its snapshot. */
+export const nsImageSchema: z.ZodType<NsImage> = z.object({
+  inodes: z.array(inodeSchema),
+  dirs: z.array(z.tuple([fidSchema, z.array(z.tuple([nameSchema, z.object({ fid: fidSchema, c: u })]))])),
+  opens: z.array(z.tuple([handleSchema, z.object({ client: z.string().min(1).max(128), fid: fidSchema, flags: u.max(0xffffffff) })])),
+  llog: z.array(z.tuple([fidSchema, layoutSchema])),
+  fidEnd: u.optional(),
+  fidNext: u.optional(),
+})
+
 /** FIDs per range the MDT grants itself (Lustre's sequence width is 0x20000). */
 export const FID_RANGE = 0x10000
 const FID_LIMIT = 0x100000000
@@ -69,6 +132,8 @@ export class Namespace {
   private dirs = new Map<number, Map<string, Dirent>>()
   private opens = new Map<string, OpenRec>()
   private openCount = new Map<number, number>()
+  private clientOpens = new Map<string, number>()
+  maxOpensPerClient = MAX_OPENS_PER_CLIENT
   /** Each directory's parent, derived from the entries (a directory has one name): '..' and rename's loop check. */
   private parents = new Map<number, number>()
   readonly llog = new Map<number, Layout>()
@@ -155,10 +220,16 @@ export class Namespace {
 
   private setOpen(h: string, v: OpenRec | null): void {
     const old = this.opens.get(h)
-    if (old) this.openCount.set(old.fid, (this.openCount.get(old.fid) ?? 1) - 1)
+    if (old) {
+      this.openCount.set(old.fid, (this.openCount.get(old.fid) ?? 1) - 1)
+      const n = (this.clientOpens.get(old.client) ?? 1) - 1
+      if (n) this.clientOpens.set(old.client, n)
+      else this.clientOpens.delete(old.client)
+    }
     if (v) {
       this.opens.set(h, v)
       this.openCount.set(v.fid, (this.openCount.get(v.fid) ?? 0) + 1)
+      this.clientOpens.set(v.client, (this.clientOpens.get(v.client) ?? 0) + 1)
     } else this.opens.delete(h)
     this.emit({ k: 'open', h, v })
   }
@@ -373,6 +444,66 @@ export class Namespace {
     return (this.openCount.get(fid) ?? 0) > 0
   }
 
+  // ---- permissions (checked before anything changes) ----
+
+  /** EACCES unless `who` has `want` on `i`. */
+  private need(i: Inode, who: Cred, want: number, what: string): void {
+    if (!permits(i, who, want)) throw new LpError('EACCES', `uid ${who.uid} may not ${what}: no ${WANTS[want]} permission on FID ${i.fid}`)
+  }
+
+  /** Search (x) on the directory a name is resolved in; throws ENOENT/ENOTDIR as a lookup would. */
+  search(who: Cred | undefined, dir: number): void {
+    const d = this.inode(dir)
+    if (d.type !== 'dir') throw new LpError('ENOTDIR', `FID ${dir} is not a directory`)
+    this.need(d, who ?? ROOT_CRED, MAY_EXEC, `look up names in directory ${dir}`)
+  }
+
+  /** Read (r) on a directory whose entries are listed. */
+  mayList(who: Cred | undefined, dir: number): void {
+    this.need(this.inode(dir), who ?? ROOT_CRED, MAY_READ, `list directory ${dir}`)
+  }
+
+  /** Write and search on a directory that gains or loses an entry. */
+  private mayChangeDir(dir: Inode, who: Cred): void {
+    this.need(dir, who, MAY_WRITE | MAY_EXEC, `change entries of directory ${dir.fid}`)
+  }
+
+  /** Removing (or renaming away) `victim` from `dir`: write and search, and the sticky bit's rule. */
+  private mayDelete(dir: Inode, victim: Inode, who: Cred): void {
+    this.mayChangeDir(dir, who)
+    if (dir.mode & S_ISVTX && who.uid !== 0 && who.uid !== victim.uid && who.uid !== dir.uid)
+      throw new LpError('EPERM', `uid ${who.uid} may not remove FID ${victim.fid} from sticky directory ${dir.fid}: it owns neither`)
+  }
+
+  /** open(2)'s access check: read and/or write by the access mode, write for O_TRUNC. */
+  private mayOpen(i: Inode, who: Cred, flags: number): void {
+    const acc = flags & O_ACCMODE
+    const want = (acc !== O_WRONLY ? MAY_READ : 0) | (acc !== O_RDONLY || flags & O_TRUNC ? MAY_WRITE : 0)
+    if (want) this.need(i, who, want, 'open it so')
+  }
+
+  private owns(i: Inode, who: Cred): boolean {
+    return who.uid === 0 || who.uid === i.uid
+  }
+
+  /** chmod, chown, utimes, layouts: who may change what (the kernel's setattr_prepare). */
+  private maySetattr(i: Inode, a: OpArgs<'mdt_setattr'>, who: Cred): void {
+    const deny = (what: string) => new LpError('EPERM', `uid ${who.uid} may not ${what} of FID ${i.fid}`)
+    if (a.uid !== undefined && a.uid !== i.uid && who.uid !== 0) throw deny('change the owner')
+    if (a.gid !== undefined && a.gid !== i.gid && !(who.uid === 0 || (who.uid === i.uid && inGroup(who, a.gid))))
+      throw deny(who.uid === i.uid ? `give group ${a.gid} (not one of its groups)` : 'change the group')
+    // A write by another user drops the setuid/setgid bits (the kernel's file_remove_privs): that much a writer may do.
+    const dropsPrivs = a.mode !== undefined && a.mode === (i.mode & ~(S_ISUID | S_ISGID)) && a.mode !== i.mode && permits(i, who, MAY_WRITE)
+    if (a.mode !== undefined && !this.owns(i, who) && !dropsPrivs) throw deny('change the mode')
+    if (a.dir_layout !== undefined && !this.owns(i, who)) throw deny('set the default layout')
+    if (a.atime !== undefined || a.mtime !== undefined) {
+      if (a.times_now) {
+        if (!this.owns(i, who)) this.need(i, who, MAY_WRITE, 'set its times to now')
+      } else if (!this.owns(i, who)) throw deny('set the times')
+    }
+    if (a.layout && !i.layout && !this.owns(i, who)) this.need(i, who, MAY_WRITE, 'give it a layout')
+  }
+
   // ---- modifications ----
 
   private addEntry(parent: Inode, name: string, fid: number): void {
@@ -401,6 +532,13 @@ export class Namespace {
     return fid
   }
 
+  /** Checked before an open changes anything. A replay rebuilds opens the client held before: the cap stops only new ones. */
+  private mayOpenMore(client: string, forced: string | undefined): void {
+    const held = this.clientOpens.get(client) ?? 0
+    if (forced === undefined && held >= this.maxOpensPerClient)
+      throw new LpError('EMFILE', `client ${client} holds ${held} open files on the MDT, the most one client may`)
+  }
+
   private openHandle(fid: number, client: string, flags: number, forced?: string): string {
     const h = forced ?? randomBytes(8).toString('hex')
     this.setOpen(h, { client, fid, flags })
@@ -408,10 +546,13 @@ export class Namespace {
   }
 
   create(a: OpArgs<'mdt_create'>, client: string, replay?: { attr?: { fid: number }; handle?: string }): { attr: MdtAttr; handle?: string; pre_versions: PreVersions } {
+    const who = a.cred ?? ROOT_CRED
+    this.search(who, a.parent)
     const parent = this.inode(a.parent)
     const entries = this.liveDir(a.parent)
     const existing = entries.get(a.name)
     const forced = replay?.attr?.fid
+    if (a.open_flags !== undefined) this.mayOpenMore(client, replay?.handle)
     if (existing) {
       if (forced !== undefined && this.txc.replay && existing.fid !== forced) throw this.moved(a.parent, a.name, forced, existing.fid)
       const i = this.inode(existing.fid)
@@ -419,6 +560,7 @@ export class Namespace {
       if (a.open_flags === undefined || a.exclusive || a.type !== 'reg') throw new LpError('EEXIST', `'${a.name}' exists`)
       if (i.type === 'dir') throw new LpError('EISDIR', `'${a.name}' is a directory`)
       if (replay?.handle && this.opens.has(replay.handle)) throw new LpError('EEXIST', 'open handle in use')
+      this.mayOpen(i, who, a.open_flags)
       const pre_versions = this.found({})
       return { attr: this.attr(i), handle: this.openHandle(i.fid, client, a.open_flags, replay?.handle), pre_versions }
     }
@@ -427,6 +569,8 @@ export class Namespace {
     if (a.type !== 'reg' && (a.layout || a.open_flags !== undefined)) throw new LpError('EINVAL', 'only a regular file has a layout or is opened')
     if (a.rdev !== undefined && a.type !== 'chr' && a.type !== 'blk') throw new LpError('EINVAL', 'only a device has a device number')
     if (a.type === 'dir') this.linkable(parent)
+    this.mayChangeDir(parent, who)
+    const { gid, mode } = this.newOwnership(parent, a, who)
     if (forced !== undefined) {
       this.found({ [forced]: this.verOf(forced) })
       if (this.inodes.has(forced)) throw new LpError('EEXIST', `FID ${forced} is in use`)
@@ -437,9 +581,9 @@ export class Namespace {
       ver: this.txc.transno,
       fid,
       type: a.type,
-      mode: a.mode & 0o7777,
+      mode,
       uid: a.uid,
-      gid: a.gid,
+      gid,
       nlink: a.type === 'dir' ? 2 : 1,
       atime: t,
       mtime: t,
@@ -460,8 +604,27 @@ export class Namespace {
     return { attr: this.attr(inode), handle, pre_versions: { [fid]: 0 } }
   }
 
+  /**
+   * Who owns a new inode: the caller (only root names another uid); the group of a setgid
+   * directory, which new subdirectories inherit the bit of, else one of the caller's groups.
+   * A non-member's setgid bit on a group-executable file is dropped, as Linux does.
+   */
+  private newOwnership(parent: Inode, a: OpArgs<'mdt_create'>, who: Cred): { gid: number; mode: number } {
+    if (who.uid !== 0 && a.uid !== who.uid) throw new LpError('EPERM', `uid ${who.uid} may not create a file owned by uid ${a.uid}`)
+    let mode = a.mode & 0o7777
+    let gid = a.gid
+    if (parent.mode & S_ISGID) {
+      gid = parent.gid
+      if (a.type === 'dir') mode |= S_ISGID
+    } else if (who.uid !== 0 && !inGroup(who, gid)) throw new LpError('EPERM', `uid ${who.uid} may not create a file of group ${gid}, not one of its groups`)
+    if (a.type !== 'dir' && (mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP) && who.uid !== 0 && !inGroup(who, gid)) mode &= ~S_ISGID
+    return { gid, mode }
+  }
+
   setattr(a: OpArgs<'mdt_setattr'>, now: number): { attr: MdtAttr; pre_versions: PreVersions } {
     const i = this.inode(a.fid)
+    const who = a.cred ?? ROOT_CRED
+    this.maySetattr(i, a, who)
     if (a.layout && i.type !== 'reg') throw new LpError('EINVAL', 'only a regular file has a layout')
     if (a.layout && i.layout && JSON.stringify(a.layout) !== JSON.stringify(i.layout))
       throw new LpError('EEXIST', 'the file already has a layout')
@@ -469,6 +632,8 @@ export class Namespace {
     const pre_versions = this.found({ [i.fid]: this.verOf(i.fid) })
     const n: Inode = this.changed(i)
     if (a.mode !== undefined) n.mode = a.mode & 0o7777
+    // chmod g+s by a non-member of the file's group sets everything but that bit (setattr_copy).
+    if (a.mode !== undefined && who.uid !== 0 && !inGroup(who, n.gid)) n.mode &= ~S_ISGID
     if (a.uid !== undefined) n.uid = a.uid
     if (a.gid !== undefined) n.gid = a.gid
     if (a.atime !== undefined) n.atime = a.atime
@@ -485,9 +650,12 @@ export class Namespace {
     const i = this.inode(a.fid)
     if (i.type === 'dir') throw new LpError('EPERM', 'hard links to directories are not allowed')
     if (i.nlink === 0) throw new LpError('ENOENT', 'the file was unlinked')
+    const who = a.cred ?? ROOT_CRED
+    this.search(who, a.parent)
     this.linkable(i)
     const parent = this.inode(a.parent)
     if (this.liveDir(a.parent).has(a.name)) throw new LpError('EEXIST', `'${a.name}' exists`)
+    this.mayChangeDir(parent, who)
     const pre_versions = this.found({ [i.fid]: this.verOf(i.fid) })
     this.addEntry(parent, a.name, i.fid)
     this.touch(this.inode(a.parent), a.time)
@@ -502,8 +670,10 @@ export class Namespace {
   }
 
   /** Check that `name` in `parent` (naming `fid`, when given) can be removed (as rmdir when `dir`); returns the victim. */
-  private checkRemovable(parent: number, name: string, dir: boolean, fid: number | undefined): Inode {
+  private checkRemovable(parent: number, name: string, dir: boolean, fid: number | undefined, who: Cred): Inode {
+    this.search(who, parent)
     const victim = this.named(parent, name, fid)
+    this.mayDelete(this.inode(parent), victim, who)
     if (dir && victim.type !== 'dir') throw new LpError('ENOTDIR', `'${name}' is not a directory`)
     if (!dir && victim.type === 'dir') throw new LpError('EISDIR', `'${name}' is a directory`)
     if (dir && this.dirs.get(victim.fid)!.size > 0) throw new LpError('ENOTEMPTY', `directory '${name}' is not empty`)
@@ -527,17 +697,25 @@ export class Namespace {
   }
 
   unlink(a: OpArgs<'mdt_unlink'>): { fid: number; nlink: number; pre_versions: PreVersions } {
-    const victim = this.checkRemovable(a.parent, a.name, a.dir, a.fid)
+    const victim = this.checkRemovable(a.parent, a.name, a.dir, a.fid, a.cred ?? ROOT_CRED)
     const pre_versions = this.found({ [victim.fid]: this.verOf(victim.fid) })
     return { fid: victim.fid, nlink: this.removeName(a.parent, a.name, victim, a.time), pre_versions }
   }
 
   /** Returns the FID that moved. */
   rename(a: OpArgs<'mdt_rename'>): { fid: number; pre_versions: PreVersions } {
+    const who = a.cred ?? ROOT_CRED
+    this.search(who, a.parent)
+    this.search(who, a.new_parent)
     const src = this.named(a.parent, a.name, a.fid)
     const newParent = this.inode(a.new_parent)
     const dst = this.liveDir(a.new_parent).get(a.new_name)
     if (a.new_fid !== undefined && dst?.fid !== a.new_fid) throw this.moved(a.new_parent, a.new_name, a.new_fid, dst?.fid)
+    this.mayDelete(this.inode(a.parent), src, who)
+    if (dst) this.mayDelete(newParent, this.inode(dst.fid), who)
+    else this.mayChangeDir(newParent, who)
+    // A directory that moves elsewhere has its '..' rewritten.
+    if (src.type === 'dir' && a.parent !== a.new_parent) this.need(src, who, MAY_WRITE, 'move the directory to another parent')
     if (dst && a.noreplace) throw new LpError('EEXIST', `'${a.new_name}' exists`)
     if (dst && dst.fid === src.fid) return { fid: src.fid, pre_versions: this.found({}) }
     if (src.type === 'dir') {
@@ -574,6 +752,8 @@ export class Namespace {
   open(a: OpArgs<'mdt_open'>, client: string, replay?: { handle?: string }): { attr: MdtAttr; handle: string } {
     const i = this.inode(a.fid)
     if (replay?.handle && this.opens.has(replay.handle)) throw new LpError('EEXIST', 'open handle in use')
+    this.mayOpen(i, a.cred ?? ROOT_CRED, a.flags)
+    this.mayOpenMore(client, replay?.handle)
     return { attr: this.attr(i), handle: this.openHandle(i.fid, client, a.flags, replay?.handle) }
   }
 

@@ -33,6 +33,8 @@ export interface OpContext {
   bulk: Buffer[]
   /** Wall-clock ms, for timestamps. */
   now: number
+  /** The NID the request came from (the socket's peer, never what the request says): root_squash's nosquash_nids. */
+  peer?: string
 }
 
 export interface Backend {

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto'
 import { z } from 'zod'
 import { readJson, writeFileAtomic, fsyncDir, mkdirDurable } from '../../common/fsutil.js'
 import { nidList, NidError, DEFAULT_PORT } from '../../protocol/nid.js'
+import { checkNosquashNids, checkRootSquash } from '../mdt/squash.js'
 import { FSNAME_RE, MAX_TARGET_INDEX, targetName } from '../../protocol/names.js'
 
 /**
@@ -39,6 +40,10 @@ export const KNOWN_PARAMS: Record<string, (v: string) => string | null> = {
   journal_checkpoint_mb: (v) => (/^\d+(\.\d+)?$/.test(v) && Number(v) > 0 ? null : 'must be a positive number of MiB'),
   recovery_time_soft: positive,
   recovery_time_hard: positive,
+  /** MDT: uid:gid that root (uid 0) acts as, from any NID but nosquash_nids. */
+  root_squash: checkRootSquash,
+  /** MDT: NIDs (host@tcp, or *@tcp for a whole network) whose root is not squashed. */
+  nosquash_nids: checkNosquashNids,
 }
 
 function positive(v: string): string | null {

@@ -75,6 +75,11 @@ export class LastRcvd {
     m.set(r.xid, r)
   }
 
+  /** How many replies of a client are saved (not acknowledged by its last_xid yet). */
+  savedCount(uuid: string): number {
+    return this.replies.get(uuid)?.size ?? 0
+  }
+
   find(uuid: string, xid: number): SavedReply | undefined {
     return this.replies.get(uuid)?.get(xid)
   }

@@ -40,7 +40,16 @@ export interface TargetOptions {
   fence?: Fence
   /** Start past journal damage from the last good record (the admin's --discard-corrupt-journal). */
   discardCorruptJournal?: boolean
+  /** Saved replies an export may hold (default MAX_SAVED_REPLIES). */
+  maxSavedReplies?: number
 }
+
+/**
+ * Replies a client has not acknowledged (its last_xid stays below them) are kept for its
+ * resends; a client that never acknowledges would grow them without end. Far above what the
+ * import's requests in flight leave.
+ */
+export const MAX_SAVED_REPLIES = 16384
 
 export interface TargetReply {
   http: number
@@ -124,7 +133,7 @@ export class Target {
         for (const r of e.r) {
           const d = r.d ? data.subarray(off, off + r.d) : Buffer.alloc(0)
           off += r.d ?? 0
-          await backend.redo(r.rec, d)
+          await backend.redo(r.rec, d).catch((err: unknown) => this.quarantine(e.t, r.rec, d, err))
         }
         if (e.c) this.lastrcvd.record(e.c, e.x, e.t, e.s)
       }
@@ -171,6 +180,22 @@ export class Target {
     if (!this.replayable) for (const uuid of [...this.lastrcvd.clients.keys()]) this.evict(uuid, 'target restarted without recovery')
   }
 
+  /**
+   * A committed record the backend cannot redo (its filesystem refuses it, or it is damaged):
+   * kept aside in quarantine/ with the reason, and the target starts without it, rather than
+   * refusing every start. The client's change is lost, and the log says which.
+   */
+  private async quarantine(transno: number, rec: Record<string, unknown>, data: Buffer, e: unknown): Promise<void> {
+    const dir = path.join(this.o.dir, 'quarantine')
+    const fence = this.o.fence
+    await fence?.check()
+    await mkdirDurable(dir, 0o700)
+    const file = path.join(dir, `transno-${transno}-${randomBytes(4).toString('hex')}.json`)
+    const err = e instanceof Error ? e.message : String(e)
+    await writeFileAtomic(file, JSON.stringify({ transno, error: err, rec, data: data.length ? data.toString('base64') : undefined }), fence && (() => fence.check()))
+    this.log.error({ transno, err, file }, `${this.name}: journal redo of a record of transno ${transno} failed (${err}); quarantined in ${file}, starting without it`)
+  }
+
   /** Start committing and evicting silent clients; called once the node serves the target. */
   start(): void {
     this.committer.start()
@@ -207,7 +232,8 @@ export class Target {
     return this.reply(status, {}, { error: e instanceof Error ? e.message : String(e) })
   }
 
-  async handle(h: ReqHeader, args: unknown, replayReply: unknown, bulk: Buffer[]): Promise<TargetReply> {
+  /** `peer`: the NID the request came from, as the transport saw it. */
+  async handle(h: ReqHeader, args: unknown, replayReply: unknown, bulk: Buffer[], peer?: string): Promise<TargetReply> {
     if (this.stopping) return this.fail(new LpError('ENODEV', `${this.name} is stopping`))
     const op = h.op as OpName
     if (op === 'connect') return this.connect(h, args as { prev_handle?: string })
@@ -232,7 +258,7 @@ export class Target {
       }
       return this.reply(0)
     }
-    if (h.flags.includes('replay')) return this.replay(h, op, args, replayReply, bulk)
+    if (h.flags.includes('replay')) return this.replay(h, op, args, replayReply, bulk, peer)
     if (this.recovery.active) {
       await this.recovery.whenComplete()
       if (this.stopping) return this.fail(new LpError('ENODEV', `${this.name} is stopping`))
@@ -246,6 +272,12 @@ export class Target {
         return this.reply(saved.status ?? 0, saved.body, { transno: saved.transno, error: saved.error })
       }
     }
+    const maxSaved = this.o.maxSavedReplies ?? MAX_SAVED_REPLIES
+    if (spec.modifying && this.lastrcvd.savedCount(h.client) >= maxSaved) {
+      const msg = `${this.name}: client ${h.client} holds ${maxSaved} saved replies (last_xid ${h.lastXid} acknowledges none of them): refusing its changes until it does`
+      this.log.warn({ client: h.client, xid: h.xid }, msg)
+      return this.fail(new LpError('EDQUOT', msg))
+    }
     try {
       if (spec.modifying) {
         for (let wait = this.o.backend.prepare?.(op, args); wait; wait = this.o.backend.prepare?.(op, args)) {
@@ -254,13 +286,13 @@ export class Target {
           await wait
         }
         if (this.stopping) return this.fail(new LpError('ENODEV', `${this.name} is stopping`))
-        return this.executeOnce(h, op, args, bulk)
+        return this.executeOnce(h, op, args, bulk, peer)
       }
       if (op === 'sync') {
         await this.committer.syncUpTo(this.committer.lastTransno)
         return this.reply(0)
       }
-      const r = await this.o.backend.query(op, args, { client: h.client, transno: 0, bulk, now: this.o.clock.wallNow() })
+      const r = await this.o.backend.query(op, args, { client: h.client, transno: 0, bulk, now: this.o.clock.wallNow(), peer })
       return this.reply(0, r.body, { bulk: r.bulk })
     } catch (e) {
       return this.fail(e)
@@ -272,9 +304,9 @@ export class Target {
    * the next batch, pruned by last_xid the same way): a resend gets that answer back instead
    * of executing again on a state that may have changed since.
    */
-  private executeOnce(h: ReqHeader, op: OpName, args: unknown, bulk: Buffer[]): TargetReply {
+  private executeOnce(h: ReqHeader, op: OpName, args: unknown, bulk: Buffer[], peer: string | undefined): TargetReply {
     try {
-      return this.execute(h, op, args, undefined, bulk, this.committer.nextTransno())
+      return this.execute(h, op, args, undefined, bulk, this.committer.nextTransno(), peer)
     } catch (e) {
       const r = this.fail(e)
       const meta = { k: 'client_fail' as const, uuid: h.client, xid: h.xid, status: r.status, error: r.error }
@@ -285,15 +317,15 @@ export class Target {
   }
 
   /** Execute a modifying request under `transno`; throws (nothing changed) on failure. */
-  private execute(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer[], transno: number): TargetReply {
-    const applied = this.o.backend.apply(op, args, { client: h.client, transno, bulk, replayReply, now: this.o.clock.wallNow() })
+  private execute(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer[], transno: number, peer: string | undefined): TargetReply {
+    const applied = this.o.backend.apply(op, args, { client: h.client, transno, bulk, replayReply, now: this.o.clock.wallNow(), peer })
     this.committer.add({ transno, client: h.client, xid: h.xid, reply: applied.body, redo: applied.redo })
     this.lastrcvd.record(h.client, h.xid, transno, applied.body)
     this.log.debug({ op, xid: h.xid, transno, client: h.client }, 'executed')
     return this.reply(0, applied.body, { transno })
   }
 
-  private replay(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer[]): Promise<TargetReply> {
+  private replay(h: ReqHeader, op: OpName, args: unknown, replayReply: unknown, bulk: Buffer[], peer: string | undefined): Promise<TargetReply> {
     const transno = h.transno
     if (!transno || !OPS[op].modifying) return Promise.resolve(this.fail(new LpError('EPROTO', 'a replay needs a modifying op and its transno')))
     if (transno <= this.committer.lastCommitted) {
@@ -312,7 +344,7 @@ export class Target {
         transno,
         () => {
           try {
-            const r = this.execute(h, op, args, replayReply, bulk, transno)
+            const r = this.execute(h, op, args, replayReply, bulk, transno, peer)
             this.replayed.set(transno, { client: h.client, body: r.body })
             this.recovery.outcome(true)
             resolve(r)

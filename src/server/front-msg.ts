@@ -1,0 +1,62 @@
+import type net from 'node:net'
+import type { Logger } from '../common/log.js'
+import { errnoOf } from '../protocol/errno.js'
+import { MsgError, MsgReader, REQUEST_LIMITS, type RequestMsg, encodeReply, parseJson, sendMsg } from '../protocol/msg.js'
+import { checkReqHeader } from '../protocol/wire.js'
+import { type FrontTarget, answer } from './admit.js'
+
+/**
+ * Requests a connection may have at the targets before the front stops reading from it: the
+ * socket's own buffers then hold the client back, so a flood of writes costs bounded memory.
+ */
+const MAX_INFLIGHT = 64
+
+/**
+ * The front of `@tcp` NIDs on one connection: binary messages (protocol/msg.ts), many in
+ * flight, each answered as soon as its target is done, with its xid. A request that is well
+ * framed but wrong is refused like an HTTP one (front's `answer`) and the connection stays;
+ * a malformed frame is answered with an error and the connection closed, as the stream is
+ * out of step.
+ */
+export function serveMsgs(sock: net.Socket, targets: Map<string, FrontTarget>, log: Logger): void {
+  sock.setNoDelay(true)
+  const reader = new MsgReader('request', REQUEST_LIMITS)
+  let inflight = 0
+  let broken = false
+
+  // Back-pressure: stop reading while replies wait in the socket's buffer or targets are busy.
+  const flow = (): void => {
+    if (broken) return
+    const hold = inflight >= MAX_INFLIGHT || sock.writableNeedDrain
+    if (hold && !sock.isPaused()) sock.pause()
+    else if (!hold && sock.isPaused()) sock.resume()
+  }
+  sock.on('drain', flow)
+
+  sock.on('data', (chunk: Buffer) => {
+    if (broken) return
+    let msgs
+    try {
+      msgs = reader.push(chunk)
+    } catch (e) {
+      broken = true
+      const xid = e instanceof MsgError ? e.xid : 0
+      const error = (e as Error).message
+      log.warn({ remote: sock.remoteAddress, xid, err: error }, `malformed message from ${sock.remoteAddress}: ${error}; closing the connection`)
+      const status = -errnoOf('EPROTO')
+      sendMsg(sock, encodeReply(xid, 400, { status, transno: 0, lastCommitted: 0, flags: [], error }, { error, errno: 'EPROTO' }))
+      sock.destroySoon()
+      return
+    }
+    for (const m of msgs) void serve(m as RequestMsg)
+    flow()
+  })
+
+  async function serve(m: RequestMsg): Promise<void> {
+    inflight++
+    const a = await answer(targets, { header: () => checkReqHeader(m.h), body: () => ({ json: parseJson(m.json), bulk: m.bulk }) }, log)
+    inflight--
+    if (sock.writable) sendMsg(sock, encodeReply(m.h.xid, a.code, a.header, a.body, a.bulk))
+    flow()
+  }
+}

@@ -66,9 +66,9 @@ function putU64(b: Buffer, at: number, v: number): void {
   b.writeUInt32BE(v >>> 0, at + 4)
 }
 
-function getU64(b: Buffer, at: number, what: string): number {
+function getU64(b: Buffer, at: number, what: string, xid = 0): number {
   const hi = b.readUInt32BE(at)
-  if (hi >= 0x20_0000) throw new MsgError(`${what} is out of range`)
+  if (hi >= 0x20_0000) throw new MsgError(`${what} is out of range`, xid)
   return hi * 0x1_0000_0000 + b.readUInt32BE(at + 4)
 }
 
@@ -169,7 +169,7 @@ export const REPLY_LIMITS: MsgLimits = { json: MAX_REPLY_JSON, bulk: MAX_IO }
 
 interface Pending {
   fixed: Buffer
-  /** Bytes of the strings between the fixed header and the JSON. */
+  /** Bytes of the strings between the fixed header and the JSON (the header's fields are checked). */
   strings: number
   json: number
   bulk: number
@@ -190,10 +190,10 @@ export class MsgReader {
     private readonly limits: MsgLimits,
   ) {}
 
-  push(chunk: Buffer): Array<RequestMsg | ReplyMsg> {
+  /** Every message `chunk` completes goes to `each`, in order, before a malformed one throws. */
+  push(chunk: Buffer, each: (m: RequestMsg | ReplyMsg) => void): void {
     this.chunks.push(chunk)
     this.have += chunk.length
-    const out: Array<RequestMsg | ReplyMsg> = []
     for (;;) {
       if (!this.cur) {
         const fixed = this.type === 'request' ? REQ_FIXED : REPLY_FIXED
@@ -206,9 +206,8 @@ export class MsgReader {
       this.cur = null
       const str = this.take(strings)
       const body = this.take(json)
-      out.push(this.type === 'request' ? request(m, str, body, this.takeChunks(bulk)) : reply(m, str, body, this.takeChunks(bulk)))
+      each(this.type === 'request' ? request(m, str, body, this.takeChunks(bulk)) : reply(m, str, body, this.takeChunks(bulk)))
     }
-    return out
   }
 
   private header(b: Buffer): Pending {
@@ -224,8 +223,17 @@ export class MsgReader {
     const bulk = b.readUInt32BE(12)
     if (json > this.limits.json) throw new MsgError(`JSON of ${json} bytes exceeds ${this.limits.json}`, xid)
     if (bulk > this.limits.bulk) throw new MsgError(`bulk of ${bulk} bytes exceeds ${this.limits.bulk}`, xid)
-    const strings = this.type === 'request' ? b.readUInt8(46) + b.readUInt8(47) + b.readUInt8(48) + b.readUInt8(49) : b.readUInt16BE(46)
-    return { fixed: b, strings, json, bulk }
+    if (this.type === 'reply') {
+      getU64(b, 24, 'transno', xid)
+      getU64(b, 32, 'last_committed', xid)
+      return { fixed: b, strings: b.readUInt16BE(46), json, bulk }
+    }
+    const flags = b.readUInt16BE(6)
+    if (flags & ~(HAS_TRANSNO | ((1 << REQ_FLAGS.length) - 1))) throw new MsgError(`unknown request flags 0x${flags.toString(16)}`, xid)
+    if (b.readUInt8(49)) throw new MsgError('the request is authenticated, but this filesystem has no shared key', xid)
+    getU64(b, 24, 'last_xid', xid)
+    getU64(b, 32, 'transno', xid)
+    return { fixed: b, strings: b.readUInt8(46) + b.readUInt8(47) + b.readUInt8(48), json, bulk }
   }
 
   /** The next n bytes as one buffer: a view when they lie in one chunk, else joined (headers and JSON only). */
@@ -265,10 +273,7 @@ export class MsgReader {
 
 function request(m: Pending, str: Buffer, json: Buffer, bulk: Buffer[]): RequestMsg {
   const b = m.fixed
-  const xid = getU64(b, 16, 'xid')
   const flags = b.readUInt16BE(6)
-  if (flags & ~(HAS_TRANSNO | ((1 << REQ_FLAGS.length) - 1))) throw new MsgError(`unknown request flags 0x${flags.toString(16)}`, xid)
-  if (b.readUInt8(49)) throw new MsgError('the request is authenticated, but this filesystem has no shared key', xid)
   const code = b.readUInt16BE(44)
   // An unknown code is answered by the front like an unknown op name over HTTP.
   const op = OP_NAMES[code - 1] ?? `#${code}`
@@ -280,7 +285,7 @@ function request(m: Pending, str: Buffer, json: Buffer, bulk: Buffer[]): Request
     client: text(lens[0]!, lens[1]!),
     handle: lens[2] ? text(lens[0]! + lens[1]!, lens[2]) : undefined,
     connCnt: b.readUInt32BE(40),
-    xid,
+    xid: getU64(b, 16, 'xid'),
     lastXid: getU64(b, 24, 'last_xid'),
     flags: flagNames<ReqFlag>(REQ_FLAGS, flags),
     transno: flags & HAS_TRANSNO ? getU64(b, 32, 'transno') : undefined,

@@ -74,33 +74,32 @@ class Conn {
   }
 
   private data(chunk: Buffer): void {
-    let msgs
     try {
-      msgs = this.reader.push(chunk) as ReplyMsg[]
+      this.reader.push(chunk, (m) => this.reply(m as ReplyMsg))
     } catch (e) {
       this.error = `EPROTO: malformed reply from ${this.nid}: ${(e as Error).message}`
-      return void this.sock.destroy()
+      this.sock.destroy()
     }
-    for (const m of msgs) {
-      const w = this.waiting.get(m.xid)
-      if (!w) {
-        // A refusal for no request of ours: the peer's reason for closing the connection.
-        if (m.code !== 200) this.error = `ECONNRESET: ${this.nid} closed the connection: ${m.header.error ?? m.code}`
-        continue
-      }
-      this.waiting.delete(m.xid)
-      let body: unknown
-      try {
-        body = parseJson(m.json)
-      } catch (e) {
-        w.fail(new TransportError('conn', `EPROTO: reply ${m.xid} from ${this.nid}: ${(e as Error).message}`))
-        continue
-      }
-      try {
-        w.resolve(served(this.nid, m.code, m.header, body, m.bulk))
-      } catch (e) {
-        w.fail(e as TransportError)
-      }
+  }
+
+  private reply(m: ReplyMsg): void {
+    const w = this.waiting.get(m.xid)
+    if (!w) {
+      // A refusal for no request of ours: the peer's reason for closing the connection.
+      if (m.code !== 200) this.error = `ECONNRESET: ${this.nid} closed the connection: ${m.header.error ?? m.code}`
+      return
+    }
+    this.waiting.delete(m.xid)
+    let body: unknown
+    try {
+      body = parseJson(m.json)
+    } catch (e) {
+      return w.fail(new TransportError('conn', `EPROTO: reply ${m.xid} from ${this.nid}: ${(e as Error).message}`))
+    }
+    try {
+      w.resolve(served(this.nid, m.code, m.header, body, m.bulk))
+    } catch (e) {
+      w.fail(e as TransportError)
     }
   }
 

@@ -35,22 +35,29 @@ export function serveMsgs(sock: net.Socket, targets: Map<string, FrontTarget>, l
 
   sock.on('data', (chunk: Buffer) => {
     if (broken) return
-    let msgs
     try {
-      msgs = reader.push(chunk)
+      reader.push(chunk, (m) => void serve(m as RequestMsg))
     } catch (e) {
       broken = true
+      sock.pause()
       const xid = e instanceof MsgError ? e.xid : 0
       const error = (e as Error).message
       log.warn({ remote: sock.remoteAddress, xid, err: error }, `malformed message from ${sock.remoteAddress}: ${error}; closing the connection`)
       const status = -errnoOf('EPROTO')
-      sendMsg(sock, encodeReply(xid, 400, { status, transno: 0, lastCommitted: 0, flags: [], error }, { error, errno: 'EPROTO' }))
-      sock.destroySoon()
-      return
+      parting = encodeReply(xid, 400, { status, transno: 0, lastCommitted: 0, flags: [], error }, { error, errno: 'EPROTO' })
+      return void part()
     }
-    for (const m of msgs) void serve(m as RequestMsg)
     flow()
   })
+
+  // After a malformed frame: the requests before it are answered, then the error, then the end.
+  let parting: Buffer[] | null = null
+  const part = (): void => {
+    if (!parting || inflight) return
+    sendMsg(sock, parting)
+    parting = null
+    sock.destroySoon()
+  }
 
   async function serve(m: RequestMsg): Promise<void> {
     inflight++
@@ -58,5 +65,6 @@ export function serveMsgs(sock: net.Socket, targets: Map<string, FrontTarget>, l
     inflight--
     if (sock.writable) sendMsg(sock, encodeReply(m.h.xid, a.code, a.header, a.body, a.bulk))
     flow()
+    part()
   }
 }

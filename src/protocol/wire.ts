@@ -1,5 +1,7 @@
 /**
- * The RPC envelope over HTTP. The ptlrpc header (who, which connection, xid, transno,
+ * The ptlrpc header and body shared by both transports (checkReqHeader is the one check of a
+ * request header's fields), and their envelope over HTTP for `@http` NIDs (msg.ts has the
+ * binary message of `@tcp` NIDs). Over HTTP the ptlrpc header (who, which connection, xid, transno,
  * flags) travels as HTTP headers so it can be read (and later authenticated) without
  * parsing the body; the body is one frame: a 4-byte big-endian JSON length, the JSON,
  * then the bulk data (OST read/write pages), so bulk is never re-encoded.

@@ -20,6 +20,8 @@ const MAX_INFLIGHT = 64
  */
 export function serveMsgs(sock: net.Socket, targets: Map<string, FrontTarget>, log: Logger): void {
   sock.setNoDelay(true)
+  // A client host that vanished without a word does not hold its connection here forever.
+  sock.setKeepAlive(true, 60_000)
   const reader = new MsgReader('request', REQUEST_LIMITS)
   let inflight = 0
   let broken = false

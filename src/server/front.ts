@@ -20,18 +20,22 @@ export interface Front {
   close(): Promise<void>
 }
 
+/** A connection that has said nothing for this long is dropped before it is told apart. */
+const FIRST_BYTE_MS = 60_000
+
 export function createFront(targets: Map<string, FrontTarget>, log: Logger): Front {
   const http = createHttpFront(targets, log)
-  const msgConns = new Set<net.Socket>()
+  const conns = new Set<net.Socket>()
   const server = net.createServer({ noDelay: true }, (sock) => {
+    conns.add(sock)
+    sock.once('close', () => conns.delete(sock))
+    sock.setTimeout(FIRST_BYTE_MS, () => sock.destroy())
     sock.once('data', (first: Buffer) => {
+      sock.setTimeout(0)
       sock.pause()
       sock.unshift(first)
-      if (first[0] === MSG_MAGIC >>> 24) {
-        msgConns.add(sock)
-        sock.once('close', () => msgConns.delete(sock))
-        serveMsgs(sock, targets, log)
-      } else {
+      if (first[0] === MSG_MAGIC >>> 24) serveMsgs(sock, targets, log)
+      else {
         http.emit('connection', sock)
         // Node's HTTP parser reads a fresh socket's handle directly, past the byte put back
         // above; a 'data' listener makes it take the stream's data, that byte first.
@@ -41,12 +45,14 @@ export function createFront(targets: Map<string, FrontTarget>, log: Logger): Fro
     })
     sock.on('error', () => undefined)
   })
+  // The HTTP server times out slow request heads only once it has seen 'listening'.
+  server.on('listening', () => http.emit('listening'))
   return {
     server,
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-      http.closeAllConnections()
-      for (const s of msgConns) s.destroy()
+      http.close()
+      for (const s of conns) s.destroy()
       await closed
     },
   }

@@ -1,7 +1,7 @@
 /**
  * What the import relies on from either LND, `@tcp` (binary messages) and `@http` (undici),
  * against peers in this process on this file's own loopback net (127.0.88.x, ports
- * 28800-28809): replies matched to requests with many in flight and answered out of order,
+ * 28800): replies matched to requests with many in flight and answered out of order,
  * a ping not held up by bulk, deadlines by AbortSignal, a dead peer reported as 'conn', a
  * refusal reported alike; and the binary front's answer to malformed frames.
  */
@@ -165,6 +165,20 @@ describe("the binary front's answer to a malformed frame", () => {
     const replies = await exchange(head)
     expect(replies.map((r) => [r.xid, r.code, r.header.status])).toEqual([[h.xid, 400, -errnoOf('EPROTO')]])
     expect(replies[0]!.header.error).toMatch(/bulk of \d+ bytes exceeds/)
+  })
+
+  it('closes, when the node does, connections that said nothing yet or stopped mid-frame', async () => {
+    const quiet = '127.0.88.4'
+    const p = new StandIn()
+    await p.listen(quiet, PORT)
+    const silent = net.connect(PORT, quiet)
+    const midway = net.connect(PORT, quiet)
+    for (const s of [silent, midway]) s.on('error', () => undefined)
+    await Promise.all([once(silent, 'connect'), once(midway, 'connect')])
+    midway.write(ok(header('ping')).subarray(0, 10))
+    const closed = Promise.all([once(silent, 'close'), once(midway, 'close')])
+    await p.close()
+    await closed
   })
 
   it('answers a frame of another version with an error and closes', async () => {

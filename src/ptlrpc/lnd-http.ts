@@ -8,7 +8,7 @@ import { CTL_CONNECTIONS, type RawReply, type Route, type RpcTransport, SHARED, 
 
 /**
  * The LND of `@http` NIDs: one HTTP request per RPC over keep-alive undici Pools, one pool
- * per import, peer and lane (transport.ts's Route).
+ * per import, peer and lane (lnd.ts's Route).
  */
 export class HttpLnd implements RpcTransport {
   /** By owner, then NID and lane. */
@@ -68,7 +68,7 @@ export class HttpLnd implements RpcTransport {
     } catch (e) {
       throw new TransportError('refused', `HTTP ${res.statusCode} from ${nid}: ${(e as Error).message}`, res.statusCode)
     }
-    if (res.statusCode !== 200) return served(nid, res.statusCode, { ...header, error: header.error ?? `HTTP ${res.statusCode} from ${nid}` }, undefined, [])
+    if (res.statusCode !== 200) return served(nid, res.statusCode, header, undefined, [])
     const { json, bulk: replyBulk } = decodeFrameChunks(res.body)
     return served(nid, 200, header, json, replyBulk)
   }

@@ -5,9 +5,8 @@ import type { Bulk, ReqBody, ReqHeader } from '../protocol/wire.js'
 import { CTL_CONNECTIONS, type RawReply, type Route, type RpcTransport, SHARED, TransportError, type TransportOptions, served } from './lnd.js'
 
 /**
- * io connections per peer and import: each carries many requests, so a few are enough; a
- * request goes on one whose socket buffer is empty, so a small RPC does not wait behind the
- * bytes of a large write still leaving on another.
+ * io connections per peer and import: each carries many requests, so a few are enough to
+ * keep a small RPC off the connections busy with bulk.
  */
 const IO_CONNECTIONS = 4
 /** Bytes waiting in a socket's buffer past which it counts as full (a small request leaves at once anyway). */
@@ -144,7 +143,9 @@ export class TcpLnd implements RpcTransport {
     let best: Conn | null = null
     // A resend reuses its xid: it never shares a connection with its original still waiting.
     for (const c of list) if (!c.has(xid) && (!best || c.busy < best.busy)) best = c
-    if (best && (best.busy !== Infinity || list.length >= max)) return best
+    // An idle connection, else a new one while under the limit: a small RPC shares neither the
+    // outgoing bytes of a write nor the returning bytes of a read when it need not.
+    if (best && (best.busy === 0 || list.length >= max)) return best
     const mineNow = mine
     const c: Conn = new Conn(nid, this.o.port, () => {
       const at = list.indexOf(c)

@@ -70,19 +70,22 @@ describe.each(['tcp', 'http'] as const)('the @%s LND', (lnd) => {
     await t.close()
   })
 
-  it('answers a ping on the control lane while a 60 MiB write is still on its way', async () => {
+  it('answers a ping on the control lane, and takes a small RPC on the io lane, while a 60 MiB write is still on its way', async () => {
     const t = new Transport({ port: PORT })
     const owner = 'spfs-OST0001-osc-x'
     peer.arrived.length = 0
-    const w = t.send(nid(PEER), header('ost_write'), { a: { fid: 1, stripe: 0, offset: 0 } }, Buffer.alloc(MAX_IO - 4 * 1024 * 1024, 1), never(), { owner, lane: 'io' })
+    const size = MAX_IO - 4 * 1024 * 1024
+    const w = t.send(nid(PEER), header('ost_write'), { a: { fid: 1, stripe: 0, offset: 0 } }, Buffer.alloc(size, 1), never(), { owner, lane: 'io' })
     const ping = await t.send(nid(PEER), header('ping'), { a: {} }, undefined, never(), { owner, lane: 'ctl' })
     expect(ping.header.status).toBe(0)
-    // The write had not yet reached the target when the ping was answered.
-    expect(peer.arrived).toEqual(['ping'])
+    const g = t.send(nid(PEER), header('ost_getattr'), getattr, undefined, never(), { owner, lane: 'io' })
     await peer.heldCount(1)
-    expect(peer.held[0]!.bulk).toBe(MAX_IO - 4 * 1024 * 1024)
+    // Neither waited for the write's bytes: it had not reached the target yet.
+    expect(peer.arrived).toEqual(['ping', 'ost_getattr'])
+    await peer.heldCount(2)
+    expect(peer.held.map((x) => x.bulk)).toEqual([0, size])
     peer.release()
-    await w
+    await Promise.all([w, g])
     await t.close()
   })
 

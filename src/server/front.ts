@@ -29,9 +29,11 @@ export function createFront(targets: Map<string, FrontTarget>, log: Logger): Fro
   const server = net.createServer({ noDelay: true }, (sock) => {
     conns.add(sock)
     sock.once('close', () => conns.delete(sock))
-    sock.setTimeout(FIRST_BYTE_MS, () => sock.destroy())
+    const silent = (): void => void sock.destroy()
+    sock.setTimeout(FIRST_BYTE_MS, silent)
     sock.once('data', (first: Buffer) => {
       sock.setTimeout(0)
+      sock.off('timeout', silent)
       sock.pause()
       sock.unshift(first)
       if (first[0] === MSG_MAGIC >>> 24) serveMsgs(sock, targets, log)

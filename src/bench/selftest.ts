@@ -25,10 +25,11 @@ import { median } from './timeline.js'
  * `lproxy selftest`, in the spirit of lnet_selftest: what one round trip costs on this
  * machine beneath lproxy, so that RPC and metadata figures can be read against it. A client
  * process sends small requests one after another to a server process on loopback:
- * - tcp: a node:net echo of REQUEST_BYTES and REPLY_BYTES, the socket floor;
- * - http: an mdt_getattr through lproxy's own RPC path, the client's Transport (undici) to a
- *   node's HTTP front, answered at once by a stand-in target: every RPC's cost but the
- *   target's work;
+ * - echo: a node:net echo of REQUEST_BYTES and REPLY_BYTES, the socket floor;
+ * - tcp: an mdt_getattr through lproxy's own RPC path on a `@tcp` NID, the client's Transport
+ *   (binary messages) to a node's front, answered at once by a stand-in target: every RPC's
+ *   cost but the target's work;
+ * - http: the same on an `@http` NID (undici to the same front);
  * each with both processes on one CPU and on two, since a wakeup on another CPU costs more
  * in a VM. Then the floor of the metadata mix: the bench's mix on a mount served by lproxy's
  * own FUSE binding over a filesystem with no work of its own (FloorFs), whose RPCs that
@@ -39,7 +40,7 @@ export const REPLY_BYTES = 200
 const TARGET = 'selftest-MDT0000'
 const ATTR: MdtAttr = { fid: 2, type: 'reg', mode: 0o644, uid: 0, gid: 0, nlink: 1, atime: 0, mtime: 0, ctime: 0, size: 0 }
 
-export type FloorKind = 'tcp' | 'http'
+export type FloorKind = 'echo' | 'tcp' | 'http'
 export type Placement = 'one-cpu' | 'two-cpus'
 
 export interface FloorFigure {
@@ -62,9 +63,12 @@ export interface SelftestReport {
   meta: MetaFloor[]
 }
 
-/** `binding`: every call answered in memory; `rpcs`: each waits for the RPCs llite's would, answered at once. */
-export type FloorMode = 'binding' | 'rpcs'
-export const FLOOR_MODES: readonly FloorMode[] = ['binding', 'rpcs']
+/**
+ * `binding`: every call answered in memory; `rpcs`: each waits for the RPCs llite's would,
+ * answered at once, on a `@tcp` NID; `rpcs-http`: the same on an `@http` NID.
+ */
+export type FloorMode = 'binding' | 'rpcs' | 'rpcs-http'
+export const FLOOR_MODES: readonly FloorMode[] = ['binding', 'rpcs', 'rpcs-http']
 
 export interface MetaFloor {
   mode: FloorMode
@@ -112,7 +116,7 @@ export function placements(cpus: number, taskset: boolean): Where[] {
 export async function runSelftest(o: SelftestOptions, say: (line: string) => void): Promise<{ report: SelftestReport; file: string }> {
   const date = new Date()
   const figures: FloorFigure[] = []
-  for (const kind of ['tcp', 'http'] as const)
+  for (const kind of ['echo', 'tcp', 'http'] as const)
     for (const p of placements(o.cpus, o.taskset)) {
       const runs: number[] = []
       for (let i = 0; i < o.repeat; i++) runs.push(await measure(kind, p, o))
@@ -164,11 +168,11 @@ async function metaFloor(mode: FloorMode, o: SelftestOptions, say: (line: string
   const work = await memoryDir('lproxy-selftest-')
   const mnt = path.join(work, 'mnt')
   await fsp.mkdir(mnt)
-  const server = start(null, ['serve', 'http', o.host, String(o.port)])
-  const what = mode === 'rpcs' ? 'RPCs answered at once' : 'no RPCs'
+  const server = start(null, ['serve', 'tcp', o.host, String(o.port)])
+  const what = mode === 'binding' ? 'no RPCs' : `RPCs answered at once (${mode === 'rpcs' ? '@tcp' : '@http'})`
   const fs = new ChildMount(`floor-${mode}`, `lproxy's FUSE binding over FloorFs, ${what}`, mnt, [process.execPath, ...DATA_PROCESS_FLAGS, SELF, 'floor', mode, o.host, String(o.port), mnt])
   try {
-    await listening(server, 'http', o)
+    await listening(server, 'tcp', o)
     await fs.mount()
     const dir = path.join(mnt, 'selftest')
     const workload = { jobs: ['meta' as const], size: 0, blockSize: 0, randSize: 0, randSeconds: 0, metaFiles: o.metaFiles, repeat: o.repeat, seed: 1 }
@@ -219,7 +223,7 @@ function firstLine(child: ChildProcess, what: string): Promise<string> {
   })
 }
 
-/** The server side: echo a reply per request, or an lproxy node's front; prints "ready" once listening. */
+/** The server side: echo a reply per request, or an lproxy node's front (both transports); prints "ready" once listening. */
 function serve(kind: FloorKind, host: string, port: number): void {
   const reply = Buffer.alloc(REPLY_BYTES, 0x79)
   const target: FrontTarget = {
@@ -227,18 +231,18 @@ function serve(kind: FloorKind, host: string, port: number): void {
     handle: async () => ({ http: 200, status: 0, transno: 0, lastCommitted: 0, flags: [], body: { attr: ATTR } }),
   }
   const srv =
-    kind === 'tcp'
+    kind === 'echo'
       ? net.createServer((c) => {
           c.setNoDelay(true)
           c.on('data', () => c.write(reply))
         })
-      : createFront(new Map([[TARGET, target]]), silentLogger)
+      : createFront(new Map([[TARGET, target]]), silentLogger).server
   srv.listen(port, host, () => process.stdout.write('ready\n'))
 }
 
-/** One mdt_getattr through the RPC path per call, a signal per request as an import gives each. */
-function rpcTo(transport: Transport, host: string): Rpc {
-  const nid = `${host}@tcp`
+/** One mdt_getattr through the RPC path per call, on the transport `net` selects, a signal per request as an import gives each. */
+function rpcTo(transport: Transport, host: string, net: 'tcp' | 'http' = 'tcp'): Rpc {
+  const nid = `${host}@${net}`
   let xid = 0
   return async () => {
     xid += 1
@@ -250,7 +254,7 @@ function rpcTo(transport: Transport, host: string): Rpc {
 /** The floor mount's daemon: in the foreground until unmounted (the kernel ends the session) or SIGTERM. */
 async function floorMount(mode: FloorMode, host: string, port: number, mountpoint: string): Promise<void> {
   const transport = new Transport({ port })
-  const fs = new FloorFs(mode === 'rpcs' ? rpcTo(transport, host) : async () => undefined)
+  const fs = new FloorFs(mode === 'binding' ? async () => undefined : rpcTo(transport, host, mode === 'rpcs' ? 'tcp' : 'http'))
   const fuse = new LowLevelFuse(fs, { mountpoint, fsname: 'lproxy-selftest', attrTimeoutS: 1, dev: false, log: silentLogger, ended: () => void end() })
   const end = async () => {
     await fuse.unmount()
@@ -269,7 +273,7 @@ async function client(kind: FloorKind, host: string, port: number, count: number
   const request = Buffer.alloc(REQUEST_BYTES, 0x78)
   let roundTrip: () => Promise<void>
   let close: () => Promise<void>
-  if (kind === 'tcp') {
+  if (kind === 'echo') {
     const sock = net.connect(port, host)
     sock.setNoDelay(true)
     await once(sock, 'connect')
@@ -282,7 +286,7 @@ async function client(kind: FloorKind, host: string, port: number, count: number
     close = async () => void sock.destroy()
   } else {
     const transport = new Transport({ port, connections: 1 })
-    roundTrip = rpcTo(transport, host)
+    roundTrip = rpcTo(transport, host, kind)
     close = () => transport.close()
   }
   for (let i = 0; i < count; i++) await roundTrip()

@@ -97,7 +97,7 @@ export function registerBenchCommand(program: Command): void {
 
 /** `lproxy selftest`, like lnet_selftest: the round-trip floor beneath lproxy's RPCs (src/bench/selftest.ts). */
 export function registerSelftestCommand(program: Command): void {
-  command(program, 'selftest', "round-trip floor of this machine's loopback beneath lproxy's RPCs, like lnet_selftest: a TCP echo, and an RPC through lproxy's own path (undici Transport to a node's HTTP front, answered at once) between two processes, on one CPU and on two; then the metadata mix on a mount of lproxy's FUSE binding whose RPCs are answered at once, the fastest any lproxy mount can create, stat and unlink here; JSON in bench/out")
+  command(program, 'selftest', "round-trip floor of this machine's loopback beneath lproxy's RPCs, like lnet_selftest: a TCP echo, and an RPC through lproxy's own path to a node's front answered at once, on a @tcp NID (binary messages) and on an @http one (undici), between two processes, on one CPU and on two; then the metadata mix on a mount of lproxy's FUSE binding whose RPCs are answered at once (on @tcp, and on @http), the fastest any lproxy mount can create, stat and unlink here; JSON in bench/out")
     .option('--host <addr>', 'loopback address the server process listens on', '127.0.7.1')
     .option('--port <port>', 'its port', '9870')
     .option('--count <n>', 'timed round trips per repetition (as many untimed go first)', '5000')

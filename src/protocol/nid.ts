@@ -1,15 +1,17 @@
 import { isIPv4 } from 'node:net'
 
 /**
- * LNet-style network identifiers: `host@tcp[N]`. A mgsspec / failover spec joins
- * NIDs with ':' (as mount -t lustre does); ',' also separates NIDs of one node.
+ * LNet-style network identifiers: `host@tcp[N]` or `host@http[N]`. A mgsspec / failover
+ * spec joins NIDs with ':' (as mount -t lustre does); ',' also separates NIDs of one node.
+ * The network type chooses the transport, as LNet's does its LND: `tcp` lproxy's binary
+ * messages over TCP, `http` HTTP/1.1 (for sites whose paths cross HTTP proxies).
  */
 export interface Nid {
   host: string
   net: string
 }
 
-const NET_RE = /^tcp\d*$/
+const NET_RE = /^(?:tcp|http)\d*$/
 const HOST_RE = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$/
 
 export class NidError extends Error {}
@@ -20,7 +22,7 @@ export function parseNid(text: string): Nid {
   if (at <= 0) throw new NidError(`invalid NID '${text}': expected host@tcp (e.g. 127.0.1.1@tcp or mds16@tcp0)`)
   const host = s.slice(0, at)
   const net = s.slice(at + 1)
-  if (!NET_RE.test(net)) throw new NidError(`invalid NID '${text}': network '${net}' is not supported (only tcp, tcp0, tcp1, ...)`)
+  if (!NET_RE.test(net)) throw new NidError(`invalid NID '${text}': network '${net}' is not supported (only tcp, tcp0, tcp1, ... and http, http0, ...)`)
   // All digits and dots is meant as an address (no top-level domain is numeric): it must be one.
   if (!HOST_RE.test(host) || (/^[\d.]+$/.test(host) && !isIPv4(host)))
     throw new NidError(`invalid NID '${text}': '${host}' is not a host name or IPv4 address`)
@@ -48,6 +50,13 @@ export function nidList(spec: string): string[] {
     if (!out.includes(s)) out.push(s)
   }
   return out
+}
+
+export type Lnd = 'tcp' | 'http'
+
+/** The transport a NID's network type selects. */
+export function lndOf(nid: string): Lnd {
+  return parseNid(nid).net.startsWith('http') ? 'http' : 'tcp'
 }
 
 /** The filesystem-wide port, LNet's acceptor port unless configured otherwise. */

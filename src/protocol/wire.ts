@@ -1,5 +1,7 @@
 /**
- * The RPC envelope over HTTP. The ptlrpc header (who, which connection, xid, transno,
+ * The ptlrpc header and body shared by both transports (checkReqHeader is the one check of a
+ * request header's fields), and their envelope over HTTP for `@http` NIDs (msg.ts has the
+ * binary message of `@tcp` NIDs). Over HTTP the ptlrpc header (who, which connection, xid, transno,
  * flags) travels as HTTP headers so it can be read (and later authenticated) without
  * parsing the body; the body is one frame: a 4-byte big-endian JSON length, the JSON,
  * then the bulk data (OST read/write pages), so bulk is never re-encoded.
@@ -103,7 +105,8 @@ export function decodeFrameChunks(chunks: readonly Buffer[]): { json: unknown; b
   return { json, bulk: slice(chunks, headEnd) }
 }
 
-const REQ_FLAGS: readonly ReqFlag[] = ['replay', 'resend', 'replay_done']
+export const REQ_FLAGS: readonly ReqFlag[] = ['replay', 'resend', 'replay_done']
+export const REPLY_FLAGS: readonly ReplyFlag[] = ['recovering', 'stale_conn']
 
 export function encodeReqHeader(h: ReqHeader): Record<string, string> {
   const out: Record<string, string> = {
@@ -140,28 +143,35 @@ function uint(headers: HeaderBag, name: string, required: boolean): number | und
 }
 
 export function decodeReqHeader(headers: HeaderBag): ReqHeader {
-  const target = one(headers, H.target)
-  const op = one(headers, H.op)
-  const client = one(headers, H.client)
-  if (!target) throw new FrameError(`missing header ${H.target}`)
-  if (!op) throw new FrameError(`missing header ${H.op}`)
-  if (!client || !/^[A-Za-z0-9_.:-]{1,128}$/.test(client)) throw new FrameError(`missing or invalid header ${H.client}`)
   const flagText = one(headers, H.flags)
-  const flags = flagText ? flagText.split(',') : []
-  for (const f of flags) if (!REQ_FLAGS.includes(f as ReqFlag)) throw new FrameError(`unknown request flag '${f}'`)
-  const handle = one(headers, H.handle)
-  if (handle !== undefined && !/^[0-9a-f]{16}$/.test(handle)) throw new FrameError(`invalid header ${H.handle}`)
-  return {
-    target,
-    op,
-    client,
-    handle,
-    connCnt: uint(headers, H.connCnt, true)!,
-    xid: uint(headers, H.xid, true)!,
-    lastXid: uint(headers, H.lastXid, true)!,
-    flags: flags as ReqFlag[],
-    transno: uint(headers, H.transno, false),
-  }
+  return checkReqHeader(
+    {
+      target: one(headers, H.target) ?? '',
+      op: one(headers, H.op) ?? '',
+      client: one(headers, H.client) ?? '',
+      handle: one(headers, H.handle),
+      connCnt: uint(headers, H.connCnt, true)!,
+      xid: uint(headers, H.xid, true)!,
+      lastXid: uint(headers, H.lastXid, true)!,
+      flags: (flagText ? flagText.split(',') : []) as ReqFlag[],
+      transno: uint(headers, H.transno, false),
+    },
+    (f) => H[f],
+  )
+}
+
+/**
+ * The checks of a request header that do not depend on how it travelled, shared by both
+ * transports (HTTP headers and the binary message): `field` names a field as its
+ * transport calls it, in the error.
+ */
+export function checkReqHeader(h: ReqHeader, field: (f: 'target' | 'op' | 'client' | 'handle' | 'flags') => string = (f) => f): ReqHeader {
+  if (!h.target) throw new FrameError(`missing header ${field('target')}`)
+  if (!h.op) throw new FrameError(`missing header ${field('op')}`)
+  if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(h.client)) throw new FrameError(`missing or invalid header ${field('client')}`)
+  for (const f of h.flags) if (!REQ_FLAGS.includes(f)) throw new FrameError(`unknown request flag '${f}'`)
+  if (h.handle !== undefined && !/^[0-9a-f]{16}$/.test(h.handle)) throw new FrameError(`invalid header ${field('handle')}`)
+  return h
 }
 
 export function encodeReplyHeader(h: ReplyHeader): Record<string, string> {

@@ -62,16 +62,16 @@ class ReplayRejected extends Error {}
 
 /** The peer understood and refused the request itself (404 is "no such target here", 503 "not now"): a resend will not do better. */
 function refusal(e: unknown): e is TransportError {
-  return e instanceof TransportError && e.kind === 'http' && e.httpStatus !== 404 && e.httpStatus !== 503
+  return e instanceof TransportError && e.kind === 'refused' && e.code !== 404 && e.code !== 503
 }
 
 /**
- * The peer did not answer (refused, reset, silent): this import's connections to it are
+ * The peer did not answer (connection refused or reset, silence): this import's connections to it are
  * dropped so the next attempt dials afresh. One that answered, even with a refusal, keeps
  * them: the node is alive and they still work.
  */
 function unanswered(e: unknown): boolean {
-  return !(e instanceof TransportError && e.kind === 'http')
+  return !(e instanceof TransportError && e.kind === 'refused')
 }
 
 export class Import extends EventEmitter {

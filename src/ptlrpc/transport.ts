@@ -1,228 +1,41 @@
-import type { IncomingHttpHeaders } from 'node:http'
-import { Readable } from 'node:stream'
-import { type Dispatcher, Pool, errors as undiciErrors } from 'undici'
-import { totalLength } from '../common/chunks.js'
-import { parseNid } from '../protocol/nid.js'
-import {
-  RPC_PATH,
-  SMALL_FRAME,
-  type Bulk,
-  decodeFrameChunks,
-  decodeReplyHeader,
-  encodeFrame,
-  encodeReqHeader,
-  type ReplyHeader,
-  type ReqBody,
-  type ReqHeader,
-} from '../protocol/wire.js'
+import { lndOf } from '../protocol/nid.js'
+import type { Bulk, ReqBody, ReqHeader } from '../protocol/wire.js'
+import { HttpLnd } from './lnd-http.js'
+import { TcpLnd } from './lnd-tcp.js'
+import type { RawReply, Route, RpcTransport, TransportOptions } from './lnd.js'
+
+export { type Lane, type RawReply, type Route, type RpcTransport, TransportError, type TransportFailure, type TransportOptions } from './lnd.js'
 
 /**
- * Carries RPCs to NIDs over keep-alive undici Pools. It classifies every failure the way
- * the import needs it: the peer refused or dropped the connection (`conn`), the deadline
- * passed (`timeout`), or the peer answered at the HTTP level with a refusal (`http`).
+ * Carries RPCs to NIDs, by the LND the NID's network selects (as LNet does): `@tcp` lproxy's
+ * binary messages over TCP (lnd-tcp.ts), `@http` undici (lnd-http.ts). Both classify every
+ * failure the way the import needs it: the peer refused or dropped the connection (`conn`),
+ * the deadline passed (`timeout`), or the peer answered and refused the request itself
+ * (`refused`: malformed, no such target here, too large; `code` says which, in HTTP's
+ * numbers on both transports).
  */
-export type TransportFailure = 'conn' | 'timeout' | 'http'
-
-export class TransportError extends Error {
-  constructor(
-    readonly kind: TransportFailure,
-    message: string,
-    readonly httpStatus?: number,
-    readonly status?: number,
-  ) {
-    super(message)
-  }
-}
-
-export interface RawReply {
-  header: ReplyHeader
-  body: unknown
-  /** The reply's bulk in the socket's chunks. */
-  bulk: Buffer[]
-}
-
-/**
- * Which connections an RPC travels on. Each import has its own to each peer, so that the
- * reset of one import's connections never fails another's requests (after a failover one OSS
- * serves several targets). `ctl` (connects, pings, recovery) has connections of its own, so a
- * liveness ping never queues behind a full window of bulk writes.
- */
-export type Lane = 'io' | 'ctl'
-
-export interface Route {
-  /** The import's name. */
-  owner: string
-  lane: Lane
-}
-
-/** Callers with no import of their own (tools, benchmarks). */
-const SHARED: Route = { owner: '', lane: 'io' }
-/** A control lane needs no more: a ping, plus a replay or connect going on meanwhile. */
-const CTL_CONNECTIONS = 2
-
-/** What imports need from a transport (PtlrpcClient takes another one, e.g. a test's fake). */
-export interface RpcTransport {
-  send(nid: string, h: ReqHeader, body: ReqBody, bulk: Bulk | undefined, signal: AbortSignal, route?: Route): Promise<RawReply>
-  /** Drop the connections of `owner` (every owner's, when none is named) to a peer. */
-  reset(nid: string, owner?: string): void
-  close(): Promise<void>
-}
-
-export interface TransportOptions {
-  port: number
-  /** io connections per peer and import; requests beyond them queue in the pool. */
-  connections?: number
-}
-
 export class Transport implements RpcTransport {
-  /** By owner, then NID and lane. */
-  private readonly pools = new Map<string, Map<string, Pool>>()
-  private closed = false
+  private readonly tcp: TcpLnd
+  private readonly http: HttpLnd
 
-  constructor(private readonly o: TransportOptions) {}
-
-  private pool(nid: string, r: Route): Pool {
-    let mine = this.pools.get(r.owner)
-    if (!mine) this.pools.set(r.owner, (mine = new Map()))
-    const key = `${nid} ${r.lane}`
-    let p = mine.get(key)
-    if (!p) {
-      const { host } = parseNid(nid)
-      p = new Pool(`http://${host}:${this.o.port}`, {
-        connections: r.lane === 'ctl' ? CTL_CONNECTIONS : (this.o.connections ?? 16),
-        pipelining: 1,
-        // Our own deadlines (AbortSignal) decide when a peer is late, not undici's defaults.
-        headersTimeout: 0,
-        bodyTimeout: 0,
-        // Close idle sockets well before the server would, so a request never meets a socket
-        // the server is closing.
-        keepAliveTimeout: 4_000,
-        keepAliveMaxTimeout: 4_000,
-        connect: { timeout: 60_000 },
-      })
-      mine.set(key, p)
-    }
-    return p
+  constructor(o: TransportOptions) {
+    this.tcp = new TcpLnd(o)
+    this.http = new HttpLnd(o)
   }
 
-  async send(nid: string, h: ReqHeader, body: ReqBody, bulk: Bulk | undefined, signal: AbortSignal, route: Route = SHARED): Promise<RawReply> {
-    if (this.closed) throw new TransportError('conn', 'transport closed')
-    if (signal.aborted) throw classify(signal.reason, signal)
-    const parts = encodeFrame(body, bulk)
-    const length = totalLength(parts)
-    // A bulk frame goes out as its parts, piece by piece: the bulk is never copied.
-    const payload = length <= SMALL_FRAME ? Buffer.concat(parts, length) : Readable.from(parts)
-    let res: CollectedReply
-    try {
-      res = await new Promise<CollectedReply>((resolve, reject) => {
-        const opts: Dispatcher.DispatchOptions = {
-          path: RPC_PATH,
-          method: 'POST',
-          headers: { ...encodeReqHeader(h), 'content-type': 'application/x-lproxy', 'content-length': String(length) },
-          body: payload,
-        }
-        this.pool(nid, route).dispatch(opts, new ReplyCollector(signal, resolve, reject))
-      })
-    } catch (e) {
-      throw classify(e, signal)
-    }
-    let header: ReplyHeader
-    try {
-      header = decodeReplyHeader(res.headers)
-    } catch (e) {
-      throw new TransportError('http', `HTTP ${res.statusCode} from ${nid}: ${(e as Error).message}`, res.statusCode)
-    }
-    if (res.statusCode !== 200) {
-      throw new TransportError('http', header.error ?? `HTTP ${res.statusCode} from ${nid}`, res.statusCode, header.status)
-    }
-    const { json, bulk: replyBulk } = decodeFrameChunks(res.body)
-    return { header, body: json, bulk: replyBulk }
+  send(nid: string, h: ReqHeader, body: ReqBody, bulk: Bulk | undefined, signal: AbortSignal, route?: Route): Promise<RawReply> {
+    return this.lnd(nid).send(nid, h, body, bulk, signal, route)
   }
 
-  /** Drop connections to a peer (after a failure, so the next attempt dials afresh). */
   reset(nid: string, owner?: string): void {
-    for (const [who, mine] of this.pools) {
-      if (owner !== undefined && who !== owner) continue
-      for (const [key, p] of mine) {
-        if (!key.startsWith(`${nid} `)) continue
-        mine.delete(key)
-        void p.destroy().catch(() => undefined)
-      }
-    }
+    this.lnd(nid).reset(nid, owner)
   }
 
   async close(): Promise<void> {
-    this.closed = true
-    const all = [...this.pools.values()].flatMap((m) => [...m.values()])
-    this.pools.clear()
-    await Promise.all(all.map((p) => p.destroy().catch(() => undefined)))
-  }
-}
-
-interface CollectedReply {
-  statusCode: number
-  headers: IncomingHttpHeaders
-  /** As the socket delivered it: a reply's bulk is never joined. */
-  body: Buffer[]
-}
-
-/**
- * Gathers one reply straight from undici's dispatcher (no response stream). The deadline
- * fails the request at once; undici drops it as soon as it starts, if it is still queued.
- */
-class ReplyCollector implements Dispatcher.DispatchHandler {
-  private controller: Dispatcher.DispatchController | null = null
-  private statusCode = 0
-  private headers: IncomingHttpHeaders = {}
-  private readonly chunks: Buffer[] = []
-  private settled = false
-  private readonly onAbort = (): void => {
-    this.controller?.abort(this.signal.reason as Error)
-    this.settle(() => this.reject(this.signal.reason))
+    await Promise.all([this.tcp.close(), this.http.close()])
   }
 
-  constructor(
-    private readonly signal: AbortSignal,
-    private readonly resolve: (r: CollectedReply) => void,
-    private readonly reject: (e: unknown) => void,
-  ) {
-    signal.addEventListener('abort', this.onAbort, { once: true })
+  private lnd(nid: string): RpcTransport {
+    return lndOf(nid) === 'http' ? this.http : this.tcp
   }
-
-  private settle(fn: () => void): void {
-    if (this.settled) return
-    this.settled = true
-    this.signal.removeEventListener('abort', this.onAbort)
-    fn()
-  }
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller
-    if (this.signal.aborted) controller.abort(this.signal.reason as Error)
-  }
-
-  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
-    this.statusCode = statusCode
-    this.headers = headers
-  }
-
-  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.chunks.push(chunk)
-  }
-
-  onResponseEnd(): void {
-    this.settle(() => this.resolve({ statusCode: this.statusCode, headers: this.headers, body: this.chunks }))
-  }
-
-  onResponseError(_c: Dispatcher.DispatchController, e: Error): void {
-    this.settle(() => this.reject(e))
-  }
-}
-
-function classify(e: unknown, signal: AbortSignal): TransportError {
-  if (signal.aborted) return new TransportError('timeout', String((signal.reason as Error)?.message ?? 'deadline passed'))
-  if (e instanceof undiciErrors.RequestAbortedError) return new TransportError('timeout', 'request aborted')
-  const code = (e as { code?: string }).code ?? ''
-  const msg = (e as Error).message ?? String(e)
-  return new TransportError('conn', `${code || 'error'}: ${msg}`)
 }

@@ -1,4 +1,3 @@
-import type http from 'node:http'
 import type net from 'node:net'
 import path from 'node:path'
 import { promises as fsp } from 'node:fs'
@@ -13,7 +12,7 @@ import { nidHost, nidList } from '../protocol/nid.js'
 import { parseTargetName, targetName } from '../protocol/names.js'
 import { PtlrpcClient } from '../ptlrpc/client.js'
 import { Mgc } from '../mgc/mgc.js'
-import { createFront } from './front.js'
+import { createFront, type Front } from './front.js'
 import { MdtBackend } from './mdt/mdt.js'
 import { squashOf } from './mdt/squash.js'
 import { MgsBackend } from './mgs/mgs.js'
@@ -87,7 +86,7 @@ export class ServerNode {
   private readonly starting = new Set<string>()
   /** Set once the last target stopped: the process is exiting and takes no new target. */
   private exiting = false
-  private http: http.Server | null = null
+  private front: Front | null = null
   private admin: net.Server | null = null
   private readonly log: Logger
 
@@ -100,14 +99,15 @@ export class ServerNode {
   }
 
   async listen(): Promise<void> {
-    const server = createFront(this.targets, this.log)
+    const front = createFront(this.targets, this.log)
+    const server = front.server
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) =>
         reject(new LpError(e.code === 'EADDRINUSE' ? 'EADDRINUSE' : 'EIO', `cannot listen on ${nidHost(this.o.nid)}:${this.o.port}: ${e.message}`)),
       )
       server.listen(this.o.port, nidHost(this.o.nid), () => resolve())
     })
-    this.http = server
+    this.front = front
     this.admin = await serveJsonSocket(this.socketPath, adminRequestSchema, (req) => this.adminRequest(req))
     this.log.info({ port: this.o.port, pid: process.pid }, `node ${this.o.name} (${this.o.nid}) listening on port ${this.o.port}`)
   }
@@ -320,11 +320,7 @@ export class ServerNode {
   async close(): Promise<void> {
     this.admin?.close()
     await fsp.rm(this.socketPath, { force: true })
-    const server = this.http
-    if (!server) return
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-    server.closeAllConnections()
-    await closed
+    await this.front?.close()
   }
 }
 

@@ -59,20 +59,20 @@ describe('lproxy bench', () => {
 })
 
 describe('lproxy selftest', () => {
-  it('times TCP and HTTP round trips on each CPU placement and the metadata mix on floor mounts, writes JSON, leaves nothing behind', async () => {
+  it('times echo, @tcp and @http round trips on each CPU placement and the metadata mix on floor mounts, writes JSON, leaves nothing behind', async () => {
     const ws = workspace('lproxy-selftest-')
     const out = path.join(ws.dir, 'out')
     const r = await ws.cli(['selftest', '--host', '127.0.60.200', '--port', '26100', '--count', '200', '--repeat', '2', '--meta-files', '100', '--out', out, '--name', 'floor'])
     expect(r.code, r.stderr).toBe(0)
     const rep = JSON.parse(readFileSync(path.join(out, 'floor.json'), 'utf8')) as SelftestReport
     const where = placements(os.cpus().length, onPath('taskset')).map((p) => p.placement)
-    expect(rep.figures.map((f) => `${f.kind} ${f.placement}`)).toEqual([...where.map((p) => `tcp ${p}`), ...where.map((p) => `http ${p}`)])
+    expect(rep.figures.map((f) => `${f.kind} ${f.placement}`)).toEqual([...where.map((p) => `echo ${p}`), ...where.map((p) => `tcp ${p}`), ...where.map((p) => `http ${p}`)])
     for (const f of rep.figures) {
       expect(f.runs_us).toHaveLength(2)
       for (const us of f.runs_us) expect(us).toBeGreaterThan(0)
       expect(r.stdout).toContain(`${f.kind.padEnd(5)} ${f.placement.padEnd(9)} ${f.median_us.toFixed(0).padStart(5)} us per round trip`)
     }
-    expect(rep.meta.map((m) => m.mode)).toEqual(['binding', 'rpcs'])
+    expect(rep.meta.map((m) => m.mode)).toEqual(['binding', 'rpcs', 'rpcs-http'])
     for (const m of rep.meta) {
       expect(m.files).toBe(100)
       // Every small file read back as written, through the binding and the stand-in filesystem.

@@ -321,7 +321,7 @@ export class FakeNet implements RpcTransport {
         case 'down':
           return p.fail(new TransportError('conn', `ECONNREFUSED: connect to ${nid} refused`))
         case 'absent':
-          return p.fail(new TransportError('http', `target '${h.target}' is not served by this node`, 404, ENODEV))
+          return p.fail(new TransportError('refused', `target '${h.target}' is not served by this node`, 404, ENODEV))
         case 'hung':
           node.pending.add(p)
           return

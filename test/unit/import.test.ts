@@ -298,7 +298,7 @@ describe('state transitions', () => {
   it('a request the node refuses (HTTP 400) fails with its errno; the connection stays up', async () => {
     const w = world()
     await w.full()
-    w.net.node(A).refuse = (h) => (h.op === 'ost_getattr' ? new TransportError('http', 'invalid arguments for ost_getattr', 400, -errnoOf('EINVAL')) : undefined)
+    w.net.node(A).refuse = (h) => (h.op === 'ost_getattr' ? new TransportError('refused', 'invalid arguments for ost_getattr', 400, -errnoOf('EINVAL')) : undefined)
     const r = w.req()
     await w.settle()
     expect(r.error?.code).toBe('EINVAL')
@@ -816,7 +816,7 @@ describe('eviction', () => {
       if (!h.flags.includes('replay') || h.transno !== 2) return undefined
       // (Should the client loop, stop it here rather than spin forever on promises.)
       if (++refusals > 3) w.net.node(A).down()
-      return new TransportError('http', 'invalid arguments for ost_write', 400, -errnoOf('EINVAL'))
+      return new TransportError('refused', 'invalid arguments for ost_write', 400, -errnoOf('EINVAL'))
     }
     w.req()
     await w.clock.advance(60 * SEC)

@@ -134,8 +134,8 @@ describe('the front', () => {
         return { http: 200, status: 0, transno: 0, lastCommitted: 0, flags: [], body: {} }
       },
     }
-    const server = createFront(new Map([['spfs-OST0001', target]]), silentLogger)
-    await new Promise<void>((resolve) => server.listen(29090, '127.0.90.1', resolve))
+    const front = createFront(new Map([['spfs-OST0001', target]]), silentLogger)
+    await new Promise<void>((resolve) => front.server.listen(29090, '127.0.90.1', resolve))
     const http = new Client('http://127.0.90.1:29090')
     try {
       const send = async (a: unknown) => {
@@ -147,10 +147,11 @@ describe('the front', () => {
       expect(await send({ fid: 1, stripe: 0, size: MAX_FILE_SIZE + 1 })).toMatchObject({ code: 400, status: -27, error: expect.stringMatching(/maximum file size/) })
       expect(seen).toEqual([])
       expect(await send({ fid: 1, stripe: 0, size: 1 })).toMatchObject({ code: 200, status: 0 })
-      expect(seen).toEqual(['127.0.0.1@tcp'])
+      // Over HTTP, the peer's NID is on the http network.
+      expect(seen).toEqual(['127.0.0.1@http'])
     } finally {
       await http.close()
-      server.close()
+      await front.close()
     }
   })
 })

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { parseNid, formatNid, parseNidSpec, nidList, nidHost, nidToken, NidError } from '../../src/protocol/nid.js'
+import { parseNid, formatNid, parseNidSpec, nidList, nidHost, nidToken, NidError, lndOf } from '../../src/protocol/nid.js'
 import { targetName, shortName, parseTargetName, targetUuid } from '../../src/protocol/names.js'
 import { LpError, isLpError, toStatus, errnoOf, errnoName } from '../../src/protocol/errno.js'
 import {
@@ -22,6 +22,13 @@ describe('NIDs', () => {
     expect(parseNid('  oss-2.example.com@tcp12 ')).toEqual({ host: 'oss-2.example.com', net: 'tcp12' })
     expect(formatNid(parseNid('mds16@tcp0'))).toBe('mds16@tcp0')
     expect(nidHost('10.1.2.3@tcp1')).toBe('10.1.2.3')
+  })
+
+  it('selects the transport by the network type: tcp[N] the binary messages, http[N] HTTP', () => {
+    expect(parseNid('mds16@http')).toEqual({ host: 'mds16', net: 'http' })
+    expect(nidList('a@http1:b@tcp')).toEqual(['a@http1', 'b@tcp'])
+    expect(['a@tcp', 'a@tcp0', 'a@tcp12', 'a@http', 'a@http0'].map(lndOf)).toEqual(['tcp', 'tcp', 'tcp', 'http', 'http'])
+    expect(() => parseNid('a@https')).toThrow(/network 'https' is not supported/)
   })
 
   it.each([

@@ -130,9 +130,9 @@ export class Tier {
     return n
   }
 
-  /** Start `key` on `node` (a new node process, given `args`); resolves once it serves (MMP checked). */
-  async start(key: TargetKey, node: NodeName, args: string[] = []): Promise<NodeProc> {
-    const n = await this.nodes.start({ nid: this.nid(node), port: this.o.port, dir: this.dir(key), log: this.log(node), args })
+  /** Start `key` on `node` (a new node process); resolves once it serves (MMP checked). */
+  async start(key: TargetKey, node: NodeName): Promise<NodeProc> {
+    const n = await this.nodes.start({ nid: this.nid(node), port: this.o.port, dir: this.dir(key), log: this.log(node) })
     this.at.set(key, n)
     return n
   }
@@ -144,32 +144,6 @@ export class Tier {
     await n.kill9()
     this.at.delete(key)
     return name
-  }
-
-  /** Hang the node serving `key` (SIGSTOP): it still holds the target, its timers and I/O frozen. */
-  hang(key: TargetKey): NodeProc {
-    const n = this.node(key)
-    process.kill(n.pid, 'SIGSTOP')
-    return n
-  }
-
-  /** Let a hung node run again (SIGCONT). */
-  resume(n: NodeProc): void {
-    process.kill(n.pid, 'SIGCONT')
-  }
-
-  /** A clean stop of the node serving `key` (SIGTERM: everything committed, MMP released). */
-  async stop(key: TargetKey): Promise<void> {
-    await this.node(key).stop()
-    this.at.delete(key)
-  }
-
-  /** Bytes in the target's journal files. */
-  async journalBytes(key: TargetKey): Promise<number> {
-    const dir = path.join(this.dir(key), key === 'mdt0' ? 'mdt' : 'ost', 'journal')
-    let n = 0
-    for (const f of await fsp.readdir(dir)) n += (await fsp.stat(path.join(dir, f))).size
-    return n
   }
 
   /** A node crash and the HA takeover: SIGKILL the node serving `key`, start `key` on the other node of its pair. */

@@ -76,6 +76,14 @@ describe('a mount killed with the MDS', () => {
     expect(await sh(`cat "${mnt}/v1/one"; stat -c %i "${mnt}/v1/one"`)).toBe(`survivor\n${ino}\n`)
     const log = await readFile(path.join(c.dir, 'logs', 'mds2.log'), 'utf8')
     expect(log).toMatch(/Recovery over after \d+:\d\d, of 2 clients 1 recovered and 1 were evicted/)
+    const st = JSON.parse(await c.ws.ok(['recovery-status', '--json', path.join(c.dir, 'targets', 'mdt0')])) as Record<string, unknown>
+    expect(st).toMatchObject({ status: 'COMPLETE', completed_clients: '1/2', evicted_clients: 1, vbr_failed: 0, VBR: 'ENABLED' })
+    // Every replay of the survivor (the create, its write, its close) ran past the dead mount's transnos.
+    expect(st.vbr_replayed).toBeGreaterThan(0)
+    expect(st.vbr_replayed).toBe(st.replayed_requests)
+    // Still connected: it goes on working.
+    await sh(`touch "${mnt}/v1/three"`)
+    expect(await sh(`ls "${mnt}/v1"`)).toBe('one\nthree\n')
   })
 
   it('a new file after a lost create is empty, and no object of the lost file is left', async () => {

@@ -56,7 +56,10 @@ describe('@http NIDs', () => {
       cl.ost.connect()
       cl.mdt.connect()
       await Promise.all([cl.ost.whenFull(), cl.mdt.whenFull()])
-      const created = await cl.mdt.request<{ attr: { fid: number } }>('mdt_create', { parent: 1, name: 'f', type: 'reg', mode: 0o644, uid: 0, gid: 0, time: Date.now() })
+      // A layout on ost1: an object no file's layout names is an orphan, which the MDT's
+      // orphan cleanup destroys when its OSP reconnects to the restarted OSS.
+      const layout = { stripe_size: 1 << 20, osts: [1] }
+      const created = await cl.mdt.request<{ attr: { fid: number } }>('mdt_create', { parent: 1, name: 'f', type: 'reg', mode: 0o644, uid: 0, gid: 0, time: Date.now(), layout })
       const fid = created.body.attr.fid
       let off = 0
       for (const d of data) {

@@ -5,6 +5,7 @@
       "sources": [
         "src/addon.c",
         "src/deliver.c",
+        "src/inval.c",
         "src/ops.c",
         "src/pending.c",
         "src/pool.c",

@@ -1,5 +1,6 @@
 /*
- * The module: mount(mountpoint, options, config, handlers), unmount() and invalidateAttr(ino),
+ * The module: mount(mountpoint, options, config, handlers), unmount(), invalidateAttr(ino) and
+ * invalidateData(ino),
  * plus the reply functions of reply.c. One mount per process (lproxy runs a daemon per mountpoint).
  */
 #include <errno.h>
@@ -170,10 +171,12 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	int err = lp_start_readers(s, threads < 1 ? 1 : threads);
+	if (!err && (err = lp_inval_start(s)))
+		lp_stop_readers(s);
 	if (err) {
 		fuse_session_unmount(s->se);
 		discard(s);
-		throw_failure(env, "starting the FUSE reader threads", err);
+		throw_failure(env, "starting the FUSE threads", err);
 		return NULL;
 	}
 	addon->current = s;
@@ -181,8 +184,9 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
 }
 
 /*
- * unmount(): stop the readers, detach the mount (lazily: open files keep it until closed,
- * answering ENOTCONN), free what is still pending. Late replies then find nothing.
+ * unmount(): answer what is pending ENOTCONN, stop the page invalidations (which may wait for
+ * those answers) and the readers, detach the mount (lazily: open files keep it until closed,
+ * answering ENOTCONN). Late replies then find nothing.
  */
 static napi_value js_unmount(napi_env env, napi_callback_info info)
 {
@@ -194,6 +198,8 @@ static napi_value js_unmount(napi_env env, napi_callback_info info)
 		return NULL;
 	addon->current = NULL;
 	s->stopping = 1; /* before fuse_session_destroy calls lp_destroy */
+	lp_refuse(s);
+	lp_inval_stop(s);
 	lp_stop_readers(s);
 	fuse_session_unmount(s->se);
 	lp_drain(s);
@@ -222,6 +228,28 @@ static napi_value js_invalidate_attr(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/*
+ * invalidateData(ino): the kernel drops the pages it cached of an inode, so that even a handle
+ * opened before asks again. Queued for the session's invalidation thread (inval.c): dropping a
+ * page waits for a read of it, which only this thread can answer.
+ */
+static napi_value js_invalidate_data(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1];
+	double ino = 0;
+	struct lp_session *s = lp_current(env);
+
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	if (argc < 1 || napi_get_value_double(env, argv[0], &ino) != napi_ok || ino < 1) {
+		napi_throw_type_error(env, NULL, "lproxy_fuse.invalidateData(ino)");
+		return NULL;
+	}
+	if (s && lp_inval_queue(s, (fuse_ino_t)ino))
+		napi_throw_error(env, NULL, "lproxy_fuse.invalidateData: out of memory");
+	return NULL;
+}
+
 static void addon_finalize(napi_env env, void *data, void *hint)
 {
 	(void)env;
@@ -236,6 +264,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "unmount", NULL, js_unmount, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "invalidateAttr", NULL, js_invalidate_attr, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "invalidateData", NULL, js_invalidate_data, NULL, NULL, NULL, napi_enumerable, NULL },
 	};
 
 	if (!addon || napi_set_instance_data(env, addon, addon_finalize, NULL) != napi_ok) {

@@ -102,6 +102,17 @@ struct lp_pool {
 	size_t size;
 };
 
+/* Inodes whose cached pages the kernel is to drop, and the thread that tells it (inval.c). */
+struct lp_inval {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	int started;
+	int stop;
+	fuse_ino_t *inos;
+	size_t n, cap;
+};
+
 struct lp_session {
 	struct fuse_session *se;
 	napi_threadsafe_function tsfn;
@@ -123,6 +134,8 @@ struct lp_session {
 	int nreaders;
 	int wake_fd;  /* eventfd: readable once the readers are to stop */
 	int stopping; /* unmount asked for (JavaScript thread only) */
+	int refusing; /* unmounting: requests are answered ENOTCONN, never handed to JavaScript (under lock) */
+	struct lp_inval inval;
 	int ended;    /* a reader saw the kernel end the session */
 };
 
@@ -136,6 +149,7 @@ struct lp_req *lp_find(struct lp_session *s, uint64_t id);
 struct lp_req *lp_take(struct lp_session *s, uint64_t id);
 void lp_drain(struct lp_session *s);
 void lp_post_event(struct lp_session *s, enum lp_op op);
+void lp_refuse(struct lp_session *s);
 
 /*
  * Messages on the thread-safe function's queue are words, never pointers, so that nothing
@@ -149,6 +163,11 @@ static inline void *lp_msg(unsigned kind, uint64_t id)
 {
 	return (void *)(uintptr_t)(id << 8 | kind);
 }
+
+/* inval.c */
+int lp_inval_start(struct lp_session *s);
+int lp_inval_queue(struct lp_session *s, fuse_ino_t ino);
+void lp_inval_stop(struct lp_session *s);
 
 /* pool.c */
 struct lp_pool *lp_pool_new(size_t size);

@@ -140,6 +140,12 @@ static void on_interrupt(fuse_req_t req, void *data)
 void lp_submit(struct lp_session *s, struct lp_req *r)
 {
 	pthread_mutex_lock(&s->lock);
+	if (s->refusing) {
+		pthread_mutex_unlock(&s->lock);
+		fuse_reply_err(r->req, ENOTCONN);
+		lp_req_free(s, r);
+		return;
+	}
 	r->id = ++s->next_id;
 	r->next = *slot(s, r->id);
 	*slot(s, r->id) = r;
@@ -156,15 +162,20 @@ void lp_submit(struct lp_session *s, struct lp_req *r)
 
 	/* Under the lock, so that an interrupt is always queued behind its request. */
 	pthread_mutex_lock(&s->lock);
-	r->posted = 1;
-	napi_status st = napi_call_threadsafe_function(s->tsfn, lp_msg(LP_MSG_REQUEST, r->id), napi_tsfn_nonblocking);
-	if (st == napi_ok && r->interrupted)
-		post_locked(s, LP_INTERRUPT, r->id);
-	if (st != napi_ok)
+	/* lp_refuse leaves requests not posted yet to us: unmount began meanwhile. */
+	int refused = s->refusing;
+	napi_status st = napi_ok;
+	if (!refused) {
+		r->posted = 1;
+		st = napi_call_threadsafe_function(s->tsfn, lp_msg(LP_MSG_REQUEST, r->id), napi_tsfn_nonblocking);
+		if (st == napi_ok && r->interrupted)
+			post_locked(s, LP_INTERRUPT, r->id);
+	}
+	if (refused || st != napi_ok)
 		unlink_locked(s, r->id); /* never queued: JavaScript cannot know it */
 	pthread_mutex_unlock(&s->lock);
-	if (st != napi_ok) {
-		fuse_reply_err(r->req, EIO);
+	if (refused || st != napi_ok) {
+		fuse_reply_err(r->req, refused ? ENOTCONN : EIO);
 		lp_req_free(s, r);
 	}
 }
@@ -190,6 +201,32 @@ struct lp_req *lp_take(struct lp_session *s, uint64_t id)
 	struct lp_req *r = unlink_locked(s, id);
 	pthread_mutex_unlock(&s->lock);
 	return r;
+}
+
+/*
+ * Unmount begins (JavaScript thread): every request handed to JavaScript is answered
+ * ENOTCONN now, and the readers answer new ones so, without JavaScript. The kernel then
+ * holds no page locked for an answer that would never come (inval.c waits for them).
+ */
+void lp_refuse(struct lp_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->refusing = 1;
+	for (size_t i = 0; i < s->nbuckets; i++) {
+		struct lp_req **p = &s->buckets[i];
+		while (*p) {
+			struct lp_req *r = *p;
+			if (!r->posted) {
+				p = &r->next;
+				continue;
+			}
+			*p = r->next;
+			s->count--;
+			fuse_reply_err(r->req, ENOTCONN);
+			lp_req_free(s, r);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
 }
 
 /*

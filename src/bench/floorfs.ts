@@ -175,6 +175,9 @@ export class FloorFs implements FuseFs {
     return false
   }
 
+  /** Nothing here is ever lost: no page is ever dropped for it. */
+  onDataLost(): void {}
+
   private opened(node: Node): number {
     node.opens += 1
     const fd = this.nextFd++

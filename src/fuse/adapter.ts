@@ -14,6 +14,8 @@ import { tuneConnection, watchConnection } from './fusectl.js'
  * (failover waits as long as it takes); `big_writes` is not in its option list, so the
  * option string is extended here; and the buffers it passes are detached after the
  * callback, so written data is copied before it is kept (the replay list keeps it).
+ * It cannot tell the kernel to drop cached pages: a handle opened before an OST was lost may
+ * still read its old pages there (llite.onDataLost is not listened to).
  */
 const require = createRequire(import.meta.url)
 const Fuse = require('fuse-native') as FuseCtor

@@ -16,7 +16,7 @@ export type FuseKind = 'auto' | 'native' | 'libfuse2'
 export type FuseFs = Pick<
   Llite,
   | 'attr' | 'lookupStat' | 'stat' | 'statOf' | 'setattr' | 'ftruncate' | 'readlink' | 'listDir' | 'mkdir' | 'symlink' | 'unlink'
-  | 'mknod' | 'rename' | 'link' | 'create' | 'open' | 'uncached' | 'read' | 'write' | 'flush' | 'fsync' | 'fsyncdir' | 'release' | 'statfs'
+  | 'mknod' | 'rename' | 'link' | 'create' | 'open' | 'uncached' | 'onDataLost' | 'read' | 'write' | 'flush' | 'fsync' | 'fsyncdir' | 'release' | 'statfs'
 >
 
 export interface FuseMountOptions {

@@ -74,6 +74,8 @@ interface Addon {
   mount(mountpoint: string, options: string, config: { threads: number; attrTimeout: number; entryTimeout: number; maxBackground: number }, handlers: Handlers): void
   unmount(): void
   invalidateAttr(ino: number): void
+  /** Queued for a thread of the addon: dropping a page waits for a read only JavaScript answers. */
+  invalidateData(ino: number): void
   replyErr(id: number, errno: number): boolean
   replyEntry(id: number, st: PosixStat): boolean
   replyCreate(id: number, st: PosixStat, fh: number, direct: boolean): boolean
@@ -141,6 +143,10 @@ export class LowLevelFuse implements FuseBinding {
     const initialised = new Promise<void>((resolve) => (this.initialised = resolve))
     this.addon.mount(o.mountpoint, options, config, this.asCallers(this.handlers()))
     this.mounted = true
+    // Data lost with an OST: a handle opened before must not re-read the kernel's old pages.
+    this.llite.onDataLost((fids) => {
+      if (this.mounted) for (const fid of fids) this.addon.invalidateData(fid)
+    })
     // INIT lowers the kernel's read-ahead window: raise it once INIT is through, or the raise may be undone.
     await pTimeout(initialised, { milliseconds: INIT_WAIT_MS }).catch(() =>
       o.log.warn({ mountpoint: o.mountpoint }, `no FUSE INIT within ${INIT_WAIT_MS / 1000} s: tuning the connection anyway`),

@@ -89,6 +89,7 @@ export class Llite {
   readonly statahead: Statahead
   private readonly files = new Map<number, OpenFile>()
   private nextFd = 1
+  private readonly dataLostListeners: Array<(fids: number[]) => void> = []
   private readonly mdc: Mdc
   private readonly lov: Lov
 
@@ -501,8 +502,22 @@ export class Llite {
    */
   objectsLost(ost: number): void {
     const on = (layout: Layout | undefined) => !!layout?.osts.includes(ost)
-    for (const f of this.files.values()) if (on(f.layout)) f.ra?.invalidate()
+    const fids = new Set<number>()
+    for (const f of this.files.values()) {
+      if (!on(f.layout)) continue
+      f.ra?.invalidate()
+      fids.add(f.fid)
+    }
     this.cache.dropGlimpses((a) => on(a.layout))
+    if (fids.size) for (const fn of this.dataLostListeners) fn([...fids])
+  }
+
+  /**
+   * `fn` is told the FIDs of open files whose data was lost with an OST: pages cached above
+   * us (the kernel's) must go too. Files not open need no telling: a new open drops them.
+   */
+  onDataLost(fn: (fids: number[]) => void): void {
+    this.dataLostListeners.push(fn)
   }
 
   /** This client changed the file's data: read-ahead of any of its open files is stale. */

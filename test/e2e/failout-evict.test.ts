@@ -19,9 +19,12 @@ const cli = path.resolve('bin/lproxy.js')
 beforeAll(async () => {
   c = await startCluster({ net: '127.0.46', port: 24600, timeout: 10, commitInterval: 1, mmpInterval: 0.2, failout: ['ost2'] })
   mnt = c.mountpoint!
-  await sh(`mkdir "${mnt}/on1" "${mnt}/on2"
-    node "${cli}" setstripe -c 1 -i 1 "${mnt}/on1"; node "${cli}" setstripe -c 1 -i 2 "${mnt}/on2"
-    head -c 300000 /dev/urandom > "${mnt}/on1/a"; head -c 300000 /dev/urandom > "${mnt}/on2/b"; sync "${mnt}/on1/a" "${mnt}/on2/b"`, { env: env() })
+  // both/c: 64 KiB stripes on ost1 and ost2, its last byte on ost1, so that losing ost2
+  // changes neither its size nor its mtime and the kernel has no reason of its own to drop its pages.
+  await sh(`mkdir "${mnt}/on1" "${mnt}/on2" "${mnt}/both"
+    node "${cli}" setstripe -c 1 -i 1 "${mnt}/on1"; node "${cli}" setstripe -c 1 -i 2 "${mnt}/on2"; node "${cli}" setstripe -c 2 -i 1 -S 64k "${mnt}/both"
+    head -c 300000 /dev/urandom > "${mnt}/on1/a"; head -c 300000 /dev/urandom > "${mnt}/on2/b"; head -c 300000 /dev/urandom > "${mnt}/both/c"
+    sync "${mnt}/on1/a" "${mnt}/on2/b" "${mnt}/both/c"`, { env: env() })
 })
 
 afterAll(async () => {
@@ -48,11 +51,34 @@ try:
 except OSError as e:
     print('close', e.strerror)
 "`)
+    // A handle opened and read through before the loss: the kernel's page cache holds both/c.
+    const reader = sh(`python3 -c "
+import os, time
+fd = os.open('${mnt}/both/c', os.O_RDONLY)
+old = os.pread(fd, 65536, 65536)
+print('read', len(b''.join(iter(lambda: os.read(fd, 65536), b''))), len(old))
+open('${c.dir}/read', 'w').close()
+while not os.path.exists('${c.dir}/lost'): time.sleep(0.05)
+# The same handle again, on ost2's stripe: EIO once the import is invalidated, never the old bytes.
+deadline = time.time() + 15
+while True:
+    try:
+        again = os.pread(fd, 65536, 65536)
+    except OSError as e:
+        print('reread', e.strerror); break
+    if time.time() > deadline:
+        print('reread', 'old bytes' if again == old else 'other bytes'); break
+    time.sleep(0.1)
+os.close(fd); print('closed')
+"`)
     await expect.poll(() => existsSync(`${c.dir}/written`), { timeout: 10_000 }).toBe(true)
+    await expect.poll(() => existsSync(`${c.dir}/read`), { timeout: 10_000 }).toBe(true)
     await c.fail('oss2', { takeover: false })
     const t0 = Date.now()
     expect(await shFails(`cat "${mnt}/on2/b" > /dev/null`)).toMatch(/Input\/output error/)
     expect(Date.now() - t0).toBeLessThan(3000)
+    await sh(`touch "${c.dir}/lost"`)
+    expect(await reader).toBe('read 300000 65536\nreread Input/output error\nclosed\n')
     // Once the cached size has expired the glimpse counts the lost stripe as empty (decided
     // question 3): the read must still fail, not find an empty file (issue 15).
     await expect.poll(() => sh(`stat -c %s "${mnt}/on2/b"`), { timeout: 10_000 }).toBe('0\n')

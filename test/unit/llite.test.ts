@@ -147,9 +147,12 @@ describe('an OST import invalidated (issue 15)', () => {
     const mdc = {
       getattr: async (fid: number) => files.get(fid)!,
       open: async (fid: number) => ({ attr: files.get(fid)!, handle: '00000000000000aa' }),
+      close: async () => undefined,
     } as unknown as Mdc
     const lov = {
       cachedSize: () => 0,
+      flush: async () => undefined,
+      takeError: () => undefined,
       lost: (l: Layout) => lost && l.osts.includes(1),
       glimpse: async (fid: number): Promise<Glimpse> => {
         glimpses.push(fid)
@@ -198,6 +201,23 @@ describe('an OST import invalidated (issue 15)', () => {
     const asked = r.reads.filter(([fid]) => fid === 10).length
     expect(Buffer.concat(await r.ll.read(fd, 3 * K64, K64))).toHaveLength(K64)
     expect(r.reads.filter(([fid]) => fid === 10).length).toBeGreaterThan(asked)
+  })
+
+  it('reports the open files with a stripe there, once each, so the pages cached above llite go too', async () => {
+    const r = rig()
+    const told: number[][] = []
+    r.ll.onDataLost((fids) => told.push(fids))
+    await r.ll.open(10, O_RDONLY)
+    await r.ll.open(10, O_RDONLY)
+    const other = await r.ll.open(11, O_RDONLY)
+    r.ll.objectsLost(1)
+    expect(told).toEqual([[10]])
+    // A file no longer open is not reported: its next open starts without the kernel's pages.
+    await r.ll.release(other)
+    r.ll.objectsLost(2)
+    // No file open on the OST: nobody is told.
+    r.ll.objectsLost(3)
+    expect(told).toEqual([[10]])
   })
 })
 

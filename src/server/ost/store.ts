@@ -93,13 +93,22 @@ export class ObjectStore {
     return fh
   }
 
-  async write(fid: number, stripe: number, off: number, data: readonly Buffer[], mtime: number): Promise<void> {
+  /**
+   * MMP: asked right before every syscall that changes the object, not once per call: a node
+   * stopped (SIGSTOP) between two of them resumes with its check stale, and must not let the
+   * second land on a target its partner serves now.
+   */
+  private async fenced<T>(syscall: () => Promise<T>): Promise<T> {
     await this.fence?.check()
+    return syscall()
+  }
+
+  async write(fid: number, stripe: number, off: number, data: readonly Buffer[], mtime: number): Promise<void> {
     const key = objKey(fid, stripe)
-    const fh = (await this.handle(key))!
-    await writevAll(fh, data, off)
+    const fh = (await this.fenced(() => this.handle(key)))!
+    await this.fenced(() => writevAll(fh, data, off))
     // The object's mtime is the write's, not the (later) commit's: it must survive a restart.
-    await fh.utimes(mtime / 1000, mtime / 1000)
+    await this.fenced(() => fh.utimes(mtime / 1000, mtime / 1000))
     const prev = this.objects.get(key)
     const len = bulkLength(data)
     const size = Math.max(prev?.size ?? 0, len ? off + len : 0)
@@ -108,11 +117,10 @@ export class ObjectStore {
   }
 
   async truncate(fid: number, stripe: number, size: number, mtime: number): Promise<void> {
-    await this.fence?.check()
     const key = objKey(fid, stripe)
-    const fh = (await this.handle(key))!
-    await fh.truncate(size)
-    await fh.utimes(mtime / 1000, mtime / 1000)
+    const fh = (await this.fenced(() => this.handle(key)))!
+    await this.fenced(() => fh.truncate(size))
+    await this.fenced(() => fh.utimes(mtime / 1000, mtime / 1000))
     this.track(fid, stripe, { size, blocks: Math.ceil(size / 512), mtime })
     this.dirty.add(key)
   }
@@ -121,9 +129,8 @@ export class ObjectStore {
     const key = objKey(fid, stripe)
     const st = this.objects.get(key)
     if (!st) return
-    await this.fence?.check()
-    const fh = (await this.handle(key))!
-    await fh.utimes(mtime / 1000, mtime / 1000)
+    const fh = (await this.fenced(() => this.handle(key)))!
+    await this.fenced(() => fh.utimes(mtime / 1000, mtime / 1000))
     st.mtime = mtime
   }
 
@@ -134,8 +141,7 @@ export class ObjectStore {
       this.handles.delete(key)
       this.dirty.delete(key)
       await fh?.close()
-      await this.fence?.check()
-      await fsp.rm(this.file(key), { force: true })
+      await this.fenced(() => fsp.rm(this.file(key), { force: true }))
       this.dirtyDirs.add(path.dirname(this.file(key)))
       this.untrack(fid, stripe)
     }

@@ -3,7 +3,6 @@ import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { ManualClock } from '../../src/common/clock.js'
 import { silentLogger } from '../../src/common/log.js'
-import { LpError } from '../../src/protocol/errno.js'
 import { MAX_FILE_SIZE, OPS } from '../../src/protocol/ops.js'
 import { Namespace, ROOT_FID } from '../../src/server/mdt/namespace.js'
 import { MdtBackend } from '../../src/server/mdt/mdt.js'
@@ -14,18 +13,9 @@ import { tempDir, removeTempDirs } from '../helpers/nodes.js'
 import { Client } from 'undici'
 import { createFront, type FrontTarget } from '../../src/server/front.js'
 import { RPC_PATH, decodeReplyHeader, encodeFrame, encodeReqHeader } from '../../src/protocol/wire.js'
+import { errnoOf } from '../helpers/errno.js'
 
 afterAll(removeTempDirs)
-
-function errnoOf(fn: () => unknown): string {
-  try {
-    fn()
-  } catch (e) {
-    if (e instanceof LpError) return e.code
-    throw e
-  }
-  return 'ok'
-}
 
 describe('opens per export', () => {
   it('refuses a client more open handles than the cap with EMFILE, creating nothing; others and replays are not stopped', () => {

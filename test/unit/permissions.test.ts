@@ -2,7 +2,6 @@ import { describe, it, expect, afterAll } from 'vitest'
 import { spawn } from 'node:child_process'
 import { promises as fsp } from 'node:fs'
 import { Namespace, ROOT_FID } from '../../src/server/mdt/namespace.js'
-import { LpError } from '../../src/protocol/errno.js'
 import { OPS, type Cred, type OpArgs } from '../../src/protocol/ops.js'
 import { MdtBackend } from '../../src/server/mdt/mdt.js'
 import { effectiveCred, squashOf, checkRootSquash, checkNosquashNids } from '../../src/server/mdt/squash.js'
@@ -14,6 +13,7 @@ import { tempDir, removeTempDirs } from '../helpers/nodes.js'
 import { GroupCache, asCaller, procGroups } from '../../src/common/cred.js'
 import { Mdc } from '../../src/mdc/mdc.js'
 import type { Import } from '../../src/ptlrpc/import.js'
+import { errnoOf } from '../helpers/errno.js'
 
 afterAll(removeTempDirs)
 
@@ -73,16 +73,6 @@ function tree() {
   return { ns, run, time: () => ++time, ...fids }
 }
 type Tree = ReturnType<typeof tree>
-
-function errnoOf(fn: () => unknown): string {
-  try {
-    fn()
-  } catch (e) {
-    if (e instanceof LpError) return e.code
-    throw e
-  }
-  return 'ok'
-}
 
 const create = (t: Tree, cred: Cred, parent: number, name: string, o: Partial<OpArgs<'mdt_create'>> = {}) =>
   t.run(() => t.ns.create({ parent, name, type: 'reg', mode: 0o644, uid: cred.uid, gid: cred.gid, time: t.time(), cred, ...o }, 'c'))

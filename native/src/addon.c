@@ -207,45 +207,46 @@ static napi_value js_unmount(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/* The inode argument of an invalidation call; throws a TypeError naming `usage` (0) when there is none. */
+static fuse_ino_t ino_arg(napi_env env, napi_callback_info info, const char *usage)
+{
+	size_t argc = 1;
+	napi_value argv[1];
+	double ino = 0;
+
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	if (argc < 1 || napi_get_value_double(env, argv[0], &ino) != napi_ok || !(ino >= 1 && ino <= 9007199254740991.0)) {
+		napi_throw_type_error(env, NULL, usage);
+		return 0;
+	}
+	return (fuse_ino_t)ino;
+}
+
 /*
  * invalidateAttr(ino): the kernel forgets the attributes it cached of an inode (a negative
  * offset leaves its pages alone, so no page lock is taken: safe while a request is pending).
  */
 static napi_value js_invalidate_attr(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1];
-	double ino = 0;
 	struct lp_session *s = lp_current(env);
+	fuse_ino_t ino = ino_arg(env, info, "lproxy_fuse.invalidateAttr(ino)");
 
-	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	if (argc < 1 || napi_get_value_double(env, argv[0], &ino) != napi_ok) {
-		napi_throw_type_error(env, NULL, "lproxy_fuse.invalidateAttr(ino)");
-		return NULL;
-	}
-	if (s)
-		fuse_lowlevel_notify_inval_inode(s->se, (fuse_ino_t)ino, -1, 0);
+	if (ino && s)
+		fuse_lowlevel_notify_inval_inode(s->se, ino, -1, 0);
 	return NULL;
 }
 
 /*
  * invalidateData(ino): the kernel drops the pages it cached of an inode, so that even a handle
  * opened before asks again. Queued for the session's invalidation thread (inval.c): dropping a
- * page waits for a read of it, which only this thread can answer.
+ * page waits for a pending read of it, which only the JS thread answers, so it is never done here.
  */
 static napi_value js_invalidate_data(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1];
-	double ino = 0;
 	struct lp_session *s = lp_current(env);
+	fuse_ino_t ino = ino_arg(env, info, "lproxy_fuse.invalidateData(ino)");
 
-	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	if (argc < 1 || napi_get_value_double(env, argv[0], &ino) != napi_ok || ino < 1) {
-		napi_throw_type_error(env, NULL, "lproxy_fuse.invalidateData(ino)");
-		return NULL;
-	}
-	if (s && lp_inval_queue(s, (fuse_ino_t)ino))
+	if (ino && s && lp_inval_queue(s, ino))
 		napi_throw_error(env, NULL, "lproxy_fuse.invalidateData: out of memory");
 	return NULL;
 }

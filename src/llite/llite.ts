@@ -97,7 +97,7 @@ export class Llite {
     this.mdc = o.mdc
     this.lov = o.lov
     this.cache = new MetaCache(o.clock, o.attrTimeoutMs)
-    this.statahead = new Statahead(o.mdc, o.lov, this.cache, o.log, o.statahead)
+    this.statahead = new Statahead(o.clock, o.mdc, o.lov, this.cache, o.log, o.statahead)
   }
 
   private now(): number {

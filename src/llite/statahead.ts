@@ -1,3 +1,4 @@
+import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import type { Lov } from '../lov/lov.js'
 import type { Mdc } from '../mdc/mdc.js'
@@ -12,6 +13,11 @@ import { ListingOrder, NUMBERED, type NameSequence } from './sequence.js'
  * per RPC (one mdt_batch_lookup, then one ost_getattr per OST for their sizes: the async
  * glimpse), so its lookups find them cached. Advisory: a failed batch leaves the lookups to
  * ask for themselves.
+ *
+ * Its answers live as long as any cached attributes (actimeo), not under a lock as Lustre's:
+ * a process too slow to reach them in that time would find them expired and ask again, one
+ * RPC each. A hit on an expired answer halves how far ahead the directory is fetched, and
+ * fetching restarts after that name; each fresh hit widens it by one again, up to statahead_max.
  */
 export interface StataheadTunables {
   /** Names fetched ahead of the process, per directory (statahead_max; 0 turns statahead off). */
@@ -35,6 +41,8 @@ const MAX_LISTED_NAMES = 100_000
 interface Batch {
   done: Promise<void>
   settled: boolean
+  /** When its answers came (monotonic ms). */
+  at: number
 }
 
 /** One directory's lookups, as statahead follows them. */
@@ -49,6 +57,8 @@ interface DirState {
   tail?: string
   /** A batch found none of its names: the sequence ran out. */
   ended: boolean
+  /** Names kept ahead: statahead_max, less while answers expire before the process reaches them. */
+  window: number
 }
 
 export interface StataheadStats {
@@ -58,15 +68,18 @@ export interface StataheadStats {
   hits: number
   /** Answers not kept: the cache learnt something newer while they were on the way. */
   stale: number
+  /** Hits whose answer had expired: statahead ran further ahead than the process got in actimeo. */
+  expired: number
   failed: number
 }
 
 export class Statahead {
   private readonly dirs = new Map<number, DirState>()
   private readonly listings = new Map<number, ListingOrder>()
-  readonly stats: StataheadStats = { batches: 0, names: 0, hits: 0, stale: 0, failed: 0 }
+  readonly stats: StataheadStats = { batches: 0, names: 0, hits: 0, stale: 0, expired: 0, failed: 0 }
 
   constructor(
+    private readonly clock: Clock,
     private readonly mdc: Mdc,
     private readonly lov: Lov,
     private readonly cache: MetaCache,
@@ -83,7 +96,7 @@ export class Statahead {
     if (this.tunables.max <= 0 || this.cache.ttlMs <= 0) return undefined
     const s = this.dirs.get(parent)
     if (!s) {
-      this.follow(parent, { last: name, streak: 0, order: NUMBERED, ahead: new Map(), ended: false })
+      this.follow(parent, { last: name, streak: 0, order: NUMBERED, ahead: new Map(), ended: false, window: this.tunables.max })
       return undefined
     }
     const b = s.ahead.get(name)
@@ -94,6 +107,12 @@ export class Statahead {
         s.ahead.delete(k)
         if (k === name) break
       }
+      if (b.settled && this.clock.now() - b.at >= this.cache.ttlMs) {
+        this.stats.expired++
+        s.window = Math.max(1, s.window >> 1)
+        s.ahead.clear()
+        s.tail = undefined
+      } else s.window = Math.min(this.tunables.max, s.window + 1)
     } else {
       const order = this.orderOf(parent, s, name)
       if (order !== s.order) {
@@ -134,13 +153,17 @@ export class Statahead {
 
   /** Ask for batches until statahead_max names are ahead of the process. */
   private fill(parent: number, s: DirState): void {
-    const batch = Math.min(this.tunables.batch, this.tunables.max)
-    while (!s.ended && batch > 0 && s.ahead.size + batch <= this.tunables.max) {
+    const window = Math.min(s.window, this.tunables.max)
+    const batch = Math.min(this.tunables.batch, window)
+    while (!s.ended && batch > 0 && s.ahead.size + batch <= window) {
       const names = s.order.after(s.tail ?? s.last, batch)
       if (!names.length) return
       s.tail = names[names.length - 1]
-      const b: Batch = { settled: false, done: Promise.resolve() }
-      b.done = this.fetch(parent, names, s).finally(() => (b.settled = true))
+      const b: Batch = { settled: false, done: Promise.resolve(), at: 0 }
+      b.done = this.fetch(parent, names, s).finally(() => {
+        b.settled = true
+        b.at = this.clock.now()
+      })
       for (const n of names) s.ahead.set(n, b)
     }
   }

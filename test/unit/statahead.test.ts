@@ -164,6 +164,19 @@ describe('statahead', () => {
     expect(r.batches).toHaveLength(2)
   })
 
+  it('fetches less far ahead of a process too slow to reach the answers before they expire', async () => {
+    const r = rig({ max: 8, batch: 4, agl: true })
+    // 300 ms a name, answers kept 1 s: eight names ahead would all expire on the way.
+    for (let i = 0; i < 30; i++) {
+      expect(await r.stat(`f${i}`)).toBe(i * 10)
+      await r.release()
+      await r.clock.advance(300)
+    }
+    expect(r.ll.statahead.stats.expired).toBeGreaterThan(0)
+    // Without the narrower window every lookup from f6 on asks for itself.
+    expect(r.lookups.length).toBeLessThan(12)
+  })
+
   it('does nothing with statahead_max 0 or actimeo 0, and a failed batch leaves the lookups to ask for themselves', async () => {
     const off = rig({ max: 0, batch: 4, agl: true })
     for (let i = 0; i < 6; i++) await off.stat(`f${i}`)

@@ -439,11 +439,32 @@ export class Llite {
   async open(fid: number, flags: number): Promise<number> {
     const a = await this.attr(fid)
     if (a.type === 'dir' && (flags & O_ACCMODE) !== O_RDONLY) throw new LpError('EISDIR', `FID ${a.fid} is a directory`)
-    const r = await this.mdc.open(a.fid, flags)
-    // Close-to-open: an open sees what other clients wrote before it, its size glimpsed afresh.
-    this.cache.dropAttr(r.attr.fid)
-    this.cache.setAttr(r.attr)
-    return this.register(r.attr, r.handle, flags)
+    const w = this.cache.watch()
+    try {
+      const early = this.earlyGlimpse(a, flags)
+      const r = await this.mdc.open(a.fid, flags)
+      const g = await early
+      // Close-to-open: an open sees what other clients wrote before it, its size glimpsed afresh.
+      const kept = g && !w.touched.has(a.fid) && !w.cleared && isDeepStrictEqual(r.attr.layout, a.layout) ? g : undefined
+      this.cache.dropAttr(r.attr.fid)
+      this.cache.setAttr(r.attr)
+      if (kept) this.keepGlimpse(a.fid, a.layout!, kept)
+      return this.register(r.attr, r.handle, flags)
+    } finally {
+      this.cache.unwatch(w)
+    }
+  }
+
+  /**
+   * A reader needs the size glimpsed afresh after its open (the kernel asks for it before its
+   * first read): sent with the open, it does not wait for the open's reply. Sent after the
+   * open began, it sees whatever another client's close had written. Advisory: on failure the
+   * size is glimpsed when asked for. Writers do not wait for it (their OST may be down).
+   */
+  private earlyGlimpse(a: MdtAttr, flags: number): Promise<Glimpse | undefined> | undefined {
+    if (a.type !== 'reg' || !a.layout || (flags & O_ACCMODE) === O_WRONLY) return undefined
+    if (this.lov.cachedSize(a.fid, a.layout) || this.lov.lost(a.layout)) return undefined
+    return this.lov.glimpse(a.fid, a.layout).catch(() => undefined)
   }
 
   /**

@@ -1,7 +1,7 @@
 import pino from 'pino'
 import { describe, expect, it } from 'vitest'
 import { ManualClock } from '../../src/common/clock.js'
-import { O_EXCL, O_RDONLY, O_TRUNC } from '../../src/llite/file.js'
+import { O_EXCL, O_RDONLY, O_TRUNC, O_WRONLY } from '../../src/llite/file.js'
 import { Llite } from '../../src/llite/llite.js'
 import type { Glimpse, Lov } from '../../src/lov/lov.js'
 import type { Mdc } from '../../src/mdc/mdc.js'
@@ -329,5 +329,54 @@ describe('special files and name limits (issue 20)', () => {
     expect(m.calls).toEqual([])
     await expect(m.ll.lookup(1, 'é'.repeat(127))).rejects.toMatchObject({ code: 'ENOENT' })
     expect(m.calls).toHaveLength(1)
+  })
+})
+
+describe('open of a regular file', () => {
+  /** An MDT whose opens answer when the test says so; OSTs that count glimpses. */
+  function rig() {
+    const clock = new ManualClock()
+    const opens: Array<() => void> = []
+    const glimpses: number[] = []
+    let size = 4096
+    const mdc = {
+      getattr: async (fid: number) => file(fid),
+      open: (fid: number) => new Promise((resolve) => opens.push(() => resolve({ attr: file(fid), handle: '00000000000000aa' }))),
+    } as unknown as Mdc
+    const lov = {
+      glimpse: async (fid: number): Promise<Glimpse> => {
+        glimpses.push(fid)
+        return { size, blocks: 8, mtime: 0 }
+      },
+      cachedSize: () => 0,
+      lost: () => false,
+    } as unknown as Lov
+    const ll = lliteOver(mdc, lov, clock)
+    const open = async (fid: number, flags: number, meanwhile?: () => void) => {
+      const p = ll.open(fid, flags)
+      await clock.advance(0)
+      meanwhile?.()
+      opens.shift()!()
+      return p
+    }
+    return { ll, glimpses, open, grow: (n: number) => (size = n) }
+  }
+
+  it('for reading, glimpses the size with the open, so the stat after it waits for no RPC', async () => {
+    const r = rig()
+    await r.open(10, O_RDONLY, () => expect(r.glimpses).toEqual([10]))
+    expect((await r.ll.stat(10)).size).toBe(4096)
+    expect(r.glimpses).toEqual([10])
+  })
+
+  it('for writing only, sends no glimpse; and one overtaken by a write of this client is not kept', async () => {
+    const r = rig()
+    await r.open(10, O_WRONLY)
+    expect(r.glimpses).toEqual([])
+    const fd = await r.open(11, O_RDONLY, () => r.ll.cache.grow(11, 8192, 1))
+    expect(r.ll.fidOf(fd)).toBe(11)
+    r.grow(8192)
+    expect((await r.ll.stat(11)).size).toBe(8192)
+    expect(r.glimpses).toEqual([11, 11])
   })
 })

@@ -6,6 +6,7 @@ import { registerDemoCommand } from './demo.js'
 import { registerBenchCommand, registerSelftestCommand } from './bench.js'
 import { registerAdminCommands } from './admin.js'
 import { registerLfsckCommand } from './lfsck.js'
+import { registerTunefsCommand } from './tunefs.js'
 import { UsageError } from './errors.js'
 
 /**
@@ -19,6 +20,7 @@ const program = new Command('lproxy')
   .exitOverride()
 
 registerServerCommands(program)
+registerTunefsCommand(program)
 registerClientCommands(program)
 registerClusterCommands(program)
 registerDemoCommand(program)

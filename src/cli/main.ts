@@ -7,6 +7,7 @@ import { registerBenchCommand, registerSelftestCommand } from './bench.js'
 import { registerAdminCommands } from './admin.js'
 import { registerLfsckCommand } from './lfsck.js'
 import { registerTunefsCommand } from './tunefs.js'
+import { registerInstallCommand } from './install.js'
 import { UsageError } from './errors.js'
 
 /**
@@ -28,6 +29,7 @@ registerBenchCommand(program)
 registerSelftestCommand(program)
 registerAdminCommands(program)
 registerLfsckCommand(program)
+registerInstallCommand(program)
 
 try {
   await program.parseAsync(process.argv)

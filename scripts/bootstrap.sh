@@ -47,3 +47,14 @@ if [ ! -f dist/.built ] || [ -n "$(find src tsconfig.json -newer dist/.built -pr
   npx tsc -p tsconfig.json
   touch dist/.built
 fi
+
+# The README's `lproxy` on PATH, and mount(8)'s helper for `mount -t lproxy` and fstab lines
+# where mount(8) looks for it, both linked to this checkout (`lproxy install` also installs
+# the systemd unit and the logrotate file; nothing here needs systemd).
+if [ "$(readlink -f /usr/local/bin/lproxy 2>/dev/null)" != "$PWD/bin/lproxy.js" ] || [ "$(readlink -f /sbin/mount.lproxy 2>/dev/null)" != "$PWD/bin/mount.lproxy.js" ]; then
+  if node bin/lproxy.js install >/dev/null; then
+    echo "bootstrap: installed lproxy as /usr/local/bin/lproxy and mount.lproxy as /sbin/mount.lproxy (linked to $PWD)" >&2
+  else
+    echo "bootstrap: WARNING: lproxy install failed; run 'node bin/lproxy.js' instead of 'lproxy'" >&2
+  fi
+fi

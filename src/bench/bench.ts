@@ -49,9 +49,6 @@ export interface BenchOutcome {
 }
 
 export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
-  if (o.failover && o.mount) throw new Error('--failover-at fails a node of the embedded cluster; it cannot be used with --mount')
-  if (o.mount && Object.keys(o.params).length) throw new Error('--timeout sets up the embedded cluster; it cannot be used with --mount')
-  if (o.failover && o.compare) throw new Error('--failover-at and --compare are separate runs: give one of them')
   const date = new Date()
   const workload: Workload = { ...o.workload, seed: randomInt(2 ** 31) }
   const host = hostInfo()

@@ -1,5 +1,5 @@
 import os from 'node:os'
-import type { Command } from 'commander'
+import { Option, type Command } from 'commander'
 import { runBench } from '../bench/bench.js'
 import type { BenchMode } from '../bench/failover.js'
 import { checkJobs, JOB_NAMES, type JobName } from '../bench/jobs.js'
@@ -13,28 +13,31 @@ import { DEFAULT_PORT } from '../cluster/layout.js'
 import { UsageError } from './errors.js'
 import { command, intArg, print, secondsArg } from './server.js'
 import { parseSize } from './size.js'
+import { stripeCountParser } from './parse.js'
 
 /** `lproxy bench` (logic in src/bench/). */
 const BENCH_NET = '127.0.9'
 
 export function registerBenchCommand(program: Command): void {
-  command(program, 'bench', 'throughput of sequential, random and metadata workloads on the embedded cluster (or --mount), optionally across a failover or against sshfs, rclone and bindfs; every byte verified; JSON + SVG in bench/out')
+  command(program, 'bench', 'throughput of sequential, random and metadata workloads on the embedded cluster (or --mount), optionally across a failover or against sshfs, rclone and bindfs; every byte verified; JSON + SVG in bench/out',
+    'throughput on the embedded cluster or a mount, optionally across a failover or against sshfs, rclone, bindfs')
     .option('--mount <mountpoint>', 'bench an existing mount instead of bringing up the embedded cluster')
     .option('--dir <dir>', 'cluster directory, formatted afresh and kept (default: a new one under /dev/shm, removed after)')
     .option('--net <a.b.c>', 'loopback /24 of the embedded cluster', BENCH_NET)
     .option('--port <port>', 'port of the embedded cluster', String(DEFAULT_PORT))
-    .option('--timeout <s>', "obd_timeout (sys.timeout) of the embedded cluster's servers and client; the recovery window scales with it (default: the cluster's, 100)")
+    // Both set up the embedded cluster; a failover is a run of its own.
+    .addOption(new Option('--timeout <s>', "obd_timeout (sys.timeout) of the embedded cluster's servers and client; the recovery window scales with it (default: the cluster's, 100)").conflicts('mount'))
     .option('--size <size>', 'bytes per sequential job, shared by its streams (k, M, G)', '1G')
     .option('--jobs <list>', `comma-separated, in order: ${JOB_NAMES.join(',')}`, JOB_NAMES.join(','))
     .option('--rand-size <size>', 'file size of the 4 KiB random writer', '256M')
     .option('--rand-seconds <s>', 'how long the random writer writes', '10')
     .option('--meta-files <n>', 'files of the metadata mix (create, stat, unlink)', '1000')
     .option('--repeat <n>', 'run the jobs this many times; figures are medians', '1')
-    .option('--stripe-count <n>', 'stripe count of the bench directory on lproxy (-1: every OST)', '-1')
+    .option('--stripe-count <n>', 'stripe count of the bench directory on lproxy (-1: every OST)', stripeCountParser, -1)
     .option('--fio', 'run the jobs with fio (installed from Debian if missing)')
-    .option('--failover-at <s>', 'fail a node this many seconds into the run (embedded cluster only)')
+    .addOption(new Option('--failover-at <s>', 'fail a node this many seconds into the run (embedded cluster only)').conflicts(['mount', 'compare']))
     .option('--fail <node|target>', 'what --failover-at fails', 'oss1')
-    .option('--mode <mode>', 'hard (SIGKILL + takeover), soft (clean stop + takeover) or hang (SIGSTOP, fenced after the dead time)', 'hard')
+    .addOption(new Option('--mode <mode>', 'hard (SIGKILL + takeover), soft (clean stop + takeover) or hang (SIGSTOP, fenced after the dead time)').choices(['hard', 'soft', 'hang']).default('hard'))
     .option('--deadtime <s>', 'time before the partner takes over', '1')
     .option('--compare', 'also run the jobs through sshfs (default, tuned), rclone mount of webdav, and tuned bindfs')
     .option('--name <name>', 'name of bench/out/<name>.json and .svg (default: kind and date)')
@@ -52,9 +55,6 @@ export function registerBenchCommand(program: Command): void {
       if (size < 4 * PAGE || size % (4 * PAGE)) throw new UsageError(`--size ${o.size}: a multiple of 16k (four streams of whole 4 KiB pages)`)
       const randSize = parseSize(o.randSize, '--rand-size')
       if (randSize < PAGE || randSize % PAGE) throw new UsageError(`--rand-size ${o.randSize}: a multiple of 4k`)
-      if (!['hard', 'soft', 'hang'].includes(o.mode)) throw new UsageError(`--mode ${o.mode}: hard, soft or hang`)
-      const stripeCount = Number(o.stripeCount)
-      if (!Number.isInteger(stripeCount) || stripeCount === 0 || stripeCount < -1) throw new UsageError(`invalid --stripe-count '${o.stripeCount}'`)
       const failAt = secondsArg('--failover-at', o.failoverAt, true)
       const timeout = secondsArg('--timeout', o.timeout)
       const { report, files, skipped } = await runBench({
@@ -63,7 +63,7 @@ export function registerBenchCommand(program: Command): void {
         net: o.net,
         port: intArg('--port', o.port, 1, 65535)!,
         params: timeout === undefined ? {} : { 'sys.timeout': String(timeout) },
-        stripeCount,
+        stripeCount: o.stripeCount,
         workload: {
           jobs,
           size,
@@ -75,7 +75,7 @@ export function registerBenchCommand(program: Command): void {
         },
         fio: !!o.fio,
         compare: !!o.compare,
-        failover: failAt === undefined ? null : { atS: failAt, what: o.fail, mode: o.mode as BenchMode, deadtimeMs: secondsArg('--deadtime', o.deadtime, true)! * 1000 },
+        failover: failAt === undefined ? null : { atS: failAt, what: o.fail, mode: o.mode, deadtimeMs: secondsArg('--deadtime', o.deadtime, true)! * 1000 },
         name: o.name,
         out: o.out,
         command: ['lproxy', ...process.argv.slice(2)].join(' '),
@@ -97,7 +97,8 @@ export function registerBenchCommand(program: Command): void {
 
 /** `lproxy selftest`, like lnet_selftest: the round-trip floor beneath lproxy's RPCs (src/bench/selftest.ts). */
 export function registerSelftestCommand(program: Command): void {
-  command(program, 'selftest', "round-trip floor of this machine's loopback beneath lproxy's RPCs, like lnet_selftest: a TCP echo, and an RPC through lproxy's own path to a node's front answered at once, on a @tcp NID (binary messages) and on an @http one (undici), between two processes, on one CPU and on two; then the metadata mix on a mount of lproxy's FUSE binding whose RPCs are answered at once (on @tcp, and on @http), the fastest any lproxy mount can create, stat and unlink here; JSON in bench/out")
+  command(program, 'selftest', "round-trip floor of this machine's loopback beneath lproxy's RPCs, like lnet_selftest: a TCP echo, and an RPC through lproxy's own path to a node's front answered at once, on a @tcp NID (binary messages) and on an @http one (undici), between two processes, on one CPU and on two; then the metadata mix on a mount of lproxy's FUSE binding whose RPCs are answered at once (on @tcp, and on @http), the fastest any lproxy mount can create, stat and unlink here; JSON in bench/out",
+    "this machine's RPC round-trip and metadata floor beneath lproxy, like lnet_selftest")
     .option('--host <addr>', 'loopback address the server process listens on', '127.0.7.1')
     .option('--port <port>', 'its port', '9870')
     .option('--count <n>', 'timed round trips per repetition (as many untimed go first)', '5000')
@@ -138,11 +139,11 @@ interface BenchCli {
   randSeconds: string
   metaFiles: string
   repeat: string
-  stripeCount: string
+  stripeCount: number
   fio?: boolean
   failoverAt?: string
   fail: string
-  mode: string
+  mode: BenchMode
   deadtime: string
   compare?: boolean
   name?: string

@@ -8,6 +8,7 @@ import { probeNode } from '../cluster/admin.js'
 import { refByDir, refByName, targetRequest, type TargetRef } from '../cluster/resolve.js'
 import { defaultLog, startTarget, stopTarget } from '../cluster/target.js'
 import { UsageError } from './errors.js'
+import { intIn } from './parse.js'
 
 /** Server-side admin commands, the way a Lustre admin works: format, start, stop, recovery. */
 export function registerServerCommands(program: Command): void {
@@ -174,9 +175,13 @@ async function runForeground(
 
 // ---- parsing helpers shared with the cluster commands ----
 
-/** A subcommand whose parse errors are one `lproxy: ...` line, like every other failure. */
-export function command(parent: Command, name: string, description: string): Command {
+/**
+ * A subcommand whose parse errors are one `lproxy: ...` line, like every other failure;
+ * `summary` is its line in the parent's help when the description is long.
+ */
+export function command(parent: Command, name: string, description: string, summary?: string): Command {
   const cmd = parent.command(name).description(description).showHelpAfterError(false)
+  if (summary) cmd.summary(summary)
   const full = [parent.parent ? parent.name() : '', name].filter(Boolean).join(' ')
   return cmd.configureOutput({
     outputError: (str, write) => write(`lproxy: ${str.replace(/^error: /, '').trimEnd()} (see 'lproxy ${full} --help')\n`),
@@ -190,8 +195,9 @@ export function collect(value: string, previous: string[] | undefined): string[]
 
 export function intArg(name: string, v: string | undefined, min: number, max: number): number | undefined {
   if (v === undefined) return undefined
-  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`invalid ${name} '${v}': an integer from ${min} to ${max}`)
-  return Number(v)
+  const n = intIn(v, min, max)
+  if (n === undefined) throw new UsageError(`invalid ${name} '${v}': an integer from ${min} to ${max}`)
+  return n
 }
 
 export function secondsArg(name: string, v: string | undefined, zero = false): number | undefined {

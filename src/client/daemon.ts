@@ -8,6 +8,7 @@ import { openFuse, type FuseBinding } from '../fuse/binding.js'
 import { serveCtl } from '../ctl/server.js'
 import { ClientFs } from './fs.js'
 import { parseOptions } from './options.js'
+import { mountSource } from './source.js'
 
 /**
  * The mount daemon: one per mountpoint. It must not touch its own mount synchronously (the
@@ -15,6 +16,8 @@ import { parseOptions } from './options.js'
  */
 export interface DaemonArgs {
   mgsnode: string
+  /** The filesystem the MGS must serve (a mount by source names it); any when absent. */
+  fsname?: string
   mountpoint: string
   options: string[]
   log: string
@@ -64,13 +67,13 @@ export async function runDaemon(a: DaemonArgs, report: (r: DaemonReport) => void
     const opts = parseOptions(a.options)
     const warnings = await fuseTimeoutWarnings()
     for (const w of warnings) log.warn({}, w)
-    fs = await ClientFs.connect({ mgsnode: a.mgsnode, port: a.port, options: opts, clock: realClock, log })
+    fs = await ClientFs.connect({ mgsnode: a.mgsnode, fsname: a.fsname, port: a.port, options: opts, clock: realClock, log })
     // Unmounted from outside: a daemon left running would hold its imports, and its export on every target.
     const ended = () => {
       log.warn({ mountpoint: a.mountpoint }, 'the kernel ended the FUSE session (unmounted from outside, or the connection was aborted)')
       void shutdown(0)
     }
-    fuse = await openFuse(opts.fuse, fs.llite, { mountpoint: a.mountpoint, fsname: fs.config.fsname, attrTimeoutS: opts.actimeo, dev: opts.dev, log, ended })
+    fuse = await openFuse(opts.fuse, fs.llite, { mountpoint: a.mountpoint, fsname: mountSource(a.mgsnode, fs.config.fsname), attrTimeoutS: opts.actimeo, dev: opts.dev, flags: opts.flags, log, ended })
     await fuse.mount()
     await serveCtl({ fs, mountpoint: a.mountpoint, umount: () => shutdown(0) })
     process.on('SIGTERM', () => void shutdown(0))
@@ -89,6 +92,7 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dis
   const { values } = parseArgs({
     options: {
       mgsnode: { type: 'string' },
+      fsname: { type: 'string' },
       mountpoint: { type: 'string' },
       options: { type: 'string' },
       log: { type: 'string' },
@@ -98,6 +102,7 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dis
   void runDaemon(
     {
       mgsnode: values.mgsnode!,
+      fsname: values.fsname,
       mountpoint: path.resolve(values.mountpoint!),
       options: JSON.parse(values.options ?? '[]') as string[],
       log: values.log!,

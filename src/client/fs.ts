@@ -24,6 +24,8 @@ const MiB = 1024 * 1024
 
 export interface ClientFsOptions {
   mgsnode: string
+  /** The filesystem the MGS must serve; any when absent. */
+  fsname?: string
   port: number
   options: ClientOptions
   clock: Clock
@@ -64,7 +66,7 @@ export class ClientFs {
     const { log, options } = this.o
     this.mgc.start()
     await reachable(this.mgc.import, 'the MGS', this.o.port)
-    this.config = await this.mgc.config()
+    this.config = await this.mgc.config(this.o.fsname)
     const mdt = this.config.targets.find((t) => t.kind === 'mdt')
     if (!mdt) throw new LpError('ENODEV', `filesystem '${this.config.fsname}' has no MDT registered with the MGS yet`)
     const mdtImp = this.newImport(mdt, 'mdc')

@@ -21,6 +21,8 @@ import { DATA_PROCESS_FLAGS } from '../common/v8flags.js'
 export interface MountOptions {
   /** MGS NID spec, e.g. `127.0.1.1@tcp:127.0.1.2@tcp`. */
   mgsnode: string
+  /** The filesystem the MGS must serve (`mgsnode:/fsname` names it); any when absent. */
+  fsname?: string
   mountpoint: string
   /** `-o` options: timeout=N, noir, ... */
   options: string[]
@@ -50,7 +52,7 @@ export async function mountFs(o: MountOptions): Promise<MountInfo> {
   await fsp.mkdir(path.dirname(log), { recursive: true })
   const child = spawn(
     process.execPath,
-    [...DATA_PROCESS_FLAGS, DAEMON, '--mgsnode', o.mgsnode, '--mountpoint', mountpoint, '--options', JSON.stringify(o.options), '--log', log, '--port', String(o.port ?? DEFAULT_PORT)],
+    [...DATA_PROCESS_FLAGS, DAEMON, '--mgsnode', o.mgsnode, ...(o.fsname ? ['--fsname', o.fsname] : []), '--mountpoint', mountpoint, '--options', JSON.stringify(o.options), '--log', log, '--port', String(o.port ?? DEFAULT_PORT)],
     { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] },
   )
   const r = await new Promise<DaemonReport>((resolve) => {

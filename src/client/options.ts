@@ -23,6 +23,8 @@ export interface ClientOptions {
   fuse: FuseKind
   /** Device nodes in the mount may be opened (off with `nodev`, as mount(8)'s; libfuse's own default is off). */
   dev: boolean
+  /** mount(8)'s filesystem-independent flags (noatime, nosuid, ro, ...), handed to the kernel's mount as given. */
+  flags: string[]
 }
 
 export const DEFAULT_OPTIONS: ClientOptions = {
@@ -36,6 +38,19 @@ export const DEFAULT_OPTIONS: ClientOptions = {
   maxReadAheadPerFileMb: 32,
   fuse: 'auto',
   dev: true,
+  flags: [],
+}
+
+/** Flags the kernel applies to any mount; libfuse passes them on to mount(2). */
+const VFS_FLAGS = new Set([
+  'ro', 'suid', 'nosuid', 'exec', 'noexec', 'sync', 'async', 'dirsync',
+  'atime', 'noatime', 'diratime', 'nodiratime', 'relatime', 'norelatime', 'strictatime', 'nostrictatime', 'lazytime', 'nolazytime',
+])
+/** Options that are mount(8)'s or systemd's business (when and whether to mount), not the filesystem's. */
+const MOUNT_ONLY = new Set(['rw', 'defaults', '_netdev', 'auto', 'noauto', 'nofail', 'user', 'nouser', 'users', 'owner', 'group'])
+
+function mountOnly(k: string): boolean {
+  return MOUNT_ONLY.has(k) || k.startsWith('x-') || k === 'comment'
 }
 
 export function parseOptions(list: string[]): ClientOptions {
@@ -87,11 +102,13 @@ export function parseOptions(list: string[]): ClientOptions {
         if (v !== undefined) throw new LpError('EINVAL', `mount option '${item}': ${k} takes no value`)
         o.dev = k === 'dev'
         break
-      case 'rw':
-      case 'defaults':
-        break
       default:
-        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev)`)
+        if (mountOnly(k)) break
+        if (VFS_FLAGS.has(k) && v === undefined) {
+          o.flags = [...o.flags.filter((f) => f !== k), k]
+          break
+        }
+        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev, mount(8)'s noatime, nosuid, noexec, ro, ... and _netdev, noauto, nofail, x-systemd.*)`)
     }
   }
   return o

@@ -12,12 +12,35 @@ export function createLogger(opts: { name: string; file?: string; level?: string
   const level = opts.level ?? process.env.LPROXY_LOG_LEVEL ?? 'info'
   if (opts.file) {
     // Logs name clients (their UUIDs) and paths: root's to read.
-    return pino({ name: opts.name, level }, pino.destination({ dest: opts.file, mkdir: true, sync: false, mode: 0o600 }))
+    const dest = pino.destination({ dest: opts.file, mkdir: true, sync: false, mode: 0o600 })
+    reopenOnHangup(dest)
+    return pino({ name: opts.name, level }, dest)
   }
   if (process.stderr.isTTY) {
     return pino({ name: opts.name, level }, pretty({ destination: 2, sync: true, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }))
   }
   return pino({ name: opts.name, level }, pino.destination({ dest: 2, sync: true }))
+}
+
+type FileDestination = ReturnType<typeof pino.destination>
+
+/** Log files of this process, weakly: a logger dropped (a test's) need not be reopened. */
+const files = new Set<WeakRef<FileDestination>>()
+let hooked = false
+
+/** logrotate's convention: after moving the files away it sends SIGHUP, and each daemon reopens its log by name. */
+function reopenOnHangup(dest: FileDestination): void {
+  if (!hooked) {
+    hooked = true
+    process.on('SIGHUP', () => {
+      for (const ref of files) {
+        const d = ref.deref()
+        if (!d) files.delete(ref)
+        else d.reopen()
+      }
+    })
+  }
+  files.add(new WeakRef(dest))
 }
 
 export const silentLogger: Logger = pino({ level: 'silent' })

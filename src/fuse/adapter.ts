@@ -146,6 +146,7 @@ export class FuseAdapter implements FuseBinding {
       'default_permissions',
       'allow_other',
       o.dev ? 'dev' : 'nodev',
+      ...(o.flags ?? []),
       `fsname=${o.fsname}`,
       'subtype=lproxy',
       `entry_timeout=${o.attrTimeoutS}`,

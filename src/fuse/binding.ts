@@ -25,6 +25,8 @@ export interface FuseMountOptions {
   attrTimeoutS: number
   /** Let device nodes be opened (the kernel's MS_NODEV off); libfuse mounts nodev unless told. */
   dev: boolean
+  /** mount(8)'s filesystem-independent flags (noatime, nosuid, ro, ...), for the kernel's mount. */
+  flags?: string[]
   log: Logger
   /** The kernel ended the session: unmounted from outside (umount, fusermount -u) or aborted. */
   ended?: () => void

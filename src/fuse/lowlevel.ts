@@ -137,7 +137,7 @@ export class LowLevelFuse implements FuseBinding {
     const o = this.o
     // fuse_opt escapes commas with a backslash.
     const fsname = o.fsname.replace(/[\\,]/g, (c) => `\\${c}`)
-    const options = [`fsname=${fsname}`, 'subtype=lproxy', 'default_permissions', 'allow_other', o.dev ? 'dev' : 'nodev'].join(',')
+    const options = [`fsname=${fsname}`, 'subtype=lproxy', 'default_permissions', 'allow_other', o.dev ? 'dev' : 'nodev', ...(o.flags ?? [])].join(',')
     // Hard links are one kernel inode here, so the kernel may cache attributes as long as llite does.
     const config = { threads: READER_THREADS, attrTimeout: o.attrTimeoutS, entryTimeout: o.attrTimeoutS, maxBackground: MAX_BACKGROUND }
     const initialised = new Promise<void>((resolve) => (this.initialised = resolve))

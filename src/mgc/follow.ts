@@ -6,8 +6,8 @@ import type { Mgc } from './mgc.js'
 /**
  * Following the MGS for a set of imports, as Lustre's MGC does for a client or an MDT's OSP:
  * imperative recovery (a target restarted on some NID: reconnect there at once instead of
- * waiting for timeouts) and the configuration's permanent `active` flags (conf_param
- * <target>.osc.active), applied as they change on the MGS.
+ * waiting for timeouts), the configuration's permanent `active` flags (conf_param
+ * <target>.osc.active) and each target's NIDs (tunefs), applied as they change on the MGS.
  */
 export interface FollowOptions {
   /** Imperative recovery (off with `-o noir`). */
@@ -20,6 +20,7 @@ export interface FollowOptions {
 export function followMgs(mgc: Mgc, cfg: FsConfig, o: FollowOptions): void {
   // Only changes are applied: a local `deactivate` stays until the MGS's flag itself changes.
   const known = new Map(cfg.targets.map((t) => [t.name, t.active]))
+  const nidsOf = new Map(cfg.targets.map((t) => [t.name, t.nids.join(' ')]))
   let reading = false
   let again = false
   const refresh = async () => {
@@ -29,6 +30,10 @@ export function followMgs(mgc: Mgc, cfg: FsConfig, o: FollowOptions): void {
       do {
         again = false
         for (const t of (await mgc.config()).targets) {
+          if (nidsOf.get(t.name) !== t.nids.join(' ')) {
+            nidsOf.set(t.name, t.nids.join(' '))
+            o.importOf(t.name)?.setConnections(t.nids)
+          }
           if (known.get(t.name) === t.active) continue
           known.set(t.name, t.active)
           applyActive(o.importOf(t.name), t, o.log)

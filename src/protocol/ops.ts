@@ -356,6 +356,8 @@ export const OPS = {
       failnodes: z.array(z.string().min(1).max(128)).max(8),
       mode: z.enum(['failover', 'failout']),
       instance: z.number().int().min(0),
+      /** tunefs --writeconf: replace what the MGS knows of the target instead of adding to it. */
+      writeconf: z.boolean().optional(),
     }),
   },
   mgs_set_param: {

@@ -470,6 +470,19 @@ export class Import extends EventEmitter {
     }
   }
 
+  /**
+   * The MGS's configuration names other NIDs for the target (tunefs, then --writeconf): new
+   * ones join the connection list, dropped ones leave it, except the one in use (Lustre's
+   * del_conn refuses the active connection too); it goes at the next change.
+   */
+  setConnections(nids: string[]): void {
+    const kept = this.conns.filter((c) => nids.includes(c.nid) || (c === this.current && this.state === 'FULL'))
+    const added = nids.filter((nid) => !kept.some((c) => c.nid === nid))
+    if (!added.length && kept.length === this.conns.length) return
+    this.conns.splice(0, this.conns.length, ...kept, ...added.map((nid) => ({ nid, lastTry: -Infinity, tried: false })))
+    this.log.info({ nids: this.conns.map((c) => c.nid) }, `${this.target}: connection list now ${this.conns.map((c) => c.nid).join(', ')} (MGS configuration)`)
+  }
+
   /** First connection not tried since the last success; once all were, the least recently tried. */
   pickConnection(): Connection {
     const fresh = this.conns.find((c) => !c.tried)

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util'
 import { realClock } from '../common/clock.js'
 import { createLogger } from '../common/log.js'
+import { sdNotify } from '../common/sdnotify.js'
 import { parseNid, formatNid } from '../protocol/nid.js'
 import { ServerNode } from './node.js'
 
@@ -39,12 +40,15 @@ export async function runNode(a: NodeArgs, report: (msg: { ok: boolean; targets?
     if (exiting) return
     exiting = true
     log.info({}, 'SIGTERM: stopping every target cleanly')
+    void sdNotify({ STOPPING: '1' }, log)
     void node.shutdown().finally(() => setTimeout(() => process.exit(0), 50))
   })
   try {
     await node.listen()
     const targets = await node.mountDir(a.dir, a.params, { discardCorruptJournal: a.discardCorruptJournal })
     report({ ok: true, targets })
+    // A Type=notify unit (systemd/lproxy-target@.service) is started once the target serves.
+    await sdNotify({ READY: '1', STATUS: `${targets.join(', ')}: serving on ${a.nid}` }, log)
   } catch (e) {
     const err = e as Error & { code?: string }
     log.error({ err: err.message }, 'start failed')

@@ -19,7 +19,7 @@ import { MgsBackend } from './mgs/mgs.js'
 import { OstBackend } from './ost/ost.js'
 import { Osp } from './osp.js'
 import { Mmp } from './target/mmp.js'
-import { readConfig, describe, type TargetConfig } from './target/config.js'
+import { readConfig, describe, peerNids, writeConfig, type TargetConfig } from './target/config.js'
 import { Target } from './target/target.js'
 import { serverTunables } from './tunables.js'
 
@@ -150,7 +150,7 @@ export class ServerNode {
     this.log.info({ dir }, `${describe(cfg)}: checking multiple-mount protection`)
     await m.mmp.acquire()
     try {
-      const mgsNids = cfg.mgsnode ? nidList(cfg.mgsnode) : [this.o.nid, ...cfg.failnodes.flatMap((f) => nidList(f))]
+      const mgsNids = cfg.mgsnode ? nidList(cfg.mgsnode) : [this.o.nid, ...peerNids(cfg)]
       // The target's own client identity (Lustre's <target>-mdtlov_UUID) is the same on either
       // node of the pair: OSTs must recognise the MDT's OSP after it fails over.
       m.client = new PtlrpcClient(this.o.clock, this.log, this.o.port, { uuid: `${describe(cfg).replace(/\+/g, '-')}-tgt_UUID` })
@@ -200,7 +200,8 @@ export class ServerNode {
   }
 
   private register(m: Mounted, t: Target, mode: 'failover' | 'failout'): void {
-    const failnodes = m.cfg.failnodes.flatMap((f) => nidList(f))
+    const failnodes = peerNids(m.cfg)
+    const writeconf = m.cfg.writeconf === true
     m.mgc!
       .register({
         name: t.name,
@@ -211,9 +212,17 @@ export class ServerNode {
         failnodes,
         mode,
         instance: t.instance,
+        writeconf,
       })
       .then(
-        () => this.log.info({}, `${t.name}: registered with the MGS`),
+        async () => {
+          this.log.info({ writeconf }, `${t.name}: registered with the MGS${writeconf ? ' (writeconf: its configuration regenerated)' : ''}`)
+          // Done once: later starts add to what the MGS knows, as usual.
+          if (writeconf && this.mounts.get(m.dir) === m)
+            await writeConfig(m.dir, { ...m.cfg, writeconf: undefined }, () => m.mmp.check()).catch((e) =>
+              this.log.error({ err: (e as Error).message }, `${t.name}: clearing the writeconf mark in CONFIG failed; the next start regenerates again`),
+            )
+        },
         (e) => this.log.error({ err: (e as Error).message }, `${t.name}: registration with the MGS failed`),
       )
   }

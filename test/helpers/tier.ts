@@ -21,7 +21,7 @@ import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { vi } from 'vitest'
 import { ClientFs } from '../../src/client/fs.js'
-import { DEFAULT_OPTIONS } from '../../src/client/options.js'
+import { DEFAULT_OPTIONS, type ClientOptions } from '../../src/client/options.js'
 import { realClock } from '../../src/common/clock.js'
 import { createLogger } from '../../src/common/log.js'
 import { Llite, ROOT_FID } from '../../src/llite/llite.js'
@@ -207,11 +207,11 @@ export class Tier {
     return out.sort()
   }
 
-  /** A new client: reads the configuration from the MGS and connects; resolves once the MDT import is FULL. */
-  async client(name: string): Promise<TierClient> {
+  /** A new client (`options`: its mount options): reads the configuration from the MGS and connects; resolves once the MDT import is FULL. */
+  async client(name: string, options: Partial<ClientOptions> = {}): Promise<TierClient> {
     const net = new Switch(new Transport({ port: this.o.port }))
     const log = createLogger({ name: `client-${name}`, file: path.join(this.root, 'logs', `client-${name}.log`), level: 'debug' })
-    const fs = await ClientFs.connect({ mgsnode: this.mgsnode, port: this.o.port, options: { ...DEFAULT_OPTIONS, timeout: this.timeout }, clock: realClock, log, transport: net })
+    const fs = await ClientFs.connect({ mgsnode: this.mgsnode, port: this.o.port, options: { ...DEFAULT_OPTIONS, timeout: this.timeout, ...options }, clock: realClock, log, transport: net })
     const c = new TierClient(name, fs, net, () => this.clients.delete(c))
     this.clients.add(c)
     return c

@@ -1273,3 +1273,29 @@ describe('xids (issue 15)', () => {
     expect(b.nextXid()).toBeGreaterThan(a.lastXid)
   })
 })
+
+describe('connection list from the MGS configuration (tunefs)', () => {
+  it('new NIDs join, dropped ones leave but the one in use; a failure then reconnects only among the new ones', async () => {
+    const w = world({ nids: [A, B] })
+    await w.full()
+    w.imp.setConnections([C])
+    expect(w.imp.conns.map((c) => c.nid)).toEqual([A, C])
+    expect(w.cap.lines.some((l) => /connection list now oss1@tcp, oss3@tcp/.test(l.msg))).toBe(true)
+    w.imp.setConnections([C])
+    expect(w.imp.conns.map((c) => c.nid)).toEqual([A, C])
+
+    // A dies, the target comes up on C: the write is resent there, B is never tried.
+    w.net.node(B).up(w.target)
+    w.net.node(C).up(w.target)
+    const r = w.write()
+    w.net.node(A).down()
+    await w.clock.advance(10 * SEC)
+    expect(w.imp.state).toBe('FULL')
+    expect(w.imp.currentNid).toBe(C)
+    expect(w.net.ops('connect', B)).toEqual([])
+    expect(r.reply?.transno).toBe(1)
+    // No longer in use, A leaves at the next change.
+    w.imp.setConnections([C, B])
+    expect(w.imp.conns.map((c) => c.nid)).toEqual([C, B])
+  })
+})

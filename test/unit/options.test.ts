@@ -13,3 +13,15 @@ describe('mount options: dev and nodev', () => {
     expect(() => parseOptions(['nodev=1'])).toThrow(/takes no value/)
   })
 })
+
+describe("mount options from fstab: mount(8)'s and systemd's", () => {
+  it("accepts what is mount(8)'s or systemd's business and keeps none of it", () => {
+    const o = parseOptions(['defaults,rw,_netdev,auto,noauto,nofail,user,x-systemd.automount,x-systemd.mount-timeout=30,comment=x,timeout=7'])
+    expect(o).toMatchObject({ timeout: 7, flags: [] })
+  })
+  it("hands the kernel's generic flags on, once each, in order", () => {
+    expect(parseOptions(['noatime,nosuid', 'ro,noatime']).flags).toEqual(['nosuid', 'ro', 'noatime'])
+    expect(() => parseOptions(['noatime=1'])).toThrow(/unknown mount option 'noatime'/)
+    expect(() => parseOptions(['_net'])).toThrow(/unknown mount option '_net'/)
+  })
+})

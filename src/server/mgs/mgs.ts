@@ -34,6 +34,20 @@ const fsConfigSchema: z.ZodType<FsConfig> = z.object({
  */
 const WATCH_KEEP = 1000
 
+/**
+ * tunefs --writeconf on the MGS's directory (not served): the MGS forgets every target, which
+ * registers afresh at its next start. The sequence goes on, so that clients watching from an
+ * older one still see the notices that follow.
+ */
+export async function forgetTargets(mgsDir: string, allowed?: () => Promise<void>): Promise<number> {
+  const file = path.join(mgsDir, 'config.json')
+  const cfg = await readJson(file, fsConfigSchema)
+  if (!cfg) return 0
+  const forgotten = cfg.targets.length
+  await writeFileAtomic(file, JSON.stringify({ ...cfg, targets: [], seq: cfg.seq + 1 }, null, 2), allowed)
+  return forgotten
+}
+
 export class MgsBackend implements Backend {
   private cfg!: FsConfig
   private events: IrEvent[] = []
@@ -142,6 +156,13 @@ export class MgsBackend implements Backend {
       this.cfg.targets.push(info)
       this.cfg.targets.sort((x, y) => (x.kind === y.kind ? x.index - y.index : x.kind === 'mdt' ? -1 : 1))
       t = info
+    } else if (a.writeconf) {
+      // tunefs --writeconf: what the MGS knew of the target is regenerated from this registration.
+      t.nids = [a.nid, ...a.failnodes.filter((n) => n !== a.nid)]
+      t.mode = a.mode
+      t.active = true
+      t.instance = a.instance
+      t.current_nid = a.nid
     } else {
       if (!t.nids.includes(a.nid)) t.nids.push(a.nid)
       for (const f of a.failnodes) if (!t.nids.includes(f)) t.nids.push(f)

@@ -23,9 +23,13 @@ export interface TargetConfig {
   /** Where the MGS is (NID spec); absent when this directory holds the MGS itself. */
   mgsnode?: string
   failnodes: string[]
+  /** tunefs --servicenode: nodes that may serve the target, this one among them. */
+  servicenodes?: string[]
   port: number
   params: Record<string, string>
   created: string
+  /** tunefs --writeconf: the next registration replaces what the MGS knows of the target. */
+  writeconf?: boolean
 }
 
 export const CONFIG_FILE = 'CONFIG'
@@ -137,9 +141,19 @@ export async function formatTarget(o: FormatOptions): Promise<TargetConfig> {
     params,
     created: new Date().toISOString(),
   }
-  await writeFileAtomic(path.join(dir, CONFIG_FILE), JSON.stringify(cfg, null, 2) + '\n')
+  await writeConfig(dir, cfg)
   await fsyncDir(dir)
   return cfg
+}
+
+/** CONFIG rewritten in place (tunefs, or the end of a writeconf), each write asked of `allowed` first. */
+export async function writeConfig(dir: string, cfg: TargetConfig, allowed?: () => Promise<void>): Promise<void> {
+  await writeFileAtomic(path.join(dir, CONFIG_FILE), JSON.stringify(cfg, null, 2) + '\n', allowed)
+}
+
+/** Every NID the target may be served on, as it registers them: failover and service nodes. */
+export function peerNids(cfg: TargetConfig): string[] {
+  return [...cfg.failnodes, ...(cfg.servicenodes ?? [])].flatMap((f) => nidList(f))
 }
 
 export function describe(c: TargetConfig): string {
@@ -160,9 +174,11 @@ const ConfigSchema = z.object({
   index: z.number().int().min(0).max(MAX_TARGET_INDEX),
   mgsnode: z.string().optional(),
   failnodes: z.array(z.string()),
+  servicenodes: z.array(z.string()).optional(),
   port: z.number().int().min(1).max(65535),
   params: z.record(z.string(), z.string()),
   created: z.string(),
+  writeconf: z.boolean().optional(),
 })
 
 export async function readConfig(dir: string): Promise<TargetConfig> {

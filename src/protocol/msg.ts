@@ -9,24 +9,25 @@
  *   0 magic u32 | 4 version u8 | 5 type u8 | 6 flags u16 | 8 JSON length u32 | 12 bulk length u32
  *   16 xid u64 | 24 last_xid u64 | 32 transno u64 | 40 conn_cnt u32 | 44 op code u16
  *   46 target length u8 | 47 client length u8 | 48 handle length u8 | 49 auth length u8 | 50 reserved u16
- * Reply (REPLY_FIXED bytes, then the error message, JSON, bulk):
+ * Reply (REPLY_FIXED bytes, then the error message, auth, JSON, bulk):
  *   0..15 as a request | 16 xid u64 | 24 transno u64 | 32 last_committed u64 | 40 status i32
- *   44 code u16 | 46 error length u16
+ *   44 code u16 | 46 error length u16 | 48 auth length u8 | 49 reserved u8 | 50 reserved u16
  * `code` is the front's verdict on the request, in HTTP's numbers so that both transports
  * report a refusal alike: 200 served (the status says how), 400 malformed, 404 no such
- * target here, 413 too large, 500 the node failed. `auth` is the room left for the HMAC of a
- * filesystem's shared key; no key exists yet, so a message that carries one is refused.
+ * target here, 401 not authenticated, 403 not allowed with this key, 413 too large, 500 the
+ * node failed. `auth` is the token of a filesystem's shared key (protocol/auth.ts), as text.
  */
 import type { Socket } from 'node:net'
 import { totalLength, copyFrom, slice } from '../common/chunks.js'
 import { OPS, MAX_IO } from './ops.js'
-import { type Bulk, bulkParts, FrameError, REPLY_FLAGS, REQ_FLAGS, type ReplyFlag, type ReplyHeader, type ReqFlag, type ReqHeader } from './wire.js'
+import { type Bulk, bulkParts, FrameError, jsonBytes, REPLY_FLAGS, REQ_FLAGS, type ReplyFlag, type ReplyHeader, type ReqFlag, type ReqHeader } from './wire.js'
 
 /** First byte 0x9c: no HTTP request starts with it (a method is ASCII), so one port serves both. */
 export const MSG_MAGIC = 0x9c4c5052
-export const MSG_VERSION = 1
+/** 2: replies carry an auth token. */
+export const MSG_VERSION = 2
 export const REQ_FIXED = 52
-export const REPLY_FIXED = 48
+export const REPLY_FIXED = 52
 const TYPE_REQUEST = 1
 const TYPE_REPLY = 2
 /** Request and reply flag bits; bit 15 of a request says a transno is carried (a replay). */
@@ -98,13 +99,14 @@ function shortString(s: string | undefined, what: string, max = 255): Buffer {
 }
 
 /** A request as its pieces: the fixed header with the strings in one buffer, the JSON, then the bulk as given (never copied). */
-export function encodeRequest(h: ReqHeader, body: unknown, bulk?: Bulk): Buffer[] {
+export function encodeRequest(h: ReqHeader, body: unknown, bulk?: Bulk, auth?: string): Buffer[] {
   const target = shortString(h.target, 'target name')
   const client = shortString(h.client, 'client uuid')
   const handle = shortString(h.handle, 'handle')
-  const json = Buffer.from(JSON.stringify(body ?? {}))
+  const token = shortString(auth, 'auth token')
+  const json = jsonBytes(body)
   const parts = bulkParts(bulk)
-  const head = Buffer.allocUnsafe(REQ_FIXED + target.length + client.length + handle.length)
+  const head = Buffer.allocUnsafe(REQ_FIXED + target.length + client.length + handle.length + token.length)
   const flags = flagBits(REQ_FLAGS, h.flags) | (h.transno !== undefined ? HAS_TRANSNO : 0)
   prelude(head, TYPE_REQUEST, flags, json.length, totalLength(parts))
   putU64(head, 16, h.xid)
@@ -115,21 +117,23 @@ export function encodeRequest(h: ReqHeader, body: unknown, bulk?: Bulk): Buffer[
   head.writeUInt8(target.length, 46)
   head.writeUInt8(client.length, 47)
   head.writeUInt8(handle.length, 48)
-  head.writeUInt8(0, 49)
+  head.writeUInt8(token.length, 49)
   head.writeUInt16BE(0, 50)
   let at = REQ_FIXED
   at += target.copy(head, at)
   at += client.copy(head, at)
-  handle.copy(head, at)
+  at += handle.copy(head, at)
+  token.copy(head, at)
   return [head, json, ...parts]
 }
 
 /** `code`: the front's verdict (see the file's comment). The error message is cut to fit its length field. */
-export function encodeReply(xid: number, code: number, r: ReplyHeader, body: unknown, bulk?: Bulk): Buffer[] {
+export function encodeReply(xid: number, code: number, r: ReplyHeader, body: unknown, bulk?: Bulk, auth?: string): Buffer[] {
   const error = Buffer.from(r.error ?? '').subarray(0, 0xffff)
-  const json = Buffer.from(JSON.stringify(body ?? {}))
+  const token = shortString(auth, 'auth token')
+  const json = jsonBytes(body)
   const parts = bulkParts(bulk)
-  const head = Buffer.allocUnsafe(REPLY_FIXED + error.length)
+  const head = Buffer.allocUnsafe(REPLY_FIXED + error.length + token.length)
   prelude(head, TYPE_REPLY, flagBits(REPLY_FLAGS, r.flags), json.length, totalLength(parts))
   putU64(head, 16, xid)
   putU64(head, 24, r.transno)
@@ -137,7 +141,11 @@ export function encodeReply(xid: number, code: number, r: ReplyHeader, body: unk
   head.writeInt32BE(r.status, 40)
   head.writeUInt16BE(code, 44)
   head.writeUInt16BE(error.length, 46)
+  head.writeUInt8(token.length, 48)
+  head.writeUInt8(0, 49)
+  head.writeUInt16BE(0, 50)
   error.copy(head, REPLY_FIXED)
+  token.copy(head, REPLY_FIXED + error.length)
   return [head, json, ...parts]
 }
 
@@ -145,6 +153,8 @@ export interface RequestMsg {
   type: 'request'
   /** As framed; the front checks its fields (checkReqHeader) as it does an HTTP request's. */
   h: ReqHeader
+  /** The shared key's token, checked by the front with the header. */
+  auth?: string
   /** The body's JSON text, parsed by the front where a failure is answered like any bad argument. */
   json: Buffer
   bulk: Buffer[]
@@ -155,6 +165,7 @@ export interface ReplyMsg {
   xid: number
   code: number
   header: ReplyHeader
+  auth?: string
   json: Buffer
   bulk: Buffer[]
 }
@@ -226,14 +237,13 @@ export class MsgReader {
     if (this.type === 'reply') {
       getU64(b, 24, 'transno', xid)
       getU64(b, 32, 'last_committed', xid)
-      return { fixed: b, strings: b.readUInt16BE(46), json, bulk }
+      return { fixed: b, strings: b.readUInt16BE(46) + b.readUInt8(48), json, bulk }
     }
     const flags = b.readUInt16BE(6)
     if (flags & ~(HAS_TRANSNO | ((1 << REQ_FLAGS.length) - 1))) throw new MsgError(`unknown request flags 0x${flags.toString(16)}`, xid)
-    if (b.readUInt8(49)) throw new MsgError('the request is authenticated, but this filesystem has no shared key', xid)
     getU64(b, 24, 'last_xid', xid)
     getU64(b, 32, 'transno', xid)
-    return { fixed: b, strings: b.readUInt8(46) + b.readUInt8(47) + b.readUInt8(48), json, bulk }
+    return { fixed: b, strings: b.readUInt8(46) + b.readUInt8(47) + b.readUInt8(48) + b.readUInt8(49), json, bulk }
   }
 
   /** The next n bytes as one buffer: a view when they lie in one chunk, else joined (headers and JSON only). */
@@ -277,8 +287,9 @@ function request(m: Pending, str: Buffer, json: Buffer, bulk: Buffer[]): Request
   const code = b.readUInt16BE(44)
   // An unknown code is answered by the front like an unknown op name over HTTP.
   const op = OP_NAMES[code - 1] ?? `#${code}`
-  const lens = [b.readUInt8(46), b.readUInt8(47), b.readUInt8(48)]
+  const lens = [b.readUInt8(46), b.readUInt8(47), b.readUInt8(48), b.readUInt8(49)]
   const text = (from: number, n: number) => str.toString('utf8', from, from + n)
+  const authAt = lens[0]! + lens[1]! + lens[2]!
   const h: ReqHeader = {
     target: text(0, lens[0]!),
     op,
@@ -290,13 +301,15 @@ function request(m: Pending, str: Buffer, json: Buffer, bulk: Buffer[]): Request
     flags: flagNames<ReqFlag>(REQ_FLAGS, flags),
     transno: flags & HAS_TRANSNO ? getU64(b, 32, 'transno') : undefined,
   }
-  return { type: 'request', h, json, bulk }
+  return { type: 'request', h, auth: lens[3] ? text(authAt, lens[3]) : undefined, json, bulk }
 }
 
 function reply(m: Pending, str: Buffer, json: Buffer, bulk: Buffer[]): ReplyMsg {
   const b = m.fixed
   const xid = getU64(b, 16, 'xid')
-  const error = str.length ? str.toString('utf8') : undefined
+  const errorLen = b.readUInt16BE(46)
+  const error = errorLen ? str.toString('utf8', 0, errorLen) : undefined
+  const auth = str.length > errorLen ? str.toString('utf8', errorLen) : undefined
   const header: ReplyHeader = {
     status: b.readInt32BE(40),
     transno: getU64(b, 24, 'transno'),
@@ -304,7 +317,7 @@ function reply(m: Pending, str: Buffer, json: Buffer, bulk: Buffer[]): ReplyMsg 
     flags: flagNames<ReplyFlag>(REPLY_FLAGS, b.readUInt16BE(6)),
     error,
   }
-  return { type: 'reply', xid, code: b.readUInt16BE(44), header, json, bulk }
+  return { type: 'reply', xid, code: b.readUInt16BE(44), header, auth, json, bulk }
 }
 
 /**

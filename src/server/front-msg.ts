@@ -1,7 +1,7 @@
 import type net from 'node:net'
 import type { Logger } from '../common/log.js'
 import { errnoOf } from '../protocol/errno.js'
-import { MsgError, MsgReader, REQUEST_LIMITS, type RequestMsg, encodeReply, parseJson, sendMsg } from '../protocol/msg.js'
+import { MsgError, MsgReader, REQUEST_LIMITS, type RequestMsg, encodeReply, sendMsg } from '../protocol/msg.js'
 import { checkReqHeader } from '../protocol/wire.js'
 import { type FrontTarget, answer, peerNid } from './admit.js'
 
@@ -64,9 +64,9 @@ export function serveMsgs(sock: net.Socket, targets: Map<string, FrontTarget>, l
 
   async function serve(m: RequestMsg): Promise<void> {
     inflight++
-    const a = await answer(targets, { header: () => checkReqHeader(m.h), body: () => ({ json: parseJson(m.json), bulk: m.bulk }), peer }, log)
+    const a = await answer(targets, { header: () => checkReqHeader(m.h), auth: m.auth, body: () => ({ json: m.json, bulk: m.bulk }), peer }, log)
     inflight--
-    if (sock.writable) sendMsg(sock, encodeReply(m.h.xid, a.code, a.header, a.body, a.bulk))
+    if (sock.writable) sendMsg(sock, encodeReply(m.h.xid, a.code, a.header, a.body, a.bulk, a.auth))
     flow()
     part()
   }

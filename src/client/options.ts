@@ -23,6 +23,8 @@ export interface ClientOptions {
   fuse: FuseKind
   /** Device nodes in the mount may be opened (off with `nodev`, as mount(8)'s; libfuse's own default is off). */
   dev: boolean
+  /** The filesystem's shared key file (fs class, or the master), 0600: RPCs are signed with it. */
+  keyfile?: string
 }
 
 export const DEFAULT_OPTIONS: ClientOptions = {
@@ -87,11 +89,15 @@ export function parseOptions(list: string[]): ClientOptions {
         if (v !== undefined) throw new LpError('EINVAL', `mount option '${item}': ${k} takes no value`)
         o.dev = k === 'dev'
         break
+      case 'keyfile':
+        if (!v) throw new LpError('EINVAL', `mount option '${item}': expected keyfile=<path>`)
+        o.keyfile = v
+        break
       case 'rw':
       case 'defaults':
         break
       default:
-        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev)`)
+        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev, keyfile=PATH)`)
     }
   }
   return o

@@ -44,6 +44,17 @@ export function deriveKey(master: KeyFile, cls: KeyClass): KeyFile {
   return { cls, fsname: master.fsname, secret: Buffer.from(hkdfSync('sha256', master.secret, master.fsname, `lproxy ${cls} key`, KEY_BYTES)) }
 }
 
+/** The key a holder of `k` signs with: its own, or from a master key the class asked for. */
+export function signingKeyOf(k: KeyFile, want: KeyClass): { cls: KeyClass; secret: Buffer } {
+  const own = k.cls === 'master' ? deriveKey(k, want) : k
+  return { cls: own.cls as KeyClass, secret: own.secret }
+}
+
+/** A key file's signing key, `want`'s class if it is the master key (a server's). */
+export async function loadSigningKey(file: string, want: KeyClass): Promise<{ cls: KeyClass; secret: Buffer }> {
+  return signingKeyOf(await readKeyFile(file), want)
+}
+
 /** Written 0600 from the start (never chmod'ed after), refusing to replace a file unless `replace`. */
 export async function writeKeyFile(file: string, k: KeyFile, replace = false): Promise<void> {
   const text = JSON.stringify({ lproxy_key: 1, class: k.cls, fsname: k.fsname, key: k.secret.toString('hex') }) + '\n'

@@ -157,6 +157,9 @@ function reachable(imp: Import, what: string, port: number): Promise<void> {
       if (s === 'FULL') {
         imp.off('state', on)
         resolve()
+      } else if (s === 'DISCONN' && imp.lastConnectStatus === -errnoOf('EACCES')) {
+        imp.off('state', on)
+        reject(new LpError('EACCES', `${what} refused the connection as not authenticated: a filesystem with a shared key needs -o keyfile= with its key, one without refuses a keyed client (the server's log says which)`))
       } else if (s === 'DISCONN' && imp.lastConnectStatus !== -errnoOf('EBUSY') && ++cycles >= 2) {
         imp.off('state', on)
         reject(new LpError('EIO', `cannot reach ${what} at ${imp.conns.map((c) => c.nid).join(', ')} (port ${port})`))

@@ -149,16 +149,29 @@ export function encodeReply(xid: number, code: number, r: ReplyHeader, body: unk
   return [head, json, ...parts]
 }
 
-export interface RequestMsg {
-  type: 'request'
+/** A request's header: what is checked before its body is read. */
+export interface RequestHead {
   /** As framed; the front checks its fields (checkReqHeader) as it does an HTTP request's. */
   h: ReqHeader
   /** The shared key's token, checked by the front with the header. */
   auth?: string
+}
+
+export interface RequestMsg<V = undefined> extends RequestHead {
+  type: 'request'
   /** The body's JSON text, parsed by the front where a failure is answered like any bad argument. */
   json: Buffer
   bulk: Buffer[]
+  /** What the reader's head check said (HeadCheck); with `readBody` false, json and bulk are empty. */
+  verdict?: V
 }
+
+/**
+ * Asked as soon as a request's header is in, before any of its body is buffered (the front
+ * checks the shared key's MAC there): a verdict that travels with the message, and whether the
+ * body is wanted. An unwanted body is dropped as it arrives, never held.
+ */
+export type HeadCheck<V> = (head: RequestHead) => { verdict: V; readBody: boolean }
 
 export interface ReplyMsg {
   type: 'reply'
@@ -178,12 +191,16 @@ export interface MsgLimits {
 export const REQUEST_LIMITS: MsgLimits = { json: MAX_REQUEST_JSON, bulk: MAX_IO }
 export const REPLY_LIMITS: MsgLimits = { json: MAX_REPLY_JSON, bulk: MAX_IO }
 
-interface Pending {
+interface Pending<V> {
   fixed: Buffer
   /** Bytes of the strings between the fixed header and the JSON (the header's fields are checked). */
   strings: number
   json: number
   bulk: number
+  /** Once the head check ran: the head, its verdict, and the body bytes still to drop (if unwanted). */
+  head?: RequestHead
+  verdict?: V
+  dropping?: number
 }
 
 /**
@@ -191,18 +208,20 @@ interface Pending {
  * bulk of a message comes out as views of them, never joined. Throws MsgError on the first
  * malformed header; the reader is then of no further use (the stream is out of step).
  */
-export class MsgReader {
+export class MsgReader<V = undefined> {
   private chunks: Buffer[] = []
   private have = 0
-  private cur: Pending | null = null
+  private cur: Pending<V> | null = null
 
   constructor(
     private readonly type: 'request' | 'reply',
     private readonly limits: MsgLimits,
+    /** Requests only: the check of each header before its body is read. */
+    private readonly headCheck?: HeadCheck<V>,
   ) {}
 
   /** Every message `chunk` completes goes to `each`, in order, before a malformed one throws. */
-  push(chunk: Buffer, each: (m: RequestMsg | ReplyMsg) => void): void {
+  push(chunk: Buffer, each: (m: RequestMsg<V> | ReplyMsg) => void): void {
     this.chunks.push(chunk)
     this.have += chunk.length
     for (;;) {
@@ -211,17 +230,35 @@ export class MsgReader {
         if (this.have < fixed) break
         this.cur = this.header(this.take(fixed))
       }
-      const { strings, json, bulk } = this.cur
-      if (this.have < strings + json + bulk) break
       const m = this.cur
+      if (this.headCheck && !m.head) {
+        if (this.have < m.strings) break
+        m.head = requestHead(m.fixed, this.take(m.strings))
+        m.strings = 0
+        const { verdict, readBody } = this.headCheck(m.head)
+        m.verdict = verdict
+        if (!readBody) m.dropping = m.json + m.bulk
+      }
+      if (m.dropping !== undefined) {
+        const n = Math.min(this.have, m.dropping)
+        this.drop(n)
+        m.dropping -= n
+        if (m.dropping > 0) break
+        this.cur = null
+        each({ type: 'request', ...m.head!, json: Buffer.alloc(0), bulk: [], verdict: m.verdict })
+        continue
+      }
+      const { strings, json, bulk } = m
+      if (this.have < strings + json + bulk) break
       this.cur = null
       const str = this.take(strings)
       const body = this.take(json)
-      each(this.type === 'request' ? request(m, str, body, this.takeChunks(bulk)) : reply(m, str, body, this.takeChunks(bulk)))
+      const head = m.head ?? (this.type === 'request' ? requestHead(m.fixed, str) : undefined)
+      each(head ? { type: 'request', ...head, json: body, bulk: this.takeChunks(bulk), verdict: m.verdict } : reply(m, str, body, this.takeChunks(bulk)))
     }
   }
 
-  private header(b: Buffer): Pending {
+  private header(b: Buffer): Pending<V> {
     const magic = b.readUInt32BE(0)
     if (magic !== MSG_MAGIC) throw new MsgError(`bad magic 0x${magic.toString(16)}`)
     const version = b.readUInt8(4)
@@ -281,8 +318,7 @@ export class MsgReader {
   }
 }
 
-function request(m: Pending, str: Buffer, json: Buffer, bulk: Buffer[]): RequestMsg {
-  const b = m.fixed
+function requestHead(b: Buffer, str: Buffer): RequestHead {
   const flags = b.readUInt16BE(6)
   const code = b.readUInt16BE(44)
   // An unknown code is answered by the front like an unknown op name over HTTP.
@@ -301,10 +337,10 @@ function request(m: Pending, str: Buffer, json: Buffer, bulk: Buffer[]): Request
     flags: flagNames<ReqFlag>(REQ_FLAGS, flags),
     transno: flags & HAS_TRANSNO ? getU64(b, 32, 'transno') : undefined,
   }
-  return { type: 'request', h, auth: lens[3] ? text(authAt, lens[3]) : undefined, json, bulk }
+  return { h, auth: lens[3] ? text(authAt, lens[3]) : undefined }
 }
 
-function reply(m: Pending, str: Buffer, json: Buffer, bulk: Buffer[]): ReplyMsg {
+function reply(m: Pending<unknown>, str: Buffer, json: Buffer, bulk: Buffer[]): ReplyMsg {
   const b = m.fixed
   const xid = getU64(b, 16, 'xid')
   const errorLen = b.readUInt16BE(46)

@@ -116,6 +116,28 @@ describe('binary messages', () => {
     expect(ok[0]).toMatchObject({ xid: 5, code: 404, header: { status: 0, transno: 0, lastCommitted: 5, flags: [], error: undefined }, auth: undefined })
   })
 
+  it('asks its head check before any body is buffered, and drops a refused body as it arrives, staying in step', () => {
+    const asked: number[] = []
+    const reader = new MsgReader<string>('request', REQUEST_LIMITS, (head) => {
+      asked.push(head.h.xid)
+      return { verdict: head.auth ?? 'none', readBody: head.h.xid !== 2 }
+    })
+    const one = (xid: number, auth?: string) => Buffer.concat(encodeRequest({ ...full, xid }, { a: xid }, Buffer.alloc(1000, xid), auth))
+    const [a, b, c] = [one(1, 'tok'), one(2), one(3)]
+    const got: RequestMsg<string>[] = []
+    const bodyOf = (xid: number) => Buffer.from(JSON.stringify({ a: xid })).length + 1000
+    // The refused request's header alone: asked at once, though none of its body came.
+    reader.push(Buffer.concat([a, b.subarray(0, b.length - bodyOf(2))]), (m) => got.push(m as RequestMsg<string>))
+    expect(asked).toEqual([1, 2])
+    reader.push(Buffer.concat([b.subarray(b.length - bodyOf(2)), c]), (m) => got.push(m as RequestMsg<string>))
+    expect(got.map((m) => [m.h.xid, m.verdict, m.json.length, Buffer.concat(m.bulk).length])).toEqual([
+      [1, 'tok', bodyOf(1) - 1000, 1000],
+      [2, 'none', 0, 0],
+      [3, 'none', bodyOf(3) - 1000, 1000],
+    ])
+    expect(parseJson(got[2]!.json)).toEqual({ a: 3 })
+  })
+
   it('carries the shared key\'s token on a request and a reply, after the strings and before the JSON', () => {
     const token = 'v1.' + 'x'.repeat(120)
     const req = push(requests(), Buffer.concat(encodeRequest(full, { a: 1 }, Buffer.from('bulk'), token))) as RequestMsg[]

@@ -303,17 +303,19 @@ describe('recovery window', () => {
   })
 })
 
-describe('recovery in the target', () => {
-  const targets: Target[] = []
-  afterEach(async () => {
-    for (const t of targets.splice(0)) await t.stop(false).catch(() => undefined)
-  })
+/** OSTs opened by the tests below, each stopped (as by a crash) after its test. */
+const targets: Target[] = []
+afterEach(async () => {
+  for (const t of targets.splice(0)) await t.stop(false).catch(() => undefined)
+})
 
-  async function open(dir: string, clock: ManualClock) {
-    const r = await openTarget({ dir, kind: 'ost', clock, tunables: { recoverySoftMs: SOFT, recoveryHardMs: HARD } })
-    targets.push(r.target)
-    return r.target
-  }
+async function open(dir: string, clock: ManualClock) {
+  const r = await openTarget({ dir, kind: 'ost', clock, tunables: { recoverySoftMs: SOFT, recoveryHardMs: HARD } })
+  targets.push(r.target)
+  return r.target
+}
+
+describe('recovery in the target', () => {
 
   const wr = (c: TestClient, offset: number, data: string, o = {}) =>
     c.call('ost_write', { fid: 1, stripe: 0, offset }, { bulk: Buffer.from(data), ...o })
@@ -500,17 +502,6 @@ describe('recovery in the target', () => {
 })
 
 describe('identity on a keyed filesystem', () => {
-  const targets: Target[] = []
-  afterEach(async () => {
-    for (const t of targets.splice(0)) await t.stop(false).catch(() => undefined)
-  })
-
-  async function open(dir: string, clock: ManualClock) {
-    const r = await openTarget({ dir, kind: 'ost', clock, tunables: { recoverySoftMs: SOFT, recoveryHardMs: HARD } })
-    targets.push(r.target)
-    return r.target
-  }
-
   it('a connect with a UUID in use and no handle is refused (EALREADY) and the holder stays; without a key, or with the node key, it takes over', async () => {
     const clock = new ManualClock()
     const t = await open(await tempDir('lp-ident'), clock)

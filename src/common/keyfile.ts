@@ -1,8 +1,8 @@
 import { promises as fsp } from 'node:fs'
 import { hkdfSync, randomBytes } from 'node:crypto'
+import path from 'node:path'
 import { z } from 'zod'
 import { fsyncDir } from './fsutil.js'
-import path from 'node:path'
 
 /**
  * Shared-key files, as Lustre's SSK key files and Heartbeat's authkeys: one key a file, 0600.

@@ -11,6 +11,10 @@ import type { MdtAttr } from '../protocol/ops.js'
 import { Transport } from '../ptlrpc/transport.js'
 import { LowLevelFuse } from '../fuse/lowlevel.js'
 import { createFront, type FrontTarget } from '../server/front.js'
+import { Guard } from '../server/guard.js'
+import { realClock } from '../common/clock.js'
+import { readKeyFile, signingKeyOf } from '../common/keyfile.js'
+import type { SigningKey } from '../protocol/auth.js'
 import type { Figure } from './figures.js'
 import { FloorFs, type Rpc } from './floorfs.js'
 import { ChildMount } from './fs/child.js'
@@ -57,7 +61,7 @@ export interface SelftestReport {
   command: string
   git: Awaited<ReturnType<typeof gitInfo>>
   host: ReturnType<typeof hostInfo>
-  settings: { count: number; repeat: number; host: string; request_bytes: number; reply_bytes: number }
+  settings: { count: number; repeat: number; host: string; request_bytes: number; reply_bytes: number; /** Every RPC signed with a shared key (--key-file). */ keyed: boolean }
   figures: FloorFigure[]
   /** The metadata mix on the floor mount, without RPCs and with them (empty with --meta-files 0). */
   meta: MetaFloor[]
@@ -94,9 +98,21 @@ export interface SelftestOptions {
   /** Whether the processes can be placed on CPUs (taskset), and how many CPUs there are. */
   cpus: number
   taskset: boolean
+  /** A master key file: every RPC signed and checked with the shared key, to measure what that costs. */
+  keyFile?: string
 }
 
 const SELF = fileURLToPath(import.meta.url)
+/** How the processes of a keyed run learn the key file (the path, never the key). */
+const KEY_ENV = 'LPROXY_SELFTEST_KEY_FILE'
+
+/** The key of a keyed run: the front's guard and the client's fs key (neither without --key-file). */
+async function selftestKey(): Promise<{ guard: Guard | null; key?: SigningKey }> {
+  const file = process.env[KEY_ENV]
+  if (!file) return { guard: null }
+  const master = await readKeyFile(file)
+  return { guard: new Guard(master, realClock), key: signingKeyOf(master, 'fs') }
+}
 
 /** Where the two processes run: CPU numbers for taskset, null for the scheduler's choice. */
 interface Where {
@@ -116,6 +132,10 @@ export function placements(cpus: number, taskset: boolean): Where[] {
 export async function runSelftest(o: SelftestOptions, say: (line: string) => void): Promise<{ report: SelftestReport; file: string }> {
   const date = new Date()
   const figures: FloorFigure[] = []
+  if (o.keyFile) {
+    await readKeyFile(o.keyFile)
+    process.env[KEY_ENV] = path.resolve(o.keyFile)
+  }
   for (const kind of ['echo', 'tcp', 'http'] as const)
     for (const p of placements(o.cpus, o.taskset)) {
       const runs: number[] = []
@@ -132,7 +152,7 @@ export async function runSelftest(o: SelftestOptions, say: (line: string) => voi
     command: o.command,
     git: await gitInfo(),
     host: hostInfo(),
-    settings: { count: o.count, repeat: o.repeat, host: o.host, request_bytes: REQUEST_BYTES, reply_bytes: REPLY_BYTES },
+    settings: { count: o.count, repeat: o.repeat, host: o.host, request_bytes: REQUEST_BYTES, reply_bytes: REPLY_BYTES, keyed: !!o.keyFile },
     figures,
     meta,
   }
@@ -224,10 +244,11 @@ function firstLine(child: ChildProcess, what: string): Promise<string> {
 }
 
 /** The server side: echo a reply per request, or an lproxy node's front (both transports); prints "ready" once listening. */
-function serve(kind: FloorKind, host: string, port: number): void {
+async function serve(kind: FloorKind, host: string, port: number): Promise<void> {
   const reply = Buffer.alloc(REPLY_BYTES, 0x79)
   const target: FrontTarget = {
     kind: 'mdt',
+    guard: (await selftestKey()).guard,
     handle: async () => ({ http: 200, status: 0, transno: 0, lastCommitted: 0, flags: [], body: { attr: ATTR } }),
   }
   const srv =
@@ -253,7 +274,7 @@ function rpcTo(transport: Transport, host: string, net: 'tcp' | 'http' = 'tcp'):
 
 /** The floor mount's daemon: in the foreground until unmounted (the kernel ends the session) or SIGTERM. */
 async function floorMount(mode: FloorMode, host: string, port: number, mountpoint: string): Promise<void> {
-  const transport = new Transport({ port })
+  const transport = new Transport({ port, key: (await selftestKey()).key })
   const fs = new FloorFs(mode === 'binding' ? async () => undefined : rpcTo(transport, host, mode === 'rpcs' ? 'tcp' : 'http'))
   const fuse = new LowLevelFuse(fs, { mountpoint, fsname: 'lproxy-selftest', attrTimeoutS: 1, dev: false, log: silentLogger, ended: () => void end() })
   const end = async () => {
@@ -285,7 +306,7 @@ async function client(kind: FloorKind, host: string, port: number, count: number
       })
     close = async () => void sock.destroy()
   } else {
-    const transport = new Transport({ port, connections: 1 })
+    const transport = new Transport({ port, connections: 1, key: (await selftestKey()).key })
     roundTrip = rpcTo(transport, host, kind)
     close = () => transport.close()
   }
@@ -303,7 +324,7 @@ if (process.argv[1] === SELF) {
     process.stderr.write(`${(e as Error).message}\n`)
     process.exit(1)
   }
-  if (role === 'serve') serve(args[0] as FloorKind, args[1]!, Number(args[2]))
+  if (role === 'serve') serve(args[0] as FloorKind, args[1]!, Number(args[2])).catch(fail)
   else if (role === 'floor') floorMount(args[0] as FloorMode, args[1]!, Number(args[2]), args[3]!).catch(fail)
   else client(args[0] as FloorKind, args[1]!, Number(args[2]), Number(args[3])).catch(fail)
 }

@@ -3,6 +3,7 @@ import { Document, isScalar, visit } from 'yaml'
 import type { Device } from '../ctl/devices.js'
 import type { ParamValue } from '../ctl/params.js'
 import { withMgs } from '../mgc/oneshot.js'
+import { loadSigningKey } from '../common/keyfile.js'
 import { DEFAULT_PORT, nidList } from '../protocol/nid.js'
 import { parseTargetName, targetName } from '../protocol/names.js'
 import { registerDfCommand } from './df.js'
@@ -52,17 +53,19 @@ export function registerAdminCommands(program: Command): void {
       .option('--permanent', 'record it on the MGS, for every mounted client and every later mount (lctl conf_param <target>.osc.active)')
       .option('--mgsnode <nidspec>', 'with --permanent: record it on this MGS directly, no mount needed')
       .option('--port <port>', `the filesystem-wide port, with --mgsnode (default ${DEFAULT_PORT})`)
-      .action(async (ost: string, o: MountOpt & { permanent?: boolean; mgsnode?: string; port?: string }) => {
+      .option('--key-file <path>', "with --mgsnode, on a filesystem with a shared key: its admin key (or the master key)")
+      .action(async (ost: string, o: MountOpt & { permanent?: boolean; mgsnode?: string; port?: string; keyFile?: string }) => {
         if (o.mgsnode) {
           if (!o.permanent) throw new UsageError(`${verb} --mgsnode records the change on the MGS: it needs --permanent`)
           const port = intArg('--port', o.port, 1, 65535) ?? DEFAULT_PORT
           const id = parseTargetName(ost)
           if (id?.kind !== 'ost') throw new UsageError(`'${ost}' is not an OST name (ost2, OST0002, spfs-OST0002)`)
+          const key = o.keyFile ? await loadSigningKey(o.keyFile, 'admin') : undefined
           const name = await withMgs(nidList(o.mgsnode), port, async (mgc) => {
             const n = targetName((await mgc.config()).fsname, id)
             await mgc.setParam(n, 'active', active ? '1' : '0')
             return n
-          })
+          }, undefined, key)
           return print([`${name}: ${verb}d permanently (recorded on the MGS at ${o.mgsnode})`])
         }
         const { mountpoint, r } = await ctl<{ target: string }>(o, { cmd: verb, target: ost, permanent: !!o.permanent }, ACTIVATE_MS)

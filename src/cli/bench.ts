@@ -106,7 +106,8 @@ export function registerSelftestCommand(program: Command): void {
     .option('--meta-files <n>', "files of the metadata mix on the floor mount (lproxy's FUSE binding, its RPCs answered at once); 0 skips it", '2000')
     .option('--name <name>', 'name of bench/out/<name>.json (default: selftest and date)')
     .option('--out <dir>', 'where the JSON goes', DEFAULT_OUT)
-    .action(async (o: { host: string; port: string; count: string; repeat: string; metaFiles: string; name?: string; out: string }) => {
+    .option('--key-file <path>', 'a master key file (lproxy format --key-file): every RPC signed and its reply checked, to measure what the shared key costs')
+    .action(async (o: { host: string; port: string; count: string; repeat: string; metaFiles: string; name?: string; out: string; keyFile?: string }) => {
       if (!/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(o.host)) throw new UsageError(`--host ${o.host}: a loopback address (127.x.y.z)`)
       const { file } = await runSelftest(
         {
@@ -120,6 +121,7 @@ export function registerSelftestCommand(program: Command): void {
           command: ['lproxy', ...process.argv.slice(2)].join(' '),
           cpus: os.cpus().length,
           taskset: onPath('taskset'),
+          keyFile: o.keyFile,
         },
         (line) => print([line]),
       )

@@ -3,12 +3,13 @@ import path from 'node:path'
 import type { Command } from 'commander'
 import { formatNid, parseNid } from '../protocol/nid.js'
 import { parseTargetName } from '../protocol/names.js'
-import { describe, formatTarget, parseParams, readConfig } from '../server/target/config.js'
+import { KEY_FILE, describe, formatTarget, parseParams, readConfig } from '../server/target/config.js'
 import { probeNode } from '../cluster/admin.js'
 import { refByDir, refByName, targetRequest, type TargetRef } from '../cluster/resolve.js'
 import { defaultLog, startTarget, stopTarget } from '../cluster/target.js'
 import { UsageError } from './errors.js'
 import { intIn } from './parse.js'
+import { KEY_CLASSES, deriveKey, readKeyFile, writeKeyFile } from '../common/keyfile.js'
 
 /** Server-side admin commands, the way a Lustre admin works: format, start, stop, recovery. */
 export function registerServerCommands(program: Command): void {
@@ -28,6 +29,8 @@ export function registerServerCommands(program: Command): void {
     )
     .option('--port <port>', 'the filesystem-wide port (default 988)')
     .option('--reformat', 'erase an existing target in <dir>')
+    .option('--key-file <path>', "the filesystem's master key (made there, 0600, if it does not exist): a copy goes in <dir>, and every RPC must be signed")
+    .option('--gen-key', 'make a new master key in <dir> alone (then format the other targets with --key-file <dir>/auth.key)')
   fmt.action(async (dir: string, o: Record<string, unknown>) => {
     if (!o.fsname) throw new UsageError('format: --fsname is required')
     const cfg = await formatTarget({
@@ -42,6 +45,8 @@ export function registerServerCommands(program: Command): void {
       port: intArg('--port', o.port as string | undefined, 1, 65535),
       params: (o.param as string[] | undefined) ?? [],
       reformat: !!o.reformat,
+      keyFile: o.keyFile as string | undefined,
+      genKey: !!o.genKey,
     })
     const params = Object.entries(cfg.params).map(([k, v]) => `${k}=${v}`)
     print([
@@ -52,9 +57,21 @@ export function registerServerCommands(program: Command): void {
       `Failnodes:  ${cfg.failnodes.join(' ') || '-'}`,
       `Port:       ${cfg.port}`,
       `Parameters: ${params.join(' ') || '-'}`,
+      `Shared key: ${cfg.keyed ? path.join(path.resolve(dir), KEY_FILE) : "none (RPCs are not authenticated; see --key-file)"}`,
       `Directory:  ${path.resolve(dir)}`,
     ])
   })
+
+  command(program, 'key', "write a key derived from the filesystem's master key: fs for the clients (mount -o keyfile=), admin for configuration changes")
+    .argument('<master>', "the master key file (format's --key-file, or a target directory's auth.key)")
+    .argument('<out>', 'the key file to write (0600; refused if it exists)')
+    .option('--class <class>', `${KEY_CLASSES.join(', ')}`, 'fs')
+    .action(async (master: string, out: string, o: { class: string }) => {
+      const cls = KEY_CLASSES.find((c) => c === o.class)
+      if (!cls) throw new UsageError(`key: --class is one of ${KEY_CLASSES.join(', ')}`)
+      await writeKeyFile(out, deriveKey(await readKeyFile(master), cls))
+      print([`${out}: the ${cls} key of filesystem ${(await readKeyFile(out)).fsname}`])
+    })
 
   command(program, 'start', 'serve the target in <dir> on the node bound to --nid (started if none runs); MMP-checked')
     .argument('<dir>', 'target directory')

@@ -3,6 +3,7 @@ import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { realClock } from '../common/clock.js'
 import { createLogger } from '../common/log.js'
+import { loadSigningKey } from '../common/keyfile.js'
 import { clientSocket } from '../common/rundir.js'
 import { openFuse, type FuseBinding } from '../fuse/binding.js'
 import { serveCtl } from '../ctl/server.js'
@@ -66,8 +67,10 @@ export async function runDaemon(a: DaemonArgs, report: (r: DaemonReport) => void
   try {
     const opts = parseOptions(a.options)
     const warnings = await fuseTimeoutWarnings()
+    const key = opts.keyfile ? await loadSigningKey(opts.keyfile, 'fs') : undefined
+    if (!key) warnings.push('no keyfile= mount option: this client\'s RPCs are not authenticated (a filesystem formatted with a key refuses them)')
     for (const w of warnings) log.warn({}, w)
-    fs = await ClientFs.connect({ mgsnode: a.mgsnode, fsname: a.fsname, port: a.port, options: opts, clock: realClock, log })
+    fs = await ClientFs.connect({ mgsnode: a.mgsnode, fsname: a.fsname, port: a.port, options: opts, clock: realClock, log, key })
     // Unmounted from outside: a daemon left running would hold its imports, and its export on every target.
     const ended = () => {
       log.warn({ mountpoint: a.mountpoint }, 'the kernel ended the FUSE session (unmounted from outside, or the connection was aborted)')

@@ -7,6 +7,7 @@ import { PtlrpcClient } from '../ptlrpc/client.js'
 import { Import } from '../ptlrpc/import.js'
 import type { PtlRequest } from '../ptlrpc/request.js'
 import type { RpcTransport } from '../ptlrpc/transport.js'
+import type { SigningKey } from '../protocol/auth.js'
 import { Mgc } from '../mgc/mgc.js'
 import { followMgs } from '../mgc/follow.js'
 import { Mdc } from '../mdc/mdc.js'
@@ -32,6 +33,8 @@ export interface ClientFsOptions {
   log: Logger
   /** The RPC transport (default: HTTP to the NIDs); tests pass one they can cut, as a client's crash cuts it. */
   transport?: RpcTransport
+  /** The filesystem's shared key (-o keyfile=): every RPC signed with it. */
+  key?: SigningKey
 }
 
 export class ClientFs {
@@ -44,7 +47,7 @@ export class ClientFs {
   readonly id: string
 
   private constructor(private readonly o: ClientFsOptions) {
-    this.client = new PtlrpcClient(o.clock, o.log, o.port, { transport: o.transport })
+    this.client = new PtlrpcClient(o.clock, o.log, o.port, { transport: o.transport, key: o.key })
     this.client.tunables.timeout = o.options.timeout
     this.id = this.client.uuid.slice(0, 8)
     this.mgc = new Mgc(this.client, nidList(o.mgsnode), o.log, `MGC${nidList(o.mgsnode)[0]}`)
@@ -156,6 +159,9 @@ function reachable(imp: Import, what: string, port: number): Promise<void> {
       if (s === 'FULL') {
         imp.off('state', on)
         resolve()
+      } else if (s === 'DISCONN' && imp.lastConnectStatus === -errnoOf('EACCES')) {
+        imp.off('state', on)
+        reject(new LpError('EACCES', `${what} refused the connection as not authenticated: a filesystem with a shared key needs -o keyfile= with its key, one without refuses a keyed client (the server's log says which)`))
       } else if (s === 'DISCONN' && imp.lastConnectStatus !== -errnoOf('EBUSY') && ++cycles >= 2) {
         imp.off('state', on)
         reject(new LpError('EIO', `cannot reach ${what} at ${imp.conns.map((c) => c.nid).join(', ')} (port ${port})`))

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { execFile } from 'node:child_process'
 import { callJsonSocket, SocketUnavailable } from '../common/jsonsock.js'
+import { loadSigningKey } from '../common/keyfile.js'
 import { isMounted } from '../common/mounts.js'
 import { clientSocket } from '../common/rundir.js'
 import { LpError, type ErrnoName } from '../protocol/errno.js'
@@ -42,7 +43,11 @@ const DAEMON = path.join(path.dirname(fileURLToPath(import.meta.url)), 'daemon.j
 
 export async function mountFs(o: MountOptions): Promise<MountInfo> {
   nidList(o.mgsnode)
-  parseOptions(o.options)
+  const opts = parseOptions(o.options)
+  // A key file that is missing or readable by others is refused here, before any daemon starts.
+  if (opts.keyfile) await loadSigningKey(opts.keyfile, 'fs').catch((e: Error) => {
+    throw new LpError('EACCES', e.message)
+  })
   const mountpoint = path.resolve(o.mountpoint)
   const st = await fsp.stat(mountpoint).catch(() => null)
   if (!st) throw new LpError('ENOENT', `mount point ${mountpoint} does not exist`)

@@ -25,6 +25,8 @@ export interface ClientOptions {
   dev: boolean
   /** mount(8)'s filesystem-independent flags (noatime, nosuid, ro, ...), handed to the kernel's mount as given. */
   flags: string[]
+  /** The filesystem's shared key file (fs class, or the master), 0600: RPCs are signed with it. */
+  keyfile?: string
 }
 
 export const DEFAULT_OPTIONS: ClientOptions = {
@@ -102,13 +104,17 @@ export function parseOptions(list: string[]): ClientOptions {
         if (v !== undefined) throw new LpError('EINVAL', `mount option '${item}': ${k} takes no value`)
         o.dev = k === 'dev'
         break
+      case 'keyfile':
+        if (!v) throw new LpError('EINVAL', `mount option '${item}': expected keyfile=<path>`)
+        o.keyfile = v
+        break
       default:
         if (mountOnly(k)) break
         if (VFS_FLAGS.has(k) && v === undefined) {
           o.flags = [...o.flags.filter((f) => f !== k), k]
           break
         }
-        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev, mount(8)'s noatime, nosuid, noexec, ro, ... and _netdev, noauto, nofail, x-systemd.*)`)
+        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev, keyfile=PATH, mount(8)'s noatime, nosuid, noexec, ro, ... and _netdev, noauto, nofail, x-systemd.*)`)
     }
   }
   return o

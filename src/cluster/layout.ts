@@ -52,6 +52,8 @@ export interface ClusterFile {
   params: Record<string, string>
   /** Short names of the OSTs formatted with failover.mode=failout. */
   failout: string[]
+  /** Formatted with a shared key (keys.ts's files): the mount and admin commands sign with it. */
+  keyed?: boolean
 }
 
 const pid = z.number().int().min(1).optional()
@@ -65,6 +67,7 @@ const clusterFileSchema: z.ZodType<ClusterFile> = z.object({
   mount: z.object({ mountpoint: z.string(), enabled: z.boolean(), pid, pidStart: z.number().min(0).optional() }),
   params: z.record(z.string(), z.string()),
   failout: z.array(z.string()),
+  keyed: z.boolean().optional(),
 })
 
 export const CLUSTER_FILE = 'cluster.json'
@@ -84,7 +87,7 @@ export function logOf(dir: string, node: string): string {
   return path.join(dir, 'logs', `${node}.log`)
 }
 
-export function newClusterFile(o: { dir: string; net: string; port: number; mountpoint: string; mount: boolean; params: Record<string, string>; failout: string[] }): ClusterFile {
+export function newClusterFile(o: { dir: string; net: string; port: number; mountpoint: string; mount: boolean; params: Record<string, string>; failout: string[]; keyed: boolean }): ClusterFile {
   const t = (names: string[], sub: string, primary: string, failover: string): ClusterTarget => ({
     names,
     dir: path.join(o.dir, 'targets', sub),
@@ -105,6 +108,7 @@ export function newClusterFile(o: { dir: string; net: string; port: number; moun
     mount: { mountpoint: o.mountpoint, enabled: o.mount },
     params: o.params,
     failout: o.failout,
+    keyed: o.keyed,
   }
 }
 

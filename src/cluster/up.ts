@@ -6,6 +6,7 @@ import { clusterDown } from './down.js'
 import {
   checkNet, DEFAULT_NET, DEFAULT_PORT, formatOptions, logOf, mgsSpec, newClusterFile, readClusterFile, OSTS, type ClusterFile,
 } from './layout.js'
+import { clusterKeys, makeClusterKeys } from './keys.js'
 import { LocalCluster, type Placement } from './local.js'
 import { startTime } from './proc.js'
 import { clusterStatus, running } from './status.js'
@@ -26,6 +27,8 @@ export interface UpOptions {
   /** OSTs to format with failover.mode=failout; unset: as formatted. */
   failout?: string[]
   reformat: boolean
+  /** Format with a shared key (default); a cluster already formatted stays as it was. */
+  key?: boolean
 }
 
 export interface UpResult {
@@ -50,11 +53,13 @@ export async function clusterUp(o: UpOptions): Promise<UpResult> {
   if (old && !o.reformat && (net !== old.net || port !== old.port))
     throw new Error(`${dir} holds a cluster formatted for net ${old.net}, port ${old.port}: use those, or --reformat`)
   const mountpoint = path.resolve(o.mountpoint ?? old?.mount.mountpoint ?? path.join(dir, 'mnt'))
-  const lc = new LocalCluster(dir, newClusterFile({ dir, net, port, mountpoint, mount: o.mount, params: { ...old?.params, ...o.params }, failout: [] }))
+  const keyed = old && !o.reformat ? old.keyed === true : o.key !== false
+  const lc = new LocalCluster(dir, newClusterFile({ dir, net, port, mountpoint, mount: o.mount, params: { ...old?.params, ...o.params }, failout: [], keyed }))
   const failout = o.failout?.map((name) => ostKey(lc, name))
 
   await fsp.mkdir(path.join(dir, 'logs'), { recursive: true })
-  const formatted = await formatAll(lc, failout, o.reformat)
+  if (keyed) await makeClusterKeys(dir, lc.cf.fsname, o.reformat)
+  const formatted = await formatAll(lc, failout, o.reformat, keyed ? clusterKeys(dir).master : undefined)
   await lc.save()
 
   const placements: Placement[] = []
@@ -74,10 +79,11 @@ export async function clusterUp(o: UpOptions): Promise<UpResult> {
     try {
       await fsp.mkdir(mountpoint, { recursive: true })
       const timeout = lc.cf.params['sys.timeout']
+      const options = [...(timeout ? [`timeout=${timeout}`] : []), ...(keyed ? [`keyfile=${clusterKeys(dir).fs}`] : [])]
       const info = await mountFs({
         mgsnode: mgsSpec(lc.cf),
         mountpoint,
-        options: timeout ? [`timeout=${timeout}`] : [],
+        options,
         log: logOf(dir, 'client'),
         port,
       })
@@ -99,7 +105,7 @@ function ostKey(lc: LocalCluster, name: string): string {
 }
 
 /** Formats the targets not formatted yet; records which ones are failout, as formatted. */
-async function formatAll(lc: LocalCluster, failout: string[] | undefined, reformat: boolean): Promise<string[]> {
+async function formatAll(lc: LocalCluster, failout: string[] | undefined, reformat: boolean, keyFile: string | undefined): Promise<string[]> {
   const formatted: string[] = []
   lc.cf.failout = failout ?? []
   const isFailout = (c: TargetConfig) => c.params['failover.mode'] === 'failout'
@@ -108,7 +114,7 @@ async function formatAll(lc: LocalCluster, failout: string[] | undefined, reform
     const existing = reformat ? undefined : await readConfig(lc.cf.targets[key]!.dir).catch(() => undefined)
     if (existing && failout && failout.includes(key) !== isFailout(existing))
       throw new Error(`${key} is formatted as ${isFailout(existing) ? 'failout' : 'failover'}; --reformat to change that`)
-    configs[key] = existing ?? (await formatTarget(formatOptions(lc.cf, key, reformat)))
+    configs[key] = existing ?? (await formatTarget({ ...formatOptions(lc.cf, key, reformat), keyFile }))
     if (!existing) formatted.push(key)
   }
   lc.cf.failout = lc.targetKeys.filter((k) => isFailout(configs[k]!))

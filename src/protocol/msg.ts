@@ -9,24 +9,25 @@
  *   0 magic u32 | 4 version u8 | 5 type u8 | 6 flags u16 | 8 JSON length u32 | 12 bulk length u32
  *   16 xid u64 | 24 last_xid u64 | 32 transno u64 | 40 conn_cnt u32 | 44 op code u16
  *   46 target length u8 | 47 client length u8 | 48 handle length u8 | 49 auth length u8 | 50 reserved u16
- * Reply (REPLY_FIXED bytes, then the error message, JSON, bulk):
+ * Reply (REPLY_FIXED bytes, then the error message, auth, JSON, bulk):
  *   0..15 as a request | 16 xid u64 | 24 transno u64 | 32 last_committed u64 | 40 status i32
- *   44 code u16 | 46 error length u16
+ *   44 code u16 | 46 error length u16 | 48 auth length u8 | 49 reserved u8 | 50 reserved u16
  * `code` is the front's verdict on the request, in HTTP's numbers so that both transports
  * report a refusal alike: 200 served (the status says how), 400 malformed, 404 no such
- * target here, 413 too large, 500 the node failed. `auth` is the room left for the HMAC of a
- * filesystem's shared key; no key exists yet, so a message that carries one is refused.
+ * target here, 401 not authenticated, 403 not allowed with this key, 413 too large, 500 the
+ * node failed. `auth` is the token of a filesystem's shared key (protocol/auth.ts), as text.
  */
 import type { Socket } from 'node:net'
 import { totalLength, copyFrom, slice } from '../common/chunks.js'
 import { OPS, MAX_IO } from './ops.js'
-import { type Bulk, bulkParts, FrameError, REPLY_FLAGS, REQ_FLAGS, type ReplyFlag, type ReplyHeader, type ReqFlag, type ReqHeader } from './wire.js'
+import { type Bulk, bulkParts, FrameError, jsonBytes, REPLY_FLAGS, REQ_FLAGS, type ReplyFlag, type ReplyHeader, type ReqFlag, type ReqHeader } from './wire.js'
 
 /** First byte 0x9c: no HTTP request starts with it (a method is ASCII), so one port serves both. */
 export const MSG_MAGIC = 0x9c4c5052
-export const MSG_VERSION = 1
+/** 2: replies carry an auth token. */
+export const MSG_VERSION = 2
 export const REQ_FIXED = 52
-export const REPLY_FIXED = 48
+export const REPLY_FIXED = 52
 const TYPE_REQUEST = 1
 const TYPE_REPLY = 2
 /** Request and reply flag bits; bit 15 of a request says a transno is carried (a replay). */
@@ -98,13 +99,14 @@ function shortString(s: string | undefined, what: string, max = 255): Buffer {
 }
 
 /** A request as its pieces: the fixed header with the strings in one buffer, the JSON, then the bulk as given (never copied). */
-export function encodeRequest(h: ReqHeader, body: unknown, bulk?: Bulk): Buffer[] {
+export function encodeRequest(h: ReqHeader, body: unknown, bulk?: Bulk, auth?: string): Buffer[] {
   const target = shortString(h.target, 'target name')
   const client = shortString(h.client, 'client uuid')
   const handle = shortString(h.handle, 'handle')
-  const json = Buffer.from(JSON.stringify(body ?? {}))
+  const token = shortString(auth, 'auth token')
+  const json = jsonBytes(body)
   const parts = bulkParts(bulk)
-  const head = Buffer.allocUnsafe(REQ_FIXED + target.length + client.length + handle.length)
+  const head = Buffer.allocUnsafe(REQ_FIXED + target.length + client.length + handle.length + token.length)
   const flags = flagBits(REQ_FLAGS, h.flags) | (h.transno !== undefined ? HAS_TRANSNO : 0)
   prelude(head, TYPE_REQUEST, flags, json.length, totalLength(parts))
   putU64(head, 16, h.xid)
@@ -115,21 +117,23 @@ export function encodeRequest(h: ReqHeader, body: unknown, bulk?: Bulk): Buffer[
   head.writeUInt8(target.length, 46)
   head.writeUInt8(client.length, 47)
   head.writeUInt8(handle.length, 48)
-  head.writeUInt8(0, 49)
+  head.writeUInt8(token.length, 49)
   head.writeUInt16BE(0, 50)
   let at = REQ_FIXED
   at += target.copy(head, at)
   at += client.copy(head, at)
-  handle.copy(head, at)
+  at += handle.copy(head, at)
+  token.copy(head, at)
   return [head, json, ...parts]
 }
 
 /** `code`: the front's verdict (see the file's comment). The error message is cut to fit its length field. */
-export function encodeReply(xid: number, code: number, r: ReplyHeader, body: unknown, bulk?: Bulk): Buffer[] {
+export function encodeReply(xid: number, code: number, r: ReplyHeader, body: unknown, bulk?: Bulk, auth?: string): Buffer[] {
   const error = Buffer.from(r.error ?? '').subarray(0, 0xffff)
-  const json = Buffer.from(JSON.stringify(body ?? {}))
+  const token = shortString(auth, 'auth token')
+  const json = jsonBytes(body)
   const parts = bulkParts(bulk)
-  const head = Buffer.allocUnsafe(REPLY_FIXED + error.length)
+  const head = Buffer.allocUnsafe(REPLY_FIXED + error.length + token.length)
   prelude(head, TYPE_REPLY, flagBits(REPLY_FLAGS, r.flags), json.length, totalLength(parts))
   putU64(head, 16, xid)
   putU64(head, 24, r.transno)
@@ -137,24 +141,44 @@ export function encodeReply(xid: number, code: number, r: ReplyHeader, body: unk
   head.writeInt32BE(r.status, 40)
   head.writeUInt16BE(code, 44)
   head.writeUInt16BE(error.length, 46)
+  head.writeUInt8(token.length, 48)
+  head.writeUInt8(0, 49)
+  head.writeUInt16BE(0, 50)
   error.copy(head, REPLY_FIXED)
+  token.copy(head, REPLY_FIXED + error.length)
   return [head, json, ...parts]
 }
 
-export interface RequestMsg {
-  type: 'request'
+/** A request's header: what is checked before its body is read. */
+export interface RequestHead {
   /** As framed; the front checks its fields (checkReqHeader) as it does an HTTP request's. */
   h: ReqHeader
+  /** The shared key's token, checked by the front with the header. */
+  auth?: string
+}
+
+export interface RequestMsg<V = undefined> extends RequestHead {
+  type: 'request'
   /** The body's JSON text, parsed by the front where a failure is answered like any bad argument. */
   json: Buffer
   bulk: Buffer[]
+  /** What the reader's head check said (HeadCheck); with `readBody` false, json and bulk are empty. */
+  verdict?: V
 }
+
+/**
+ * Asked as soon as a request's header is in, before any of its body is buffered (the front
+ * checks the shared key's MAC there): a verdict that travels with the message, and whether the
+ * body is wanted. An unwanted body is dropped as it arrives, never held.
+ */
+export type HeadCheck<V> = (head: RequestHead) => { verdict: V; readBody: boolean }
 
 export interface ReplyMsg {
   type: 'reply'
   xid: number
   code: number
   header: ReplyHeader
+  auth?: string
   json: Buffer
   bulk: Buffer[]
 }
@@ -167,12 +191,16 @@ export interface MsgLimits {
 export const REQUEST_LIMITS: MsgLimits = { json: MAX_REQUEST_JSON, bulk: MAX_IO }
 export const REPLY_LIMITS: MsgLimits = { json: MAX_REPLY_JSON, bulk: MAX_IO }
 
-interface Pending {
+interface Pending<V> {
   fixed: Buffer
   /** Bytes of the strings between the fixed header and the JSON (the header's fields are checked). */
   strings: number
   json: number
   bulk: number
+  /** Once the head check ran: the head, its verdict, and the body bytes still to drop (if unwanted). */
+  head?: RequestHead
+  verdict?: V
+  dropping?: number
 }
 
 /**
@@ -180,18 +208,20 @@ interface Pending {
  * bulk of a message comes out as views of them, never joined. Throws MsgError on the first
  * malformed header; the reader is then of no further use (the stream is out of step).
  */
-export class MsgReader {
+export class MsgReader<V = undefined> {
   private chunks: Buffer[] = []
   private have = 0
-  private cur: Pending | null = null
+  private cur: Pending<V> | null = null
 
   constructor(
     private readonly type: 'request' | 'reply',
     private readonly limits: MsgLimits,
+    /** Requests only: the check of each header before its body is read. */
+    private readonly headCheck?: HeadCheck<V>,
   ) {}
 
   /** Every message `chunk` completes goes to `each`, in order, before a malformed one throws. */
-  push(chunk: Buffer, each: (m: RequestMsg | ReplyMsg) => void): void {
+  push(chunk: Buffer, each: (m: RequestMsg<V> | ReplyMsg) => void): void {
     this.chunks.push(chunk)
     this.have += chunk.length
     for (;;) {
@@ -200,17 +230,35 @@ export class MsgReader {
         if (this.have < fixed) break
         this.cur = this.header(this.take(fixed))
       }
-      const { strings, json, bulk } = this.cur
-      if (this.have < strings + json + bulk) break
       const m = this.cur
+      if (this.headCheck && !m.head) {
+        if (this.have < m.strings) break
+        m.head = requestHead(m.fixed, this.take(m.strings))
+        m.strings = 0
+        const { verdict, readBody } = this.headCheck(m.head)
+        m.verdict = verdict
+        if (!readBody) m.dropping = m.json + m.bulk
+      }
+      if (m.dropping !== undefined) {
+        const n = Math.min(this.have, m.dropping)
+        this.drop(n)
+        m.dropping -= n
+        if (m.dropping > 0) break
+        this.cur = null
+        each({ type: 'request', ...m.head!, json: Buffer.alloc(0), bulk: [], verdict: m.verdict })
+        continue
+      }
+      const { strings, json, bulk } = m
+      if (this.have < strings + json + bulk) break
       this.cur = null
       const str = this.take(strings)
       const body = this.take(json)
-      each(this.type === 'request' ? request(m, str, body, this.takeChunks(bulk)) : reply(m, str, body, this.takeChunks(bulk)))
+      const head = m.head ?? (this.type === 'request' ? requestHead(m.fixed, str) : undefined)
+      each(head ? { type: 'request', ...head, json: body, bulk: this.takeChunks(bulk), verdict: m.verdict } : reply(m, str, body, this.takeChunks(bulk)))
     }
   }
 
-  private header(b: Buffer): Pending {
+  private header(b: Buffer): Pending<V> {
     const magic = b.readUInt32BE(0)
     if (magic !== MSG_MAGIC) throw new MsgError(`bad magic 0x${magic.toString(16)}`)
     const version = b.readUInt8(4)
@@ -226,14 +274,13 @@ export class MsgReader {
     if (this.type === 'reply') {
       getU64(b, 24, 'transno', xid)
       getU64(b, 32, 'last_committed', xid)
-      return { fixed: b, strings: b.readUInt16BE(46), json, bulk }
+      return { fixed: b, strings: b.readUInt16BE(46) + b.readUInt8(48), json, bulk }
     }
     const flags = b.readUInt16BE(6)
     if (flags & ~(HAS_TRANSNO | ((1 << REQ_FLAGS.length) - 1))) throw new MsgError(`unknown request flags 0x${flags.toString(16)}`, xid)
-    if (b.readUInt8(49)) throw new MsgError('the request is authenticated, but this filesystem has no shared key', xid)
     getU64(b, 24, 'last_xid', xid)
     getU64(b, 32, 'transno', xid)
-    return { fixed: b, strings: b.readUInt8(46) + b.readUInt8(47) + b.readUInt8(48), json, bulk }
+    return { fixed: b, strings: b.readUInt8(46) + b.readUInt8(47) + b.readUInt8(48) + b.readUInt8(49), json, bulk }
   }
 
   /** The next n bytes as one buffer: a view when they lie in one chunk, else joined (headers and JSON only). */
@@ -271,14 +318,14 @@ export class MsgReader {
   }
 }
 
-function request(m: Pending, str: Buffer, json: Buffer, bulk: Buffer[]): RequestMsg {
-  const b = m.fixed
+function requestHead(b: Buffer, str: Buffer): RequestHead {
   const flags = b.readUInt16BE(6)
   const code = b.readUInt16BE(44)
   // An unknown code is answered by the front like an unknown op name over HTTP.
   const op = OP_NAMES[code - 1] ?? `#${code}`
-  const lens = [b.readUInt8(46), b.readUInt8(47), b.readUInt8(48)]
+  const lens = [b.readUInt8(46), b.readUInt8(47), b.readUInt8(48), b.readUInt8(49)]
   const text = (from: number, n: number) => str.toString('utf8', from, from + n)
+  const authAt = lens[0]! + lens[1]! + lens[2]!
   const h: ReqHeader = {
     target: text(0, lens[0]!),
     op,
@@ -290,13 +337,15 @@ function request(m: Pending, str: Buffer, json: Buffer, bulk: Buffer[]): Request
     flags: flagNames<ReqFlag>(REQ_FLAGS, flags),
     transno: flags & HAS_TRANSNO ? getU64(b, 32, 'transno') : undefined,
   }
-  return { type: 'request', h, json, bulk }
+  return { h, auth: lens[3] ? text(authAt, lens[3]) : undefined }
 }
 
-function reply(m: Pending, str: Buffer, json: Buffer, bulk: Buffer[]): ReplyMsg {
+function reply(m: Pending<unknown>, str: Buffer, json: Buffer, bulk: Buffer[]): ReplyMsg {
   const b = m.fixed
   const xid = getU64(b, 16, 'xid')
-  const error = str.length ? str.toString('utf8') : undefined
+  const errorLen = b.readUInt16BE(46)
+  const error = errorLen ? str.toString('utf8', 0, errorLen) : undefined
+  const auth = str.length > errorLen ? str.toString('utf8', errorLen) : undefined
   const header: ReplyHeader = {
     status: b.readInt32BE(40),
     transno: getU64(b, 24, 'transno'),
@@ -304,7 +353,7 @@ function reply(m: Pending, str: Buffer, json: Buffer, bulk: Buffer[]): ReplyMsg 
     flags: flagNames<ReplyFlag>(REPLY_FLAGS, b.readUInt16BE(6)),
     error,
   }
-  return { type: 'reply', xid, code: b.readUInt16BE(44), header, json, bulk }
+  return { type: 'reply', xid, code: b.readUInt16BE(44), header, auth, json, bulk }
 }
 
 /**

@@ -23,7 +23,7 @@ export const H = {
   lastXid: 'x-lp-last-xid',
   flags: 'x-lp-flags',
   transno: 'x-lp-transno',
-  /** Reserved: HMAC over the identity fields and the body digest when the fs has a shared key. */
+  /** The shared key's token (protocol/auth.ts), on requests and replies of a keyed filesystem. */
   auth: 'x-lp-auth',
   status: 'x-lp-status',
   lastCommitted: 'x-lp-last-committed',
@@ -75,8 +75,16 @@ export function bulkLength(b: Bulk | undefined): number {
   return Array.isArray(b) ? totalLength(b as readonly Uint8Array[]) : (b as Uint8Array).byteLength
 }
 
+/**
+ * A body's JSON as bytes: encoded here, or already (a Buffer: no JSON body is one), so that
+ * what is signed is what is sent without encoding it twice.
+ */
+export function jsonBytes(json: unknown): Buffer {
+  return Buffer.isBuffer(json) ? json : Buffer.from(JSON.stringify(json ?? {}))
+}
+
 export function encodeFrame(json: unknown, bulk?: Bulk): Buffer[] {
-  const text = Buffer.from(JSON.stringify(json ?? {}))
+  const text = jsonBytes(json)
   const len = Buffer.allocUnsafe(4)
   len.writeUInt32BE(text.length, 0)
   return [len, text, ...bulkParts(bulk)]
@@ -89,6 +97,16 @@ export class FrameError extends Error {}
  * large body is never joined into one buffer (only a JSON head split across chunks is).
  */
 export function decodeFrameChunks(chunks: readonly Buffer[]): { json: unknown; bulk: Buffer[] } {
+  const { json, bulk } = splitFrame(chunks)
+  try {
+    return { json: JSON.parse(json.toString('utf8')), bulk }
+  } catch {
+    throw new FrameError('frame JSON does not parse')
+  }
+}
+
+/** A frame's JSON text (unparsed, as a signature covers it) and its bulk. */
+export function splitFrame(chunks: readonly Buffer[]): { json: Buffer; bulk: Buffer[] } {
   const total = totalLength(chunks)
   if (total < 4) throw new FrameError('body too short for a frame')
   const first = chunks[0]!.length >= 4 ? chunks[0]! : Buffer.concat(chunks as Buffer[], 4)
@@ -96,13 +114,7 @@ export function decodeFrameChunks(chunks: readonly Buffer[]): { json: unknown; b
   if (n > total - 4) throw new FrameError('frame JSON length exceeds the body')
   const headEnd = 4 + n
   const head = chunks[0]!.length >= headEnd ? chunks[0]! : Buffer.concat(chunks as Buffer[], headEnd)
-  let json: unknown
-  try {
-    json = JSON.parse(head.subarray(4, headEnd).toString('utf8'))
-  } catch {
-    throw new FrameError('frame JSON does not parse')
-  }
-  return { json, bulk: slice(chunks, headEnd) }
+  return { json: head.subarray(4, headEnd), bulk: slice(chunks, headEnd) }
 }
 
 export const REQ_FLAGS: readonly ReqFlag[] = ['replay', 'resend', 'replay_done']
@@ -140,6 +152,11 @@ function uint(headers: HeaderBag, name: string, required: boolean): number | und
   const n = Number(v)
   if (!Number.isSafeInteger(n)) throw new FrameError(`header ${name} is out of range`)
   return n
+}
+
+/** The shared key's token of a request or reply, if it carries one. */
+export function authToken(headers: HeaderBag): string | undefined {
+  return one(headers, H.auth)
 }
 
 export function decodeReqHeader(headers: HeaderBag): ReqHeader {

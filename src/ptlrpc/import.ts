@@ -566,6 +566,8 @@ export class Import extends EventEmitter {
       return raw.body as ConnectReply
     } catch (e) {
       this.log.debug({ nid: conn.nid, err: (e as Error).message }, `${this.target}: connect to ${conn.nid} failed`)
+      // A refusal by the node itself (e.g. 401: not signed with the filesystem's key) says why, as a status would.
+      if (e instanceof TransportError && e.kind === 'refused' && e.status) this.lastConnectStatus = e.status
       if (unanswered(e)) this.c.transport.reset(conn.nid, this.name)
       return null
     }

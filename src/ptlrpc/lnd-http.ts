@@ -3,8 +3,12 @@ import { Readable } from 'node:stream'
 import { type Dispatcher, Pool, errors as undiciErrors } from 'undici'
 import { totalLength } from '../common/chunks.js'
 import { parseNid } from '../protocol/nid.js'
-import { RPC_PATH, SMALL_FRAME, type Bulk, decodeFrameChunks, decodeReplyHeader, encodeFrame, encodeReqHeader, type ReplyHeader, type ReqBody, type ReqHeader } from '../protocol/wire.js'
+import { parseJson } from '../protocol/msg.js'
+import {
+  H, RPC_PATH, SMALL_FRAME, type Bulk, authToken, bulkParts, decodeReplyHeader, encodeFrame, encodeReqHeader, jsonBytes, splitFrame, type ReplyHeader, type ReqBody, type ReqHeader,
+} from '../protocol/wire.js'
 import { CTL_CONNECTIONS, type RawReply, type Route, type RpcTransport, SHARED, TransportError, type TransportOptions, served } from './lnd.js'
+import { RequestSigner } from './sign.js'
 
 /**
  * The LND of `@http` NIDs: one HTTP request per RPC over keep-alive undici Pools, one pool
@@ -14,8 +18,11 @@ export class HttpLnd implements RpcTransport {
   /** By owner, then NID and lane. */
   private readonly pools = new Map<string, Map<string, Pool>>()
   private closed = false
+  private readonly signer: RequestSigner | null
 
-  constructor(private readonly o: TransportOptions) {}
+  constructor(private readonly o: TransportOptions) {
+    this.signer = o.key ? new RequestSigner(o.key) : null
+  }
 
   private pool(nid: string, r: Route): Pool {
     let mine = this.pools.get(r.owner)
@@ -44,7 +51,9 @@ export class HttpLnd implements RpcTransport {
   async send(nid: string, h: ReqHeader, body: ReqBody, bulk: Bulk | undefined, signal: AbortSignal, route: Route = SHARED): Promise<RawReply> {
     if (this.closed) throw new TransportError('conn', 'transport closed')
     if (signal.aborted) throw classify(signal.reason, signal)
-    const parts = encodeFrame(body, bulk)
+    const json = jsonBytes(body)
+    const parts = encodeFrame(json, bulk)
+    const signed = this.signer?.sign(h, json, bulkParts(bulk))
     const length = totalLength(parts)
     // A bulk frame goes out as its parts, piece by piece: the bulk is never copied.
     const payload = length <= SMALL_FRAME ? Buffer.concat(parts, length) : Readable.from(parts)
@@ -54,7 +63,7 @@ export class HttpLnd implements RpcTransport {
         const opts: Dispatcher.DispatchOptions = {
           path: RPC_PATH,
           method: 'POST',
-          headers: { ...encodeReqHeader(h), 'content-type': 'application/x-lproxy', 'content-length': String(length) },
+          headers: { ...encodeReqHeader(h), ...(signed ? { [H.auth]: signed.token } : {}), 'content-type': 'application/x-lproxy', 'content-length': String(length) },
           body: payload,
         }
         this.pool(nid, route).dispatch(opts, new ReplyCollector(signal, resolve, reject))
@@ -69,8 +78,9 @@ export class HttpLnd implements RpcTransport {
       throw new TransportError('refused', `HTTP ${res.statusCode} from ${nid}: ${(e as Error).message}`, res.statusCode)
     }
     if (res.statusCode !== 200) return served(nid, res.statusCode, header, undefined, [])
-    const { json, bulk: replyBulk } = decodeFrameChunks(res.body)
-    return served(nid, 200, header, json, replyBulk)
+    const reply = splitFrame(res.body)
+    if (signed) this.signer!.check(nid, signed, h.xid, 200, header, authToken(res.headers), reply.json, reply.bulk)
+    return served(nid, 200, header, parseJson(reply.json), reply.bulk)
   }
 
   /** Drop connections to a peer (after a failure, so the next attempt dials afresh). */

@@ -1,8 +1,10 @@
 import net from 'node:net'
 import { nidHost } from '../protocol/nid.js'
 import { MsgReader, REPLY_LIMITS, type ReplyMsg, encodeRequest, parseJson, sendMsg } from '../protocol/msg.js'
-import type { Bulk, ReqBody, ReqHeader } from '../protocol/wire.js'
+import type { SignedRequest } from '../protocol/auth.js'
+import { type Bulk, type ReqBody, type ReqHeader, bulkParts, jsonBytes } from '../protocol/wire.js'
 import { CTL_CONNECTIONS, type RawReply, type Route, type RpcTransport, SHARED, TransportError, type TransportOptions, served } from './lnd.js'
+import { RequestSigner } from './sign.js'
 
 /**
  * io connections per peer and import: each carries many requests, so a few are enough to
@@ -15,6 +17,8 @@ const FULL = 64 * 1024
 interface Waiter {
   resolve: (r: RawReply) => void
   fail: (e: TransportError) => void
+  /** The request's signature, on a keyed filesystem: its reply must answer it. */
+  signed?: SignedRequest
 }
 
 /**
@@ -33,6 +37,7 @@ class Conn {
     private readonly nid: string,
     port: number,
     private readonly gone: (c: Conn) => void,
+    private readonly signer: RequestSigner | null,
   ) {
     this.sock = net.connect({ host: nidHost(nid), port, noDelay: true })
     this.sock.on('data', (c: Buffer) => this.data(c))
@@ -49,7 +54,7 @@ class Conn {
     return this.waiting.has(xid)
   }
 
-  send(h: ReqHeader, parts: Buffer[], signal: AbortSignal): Promise<RawReply> {
+  send(h: ReqHeader, parts: Buffer[], signal: AbortSignal, signed?: SignedRequest): Promise<RawReply> {
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
         if (this.waiting.get(h.xid) !== w) return
@@ -65,6 +70,7 @@ class Conn {
           signal.removeEventListener('abort', onAbort)
           reject(e)
         },
+        signed,
       }
       this.waiting.set(h.xid, w)
       signal.addEventListener('abort', onAbort, { once: true })
@@ -91,8 +97,11 @@ class Conn {
     this.waiting.delete(m.xid)
     let body: unknown
     try {
+      // Nothing of a reply is read before it proves to answer this request.
+      if (w.signed) this.signer!.check(this.nid, w.signed, m.xid, m.code, m.header, m.auth, m.json, m.bulk)
       body = parseJson(m.json)
     } catch (e) {
+      if (e instanceof TransportError) return w.fail(e)
       return w.fail(new TransportError('conn', `EPROTO: reply ${m.xid} from ${this.nid}: ${(e as Error).message}`))
     }
     try {
@@ -123,14 +132,18 @@ export class TcpLnd implements RpcTransport {
   /** By owner, then NID and lane. */
   private readonly conns = new Map<string, Map<string, Conn[]>>()
   private closed = false
+  private readonly signer: RequestSigner | null
 
-  constructor(private readonly o: TransportOptions) {}
+  constructor(private readonly o: TransportOptions) {
+    this.signer = o.key ? new RequestSigner(o.key) : null
+  }
 
   async send(nid: string, h: ReqHeader, body: ReqBody, bulk: Bulk | undefined, signal: AbortSignal, route: Route = SHARED): Promise<RawReply> {
     if (this.closed) throw new TransportError('conn', 'transport closed')
     if (signal.aborted) throw timeout(signal)
-    const parts = encodeRequest(h, body, bulk)
-    return this.pick(nid, route, h.xid).send(h, parts, signal)
+    const json = jsonBytes(body)
+    const signed = this.signer?.sign(h, json, bulkParts(bulk))
+    return this.pick(nid, route, h.xid).send(h, encodeRequest(h, json, bulk, signed?.token), signal, signed)
   }
 
   private pick(nid: string, r: Route, xid: number): Conn {
@@ -151,7 +164,7 @@ export class TcpLnd implements RpcTransport {
       const at = list.indexOf(c)
       if (at >= 0) list.splice(at, 1)
       if (!list.length && mineNow.get(key) === list) mineNow.delete(key)
-    })
+    }, this.signer)
     list.push(c)
     return c
   }

@@ -1,7 +1,12 @@
+import type { SigningKey } from '../protocol/auth.js'
 import type { Bulk, ReplyHeader, ReqBody, ReqHeader } from '../protocol/wire.js'
 
-/** What every LND shares: the seam imports use, its failure kinds and its routes (see transport.ts). */
-export type TransportFailure = 'conn' | 'timeout' | 'refused'
+/**
+ * What every LND shares: the seam imports use, its failure kinds and its routes (see transport.ts).
+ * `auth`: a reply that is not the signed answer to the request (forged, or another key's) on
+ * a keyed filesystem: never taken as data.
+ */
+export type TransportFailure = 'conn' | 'timeout' | 'refused' | 'auth'
 
 export class TransportError extends Error {
   constructor(
@@ -53,6 +58,8 @@ export interface TransportOptions {
   port: number
   /** io connections per peer and import (HTTP: one request each at a time; tcp: many each). */
   connections?: number
+  /** The filesystem's shared key of this client's class: requests signed, replies checked. */
+  key?: SigningKey
 }
 
 /** A peer's answer: served (code 200), or refused at the protocol level, on either transport. */

@@ -2,7 +2,7 @@ import http from 'node:http'
 import { totalLength } from '../common/chunks.js'
 import type { Logger } from '../common/log.js'
 import { MAX_BODY } from '../protocol/msg.js'
-import { RPC_PATH, SMALL_FRAME, decodeFrameChunks, decodeReqHeader, encodeFrame, encodeReplyHeader } from '../protocol/wire.js'
+import { H, RPC_PATH, SMALL_FRAME, authToken, decodeReqHeader, encodeFrame, encodeReplyHeader, splitFrame } from '../protocol/wire.js'
 import { type Answer, BadRequest, type FrontTarget, answer, peerNid, refusal } from './admit.js'
 
 /**
@@ -25,8 +25,9 @@ export function createHttpFront(targets: Map<string, FrontTarget>, log: Logger):
     try {
       if (req.url !== RPC_PATH) throw new BadRequest(404, 'ENOENT', `no such path '${req.url}'; RPCs go to ${RPC_PATH}`)
       if (req.method !== 'POST') throw new BadRequest(405, 'EINVAL', `RPCs are POSTed, not ${req.method}`)
-      const body = await readBody(req)
-      a = await answer(targets, { header: () => decodeReqHeader(req.headers), body: () => decodeFrameChunks(body), peer: peerNid(req.socket, 'http') }, log)
+      // The body is read only once the header passed (on a keyed filesystem, its MAC).
+      const body = async () => splitFrame(await readBody(req))
+      a = await answer(targets, { header: () => decodeReqHeader(req.headers), auth: authToken(req.headers), body, peer: peerNid(req.socket, 'http') }, log)
     } catch (e) {
       if (!(e instanceof BadRequest)) throw e
       a = refusal(e)
@@ -35,9 +36,11 @@ export function createHttpFront(targets: Map<string, FrontTarget>, log: Logger):
     const length = totalLength(parts)
     res.writeHead(a.code, {
       ...encodeReplyHeader(a.header),
+      ...(a.auth ? { [H.auth]: a.auth } : {}),
       'content-type': 'application/x-lproxy',
       'content-length': String(length),
-      connection: a.code >= 500 ? 'close' : 'keep-alive',
+      // A request refused before its body was read leaves that body unread on the connection.
+      connection: a.code >= 500 || !req.complete ? 'close' : 'keep-alive',
     })
     // A small reply leaves in one write with its head; bulk goes as its pieces, never copied.
     if (length <= SMALL_FRAME) return void res.end(Buffer.concat(parts, length))

@@ -1,9 +1,9 @@
 import type net from 'node:net'
 import type { Logger } from '../common/log.js'
 import { errnoOf } from '../protocol/errno.js'
-import { MsgError, MsgReader, REQUEST_LIMITS, type RequestMsg, encodeReply, parseJson, sendMsg } from '../protocol/msg.js'
+import { MsgError, MsgReader, REQUEST_LIMITS, type RequestMsg, encodeReply, sendMsg } from '../protocol/msg.js'
 import { checkReqHeader } from '../protocol/wire.js'
-import { type FrontTarget, answer, peerNid } from './admit.js'
+import { type Admission, type FrontTarget, admitBody, admitHeader, peerNid } from './admit.js'
 
 /**
  * Requests a connection may have at the targets before the front stops reading from it: the
@@ -22,7 +22,11 @@ export function serveMsgs(sock: net.Socket, targets: Map<string, FrontTarget>, l
   sock.setNoDelay(true)
   // A client host that vanished without a word does not hold its connection here forever.
   sock.setKeepAlive(true, 60_000)
-  const reader = new MsgReader('request', REQUEST_LIMITS)
+  // The header (the shared key's MAC among it) is checked as soon as it is in: a refused body is dropped unread.
+  const reader = new MsgReader<Admission>('request', REQUEST_LIMITS, (head) => {
+    const verdict = admitHeader(targets, { header: () => checkReqHeader(head.h), auth: head.auth }, log)
+    return { verdict, readBody: verdict.ok }
+  })
   const peer = peerNid(sock, 'tcp')
   let inflight = 0
   let broken = false
@@ -39,7 +43,7 @@ export function serveMsgs(sock: net.Socket, targets: Map<string, FrontTarget>, l
   sock.on('data', (chunk: Buffer) => {
     if (broken) return
     try {
-      reader.push(chunk, (m) => void serve(m as RequestMsg))
+      reader.push(chunk, (m) => void serve(m as RequestMsg<Admission>))
     } catch (e) {
       broken = true
       sock.pause()
@@ -62,11 +66,12 @@ export function serveMsgs(sock: net.Socket, targets: Map<string, FrontTarget>, l
     sock.destroySoon()
   }
 
-  async function serve(m: RequestMsg): Promise<void> {
+  async function serve(m: RequestMsg<Admission>): Promise<void> {
     inflight++
-    const a = await answer(targets, { header: () => checkReqHeader(m.h), body: () => ({ json: parseJson(m.json), bulk: m.bulk }), peer }, log)
+    const v = m.verdict!
+    const a = v.ok ? await admitBody(v, { body: () => ({ json: m.json, bulk: m.bulk }), peer }, log) : v.answer
     inflight--
-    if (sock.writable) sendMsg(sock, encodeReply(m.h.xid, a.code, a.header, a.body, a.bulk))
+    if (sock.writable) sendMsg(sock, encodeReply(m.h.xid, a.code, a.header, a.body, a.bulk, a.auth))
     flow()
     part()
   }

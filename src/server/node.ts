@@ -19,7 +19,9 @@ import { MgsBackend } from './mgs/mgs.js'
 import { OstBackend } from './ost/ost.js'
 import { Osp } from './osp.js'
 import { Mmp } from './target/mmp.js'
-import { readConfig, describe, peerNids, writeConfig, type TargetConfig } from './target/config.js'
+import { readConfig, readTargetKey, describe, peerNids, writeConfig, type TargetConfig } from './target/config.js'
+import { signingKeyOf } from '../common/keyfile.js'
+import { Guard } from './guard.js'
 import { Target } from './target/target.js'
 import { serverTunables } from './tunables.js'
 
@@ -127,6 +129,12 @@ export class ServerNode {
 
   private async doMount(dir: string, overrides: Record<string, string>, opts: MountOptions): Promise<string[]> {
     const cfg = await readConfig(dir)
+    const master = await readTargetKey(dir, cfg)
+    if (!master)
+      this.log.warn({ dir }, `${describe(cfg)}: formatted without a shared key: its RPCs are not authenticated, anyone who reaches port ${cfg.port} may act as any client (format --key-file)`)
+    const guard = master ? new Guard(master, this.o.clock) : null
+    // What this node sends to other servers (registration, the OSP's RPCs) is signed with the node key.
+    const nodeKey = master ? signingKeyOf(master, 'node') : undefined
     if (cfg.port !== this.o.port) throw new LpError('EINVAL', `${dir} belongs to a filesystem on port ${cfg.port}, this node listens on ${this.o.port}`)
     const tun = serverTunables(cfg, overrides)
     const log = this.log
@@ -153,12 +161,12 @@ export class ServerNode {
       const mgsNids = cfg.mgsnode ? nidList(cfg.mgsnode) : [this.o.nid, ...peerNids(cfg)]
       // The target's own client identity (Lustre's <target>-mdtlov_UUID) is the same on either
       // node of the pair: OSTs must recognise the MDT's OSP after it fails over.
-      m.client = new PtlrpcClient(this.o.clock, this.log, this.o.port, { uuid: `${describe(cfg).replace(/\+/g, '-')}-tgt_UUID` })
+      m.client = new PtlrpcClient(this.o.clock, this.log, this.o.port, { uuid: `${describe(cfg).replace(/\+/g, '-')}-tgt_UUID`, key: nodeKey })
       m.client.tunables.timeout = tun.obdTimeoutMs / 1000
       m.mgc = new Mgc(m.client, mgsNids, this.log)
       const mode = cfg.params['failover.mode'] === 'failout' ? 'failout' : 'failover'
       const fence = m.mmp
-      const base = { clock: this.o.clock, log: this.log, tunables: tun, fence, discardCorruptJournal: opts.discardCorruptJournal }
+      const base = { clock: this.o.clock, log: this.log, tunables: tun, fence, discardCorruptJournal: opts.discardCorruptJournal, guard }
       if (cfg.mgs) {
         const b = new MgsBackend(path.join(dir, 'mgs'), cfg.fsname, cfg.port, this.o.clock, fence)
         m.targets.push(await Target.open({ ...base, name: 'MGS', kind: 'mgs', dir: path.join(dir, 'mgs'), backend: b, replayable: false }))
@@ -167,7 +175,7 @@ export class ServerNode {
         const name = targetName(cfg.fsname, { kind: 'mdt', index: cfg.index })
         // A new client UUID at every start (Lustre's OSP gets a new connection): it must never
         // be handed the saved replies of the incarnation before.
-        const osp = new PtlrpcClient(this.o.clock, this.log, this.o.port, { uuid: `${name}-mdtlov-${randomBytes(4).toString('hex')}_UUID` })
+        const osp = new PtlrpcClient(this.o.clock, this.log, this.o.port, { uuid: `${name}-mdtlov-${randomBytes(4).toString('hex')}_UUID`, key: nodeKey })
         osp.tunables.timeout = tun.obdTimeoutMs / 1000
         m.osp = new Osp(osp, m.mgc, cfg.fsname, this.log)
         const b = new MdtBackend({ dir: path.join(dir, 'mdt'), clock: this.o.clock, destroyer: m.osp, fence, squash: squashOf({ ...cfg.params, ...overrides }) })

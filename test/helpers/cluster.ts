@@ -110,6 +110,8 @@ export interface ClusterOptions {
   failout?: string[]
   /** `--param key=value` of `cluster up` (target parameters of every start). */
   params?: Record<string, string>
+  /** Format with a shared key, as `cluster up` does by default (default false here: the tests' extra mounts carry none). */
+  key?: boolean
 }
 
 export interface FailOptions {
@@ -143,6 +145,7 @@ export async function startCluster(o: ClusterOptions): Promise<ClusterHandle> {
   clusters.set(ws, dir)
   const args = ['cluster', 'up', '--dir', dir, '--net', o.net, '--port', String(o.port)]
   if (o.mount === false) args.push('--no-mount')
+  if (!o.key) args.push('--no-key')
   const secs: Array<[string, number | undefined]> = [
     ['--timeout', o.timeout],
     ['--commit-interval', o.commitInterval],

@@ -67,6 +67,8 @@ export interface FormatCommon {
   port: number
   fsname?: string
   failnodes?: string[]
+  /** The master key file (format --key-file), made if missing. */
+  keyFile?: string
   /** `key=value` params, e.g. `commit_interval=0.2`, `mmp_interval=0.1`, `sys.timeout=5`. */
   params?: string[]
 }

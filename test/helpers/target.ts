@@ -11,6 +11,7 @@ import type { ReqFlag, ReqHeader } from '../../src/protocol/wire.js'
 import { Target, type TargetTunables, type TargetReply } from '../../src/server/target/target.js'
 import { MdtBackend, type ObjectDestroyer } from '../../src/server/mdt/mdt.js'
 import { OstBackend } from '../../src/server/ost/ost.js'
+import type { KeyClass } from '../../src/common/keyfile.js'
 
 export const OST_NAME = 'spfs-OST0001'
 export const MDT_NAME = 'spfs-MDT0000'
@@ -97,6 +98,8 @@ export class TestClient {
   constructor(
     public target: Target,
     readonly uuid: string,
+    /** The class of shared key its requests are signed with, as the front would say (null: a filesystem without a key). */
+    readonly signer: KeyClass | null = null,
   ) {}
 
   header(op: OpName, o: { flags?: ReqFlag[]; xid?: number; transno?: number; lastXid?: number } = {}): ReqHeader {
@@ -119,7 +122,7 @@ export class TestClient {
     const parsed = OPS[op].args.parse(args)
     this.unanswered.add(h.xid)
     try {
-      return await this.target.handle(h, parsed, o.replayReply, chunked(o.bulk ?? Buffer.alloc(0)))
+      return await this.target.handle(h, parsed, o.replayReply, chunked(o.bulk ?? Buffer.alloc(0)), undefined, this.signer)
     } finally {
       this.unanswered.delete(h.xid)
     }

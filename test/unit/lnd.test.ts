@@ -10,7 +10,7 @@ import net from 'node:net'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { errnoOf } from '../../src/protocol/errno.js'
 import { MAX_IO } from '../../src/protocol/ops.js'
-import { MsgReader, REPLY_LIMITS, REQ_FIXED, type ReplyMsg, encodeReply, encodeRequest } from '../../src/protocol/msg.js'
+import { MSG_VERSION, MsgReader, REPLY_LIMITS, REQ_FIXED, type ReplyMsg, encodeReply, encodeRequest } from '../../src/protocol/msg.js'
 import type { ReqHeader } from '../../src/protocol/wire.js'
 import { Transport, TransportError } from '../../src/ptlrpc/transport.js'
 import { StandIn, STANDIN_TARGET } from '../helpers/standin.js'
@@ -189,6 +189,6 @@ describe("the binary front's answer to a malformed frame", () => {
     const bytes = ok(header('ping'))
     bytes.writeUInt8(9, 4)
     const replies = await exchange(bytes)
-    expect(replies.map((r) => r.header.error)).toEqual(['unsupported message version 9 (this node speaks 1)'])
+    expect(replies.map((r) => r.header.error)).toEqual([`unsupported message version 9 (this node speaks ${MSG_VERSION})`])
   })
 })

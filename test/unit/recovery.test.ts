@@ -303,17 +303,19 @@ describe('recovery window', () => {
   })
 })
 
-describe('recovery in the target', () => {
-  const targets: Target[] = []
-  afterEach(async () => {
-    for (const t of targets.splice(0)) await t.stop(false).catch(() => undefined)
-  })
+/** OSTs opened by the tests below, each stopped (as by a crash) after its test. */
+const targets: Target[] = []
+afterEach(async () => {
+  for (const t of targets.splice(0)) await t.stop(false).catch(() => undefined)
+})
 
-  async function open(dir: string, clock: ManualClock) {
-    const r = await openTarget({ dir, kind: 'ost', clock, tunables: { recoverySoftMs: SOFT, recoveryHardMs: HARD } })
-    targets.push(r.target)
-    return r.target
-  }
+async function open(dir: string, clock: ManualClock) {
+  const r = await openTarget({ dir, kind: 'ost', clock, tunables: { recoverySoftMs: SOFT, recoveryHardMs: HARD } })
+  targets.push(r.target)
+  return r.target
+}
+
+describe('recovery in the target', () => {
 
   const wr = (c: TestClient, offset: number, data: string, o = {}) =>
     c.call('ost_write', { fid: 1, stripe: 0, offset }, { bulk: Buffer.from(data), ...o })
@@ -496,5 +498,44 @@ describe('recovery in the target', () => {
     const late = await b.call('ping')
     expect(late.status).toBe(-107)
     expect(t.clients().map((c) => c.uuid)).toEqual(['client-A'])
+  })
+})
+
+describe('identity on a keyed filesystem', () => {
+  it('a connect with a UUID in use and no handle is refused (EALREADY) and the holder stays; without a key, or with the node key, it takes over', async () => {
+    const clock = new ManualClock()
+    const t = await open(await tempDir('lp-ident'), clock)
+    const holder = new TestClient(t, 'client-A', 'fs')
+    await holder.connect()
+    const borrower = new TestClient(t, 'client-A', 'fs')
+    const r = await borrower.call('connect')
+    expect([r.status, r.error]).toEqual([-114, `${t.name}: client client-A is already connected; a reconnect names its export handle`])
+    expect((await holder.call('ping')).status).toBe(0)
+    // The holder itself, naming its handle, reconnects.
+    await holder.connect()
+    expect((await holder.call('ping')).status).toBe(0)
+
+    const server = new TestClient(t, 'client-A', 'node')
+    expect((await server.call('connect')).status).toBe(0)
+    expect((await holder.call('ping')).status).toBe(-107)
+    const unkeyed = new TestClient(t, 'client-A', null)
+    expect((await unkeyed.call('connect')).status).toBe(0)
+  })
+
+  it('a connect for recovery must name the export handle', async () => {
+    const dir = await tempDir('lp-ident')
+    const clock = new ManualClock()
+    let t = await open(dir, clock)
+    const a = new TestClient(t, 'client-A', 'fs')
+    await a.connect()
+    await t.stop(false)
+    targets.splice(0)
+    t = await open(dir, clock)
+    expect(t.recovering).toBe(true)
+    const borrower = new TestClient(t, 'client-A', 'fs')
+    const r = await borrower.call('connect')
+    expect([r.status, r.error]).toEqual([-114, `${t.name}: client-A reconnecting for recovery without its export handle; refused`])
+    a.target = t
+    expect((await a.connect()).body.recovering).toBe(true)
   })
 })

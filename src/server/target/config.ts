@@ -3,6 +3,7 @@ import path from 'node:path'
 import { randomUUID } from 'node:crypto'
 import { z } from 'zod'
 import { readJson, writeFileAtomic, fsyncDir, mkdirDurable } from '../../common/fsutil.js'
+import { type KeyFile, generateKey, readKeyFile, writeKeyFile } from '../../common/keyfile.js'
 import { nidList, NidError, DEFAULT_PORT } from '../../protocol/nid.js'
 import { checkNosquashNids, checkRootSquash } from '../mdt/squash.js'
 import { FSNAME_RE, MAX_TARGET_INDEX, targetName } from '../../protocol/names.js'
@@ -30,9 +31,13 @@ export interface TargetConfig {
   created: string
   /** tunefs --writeconf: the next registration replaces what the MGS knows of the target. */
   writeconf?: boolean
+  /** Formatted with a shared key: the master key is KEY_FILE, and every RPC must be signed. */
+  keyed?: boolean
 }
 
 export const CONFIG_FILE = 'CONFIG'
+/** The filesystem's master key in a keyed target's directory (common/keyfile.ts). */
+export const KEY_FILE = 'auth.key'
 
 /** Server tunables a target reads from its params (Lustre names where they exist). */
 export const KNOWN_PARAMS: Record<string, (v: string) => string | null> = {
@@ -68,6 +73,10 @@ export interface FormatOptions {
   port?: number
   params: string[]
   reformat: boolean
+  /** The filesystem's master key file: used, or made there (0600) if it does not exist. */
+  keyFile?: string
+  /** Make a new master key in the target directory alone. */
+  genKey?: boolean
 }
 
 export function parseParams(list: string[]): Record<string, string> {
@@ -107,6 +116,8 @@ export async function formatTarget(o: FormatOptions): Promise<TargetConfig> {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new FormatError(`invalid --port ${o.port}`)
   const params = parseParams(o.params)
   if (params['failover.mode'] && !o.ost && !o.mdt) throw new FormatError('failover.mode applies to an MDT or OST')
+  if (o.keyFile && o.genKey) throw new FormatError('--key-file and --gen-key: choose one')
+  const master = o.keyFile ? await masterKey(o.keyFile, o.fsname) : o.genKey ? generateKey(o.fsname) : null
 
   const dir = path.resolve(o.dir)
   let st
@@ -140,7 +151,9 @@ export async function formatTarget(o: FormatOptions): Promise<TargetConfig> {
     port,
     params,
     created: new Date().toISOString(),
+    ...(master ? { keyed: true } : {}),
   }
+  if (master) await writeKeyFile(path.join(dir, KEY_FILE), master)
   await writeConfig(dir, cfg)
   await fsyncDir(dir)
   return cfg
@@ -179,7 +192,35 @@ const ConfigSchema = z.object({
   params: z.record(z.string(), z.string()),
   created: z.string(),
   writeconf: z.boolean().optional(),
+  keyed: z.boolean().optional(),
 })
+
+/** The master key at `file`, made there first if there is none (the first target formatted makes it, the others take it). */
+async function masterKey(file: string, fsname: string): Promise<KeyFile> {
+  try {
+    await fsp.access(file)
+  } catch {
+    await writeKeyFile(file, generateKey(fsname)).catch((e: Error) => {
+      throw new FormatError(`cannot make key file ${file}: ${e.message}`)
+    })
+  }
+  const k = await readKeyFile(file).catch((e: Error) => {
+    throw new FormatError(e.message)
+  })
+  if (k.cls !== 'master') throw new FormatError(`${file} holds a ${k.cls} key; a target is formatted with the filesystem's master key`)
+  if (k.fsname !== fsname) throw new FormatError(`${file} is the key of filesystem ${k.fsname}, not ${fsname}`)
+  return k
+}
+
+/** A keyed target's master key (null: formatted without a key). */
+export async function readTargetKey(dir: string, cfg: TargetConfig): Promise<KeyFile | null> {
+  if (!cfg.keyed) return null
+  const k = await readKeyFile(path.join(dir, KEY_FILE)).catch((e: Error) => {
+    throw new FormatError(`${describe(cfg)} was formatted with a shared key: ${e.message}`)
+  })
+  if (k.cls !== 'master' || k.fsname !== cfg.fsname) throw new FormatError(`${path.join(dir, KEY_FILE)} is not the master key of filesystem ${cfg.fsname}`)
+  return k
+}
 
 export async function readConfig(dir: string): Promise<TargetConfig> {
   const file = path.join(dir, CONFIG_FILE)

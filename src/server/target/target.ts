@@ -7,6 +7,8 @@ import { LpError, toStatus } from '../../protocol/errno.js'
 import type { TargetKind } from '../../protocol/names.js'
 import { OPS, type OpName, type ConnectReply } from '../../protocol/ops.js'
 import type { ReplyFlag, ReqHeader } from '../../protocol/wire.js'
+import type { KeyClass } from '../../common/keyfile.js'
+import type { Guard } from '../guard.js'
 import type { Backend, Redo } from './backend.js'
 import { Committer } from './committer.js'
 import { Journal } from './journal.js'
@@ -42,6 +44,8 @@ export interface TargetOptions {
   discardCorruptJournal?: boolean
   /** Saved replies an export may hold (default MAX_SAVED_REPLIES). */
   maxSavedReplies?: number
+  /** The filesystem's shared key: every request is checked with it (none: a filesystem formatted without a key). */
+  guard?: Guard | null
 }
 
 /**
@@ -232,11 +236,18 @@ export class Target {
     return this.reply(status, {}, { error: e instanceof Error ? e.message : String(e) })
   }
 
-  /** `peer`: the NID the request came from, as the transport saw it. */
-  async handle(h: ReqHeader, args: unknown, replayReply: unknown, bulk: Buffer[], peer?: string): Promise<TargetReply> {
+  get guard(): Guard | null {
+    return this.o.guard ?? null
+  }
+
+  /**
+   * `peer`: the NID the request came from, as the transport saw it. `signer`: the class of
+   * the shared key that signed it (null: a filesystem without a key).
+   */
+  async handle(h: ReqHeader, args: unknown, replayReply: unknown, bulk: Buffer[], peer?: string, signer: KeyClass | null = null): Promise<TargetReply> {
     if (this.stopping) return this.fail(new LpError('ENODEV', `${this.name} is stopping`))
     const op = h.op as OpName
-    if (op === 'connect') return this.connect(h, args as { prev_handle?: string })
+    if (op === 'connect') return this.connect(h, args as { prev_handle?: string }, signer)
     const exp = this.exports.get(h.client)
     if (!exp || exp.handle !== h.handle) return this.fail(new LpError('ENOTCONN', `${this.name}: client ${h.client} is not connected`))
     if (h.connCnt < exp.connCnt) return this.reply(-107, {}, { flags: ['stale_conn'], error: 'request from an older connection' })
@@ -378,7 +389,14 @@ export class Target {
     }
   }
 
-  private connect(h: ReqHeader, args: { prev_handle?: string }): Promise<TargetReply> | TargetReply {
+  /**
+   * On a keyed filesystem (`signer` set) a UUID is no proof of identity: a client takes back
+   * its export, in recovery or not, only by naming its handle; a new connect with a UUID in
+   * use is refused (EALREADY, as Lustre refuses one from another NID) instead of evicting the
+   * holder, unless signed with the node key (a server's own client after failover: only
+   * servers hold it). Without a key, as before: the newcomer wins.
+   */
+  private connect(h: ReqHeader, args: { prev_handle?: string }, signer: KeyClass | null): Promise<TargetReply> | TargetReply {
     const uuid = h.client
     const now = this.o.clock.now()
     this.dropOldOsp(uuid)
@@ -400,6 +418,8 @@ export class Target {
     if (this.recovery.active) {
       const rec = this.lastrcvd.clients.get(uuid)
       if (rec && this.recovery.isKnown(uuid)) {
+        if (signer && args.prev_handle !== rec.handle)
+          return this.fail(new LpError('EALREADY', `${this.name}: ${uuid} reconnecting for recovery without its export handle; refused`))
         this.exports.set(uuid, { uuid, handle: rec.handle, connCnt: h.connCnt, lastSeen: now })
         this.recovery.connect(uuid)
         this.log.info({ client: uuid }, `${this.name}: client ${uuid} reconnected for recovery`)
@@ -416,6 +436,8 @@ export class Target {
       existing.lastSeen = now
       return ok(existing.handle, false)
     }
+    if (existing && signer && signer !== 'node')
+      return this.fail(new LpError('EALREADY', `${this.name}: client ${uuid} is already connected; a reconnect names its export handle`))
     // A client we do not know on this connection starts afresh; an older incarnation goes.
     if (existing) this.evict(uuid, 'reconnected without its export handle')
     const handle = randomBytes(8).toString('hex')

@@ -1,0 +1,144 @@
+/**
+ * Shared-key authentication of RPCs (Lustre's SSK, Heartbeat's authkeys), at the ptlrpc
+ * message layer so both transports carry the same token: the HTTP header `x-lp-auth`, or
+ * the binary header's auth string. A request's token is
+ *   v1.<class>.<timestamp ms>.<nonce>.<body digest>.<MAC>
+ * the MAC (HMAC-SHA256 with the class's key) covering the header's identity fields, the
+ * class, timestamp, nonce and the body's digest: the header is checked before the body is
+ * read, the body against the digest once it is. A reply's token `v1.<body digest>.<MAC>` is
+ * bound to its request's nonce, so no reply can be answered to another request.
+ * The body digest is SHA-256 over the frame as @http carries it: the JSON's length (u32 BE),
+ * the JSON, the bulk.
+ */
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { KEY_CLASSES, type KeyClass } from '../common/keyfile.js'
+import type { ReplyHeader, ReqHeader } from './wire.js'
+
+export type { KeyClass } from '../common/keyfile.js'
+
+/** A key a request is signed with, and the class it proves. */
+export interface SigningKey {
+  cls: KeyClass
+  secret: Buffer
+}
+
+/**
+ * Requests signed further than this from the server's clock are refused: Kerberos' default
+ * allowance for clock skew, wide for hosts kept by NTP, and the span a captured request could
+ * be replayed in if the nonce cache did not remember it.
+ */
+export const AUTH_WINDOW_MS = 5 * 60_000
+
+const VERSION = 'v1'
+const NONCE_BYTES = 16
+const B64 = '[A-Za-z0-9_-]'
+const REQ_TOKEN = new RegExp(`^${VERSION}\\.(${KEY_CLASSES.join('|')})\\.(\\d{1,15})\\.(${B64}{22})\\.(${B64}{43})\\.(${B64}{43})$`)
+const REPLY_TOKEN = new RegExp(`^${VERSION}\\.(${B64}{43})\\.(${B64}{43})$`)
+
+/** Why a token was refused: the server answers 401 (EACCES) for all but `class` (403, EPERM). */
+export type AuthFailure = 'missing' | 'unkeyed' | 'malformed' | 'class' | 'mac' | 'stale' | 'replay' | 'body'
+
+export class AuthError extends Error {
+  constructor(
+    readonly reason: AuthFailure,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/**
+ * The key class an op needs. Configuration changes need the administrator's key; what only
+ * servers do (registering a target, the OSP's destroys and orphan lists) needs the node key;
+ * everything else any key of the filesystem.
+ */
+export function opClass(op: string): KeyClass {
+  if (op === 'mgs_set_param') return 'admin'
+  if (op === 'mgs_target_reg' || op === 'ost_destroy' || op === 'ost_list') return 'node'
+  return 'fs'
+}
+
+/** Whether a request signed with `signer` may run an op that needs `need`. */
+export function classAllows(need: KeyClass, signer: KeyClass): boolean {
+  return need === 'fs' || need === signer
+}
+
+export function bodyDigest(json: Buffer, bulk: readonly Buffer[] = []): Buffer {
+  const len = Buffer.allocUnsafe(4)
+  len.writeUInt32BE(json.length, 0)
+  const h = createHash('sha256').update(len).update(json)
+  for (const b of bulk) h.update(b)
+  return h.digest()
+}
+
+function mac(secret: Buffer, what: 'req' | 'rep', fields: unknown[]): Buffer {
+  return createHmac('sha256', secret).update(`lproxy-${what}-${VERSION}\n${JSON.stringify(fields)}`).digest()
+}
+
+function reqFields(h: ReqHeader, cls: KeyClass, ts: number, nonce: string, digest: string): unknown[] {
+  const flags = [...h.flags].sort().join(',')
+  return [h.target, h.op, h.client, h.handle ?? '', h.connCnt, h.xid, h.lastXid, flags, h.transno ?? -1, cls, ts, nonce, digest]
+}
+
+function same(a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && timingSafeEqual(a, b)
+}
+
+export interface SignedRequest {
+  token: string
+  nonce: string
+}
+
+export function signRequest(key: SigningKey, h: ReqHeader, digest: Buffer, now: number): SignedRequest {
+  const nonce = randomBytes(NONCE_BYTES).toString('base64url')
+  const d = digest.toString('base64url')
+  const m = mac(key.secret, 'req', reqFields(h, key.cls, now, nonce, d)).toString('base64url')
+  return { token: `${VERSION}.${key.cls}.${now}.${nonce}.${d}.${m}`, nonce }
+}
+
+/** What a request's valid token proves: who signed (the class), when, and the body it signed. */
+export interface RequestProof {
+  cls: KeyClass
+  ts: number
+  nonce: string
+  digest: Buffer
+}
+
+/**
+ * The header's MAC, checked before anything of the body is read. Time and nonce are the
+ * verifier's to judge (it has the clock and the cache): see server/guard.ts.
+ */
+export function openRequest(token: string | undefined, h: ReqHeader, keyOf: (cls: KeyClass) => Buffer): RequestProof {
+  if (token === undefined) throw new AuthError('missing', 'this filesystem has a shared key: the request carries no authentication')
+  const m = REQ_TOKEN.exec(token)
+  if (!m) throw new AuthError('malformed', 'malformed authentication token')
+  const [, cls, tsText, nonce, d, given] = m as unknown as [string, KeyClass, string, string, string, string]
+  const ts = Number(tsText)
+  if (!same(mac(keyOf(cls), 'req', reqFields(h, cls, ts, nonce, d)), Buffer.from(given, 'base64url')))
+    throw new AuthError('mac', `the request's MAC does not verify with the filesystem's ${cls} key`)
+  return { cls, ts, nonce, digest: Buffer.from(d, 'base64url') }
+}
+
+export function checkBody(p: RequestProof, json: Buffer, bulk: readonly Buffer[]): void {
+  if (!same(bodyDigest(json, bulk), p.digest)) throw new AuthError('body', 'the request body does not match its signed digest')
+}
+
+function replyFields(nonce: string, xid: number, code: number, r: ReplyHeader, digest: string): unknown[] {
+  return [nonce, xid, code, r.status, r.transno, r.lastCommitted, [...r.flags].sort().join(','), r.error ?? '', digest]
+}
+
+export function signReply(secret: Buffer, nonce: string, xid: number, code: number, r: ReplyHeader, json: Buffer, bulk: readonly Buffer[]): string {
+  const d = bodyDigest(json, bulk).toString('base64url')
+  return `${VERSION}.${d}.${mac(secret, 'rep', replyFields(nonce, xid, code, r, d)).toString('base64url')}`
+}
+
+/** A reply to the request signed with `nonce`, as it arrived: its token, header and body, checked all together. */
+export function verifyReply(secret: Buffer, nonce: string, xid: number, code: number, r: ReplyHeader, token: string | undefined, json: Buffer, bulk: readonly Buffer[]): void {
+  if (token === undefined) throw new AuthError('missing', 'the reply carries no authentication')
+  const m = REPLY_TOKEN.exec(token)
+  if (!m) throw new AuthError('malformed', 'malformed reply authentication token')
+  const [, d, given] = m as unknown as [string, string, string]
+  if (!same(mac(secret, 'rep', replyFields(nonce, xid, code, r, d)), Buffer.from(given, 'base64url')))
+    throw new AuthError('mac', "the reply's MAC does not verify: forged, or signed with another key")
+  if (!same(bodyDigest(json, bulk), Buffer.from(d, 'base64url'))) throw new AuthError('body', 'the reply body does not match its signed digest')
+}

@@ -6,6 +6,7 @@ import { registerDemoCommand } from './demo.js'
 import { registerBenchCommand, registerSelftestCommand } from './bench.js'
 import { registerAdminCommands } from './admin.js'
 import { registerLfsckCommand } from './lfsck.js'
+import { registerHaCommands } from './ha.js'
 import { UsageError } from './errors.js'
 
 /**
@@ -26,6 +27,7 @@ registerBenchCommand(program)
 registerSelftestCommand(program)
 registerAdminCommands(program)
 registerLfsckCommand(program)
+registerHaCommands(program)
 
 try {
   await program.parseAsync(process.argv)

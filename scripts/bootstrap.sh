@@ -47,3 +47,6 @@ if [ ! -f dist/.built ] || [ -n "$(find src tsconfig.json -newer dist/.built -pr
   npx tsc -p tsconfig.json
   touch dist/.built
 fi
+
+# Pacemaker's agents (ocf:lproxy:target, fence_lproxy); the directories are made if missing.
+node bin/lproxy.js ha install-agents >/dev/null || echo "bootstrap: WARNING: could not install the HA agents (not root?)" >&2

@@ -7,6 +7,7 @@
 #   lab.sh targets STATE         format mdt0 (MGS), ost1, ost2 in STATE/targets
 #   lab.sh node STATE N          run node haN (corosync + pacemakerd) in its namespaces; blocks
 #   lab.sh in N CMD...           run CMD in haN's namespaces (crm_mon, cibadmin, ...)
+#   lab.sh crash N               SIGKILL every process of haN (a node that dies)
 #   lab.sh cut N | heal N        take haN's link down / up (a partition; processes live on)
 #   lab.sh down STATE            delete the namespaces, veths and bridge
 # Addresses are 10.121.0.0/24, inside these namespaces only: 127.0.0.0/8 is local in every
@@ -121,7 +122,8 @@ XML
 }
 
 # A fence device per node, usable only by the other (a node does not fence itself); ha2's
-# fencing of ha1 waits, so that in a partition ha1 fences first and ha2 never does.
+# fencing of ha1 waits (longer than fence_lproxy takes under load), so that in a partition
+# ha1 fences first and ha2 never does.
 fence_device() { # node nid delay
   other=ha1; [ "$1" = ha1 ] && other=ha2
   cat <<XML
@@ -153,7 +155,7 @@ cib() {
     </crm_config>
     <nodes/>
     <resources>
-$(fence_device ha1 $NID1 5s)
+$(fence_device ha1 $NID1 15s)
 $(fence_device ha2 $NID2 '')
 $(primitive mdt0)
 $(primitive ost1)
@@ -224,6 +226,7 @@ case $cmd in
   node) node_run "$3" ;;
   in) shift; in_node "$@" ;;
   inside) node_inside "$3" ;;
+  crash) ip netns pids lpha-$2 | xargs -r kill -9 ;;
   cut) ip link set lpha-$2-h down ;;
   heal) ip link set lpha-$2-h up ;;
   *) echo "usage: $0 net|node|cut|heal|down ..." >&2; exit 2 ;;

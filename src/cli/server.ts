@@ -84,7 +84,7 @@ export function registerServerCommands(program: Command): void {
     .option('--nid <nid>', 'stop it only if the node on this NID serves it')
     .action(async (dir: string, o: { nid?: string }) => {
       const r = await stopTarget(dir, o.nid)
-      print([r.stopped ? `${r.served.name}: stopped cleanly on ${r.served.status.node} (${r.served.nid})` : `${r.why}; nothing to stop`])
+      print([r.served ? `${r.served.name}: stopped cleanly on ${r.served.status.node} (${r.served.nid})` : `${r.why}; nothing to stop`])
     })
 
   targetCommand(program, 'barrier', 'replay barrier: commit everything, then commit nothing more until the target stops').action(

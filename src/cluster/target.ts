@@ -93,23 +93,33 @@ export async function startTarget(o: StartOptions): Promise<Started> {
 /** A node exits once it serves nothing; waiting for that lets a following start on its NID begin afresh. */
 const EXIT_WAIT_MS = 5000
 
-export type StopResult = { stopped: true; served: Served } | { stopped: false; why: string }
+export type Where = { served: Served } | { served: null; why: string }
+
+/**
+ * The node serving `dir`, if it is the one on `onNid` (any, without it); else why not.
+ * Errors other than "not served" (not a target, a holder that does not answer) are thrown.
+ */
+export async function servingOn(dirArg: string, onNid?: string): Promise<Where> {
+  let s: Served
+  try {
+    s = await servingNode(dirArg)
+  } catch (e) {
+    if (e instanceof LpError && e.code === 'ENODEV') return { served: null, why: e.message }
+    throw e
+  }
+  const here = onNid === undefined ? s.nid : formatNid(parseNid(onNid))
+  return s.nid === here ? { served: s } : { served: null, why: `${s.name}: served on ${s.nid}, not on ${here}` }
+}
 
 /**
  * Clean unmount of `dir` on whichever node serves it (soft failover), or only if `onNid`
  * serves it. Not served (there) is success, saying why: an HA manager repeats stops.
  */
-export async function stopTarget(dirArg: string, onNid?: string): Promise<StopResult> {
-  let s: Served
-  try {
-    s = await servingNode(dirArg)
-  } catch (e) {
-    if (e instanceof LpError && e.code === 'ENODEV') return { stopped: false, why: e.message }
-    throw e
-  }
-  const here = onNid === undefined ? s.nid : formatNid(parseNid(onNid))
-  if (s.nid !== here) return { stopped: false, why: `${s.name} in ${s.dir} is served on ${s.nid}, not on ${here}` }
+export async function stopTarget(dirArg: string, onNid?: string): Promise<Where> {
+  const w = await servingOn(dirArg, onNid)
+  if (!w.served) return w
+  const s = w.served
   await adminCall(s.nid, s.cfg.port, { cmd: 'umount', dir: s.dir, clean: true }, UMOUNT_MS)
   if (s.status.mounts.length === 1) await waitGone([s.status.pid], EXIT_WAIT_MS)
-  return { stopped: true, served: s }
+  return w
 }

@@ -1,6 +1,4 @@
-import { LpError } from '../protocol/errno.js'
-import { formatNid, parseNid } from '../protocol/nid.js'
-import { servingNode } from '../cluster/target.js'
+import { servingOn } from '../cluster/target.js'
 
 /**
  * `lproxy target-status`: what an OCF monitor asks. The exit codes are OCF's, so the agent
@@ -21,13 +19,8 @@ export interface TargetStatus {
  * are thrown: the caller's exit 1.
  */
 export async function targetStatus(dir: string, nid?: string): Promise<TargetStatus> {
-  try {
-    const s = await servingNode(dir)
-    const here = nid === undefined ? s.nid : formatNid(parseNid(nid))
-    if (s.nid !== here) return { code: OCF_NOT_RUNNING, line: `${s.name}: served on ${s.nid}, not on ${here}` }
-    return { code: OCF_SUCCESS, line: `${s.name}: serving on ${s.nid} (node ${s.status.node}, pid ${s.status.pid})` }
-  } catch (e) {
-    if (e instanceof LpError && e.code === 'ENODEV') return { code: OCF_NOT_RUNNING, line: e.message }
-    throw e
-  }
+  const w = await servingOn(dir, nid)
+  if (!w.served) return { code: OCF_NOT_RUNNING, line: w.why }
+  const s = w.served
+  return { code: OCF_SUCCESS, line: `${s.name}: serving on ${s.nid} (node ${s.status.node}, pid ${s.status.pid})` }
 }

@@ -58,3 +58,5 @@ if [ "$(readlink -f /usr/local/bin/lproxy 2>/dev/null)" != "$PWD/bin/lproxy.js" 
     echo "bootstrap: WARNING: lproxy install failed; run 'node bin/lproxy.js' instead of 'lproxy'" >&2
   fi
 fi
+# Pacemaker's agents (ocf:lproxy:target, fence_lproxy); the directories are made if missing.
+node bin/lproxy.js ha install-agents >/dev/null || echo "bootstrap: WARNING: could not install the HA agents (not root?)" >&2

@@ -8,6 +8,7 @@ import { registerAdminCommands } from './admin.js'
 import { registerLfsckCommand } from './lfsck.js'
 import { registerTunefsCommand } from './tunefs.js'
 import { registerInstallCommand } from './install.js'
+import { registerHaCommands } from './ha.js'
 import { UsageError } from './errors.js'
 
 /**
@@ -32,6 +33,7 @@ registerSelftestCommand(program)
 registerAdminCommands(program)
 registerLfsckCommand(program)
 registerInstallCommand(program)
+registerHaCommands(program)
 
 try {
   await program.parseAsync(process.argv)

@@ -94,14 +94,15 @@ export function registerServerCommands(program: Command): void {
       const discard = o.discardCorruptJournal === true
       if (o.foreground) return runForeground(dir, nid, o.name, o.log, params, discard)
       const s = await startTarget({ dir, nid, name: o.name, log: o.log, params, discardCorruptJournal: discard })
-      print([`${s.targets.join(', ')}: serving on ${s.nid} (node ${s.node}, pid ${s.pid})`])
+      print([`${s.targets.join(', ')}: ${s.already ? 'already ' : ''}serving on ${s.nid} (node ${s.node}, pid ${s.pid})`])
     })
 
-  command(program, 'stop', 'cleanly stop the target in <dir> on whichever node serves it (soft failover)')
+  command(program, 'stop', 'cleanly stop the target in <dir> on whichever node serves it (soft failover); not served is not an error')
     .argument('<dir>', 'target directory')
-    .action(async (dir: string) => {
-      const s = await stopTarget(dir)
-      print([`${s.name}: stopped cleanly on ${s.status.node} (${s.nid})`])
+    .option('--nid <nid>', 'stop it only if the node on this NID serves it')
+    .action(async (dir: string, o: { nid?: string }) => {
+      const r = await stopTarget(dir, o.nid)
+      print([r.served ? `${r.served.name}: stopped cleanly on ${r.served.status.node} (${r.served.nid})` : `${r.why}; nothing to stop`])
     })
 
   targetCommand(program, 'barrier', 'replay barrier: commit everything, then commit nothing more until the target stops').action(

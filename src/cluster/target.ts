@@ -6,6 +6,7 @@ import { readMmp } from '../server/target/mmp.js'
 import { adminCall, probeNode, MOUNT_MS, UMOUNT_MS, type NodeStatus } from './admin.js'
 import { spawnNode } from './spawn.js'
 import { waitGone } from './proc.js'
+import { refuseIfPoweredOff } from '../ha/marker.js'
 
 /**
  * One target directory on one node: `lproxy start` / `stop`, and the building block of the
@@ -59,20 +60,28 @@ export interface Started {
   targets: string[]
   /** Whether a new node process was started for it (else an already running node mounted it). */
   spawned: boolean
+  /** It was served there already: nothing was done. */
+  already?: boolean
 }
 
 export function defaultLog(name: string): string {
   return path.join(DEFAULT_LOG_DIR, `${name}.log`)
 }
 
-/** Mount `dir` on the node bound to `nid`, starting that node if none runs; resolves once it serves. */
+/**
+ * Mount `dir` on the node bound to `nid`, starting that node if none runs; resolves once it
+ * serves. Already served there is success (an HA manager repeats starts).
+ */
 export async function startTarget(o: StartOptions): Promise<Started> {
   const nid = formatNid(parseNid(o.nid))
   const dir = path.resolve(o.dir)
   const cfg = await readConfig(dir)
+  await refuseIfPoweredOff(nid)
   const probe = await probeNode(nid, cfg.port)
   if (probe.state === 'hung') throw new LpError('ETIMEDOUT', `the node on ${nid} (port ${cfg.port}) does not answer its admin socket (stopped?)`)
   if (probe.state === 'up') {
+    const here = probe.status.mounts.find((m) => m.dir === dir)
+    if (here) return { dir, nid, node: probe.status.node, pid: probe.status.pid, targets: here.targets.map((t) => t.name), spawned: false, already: true }
     const r = await adminCall<{ targets: string[] }>(nid, cfg.port, { cmd: 'mount', dir, params: o.params, discard_corrupt_journal: o.discardCorruptJournal }, MOUNT_MS)
     return { dir, nid, node: probe.status.node, pid: probe.status.pid, targets: r.targets, spawned: false }
   }
@@ -84,10 +93,33 @@ export async function startTarget(o: StartOptions): Promise<Started> {
 /** A node exits once it serves nothing; waiting for that lets a following start on its NID begin afresh. */
 const EXIT_WAIT_MS = 5000
 
-/** Clean unmount of `dir` on whichever node serves it (soft failover). */
-export async function stopTarget(dirArg: string): Promise<Served> {
-  const s = await servingNode(dirArg)
+export type Where = { served: Served } | { served: null; why: string }
+
+/**
+ * The node serving `dir`, if it is the one on `onNid` (any, without it); else why not.
+ * Errors other than "not served" (not a target, a holder that does not answer) are thrown.
+ */
+export async function servingOn(dirArg: string, onNid?: string): Promise<Where> {
+  let s: Served
+  try {
+    s = await servingNode(dirArg)
+  } catch (e) {
+    if (e instanceof LpError && e.code === 'ENODEV') return { served: null, why: e.message }
+    throw e
+  }
+  const here = onNid === undefined ? s.nid : formatNid(parseNid(onNid))
+  return s.nid === here ? { served: s } : { served: null, why: `${s.name}: served on ${s.nid}, not on ${here}` }
+}
+
+/**
+ * Clean unmount of `dir` on whichever node serves it (soft failover), or only if `onNid`
+ * serves it. Not served (there) is success, saying why: an HA manager repeats stops.
+ */
+export async function stopTarget(dirArg: string, onNid?: string): Promise<Where> {
+  const w = await servingOn(dirArg, onNid)
+  if (!w.served) return w
+  const s = w.served
   await adminCall(s.nid, s.cfg.port, { cmd: 'umount', dir: s.dir, clean: true }, UMOUNT_MS)
   if (s.status.mounts.length === 1) await waitGone([s.status.pid], EXIT_WAIT_MS)
-  return s
+  return w
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander'
 import { clusterDown } from '../cluster/down.js'
 import { clusterFail, clusterFailback, type FailMode, type MoveResult } from '../cluster/fail.js'
-import { DEFAULT_DIR, DEFAULT_NET } from '../cluster/layout.js'
+import { DEFAULT_DIR, DEFAULT_NET, DEFAULT_NETNS_NET } from '../cluster/layout.js'
 import { LocalCluster } from '../cluster/local.js'
 import { clusterStatus, type ClusterStatus } from '../cluster/status.js'
 import { clusterUp } from '../cluster/up.js'
@@ -19,7 +19,8 @@ export function registerClusterCommands(program: Command): void {
   dirOption(command(cluster, 'up', 'format (when not yet formatted), start every target on its primary node, mount'))
     .option('--mount <mountpoint>', 'where to mount (default <dir>/mnt)')
     .option('--no-mount', 'start the servers only')
-    .option('--net <a.b.c>', `loopback /24 of the nodes (default ${DEFAULT_NET}: mds1 .1, mds2 .2, oss1 .11, oss2 .12)`)
+    .option('--net <a.b.c>', `/24 of the nodes (default ${DEFAULT_NET} on loopback, ${DEFAULT_NETNS_NET} with --netns: mds1 .1, mds2 .2, oss1 .11, oss2 .12, client .100)`)
+    .option('--netns', 'every node and the client in a network namespace of its own, joined by veths to a bridge (lpnet-<3rd octet>-*)')
     .option('--port <port>', 'the filesystem-wide port (default 988)')
     .option('--timeout <s>', 'obd_timeout (sys.timeout) of servers and client')
     .option('--commit-interval <s>', 'journal commit interval of the targets')
@@ -47,6 +48,7 @@ export function registerClusterCommands(program: Command): void {
         params,
         failout: o.failout,
         reformat: !!o.reformat,
+        netns: o.netns,
       })
       for (const w of r.warnings) process.stderr.write(`lproxy: warning: ${w}\n`)
       const lines = r.formatted.length ? [`formatted ${r.formatted.join(', ')} in ${r.dir}/targets`] : []
@@ -71,6 +73,7 @@ export function registerClusterCommands(program: Command): void {
       const lines = [`stopped ${r.stopped.length} target${r.stopped.length === 1 ? '' : 's'} cleanly`]
       if (r.unmounted) lines.unshift('unmounted')
       if (r.killed.length) lines.push(`killed pid ${r.killed.join(', ')}`)
+      if (r.netns?.length) lines.push(`deleted network namespaces ${r.netns.join(', ')}`)
       lines.push(r.purged ? `cluster down, ${o.dir} removed` : 'cluster down')
       print(lines)
     })
@@ -112,6 +115,7 @@ interface UpCli {
   failout?: string[]
   param?: string[]
   reformat?: boolean
+  netns?: boolean
 }
 
 function moveLines(r: MoveResult): string[] {

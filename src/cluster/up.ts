@@ -4,9 +4,10 @@ import { mountFs } from '../client/mount.js'
 import { formatTarget, readConfig, type TargetConfig } from '../server/target/config.js'
 import { clusterDown } from './down.js'
 import {
-  checkNet, DEFAULT_NET, DEFAULT_PORT, formatOptions, logOf, mgsSpec, newClusterFile, readClusterFile, OSTS, type ClusterFile,
+  checkNet, clusterHosts, DEFAULT_NET, DEFAULT_NETNS_NET, DEFAULT_PORT, formatOptions, logOf, mgsSpec, newClusterFile, nodeNs, readClusterFile, OSTS, type ClusterFile,
 } from './layout.js'
 import { LocalCluster, type Placement } from './local.js'
+import { CLIENT, createNet, deleteNet, netnsId } from './netns.js'
 import { startTime } from './proc.js'
 import { clusterStatus, running } from './status.js'
 
@@ -26,6 +27,8 @@ export interface UpOptions {
   /** OSTs to format with failover.mode=failout; unset: as formatted. */
   failout?: string[]
   reformat: boolean
+  /** Every node and the client in a network namespace of its own (default: as the previous run). */
+  netns?: boolean
 }
 
 export interface UpResult {
@@ -44,19 +47,26 @@ export async function clusterUp(o: UpOptions): Promise<UpResult> {
     const busy = running(await clusterStatus(new LocalCluster(dir, old)))
     if (busy.length) throw new Error(`the cluster in ${dir} is already up: ${busy.join('; ')}; 'lproxy cluster down --dir ${o.dir}' stops it`)
   }
-  const net = o.net ?? old?.net ?? DEFAULT_NET
+  const netns = o.netns ?? old?.netns !== undefined
+  const net = o.net ?? old?.net ?? (netns ? DEFAULT_NETNS_NET : DEFAULT_NET)
   checkNet(net)
+  const nsId = netns ? netnsId(net) : undefined
   const port = o.port ?? old?.port ?? DEFAULT_PORT
   if (old && !o.reformat && (net !== old.net || port !== old.port))
     throw new Error(`${dir} holds a cluster formatted for net ${old.net}, port ${old.port}: use those, or --reformat`)
   const mountpoint = path.resolve(o.mountpoint ?? old?.mount.mountpoint ?? path.join(dir, 'mnt'))
-  const lc = new LocalCluster(dir, newClusterFile({ dir, net, port, mountpoint, mount: o.mount, params: { ...old?.params, ...o.params }, failout: [] }))
+  const lc = new LocalCluster(dir, newClusterFile({ dir, net, port, mountpoint, mount: o.mount, params: { ...old?.params, ...o.params }, failout: [], netns: nsId }))
   const failout = o.failout?.map((name) => ostKey(lc, name))
 
   await fsp.mkdir(path.join(dir, 'logs'), { recursive: true })
   const formatted = await formatAll(lc, failout, o.reformat)
   await lc.save()
 
+  if (nsId !== undefined) {
+    // Leftovers of this same cluster (its busy check passed): anything else there is refused.
+    if (old?.netns === nsId) await deleteNet(nsId)
+    await createNet({ id: nsId, net, hosts: clusterHosts() })
+  }
   const placements: Placement[] = []
   const warnings: string[] = []
   try {
@@ -80,6 +90,7 @@ export async function clusterUp(o: UpOptions): Promise<UpResult> {
         options: timeout ? [`timeout=${timeout}`] : [],
         log: logOf(dir, 'client'),
         port,
+        netns: nodeNs(lc.cf, CLIENT),
       })
       warnings.push(...info.warnings)
       lc.cf.mount.pid = info.pid

@@ -16,12 +16,14 @@ import { parseSize } from './size.js'
 
 /** `lproxy bench` (logic in src/bench/). */
 const BENCH_NET = '127.0.9'
+const BENCH_NETNS_NET = '10.77.9'
 
 export function registerBenchCommand(program: Command): void {
   command(program, 'bench', 'throughput of sequential, random and metadata workloads on the embedded cluster (or --mount), optionally across a failover or against sshfs, rclone and bindfs; every byte verified; JSON + SVG in bench/out')
     .option('--mount <mountpoint>', 'bench an existing mount instead of bringing up the embedded cluster')
     .option('--dir <dir>', 'cluster directory, formatted afresh and kept (default: a new one under /dev/shm, removed after)')
-    .option('--net <a.b.c>', 'loopback /24 of the embedded cluster', BENCH_NET)
+    .option('--net <a.b.c>', `/24 of the embedded cluster (default ${BENCH_NET}, ${BENCH_NETNS_NET} with --netns)`)
+    .option('--netns', 'the embedded cluster in network namespaces (as cluster up --netns); implied by --mode partition')
     .option('--port <port>', 'port of the embedded cluster', String(DEFAULT_PORT))
     .option('--timeout <s>', "obd_timeout (sys.timeout) of the embedded cluster's servers and client; the recovery window scales with it (default: the cluster's, 100)")
     .option('--size <size>', 'bytes per sequential job, shared by its streams (k, M, G)', '1G')
@@ -34,7 +36,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--fio', 'run the jobs with fio (installed from Debian if missing)')
     .option('--failover-at <s>', 'fail a node this many seconds into the run (embedded cluster only)')
     .option('--fail <node|target>', 'what --failover-at fails', 'oss1')
-    .option('--mode <mode>', 'hard (SIGKILL + takeover), soft (clean stop + takeover) or hang (SIGSTOP, fenced after the dead time)', 'hard')
+    .option('--mode <mode>', 'hard (SIGKILL + takeover), soft (clean stop + takeover), hang (SIGSTOP, fenced after the dead time) or partition (link cut, fenced after the dead time; --netns)', 'hard')
     .option('--deadtime <s>', 'time before the partner takes over', '1')
     .option('--compare', 'also run the jobs through sshfs (default, tuned), rclone mount of webdav, and tuned bindfs')
     .option('--name <name>', 'name of bench/out/<name>.json and .svg (default: kind and date)')
@@ -52,7 +54,8 @@ export function registerBenchCommand(program: Command): void {
       if (size < 4 * PAGE || size % (4 * PAGE)) throw new UsageError(`--size ${o.size}: a multiple of 16k (four streams of whole 4 KiB pages)`)
       const randSize = parseSize(o.randSize, '--rand-size')
       if (randSize < PAGE || randSize % PAGE) throw new UsageError(`--rand-size ${o.randSize}: a multiple of 4k`)
-      if (!['hard', 'soft', 'hang'].includes(o.mode)) throw new UsageError(`--mode ${o.mode}: hard, soft or hang`)
+      if (!['hard', 'soft', 'hang', 'partition'].includes(o.mode)) throw new UsageError(`--mode ${o.mode}: hard, soft, hang or partition`)
+      const netns = !!o.netns || o.mode === 'partition'
       const stripeCount = Number(o.stripeCount)
       if (!Number.isInteger(stripeCount) || stripeCount === 0 || stripeCount < -1) throw new UsageError(`invalid --stripe-count '${o.stripeCount}'`)
       const failAt = secondsArg('--failover-at', o.failoverAt, true)
@@ -60,7 +63,8 @@ export function registerBenchCommand(program: Command): void {
       const { report, files, skipped } = await runBench({
         mount: o.mount,
         dir: o.dir,
-        net: o.net,
+        net: o.net ?? (netns ? BENCH_NETNS_NET : BENCH_NET),
+        netns,
         port: intArg('--port', o.port, 1, 65535)!,
         params: timeout === undefined ? {} : { 'sys.timeout': String(timeout) },
         stripeCount,
@@ -129,7 +133,8 @@ export function registerSelftestCommand(program: Command): void {
 interface BenchCli {
   mount?: string
   dir?: string
-  net: string
+  net?: string
+  netns?: boolean
   port: string
   timeout?: string
   size: string

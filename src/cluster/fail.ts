@@ -39,6 +39,8 @@ export interface MoveResult {
   node: string
   nid: string
   pid: number | null
+  /** Date.now() at the start, the zero of the timeline. */
+  t0: number
   /** Events in order, in ms from the start: what a failover test wants to see timed. */
   timeline: Array<{ ms: number; event: string }>
   moved: Moved[]
@@ -67,7 +69,7 @@ export async function clusterFail(lc: LocalCluster, o: FailOptions): Promise<Mov
   const pid = nv.pid
   const served = st.targets.filter((t) => t.node === node && (t.state === 'serving' || t.state === 'hung'))
   const t0 = Date.now()
-  const r: MoveResult = { node, nid: nv.nid, pid, timeline: [], moved: [] }
+  const r: MoveResult = { node, nid: nv.nid, pid, t0, timeline: [], moved: [] }
   const event = (e: string) => r.timeline.push({ ms: Date.now() - t0, event: e })
   const fence = o.fence ?? true
   /** After the dead time, a node that may still run is fenced before anyone takes over. */
@@ -124,7 +126,7 @@ export async function clusterFailback(lc: LocalCluster, node: string): Promise<M
   if (!lc.cf.nodes[node]) throw new Error(`'${node}' is not a node of the cluster (${lc.nodeNames.join(', ')})`)
   const st = await clusterStatus(lc)
   const t0 = Date.now()
-  const r: MoveResult = { node, nid: lc.nid(node), pid: null, timeline: [], moved: [] }
+  const r: MoveResult = { node, nid: lc.nid(node), pid: null, t0, timeline: [], moved: [] }
   const away = st.targets.filter((t) => t.primary === node && !(t.state === 'serving' && t.node === node))
   for (const t of away) {
     if (t.state === 'unformatted') throw new Error(`${t.name} in ${t.dir} is not formatted; 'lproxy cluster up' formats it`)

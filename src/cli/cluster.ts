@@ -23,6 +23,7 @@ export function registerClusterCommands(program: Command): void {
     .option('--no-mount', 'start the servers only')
     .option('--net <a.b.c>', `/24 of the nodes (default ${DEFAULT_NET} on loopback, ${DEFAULT_NETNS_NET} with --netns: mds1 .1, mds2 .2, oss1 .11, oss2 .12, client .100)`)
     .option('--netns', 'every node and the client in a network namespace of its own, joined by veths to a bridge (lpnet-<3rd octet>-*)')
+    .option('--no-netns', 'all on loopback again after a run with --netns (default: as the previous run)')
     .option('--port <port>', 'the filesystem-wide port (default 988)')
     .option('--timeout <s>', 'obd_timeout (sys.timeout) of servers and client')
     .option('--commit-interval <s>', 'journal commit interval of the targets')

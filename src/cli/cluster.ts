@@ -149,7 +149,7 @@ function moveLines(r: MoveResult): string[] {
 }
 
 function statusLines(st: ClusterStatus): string[] {
-  const nodes = st.nodes.map((n) => [n.name, n.nid, n.state, n.pid === null ? '-' : String(n.pid), n.targets.join(', ') || '-'])
+  const nodes = st.nodes.map((n) => [n.name, n.nid, n.link && n.link !== 'ok' ? `${n.state}, link ${n.link}` : n.state, n.pid === null ? '-' : String(n.pid), n.targets.join(', ') || '-'])
   const targets = st.targets.map((t) => [
     t.name,
     t.names.join(', '),
@@ -167,7 +167,7 @@ function statusLines(st: ClusterStatus): string[] {
     '',
     ...table(['TARGET', 'NAMES', 'STATE', 'ON', 'RECOVERY', 'PRIMARY/FAILOVER', 'CLIENTS'], targets),
     '',
-    `mount: ${m.mountpoint} ${m.mounted ? 'mounted' : 'not mounted'}${m.pid !== null ? `, daemon pid ${m.pid}` : ''}${m.enabled ? '' : ' (--no-mount)'}`,
+    `mount: ${m.mountpoint} ${m.mounted ? 'mounted' : 'not mounted'}${m.pid !== null ? `, daemon pid ${m.pid}` : ''}${m.enabled ? '' : ' (--no-mount)'}${m.link && m.link !== 'ok' ? `, client link ${m.link}` : ''}`,
   ]
 }
 

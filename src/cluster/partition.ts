@@ -134,3 +134,13 @@ export async function healLink(lc: LocalCluster, node: string): Promise<string[]
   }
   return done
 }
+
+/** What ails `node`'s link now: cut (switch port down), filtered (a cut from a peer, loss), delayed, or ok. */
+export async function linkState(lc: LocalCluster, node: string): Promise<'ok' | 'cut' | 'filtered' | 'delayed'> {
+  const ns = nsOf(lc, node)
+  const port = await ip(['-n', switchNs(lc.cf.netns!), '-o', 'link', 'show', switchPort(node)])
+  if (!/[<,]UP[,>]/.test(port)) return 'cut'
+  const qdiscs = (await run('tc', ['-n', ns, 'qdisc', 'show', 'dev', NODE_IF])).stdout
+  if (/qdisc clsact/.test(qdiscs)) return 'filtered'
+  return /qdisc netem/.test(qdiscs) ? 'delayed' : 'ok'
+}

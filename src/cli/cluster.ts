@@ -148,8 +148,11 @@ function moveLines(r: MoveResult): string[] {
   return r.timeline.map((e) => `${('+' + (e.ms / 1000).toFixed(3) + 's').padStart(9)}  ${e.event}`)
 }
 
+/** A netns cluster's link worth showing: cut, filtered or delayed. */
+const ails = (link: string | undefined) => link !== undefined && link !== 'ok' && link !== 'none'
+
 function statusLines(st: ClusterStatus): string[] {
-  const nodes = st.nodes.map((n) => [n.name, n.nid, n.link && n.link !== 'ok' ? `${n.state}, link ${n.link}` : n.state, n.pid === null ? '-' : String(n.pid), n.targets.join(', ') || '-'])
+  const nodes = st.nodes.map((n) => [n.name, n.nid, ails(n.link) ? `${n.state}, link ${n.link}` : n.state, n.pid === null ? '-' : String(n.pid), n.targets.join(', ') || '-'])
   const targets = st.targets.map((t) => [
     t.name,
     t.names.join(', '),
@@ -167,7 +170,7 @@ function statusLines(st: ClusterStatus): string[] {
     '',
     ...table(['TARGET', 'NAMES', 'STATE', 'ON', 'RECOVERY', 'PRIMARY/FAILOVER', 'CLIENTS'], targets),
     '',
-    `mount: ${m.mountpoint} ${m.mounted ? 'mounted' : 'not mounted'}${m.pid !== null ? `, daemon pid ${m.pid}` : ''}${m.enabled ? '' : ' (--no-mount)'}${m.link && m.link !== 'ok' ? `, client link ${m.link}` : ''}`,
+    `mount: ${m.mountpoint} ${m.mounted ? 'mounted' : 'not mounted'}${m.pid !== null ? `, daemon pid ${m.pid}` : ''}${m.enabled ? '' : ' (--no-mount)'}${ails(m.link) ? `, client link ${m.link}` : ''}`,
   ]
 }
 

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { parseNid } from '../protocol/nid.js'
 import type { LocalCluster } from './local.js'
-import { CLIENT, CLIENT_HOST, ip, NODE_IF, nsName, switchNs, switchPort } from './netns.js'
+import { CLIENT, CLIENT_HOST, existingNs, ip, NODE_IF, nsName, switchNs, switchPort } from './netns.js'
 import { procState, signal } from './proc.js'
 
 /**
@@ -135,9 +135,10 @@ export async function healLink(lc: LocalCluster, node: string): Promise<string[]
   return done
 }
 
-/** What ails `node`'s link now: cut (switch port down), filtered (a cut from a peer, loss), delayed, or ok. */
-export async function linkState(lc: LocalCluster, node: string): Promise<'ok' | 'cut' | 'filtered' | 'delayed'> {
+/** What ails `node`'s link now: cut (switch port down), filtered (a cut from a peer, loss), delayed, ok; none while the cluster is down. */
+export async function linkState(lc: LocalCluster, node: string): Promise<'ok' | 'cut' | 'filtered' | 'delayed' | 'none'> {
   const ns = nsOf(lc, node)
+  if (!(await existingNs()).includes(ns)) return 'none'
   const port = await ip(['-n', switchNs(lc.cf.netns!), '-o', 'link', 'show', switchPort(node)])
   if (!/[<,]UP[,>]/.test(port)) return 'cut'
   const qdiscs = (await run('tc', ['-n', ns, 'qdisc', 'show', 'dev', NODE_IF])).stdout

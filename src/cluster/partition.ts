@@ -135,8 +135,10 @@ export async function healLink(lc: LocalCluster, node: string): Promise<string[]
   return done
 }
 
-/** What ails `node`'s link now: cut (switch port down), filtered (a cut from a peer, loss), delayed, ok; none while the cluster is down. */
-export async function linkState(lc: LocalCluster, node: string): Promise<'ok' | 'cut' | 'filtered' | 'delayed' | 'none'> {
+/** What ails a link now: cut (switch port down), filtered (a cut from a peer, loss), delayed, ok; none while the cluster is down. */
+export type LinkState = 'ok' | 'cut' | 'filtered' | 'delayed' | 'none'
+
+export async function linkState(lc: LocalCluster, node: string): Promise<LinkState> {
   const ns = nsOf(lc, node)
   if (!(await existingNs()).includes(ns)) return 'none'
   const port = await ip(['-n', switchNs(lc.cf.netns!), '-o', 'link', 'show', switchPort(node)])

@@ -5,7 +5,7 @@ import { readMmp } from '../server/target/mmp.js'
 import { adminCall, probeNode, targetNames, PROBE_MS, type Probe } from './admin.js'
 import type { LocalCluster } from './local.js'
 import { CLIENT } from './netns.js'
-import { linkState } from './partition.js'
+import { linkState, type LinkState } from './partition.js'
 import { isMounted } from '../common/mounts.js'
 
 /**
@@ -20,7 +20,7 @@ export interface NodeView {
   pid: number | null
   targets: string[]
   /** The netns cluster only: what ails the node's network link. */
-  link?: Awaited<ReturnType<typeof linkState>>
+  link?: LinkState
 }
 
 export interface TargetView {
@@ -43,7 +43,7 @@ export interface MountView {
   pid: number | null
   mounted: boolean
   /** The netns cluster only: what ails the client's network link. */
-  link?: Awaited<ReturnType<typeof linkState>>
+  link?: LinkState
 }
 
 export interface ClusterStatus {

@@ -48,7 +48,9 @@ export async function clusterUp(o: UpOptions): Promise<UpResult> {
     if (busy.length) throw new Error(`the cluster in ${dir} is already up: ${busy.join('; ')}; 'lproxy cluster down --dir ${o.dir}' stops it`)
   }
   const netns = o.netns ?? old?.netns !== undefined
-  const net = o.net ?? old?.net ?? (netns ? DEFAULT_NETNS_NET : DEFAULT_NET)
+  // The previous run's net only if it ran the same way: a loopback /24 cannot go on veths, nor back.
+  const oldNet = old && (old.netns !== undefined) === netns ? old.net : undefined
+  const net = o.net ?? oldNet ?? (netns ? DEFAULT_NETNS_NET : DEFAULT_NET)
   checkNet(net)
   const nsId = netns ? netnsId(net) : undefined
   const port = o.port ?? old?.port ?? DEFAULT_PORT

@@ -35,6 +35,8 @@ export interface BenchOptions {
   fio: boolean
   compare: boolean
   failover: FailoverSpec | null
+  /** The embedded cluster in network namespaces (`cluster up --netns`); --mode partition needs it. */
+  netns?: boolean
   name?: string
   out: string
   command: string
@@ -49,6 +51,7 @@ export interface BenchOutcome {
 }
 
 export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
+  if (o.failover?.mode === 'partition' && !o.netns) throw new Error('--mode partition cuts a network link: it needs --netns')
   const date = new Date()
   const workload: Workload = { ...o.workload, seed: randomInt(2 ** 31) }
   const host = hostInfo()
@@ -74,7 +77,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
     if (o.mount) runs.push(await runFs(await existingMount(o.mount, o.stripeCount), null))
     else {
       say(`bringing up the embedded cluster${o.dir ? ` in ${o.dir}` : ' on tmpfs'}`)
-      const c = await benchCluster({ dir: o.dir, net: o.net, port: o.port, params: o.params, stripeCount: o.stripeCount })
+      const c = await benchCluster({ dir: o.dir, net: o.net, port: o.port, params: o.params, stripeCount: o.stripeCount, netns: o.netns })
       const down = cleanup.push('the embedded cluster', () => c.down())
       say(`cluster up in ${c.dir}, mounted on ${c.fs.mountpoint}`)
       runs.push(await runFs(c.fs, o.failover ? new Failover(o.failover, c.dir, say) : null))

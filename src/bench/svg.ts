@@ -27,6 +27,12 @@ export function panelsOf(runs: RunResult[]): Panel[] {
     const f = r.failover
     if (f?.fault_ms != null) marks.push({ at: f.fault_ms, label: `${f.what} fails (${f.mode})`, color: '#c62828' })
     if (f?.served_ms != null) marks.push({ at: f.served_ms, label: (f.move?.moved ?? []).map((m) => `${m.target} on ${m.node}`).join(', ') || 'served', color: '#2e7d32' })
+    // The stall's parts: the client noticing, the fence, the client's import FULL again.
+    for (const x of f?.split ?? []) {
+      if (x.lost_ms !== null) marks.push({ at: x.lost_ms, label: `client lost ${x.target}`, color: '#ef6c00' })
+      if (x.fenced_ms !== null) marks.push({ at: x.fenced_ms, label: `${f!.what} fenced`, color: '#6a1b9a' })
+      if (x.restored_ms !== null) marks.push({ at: x.restored_ms, label: `client back on ${x.target}`, color: '#1565c0' })
+    }
     const i = r.impact
     const jobs = [...r.jobs, r.verify]
     return {

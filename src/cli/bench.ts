@@ -17,13 +17,15 @@ import { stripeCountParser } from './parse.js'
 
 /** `lproxy bench` (logic in src/bench/). */
 const BENCH_NET = '127.0.9'
+const BENCH_NETNS_NET = '10.77.9'
 
 export function registerBenchCommand(program: Command): void {
   command(program, 'bench', 'throughput of sequential, random and metadata workloads on the embedded cluster (or --mount), optionally across a failover or against sshfs, rclone and bindfs; every byte verified; JSON + SVG in bench/out',
     'throughput on the embedded cluster or a mount, optionally across a failover or against sshfs, rclone, bindfs')
     .option('--mount <mountpoint>', 'bench an existing mount instead of bringing up the embedded cluster')
     .option('--dir <dir>', 'cluster directory, formatted afresh and kept (default: a new one under /dev/shm, removed after)')
-    .option('--net <a.b.c>', 'loopback /24 of the embedded cluster', BENCH_NET)
+    .option('--net <a.b.c>', `/24 of the embedded cluster (default ${BENCH_NET}, ${BENCH_NETNS_NET} with --netns)`)
+    .option('--netns', 'the embedded cluster in network namespaces (as cluster up --netns); implied by --mode partition')
     .option('--port <port>', 'port of the embedded cluster', String(DEFAULT_PORT))
     // Both set up the embedded cluster; a failover is a run of its own.
     .addOption(new Option('--timeout <s>', "obd_timeout (sys.timeout) of the embedded cluster's servers and client; the recovery window scales with it (default: the cluster's, 100)").conflicts('mount'))
@@ -37,7 +39,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--fio', 'run the jobs with fio (installed from Debian if missing)')
     .addOption(new Option('--failover-at <s>', 'fail a node this many seconds into the run (embedded cluster only)').conflicts(['mount', 'compare']))
     .option('--fail <node|target>', 'what --failover-at fails', 'oss1')
-    .addOption(new Option('--mode <mode>', 'hard (SIGKILL + takeover), soft (clean stop + takeover) or hang (SIGSTOP, fenced after the dead time)').choices(['hard', 'soft', 'hang']).default('hard'))
+    .addOption(new Option('--mode <mode>', 'hard (SIGKILL + takeover), soft (clean stop + takeover), hang (SIGSTOP, fenced after the dead time) or partition (link cut, fenced after the dead time; --netns)').choices(['hard', 'soft', 'hang', 'partition']).default('hard'))
     .option('--deadtime <s>', 'time before the partner takes over', '1')
     .option('--compare', 'also run the jobs through sshfs (default, tuned), rclone mount of webdav, and tuned bindfs')
     .option('--name <name>', 'name of bench/out/<name>.json and .svg (default: kind and date)')
@@ -55,12 +57,14 @@ export function registerBenchCommand(program: Command): void {
       if (size < 4 * PAGE || size % (4 * PAGE)) throw new UsageError(`--size ${o.size}: a multiple of 16k (four streams of whole 4 KiB pages)`)
       const randSize = parseSize(o.randSize, '--rand-size')
       if (randSize < PAGE || randSize % PAGE) throw new UsageError(`--rand-size ${o.randSize}: a multiple of 4k`)
+      const netns = !!o.netns || o.mode === 'partition'
       const failAt = secondsArg('--failover-at', o.failoverAt, true)
       const timeout = secondsArg('--timeout', o.timeout)
       const { report, files, skipped } = await runBench({
         mount: o.mount,
         dir: o.dir,
-        net: o.net,
+        net: o.net ?? (netns ? BENCH_NETNS_NET : BENCH_NET),
+        netns,
         port: intArg('--port', o.port, 1, 65535)!,
         params: timeout === undefined ? {} : { 'sys.timeout': String(timeout) },
         stripeCount: o.stripeCount,
@@ -132,7 +136,8 @@ export function registerSelftestCommand(program: Command): void {
 interface BenchCli {
   mount?: string
   dir?: string
-  net: string
+  net?: string
+  netns?: boolean
   port: string
   timeout?: string
   size: string

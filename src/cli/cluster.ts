@@ -1,12 +1,14 @@
 import type { Command } from 'commander'
 import { clusterDown } from '../cluster/down.js'
-import { clusterFail, clusterFailback, type FailMode, type MoveResult } from '../cluster/fail.js'
-import { DEFAULT_DIR, DEFAULT_NET } from '../cluster/layout.js'
+import { clusterFail, clusterFailback, TakeoverError, type FailMode, type MoveResult } from '../cluster/fail.js'
+import { DEFAULT_DIR, DEFAULT_NET, DEFAULT_NETNS_NET } from '../cluster/layout.js'
 import { LocalCluster } from '../cluster/local.js'
 import { clusterStatus, type ClusterStatus } from '../cluster/status.js'
 import { clusterUp } from '../cluster/up.js'
 import { parseParams } from '../server/target/config.js'
 import { UsageError } from './errors.js'
+import { isNetFaultOnly, netFault, registerHeal, type NetFaultCli } from './netfault.js'
+import { CLIENT } from '../cluster/netns.js'
 import { collect, command, intArg, print, secondsArg } from './server.js'
 
 /** `lproxy cluster ...`: the embedded local cluster and its fault injection (logic in src/cluster/). */
@@ -19,7 +21,9 @@ export function registerClusterCommands(program: Command): void {
   dirOption(command(cluster, 'up', 'format (when not yet formatted), start every target on its primary node, mount'))
     .option('--mount <mountpoint>', 'where to mount (default <dir>/mnt)')
     .option('--no-mount', 'start the servers only')
-    .option('--net <a.b.c>', `loopback /24 of the nodes (default ${DEFAULT_NET}: mds1 .1, mds2 .2, oss1 .11, oss2 .12)`)
+    .option('--net <a.b.c>', `/24 of the nodes (default ${DEFAULT_NET} on loopback, ${DEFAULT_NETNS_NET} with --netns: mds1 .1, mds2 .2, oss1 .11, oss2 .12, client .100)`)
+    .option('--netns', 'every node and the client in a network namespace of its own, joined by veths to a bridge (lpnet-<3rd octet>-*)')
+    .option('--no-netns', 'all on loopback again after a run with --netns (default: as the previous run)')
     .option('--port <port>', 'the filesystem-wide port (default 988)')
     .option('--timeout <s>', 'obd_timeout (sys.timeout) of servers and client')
     .option('--commit-interval <s>', 'journal commit interval of the targets')
@@ -49,6 +53,7 @@ export function registerClusterCommands(program: Command): void {
         failout: o.failout,
         reformat: !!o.reformat,
         key: o.key,
+        netns: o.netns,
       })
       for (const w of r.warnings) process.stderr.write(`lproxy: warning: ${w}\n`)
       const lines = r.formatted.length ? [`formatted ${r.formatted.join(', ')} in ${r.dir}/targets`] : []
@@ -73,24 +78,38 @@ export function registerClusterCommands(program: Command): void {
       const lines = [`stopped ${r.stopped.length} target${r.stopped.length === 1 ? '' : 's'} cleanly`]
       if (r.unmounted) lines.unshift('unmounted')
       if (r.killed.length) lines.push(`killed pid ${r.killed.join(', ')}`)
+      if (r.netns?.length) lines.push(`deleted network namespaces ${r.netns.join(', ')}`)
       lines.push(r.purged ? `cluster down, ${o.dir} removed` : 'cluster down')
       print(lines)
     })
 
   dirOption(command(cluster, 'fail', 'fail a node (or the node serving a target): power-off, then takeover by its partner after the dead time'))
-    .argument('<node|target>', 'mds1, mds2, oss1, oss2, or a target (mdt0, ost1, ost2) meaning the node serving it now')
+    .argument('<node|target>', `mds1, mds2, oss1, oss2, or a target (mdt0, ost1, ost2) meaning the node serving it now; ${CLIENT} for network faults`)
     .option('--soft', 'clean stop instead of power-off (no dead time)')
     .option('--hang', 'SIGSTOP the node; after the dead time it is fenced (SIGKILL) and taken over')
+    .option('--partition', "(--netns) cut the node's link, its process lives on; after the dead time it is fenced and taken over")
+    .option('--from <peer>', '(--netns) with --partition: cut the link to this node (or client) only; nothing is taken over')
+    .option('--loss <pct>', "(--netns) lose this share of packets each way on the node's link; nothing is taken over")
+    .option('--delay <ms>', "(--netns) delay the node's link (needs tc netem in the kernel)")
+    .option('--no-fence', 'take over without fencing (STONITH) the node first: MMP is the only guard')
     .option('--no-takeover', 'fail only: nobody takes the targets over')
     .option('--deadtime <s>', 'time to declare the node dead (default 1)')
     .option('--json', 'print JSON')
-    .action(async (what: string, o: { dir: string; soft?: boolean; hang?: boolean; takeover: boolean; deadtime?: string; json?: boolean }) => {
-      if (o.soft && o.hang) throw new UsageError('cluster fail: --soft and --hang exclude each other')
-      const mode: FailMode = o.soft ? 'soft' : o.hang ? 'hang' : 'kill'
+    .action(async (what: string, o: FailCli) => {
+      if (isNetFaultOnly(what, o)) return netFault(what, o)
+      if (o.soft && (o.hang || o.partition)) throw new UsageError('cluster fail: --soft excludes --hang and --partition')
+      const mode: FailMode = o.soft ? 'soft' : o.hang ? 'hang' : o.partition ? 'live' : 'kill'
       const deadtimeMs = (secondsArg('--deadtime', o.deadtime, true) ?? 1) * 1000
-      const r = await clusterFail(await LocalCluster.open(o.dir), { what, mode, takeover: o.takeover, deadtimeMs })
-      print(o.json ? [JSON.stringify(r, null, 2)] : moveLines(r))
+      const show = (r: MoveResult) => print(o.json ? [JSON.stringify(r, null, 2)] : moveLines(r))
+      try {
+        show(await clusterFail(await LocalCluster.open(o.dir), { what, mode, takeover: o.takeover, deadtimeMs, partition: !!o.partition, fence: o.fence }))
+      } catch (e) {
+        // What happened before the takeover failed (the fault is in place) is part of the answer.
+        if (e instanceof TakeoverError) show(e.result)
+        throw e
+      }
     })
+  registerHeal(cluster, dirOption)
 
   dirOption(command(cluster, 'failback', "move a node's own targets back to it from its partner (clean stop there, start here)"))
     .argument('<node>', 'mds1, mds2, oss1 or oss2')
@@ -99,6 +118,16 @@ export function registerClusterCommands(program: Command): void {
       const r = await clusterFailback(await LocalCluster.open(o.dir), node)
       print(o.json ? [JSON.stringify(r, null, 2)] : r.moved.length ? moveLines(r) : [`${node} already serves its targets`])
     })
+}
+
+interface FailCli extends NetFaultCli {
+  soft?: boolean
+  hang?: boolean
+  partition?: boolean
+  fence: boolean
+  takeover: boolean
+  deadtime?: string
+  json?: boolean
 }
 
 interface UpCli {
@@ -116,14 +145,18 @@ interface UpCli {
   reformat?: boolean
   /** False with --no-key. */
   key?: boolean
+  netns?: boolean
 }
 
 function moveLines(r: MoveResult): string[] {
   return r.timeline.map((e) => `${('+' + (e.ms / 1000).toFixed(3) + 's').padStart(9)}  ${e.event}`)
 }
 
+/** A netns cluster's link worth showing: cut, filtered or delayed. */
+const ails = (link: string | undefined) => link !== undefined && link !== 'ok' && link !== 'none'
+
 function statusLines(st: ClusterStatus): string[] {
-  const nodes = st.nodes.map((n) => [n.name, n.nid, n.state, n.pid === null ? '-' : String(n.pid), n.targets.join(', ') || '-'])
+  const nodes = st.nodes.map((n) => [n.name, n.nid, ails(n.link) ? `${n.state}, link ${n.link}` : n.state, n.pid === null ? '-' : String(n.pid), n.targets.join(', ') || '-'])
   const targets = st.targets.map((t) => [
     t.name,
     t.names.join(', '),
@@ -141,7 +174,7 @@ function statusLines(st: ClusterStatus): string[] {
     '',
     ...table(['TARGET', 'NAMES', 'STATE', 'ON', 'RECOVERY', 'PRIMARY/FAILOVER', 'CLIENTS'], targets),
     '',
-    `mount: ${m.mountpoint} ${m.mounted ? 'mounted' : 'not mounted'}${m.pid !== null ? `, daemon pid ${m.pid}` : ''}${m.enabled ? '' : ' (--no-mount)'}`,
+    `mount: ${m.mountpoint} ${m.mounted ? 'mounted' : 'not mounted'}${m.pid !== null ? `, daemon pid ${m.pid}` : ''}${m.enabled ? '' : ' (--no-mount)'}${ails(m.link) ? `, client link ${m.link}` : ''}`,
   ]
 }
 

@@ -14,6 +14,7 @@ import { DEFAULT_PORT, nidList } from '../protocol/nid.js'
 import type { DaemonReport } from './daemon.js'
 import { parseOptions } from './options.js'
 import { DATA_PROCESS_FLAGS } from '../common/v8flags.js'
+import { inNetns } from '../common/netns.js'
 
 /**
  * Mounting and unmounting a filesystem: `lproxy mount` starts one client daemon per
@@ -30,6 +31,8 @@ export interface MountOptions {
   /** pino JSON log file of the daemon. */
   log?: string
   port?: number
+  /** Network namespace the daemon runs in; the mount itself stays in this mount namespace. */
+  netns?: string
 }
 
 export interface MountInfo {
@@ -55,11 +58,10 @@ export async function mountFs(o: MountOptions): Promise<MountInfo> {
   if (await isMounted(mountpoint)) throw new LpError('EBUSY', `${mountpoint} is already mounted`)
   const log = o.log ?? `/var/log/lproxy/client-${createHash('sha256').update(mountpoint).digest('hex').slice(0, 8)}.log`
   await fsp.mkdir(path.dirname(log), { recursive: true })
-  const child = spawn(
-    process.execPath,
-    [...DATA_PROCESS_FLAGS, DAEMON, '--mgsnode', o.mgsnode, ...(o.fsname ? ['--fsname', o.fsname] : []), '--mountpoint', mountpoint, '--options', JSON.stringify(o.options), '--log', log, '--port', String(o.port ?? DEFAULT_PORT)],
-    { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] },
-  )
+  const [cmd, args] = inNetns(o.netns, process.execPath, [
+    ...DATA_PROCESS_FLAGS, DAEMON, '--mgsnode', o.mgsnode, ...(o.fsname ? ['--fsname', o.fsname] : []), '--mountpoint', mountpoint, '--options', JSON.stringify(o.options), '--log', log, '--port', String(o.port ?? DEFAULT_PORT),
+  ])
+  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] })
   const r = await new Promise<DaemonReport>((resolve) => {
     child.once('message', (m) => resolve(m as DaemonReport))
     child.once('exit', (code) => resolve({ ok: false, error: `mount daemon exited (code ${code}) before mounting; see ${log}` }))

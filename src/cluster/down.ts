@@ -4,6 +4,7 @@ import { clientSocket, nodeSocket } from '../common/rundir.js'
 import { adminCall, probeNode, UMOUNT_MS, type NodeStatus, type Probe } from './admin.js'
 import type { LocalCluster } from './local.js'
 import { isMounted } from '../common/mounts.js'
+import { deleteNet } from './netns.js'
 import { procState, signal, waitGone } from './proc.js'
 
 /**
@@ -19,6 +20,8 @@ export interface DownResult {
   /** Problems met on the way (the cluster is down regardless). */
   warnings: string[]
   purged: boolean
+  /** Network namespaces deleted (a netns cluster). */
+  netns?: string[]
 }
 
 type MountStatus = NodeStatus['mounts'][number]
@@ -55,6 +58,7 @@ export async function clusterDown(lc: LocalCluster, o: { purge: boolean }): Prom
   delete lc.cf.mount.pid
   delete lc.cf.mount.pidStart
   await lc.save()
+  if (lc.cf.netns !== undefined) r.netns = await deleteNet(lc.cf.netns)
 
   if (o.purge) {
     if (await isMounted(lc.cf.mount.mountpoint)) throw new Error(`not purging ${lc.dir}: ${lc.cf.mount.mountpoint} is still mounted`)

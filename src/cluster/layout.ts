@@ -4,6 +4,7 @@ import { readJson, writeFileAtomic } from '../common/fsutil.js'
 import { DEFAULT_PORT } from '../protocol/nid.js'
 import { targetName } from '../protocol/names.js'
 import type { FormatOptions } from '../server/target/config.js'
+import { CLIENT, CLIENT_HOST, nsName } from './netns.js'
 
 /**
  * The shape of the embedded local cluster (decided question 14): an MGS+MDT failover pair
@@ -12,6 +13,8 @@ import type { FormatOptions } from '../server/target/config.js'
 export const FSNAME = 'spfs'
 export const DEFAULT_DIR = './lproxy-cluster'
 export const DEFAULT_NET = '127.0.1'
+/** The /24 of `up --netns`: veths cannot carry 127.0.0.0/8. */
+export const DEFAULT_NETNS_NET = '10.77.1'
 export { DEFAULT_PORT }
 
 /** Node name -> last octet of its address on the cluster's /24. */
@@ -54,6 +57,8 @@ export interface ClusterFile {
   failout: string[]
   /** Formatted with a shared key (keys.ts's files): the mount and admin commands sign with it. */
   keyed?: boolean
+  /** Set by `up --netns`: the id of the network namespaces the nodes and the client run in. */
+  netns?: string
 }
 
 const pid = z.number().int().min(1).optional()
@@ -68,6 +73,7 @@ const clusterFileSchema: z.ZodType<ClusterFile> = z.object({
   params: z.record(z.string(), z.string()),
   failout: z.array(z.string()),
   keyed: z.boolean().optional(),
+  netns: z.string().regex(/^\d{1,3}$/).optional(),
 })
 
 export const CLUSTER_FILE = 'cluster.json'
@@ -79,6 +85,16 @@ export function checkNet(net: string): void {
     throw new Error(`invalid --net '${net}': the first three octets of an IPv4 /24, e.g. 127.0.1`)
 }
 
+/** The network namespace `node` (or the client) runs in; undefined on the loopback cluster. */
+export function nodeNs(cf: ClusterFile, node: string): string | undefined {
+  return cf.netns === undefined ? undefined : nsName(cf.netns, node)
+}
+
+/** Every node's and the client's last octet, for the netns cluster's addresses. */
+export function clusterHosts(): Record<string, number> {
+  return { ...NODE_HOSTS, [CLIENT]: CLIENT_HOST }
+}
+
 export function nidOf(net: string, node: string): string {
   return `${net}.${NODE_HOSTS[node]}@tcp`
 }
@@ -87,7 +103,7 @@ export function logOf(dir: string, node: string): string {
   return path.join(dir, 'logs', `${node}.log`)
 }
 
-export function newClusterFile(o: { dir: string; net: string; port: number; mountpoint: string; mount: boolean; params: Record<string, string>; failout: string[]; keyed: boolean }): ClusterFile {
+export function newClusterFile(o: { dir: string; net: string; port: number; mountpoint: string; mount: boolean; params: Record<string, string>; failout: string[]; keyed: boolean; netns?: string }): ClusterFile {
   const t = (names: string[], sub: string, primary: string, failover: string): ClusterTarget => ({
     names,
     dir: path.join(o.dir, 'targets', sub),
@@ -109,6 +125,7 @@ export function newClusterFile(o: { dir: string; net: string; port: number; moun
     params: o.params,
     failout: o.failout,
     keyed: o.keyed,
+    ...(o.netns !== undefined ? { netns: o.netns } : {}),
   }
 }
 

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { LpError, type ErrnoName } from '../protocol/errno.js'
 import { DATA_PROCESS_FLAGS } from '../common/v8flags.js'
+import { inNetns } from '../common/netns.js'
 
 /**
  * Starting a server node as a detached daemon: it outlives the command that started it, and
@@ -15,6 +16,8 @@ export interface SpawnNodeOptions {
   log: string
   params: Record<string, string>
   discardCorruptJournal?: boolean
+  /** Network namespace to run the node in (the netns cluster). */
+  netns?: string
 }
 
 export interface Spawned {
@@ -31,7 +34,8 @@ export function spawnNode(o: SpawnNodeOptions): Promise<Spawned> {
   const args = [...DATA_PROCESS_FLAGS, NODE_MAIN, '--nid', o.nid, '--name', o.name, '--port', String(o.port), '--dir', o.dir, '--log', o.log]
   if (Object.keys(o.params).length) args.push('--params', JSON.stringify(o.params))
   if (o.discardCorruptJournal) args.push('--discard-corrupt-journal')
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] })
+  const [cmd, argv] = inNetns(o.netns, process.execPath, args)
+  const child = spawn(cmd, argv, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] })
   return new Promise((resolve, reject) => {
     let settled = false
     let failure: Error | null = null

@@ -4,6 +4,8 @@ import { CONFIG_FILE } from '../server/target/config.js'
 import { readMmp } from '../server/target/mmp.js'
 import { adminCall, probeNode, targetNames, PROBE_MS, type Probe } from './admin.js'
 import type { LocalCluster } from './local.js'
+import { CLIENT } from './netns.js'
+import { linkState, type LinkState } from './partition.js'
 import { isMounted } from '../common/mounts.js'
 
 /**
@@ -17,6 +19,8 @@ export interface NodeView {
   state: Probe['state']
   pid: number | null
   targets: string[]
+  /** The netns cluster only: what ails the node's network link. */
+  link?: LinkState
 }
 
 export interface TargetView {
@@ -38,6 +42,8 @@ export interface MountView {
   enabled: boolean
   pid: number | null
   mounted: boolean
+  /** The netns cluster only: what ails the client's network link. */
+  link?: LinkState
 }
 
 export interface ClusterStatus {
@@ -57,12 +63,14 @@ export async function clusterStatus(lc: LocalCluster): Promise<ClusterStatus> {
     lc.nodeNames.map(async (name): Promise<NodeView> => {
       const p = probes.get(name)!
       const pids = await lc.nodePids(name, p.state === 'up' ? [p.status.pid] : [])
-      return { name, nid: lc.nid(name), state: p.state, pid: pids[0] ?? null, targets: p.state === 'up' ? targetNames(p.status) : [] }
+      const link = lc.cf.netns === undefined ? {} : { link: await linkState(lc, name) }
+      return { name, nid: lc.nid(name), state: p.state, pid: pids[0] ?? null, targets: p.state === 'up' ? targetNames(p.status) : [], ...link }
     }),
   )
   const targets = await Promise.all(lc.targetKeys.map((key) => targetView(lc, key, probes)))
   const mp = cf.mount.mountpoint
-  const mount = { mountpoint: mp, enabled: cf.mount.enabled, pid: (await lc.mountPid()) ?? null, mounted: await isMounted(mp) }
+  const link = cf.netns === undefined ? {} : { link: await linkState(lc, CLIENT) }
+  const mount = { mountpoint: mp, enabled: cf.mount.enabled, pid: (await lc.mountPid()) ?? null, mounted: await isMounted(mp), ...link }
   return { dir: lc.dir, fsname: cf.fsname, net: cf.net, port: cf.port, nodes, targets, mount }
 }
 

@@ -50,6 +50,8 @@ export interface StartOptions {
   params: Record<string, string>
   /** Start past journal damage from the last good record, logging what is dropped. */
   discardCorruptJournal?: boolean
+  /** Network namespace a new node process runs in (the netns cluster). */
+  netns?: string
 }
 
 export interface Started {
@@ -86,7 +88,7 @@ export async function startTarget(o: StartOptions): Promise<Started> {
     return { dir, nid, node: probe.status.node, pid: probe.status.pid, targets: r.targets, spawned: false }
   }
   const name = o.name ?? parseNid(nid).host
-  const s = await spawnNode({ nid, name, port: cfg.port, dir, log: o.log ?? defaultLog(name), params: o.params, discardCorruptJournal: o.discardCorruptJournal })
+  const s = await spawnNode({ nid, name, port: cfg.port, dir, log: o.log ?? defaultLog(name), params: o.params, discardCorruptJournal: o.discardCorruptJournal, netns: o.netns })
   return { dir, nid, node: name, pid: s.pid, targets: s.targets, spawned: true }
 }
 

@@ -4,10 +4,11 @@ import { mountFs } from '../client/mount.js'
 import { formatTarget, readConfig, type TargetConfig } from '../server/target/config.js'
 import { clusterDown } from './down.js'
 import {
-  checkNet, DEFAULT_NET, DEFAULT_PORT, formatOptions, logOf, mgsSpec, newClusterFile, readClusterFile, OSTS, type ClusterFile,
+  checkNet, clusterHosts, DEFAULT_NET, DEFAULT_NETNS_NET, DEFAULT_PORT, formatOptions, logOf, mgsSpec, newClusterFile, nodeNs, readClusterFile, OSTS, type ClusterFile,
 } from './layout.js'
 import { clusterKeys, makeClusterKeys } from './keys.js'
 import { LocalCluster, type Placement } from './local.js'
+import { CLIENT, createNet, deleteNet, netnsId } from './netns.js'
 import { startTime } from './proc.js'
 import { clusterStatus, running } from './status.js'
 
@@ -29,6 +30,8 @@ export interface UpOptions {
   reformat: boolean
   /** Format with a shared key (default); a cluster already formatted stays as it was. */
   key?: boolean
+  /** Every node and the client in a network namespace of its own (default: as the previous run). */
+  netns?: boolean
 }
 
 export interface UpResult {
@@ -47,14 +50,18 @@ export async function clusterUp(o: UpOptions): Promise<UpResult> {
     const busy = running(await clusterStatus(new LocalCluster(dir, old)))
     if (busy.length) throw new Error(`the cluster in ${dir} is already up: ${busy.join('; ')}; 'lproxy cluster down --dir ${o.dir}' stops it`)
   }
-  const net = o.net ?? old?.net ?? DEFAULT_NET
+  const netns = o.netns ?? old?.netns !== undefined
+  // The previous run's net only if it ran the same way: a loopback /24 cannot go on veths, nor back.
+  const oldNet = old && (old.netns !== undefined) === netns ? old.net : undefined
+  const net = o.net ?? oldNet ?? (netns ? DEFAULT_NETNS_NET : DEFAULT_NET)
   checkNet(net)
+  const nsId = netns ? netnsId(net) : undefined
   const port = o.port ?? old?.port ?? DEFAULT_PORT
   if (old && !o.reformat && (net !== old.net || port !== old.port))
     throw new Error(`${dir} holds a cluster formatted for net ${old.net}, port ${old.port}: use those, or --reformat`)
   const mountpoint = path.resolve(o.mountpoint ?? old?.mount.mountpoint ?? path.join(dir, 'mnt'))
   const keyed = old && !o.reformat ? old.keyed === true : o.key !== false
-  const lc = new LocalCluster(dir, newClusterFile({ dir, net, port, mountpoint, mount: o.mount, params: { ...old?.params, ...o.params }, failout: [], keyed }))
+  const lc = new LocalCluster(dir, newClusterFile({ dir, net, port, mountpoint, mount: o.mount, params: { ...old?.params, ...o.params }, failout: [], keyed, netns: nsId }))
   const failout = o.failout?.map((name) => ostKey(lc, name))
 
   await fsp.mkdir(path.join(dir, 'logs'), { recursive: true })
@@ -62,6 +69,11 @@ export async function clusterUp(o: UpOptions): Promise<UpResult> {
   const formatted = await formatAll(lc, failout, o.reformat, keyed ? clusterKeys(dir).master : undefined)
   await lc.save()
 
+  if (nsId !== undefined) {
+    // Leftovers of this same cluster (its busy check passed): anything else there is refused.
+    if (old?.netns === nsId) await deleteNet(nsId)
+    await createNet({ id: nsId, net, hosts: clusterHosts() })
+  }
   const placements: Placement[] = []
   const warnings: string[] = []
   try {
@@ -86,6 +98,7 @@ export async function clusterUp(o: UpOptions): Promise<UpResult> {
         options,
         log: logOf(dir, 'client'),
         port,
+        netns: nodeNs(lc.cf, CLIENT),
       })
       warnings.push(...info.warnings)
       lc.cf.mount.pid = info.pid

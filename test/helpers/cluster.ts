@@ -112,6 +112,8 @@ export interface ClusterOptions {
   params?: Record<string, string>
   /** Format with a shared key, as `cluster up` does by default (default false here: the tests' extra mounts carry none). */
   key?: boolean
+  /** `cluster up --netns`: each node and the client in a network namespace of its own. */
+  netns?: boolean
 }
 
 export interface FailOptions {
@@ -121,6 +123,10 @@ export interface FailOptions {
   takeover?: boolean
   /** Seconds (default: the CLI's 1). */
   deadtime?: number
+  /** `--partition`: cut the node's link, its process lives on (netns cluster). */
+  partition?: boolean
+  /** Default true: STONITH before takeover. */
+  fence?: boolean
 }
 
 export interface ClusterHandle {
@@ -146,6 +152,7 @@ export async function startCluster(o: ClusterOptions): Promise<ClusterHandle> {
   const args = ['cluster', 'up', '--dir', dir, '--net', o.net, '--port', String(o.port)]
   if (o.mount === false) args.push('--no-mount')
   if (!o.key) args.push('--no-key')
+  if (o.netns) args.push('--netns')
   const secs: Array<[string, number | undefined]> = [
     ['--timeout', o.timeout],
     ['--commit-interval', o.commitInterval],
@@ -171,6 +178,8 @@ export async function startCluster(o: ClusterOptions): Promise<ClusterHandle> {
       if (f.hang) a.push('--hang')
       if (f.takeover === false) a.push('--no-takeover')
       if (f.deadtime !== undefined) a.push('--deadtime', String(f.deadtime))
+      if (f.partition) a.push('--partition')
+      if (f.fence === false) a.push('--no-fence')
       return JSON.parse(await ws.ok(a)) as MoveResult
     },
     async failback(node) {

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { mountFs, umountFs, type MountOptions } from '../../client/mount.js'
+import { netnsOf } from '../../common/netns.js'
 import { cmdline } from '../../cluster/proc.js'
 import { callJsonSocket } from '../../common/jsonsock.js'
 import { clientSocket } from '../../common/rundir.js'
@@ -82,5 +83,7 @@ async function daemonArgs(pid: number): Promise<MountOptions> {
     options: JSON.parse(flag('--options')) as string[],
     log: flag('--log'),
     port: Number(flag('--port')),
+    // A netns cluster's client comes back in the namespace it ran in.
+    netns: await netnsOf(pid),
   }
 }

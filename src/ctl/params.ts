@@ -42,9 +42,15 @@ export function paramTable(fs: ClientFs): Param[] {
       { path: at('timeouts'), get: () => timeoutsView(d.imp, t, fs.client.clock) },
     )
     if (d.osc) out.push(...oscParams(fs, d.osc, at))
+    if (d.type === 'mdc') out.push({ path: at('md_stats'), get: () => ({ snapshot_time: snapshot(fs), ...fs.mdc.mdStats.view() }) })
   }
-  out.push(...stataheadParams(fs))
+  out.push(...stataheadParams(fs), { path: ['llite', `${fs.config.fsname}-${fs.id}`, 'stats'], get: () => ({ snapshot_time: snapshot(fs), ...fs.llite.stats.set.view() }) })
   return out
+}
+
+/** Wall-clock seconds, as lprocfs stamps its stats files. */
+function snapshot(fs: ClientFs): number {
+  return Math.round(fs.client.clock.wallNow()) / 1000
 }
 
 /** llite.<fsname>-<id>.statahead_*, Lustre's names for the statahead tunables and counters. */
@@ -68,6 +74,7 @@ function oscParams(fs: ClientFs, osc: Osc, at: (leaf: string) => string[]): Para
       get: () => (osc.imp.deactive ? 0 : 1),
       set: async (v) => void (await setActive(fs, osc.imp.name, intValue('active', v, 0, 1) === 1, false)),
     },
+    { path: at('rpc_stats'), get: () => osc.rpcStats.view(snapshot(fs), Math.ceil(wb.cached / 4096)) },
     {
       path: at('max_rpcs_in_flight'),
       get: () => wb.tunables.maxRpcsInFlight,

@@ -68,8 +68,8 @@ async function handle(ctx: CtlContext, req: CtlRequest): Promise<unknown> {
           deactive: i.deactive,
           invalid: i.invalid,
           connection_attempts: i.connectionAttempts,
-          replayed_requests: fs.replayed.get(i)?.requests ?? 0,
-          replayed_bytes: fs.replayed.get(i)?.bytes ?? 0,
+          replayed_requests: i.stats.replayedRequests,
+          replayed_bytes: i.stats.replayedBytes,
         })),
       }
     case 'umount':

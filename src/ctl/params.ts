@@ -3,23 +3,14 @@ import { LpError } from '../protocol/errno.js'
 import { MAX_LOOKUP_BATCH } from '../protocol/ops.js'
 import type { Osc } from '../osc/osc.js'
 import { importDevices, setActive } from './devices.js'
-import { globMatch } from './glob.js'
+import { getParamValues, matching, type Param, type ParamValue } from '../common/params.js'
 import { importView, stateView, timeoutsView } from './views.js'
 
 /**
  * The mount's parameters as lctl names them (`osc.<dev>.import`, `osc.<dev>.max_dirty_mb`,
  * `timeout`, ...): one table for get_param and set_param.
  */
-export interface Param {
-  path: string[]
-  get(): unknown
-  set?(value: string): void | Promise<void>
-}
-
-export interface ParamValue {
-  name: string
-  value: unknown
-}
+export type { ParamValue }
 
 const MiB = 1024 * 1024
 /** Lustre's OSC_MAX_DIRTY_MB_MAX. */
@@ -93,15 +84,8 @@ function oscParams(fs: ClientFs, osc: Osc, at: (leaf: string) => string[]): Para
   ]
 }
 
-function matching(table: Param[], pattern: string, verb: string): Param[] {
-  const found = table.filter((p) => globMatch(pattern, p.path))
-  if (!found.length) throw new LpError('ENOENT', `${verb}: no parameter matches '${pattern}'`)
-  return found
-}
-
 export function getParams(fs: ClientFs, patterns: string[]): ParamValue[] {
-  const table = paramTable(fs)
-  return patterns.flatMap((pat) => matching(table, pat, 'get_param').map((p) => ({ name: p.path.join('.'), value: p.get() })))
+  return getParamValues(paramTable(fs), patterns)
 }
 
 /** `NAME=VALUE` settings, applied in order; answers the new values. */

@@ -6,6 +6,7 @@ import { z } from 'zod'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import { serveJsonSocket } from '../common/jsonsock.js'
+import { getParamValues, paramListSchema } from '../common/params.js'
 import { nodeSocket } from '../common/rundir.js'
 import { LpError } from '../protocol/errno.js'
 import { nidHost, nidList } from '../protocol/nid.js'
@@ -21,6 +22,7 @@ import { Osp } from './osp.js'
 import { Mmp } from './target/mmp.js'
 import { readConfig, describe, type TargetConfig } from './target/config.js'
 import { Target } from './target/target.js'
+import { serverParamTable } from './params.js'
 import { serverTunables } from './tunables.js'
 
 /** A target by name, or by the directory it is mounted from (and its kind, where the MGS shares it). */
@@ -47,6 +49,7 @@ const adminRequestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('evict'), ...select, client: z.string().min(1).max(128) }),
   z.object({ cmd: z.literal('lfsck'), ...select, fix: z.boolean().optional() }),
   z.object({ cmd: z.literal('status') }),
+  z.object({ cmd: z.literal('get_param'), patterns: paramListSchema }),
 ])
 type AdminRequest = z.infer<typeof adminRequestSchema>
 
@@ -286,6 +289,8 @@ export class ServerNode {
       }
       case 'status':
         return this.status()
+      case 'get_param':
+        return getParamValues(serverParamTable(this.targets.values(), () => this.o.clock.wallNow()), req.patterns)
     }
   }
 

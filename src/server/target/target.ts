@@ -2,6 +2,7 @@ import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { Clock, Timer } from '../../common/clock.js'
 import type { Logger } from '../../common/log.js'
+import { totalLength } from '../../common/chunks.js'
 import { mkdirDurable, readJson, writeFileAtomic } from '../../common/fsutil.js'
 import { LpError, toStatus } from '../../protocol/errno.js'
 import type { TargetKind } from '../../protocol/names.js'
@@ -14,6 +15,7 @@ import { LastRcvd } from './lastrcvd.js'
 import type { Fence } from './mmp.js'
 import { Checkpoints, journalForStart } from './ondisk.js'
 import { Recovery, type RecoveryStatusView } from './recovery.js'
+import { TargetStats } from './stats.js'
 
 export interface TargetTunables {
   obdTimeoutMs: number
@@ -80,6 +82,7 @@ export class Target {
   readonly kind: TargetKind
   readonly replayable: boolean
   instance = 0
+  readonly stats: TargetStats
   private readonly exports = new Map<string, Export>()
   private recovery!: Recovery
   private committer!: Committer
@@ -95,6 +98,7 @@ export class Target {
     this.name = o.name
     this.kind = o.kind
     this.replayable = o.replayable
+    this.stats = new TargetStats(o.kind)
     this.log = o.log.child({ target: o.name })
   }
 
@@ -234,6 +238,13 @@ export class Target {
 
   /** `peer`: the NID the request came from, as the transport saw it. */
   async handle(h: ReqHeader, args: unknown, replayReply: unknown, bulk: Buffer[], peer?: string): Promise<TargetReply> {
+    const start = this.o.clock.now()
+    const r = await this.serve(h, args, replayReply, bulk, peer)
+    if (h.op in OPS) this.stats.record(h.op as OpName, this.o.clock.now() - start, r.status ? 0 : h.op === 'ost_read' ? (r.bulk?.length ?? 0) : totalLength(bulk))
+    return r
+  }
+
+  private async serve(h: ReqHeader, args: unknown, replayReply: unknown, bulk: Buffer[], peer?: string): Promise<TargetReply> {
     if (this.stopping) return this.fail(new LpError('ENODEV', `${this.name} is stopping`))
     const op = h.op as OpName
     if (op === 'connect') return this.connect(h, args as { prev_handle?: string })

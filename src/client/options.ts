@@ -1,3 +1,4 @@
+import { parseListenAddress, type ListenAddress } from '../common/metrics.js'
 import type { FuseKind } from '../fuse/binding.js'
 import { LpError } from '../protocol/errno.js'
 
@@ -23,6 +24,8 @@ export interface ClientOptions {
   fuse: FuseKind
   /** Device nodes in the mount may be opened (off with `nodev`, as mount(8)'s; libfuse's own default is off). */
   dev: boolean
+  /** Where the daemon serves /metrics (`metrics=ADDR:PORT`); none by default. */
+  metrics?: ListenAddress
 }
 
 export const DEFAULT_OPTIONS: ClientOptions = {
@@ -87,11 +90,14 @@ export function parseOptions(list: string[]): ClientOptions {
         if (v !== undefined) throw new LpError('EINVAL', `mount option '${item}': ${k} takes no value`)
         o.dev = k === 'dev'
         break
+      case 'metrics':
+        o.metrics = parseListenAddress(`mount option '${item}':`, v ?? '')
+        break
       case 'rw':
       case 'defaults':
         break
       default:
-        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev)`)
+        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev, metrics=ADDR:PORT)`)
     }
   }
   return o

@@ -15,6 +15,8 @@ export interface SpawnNodeOptions {
   log: string
   params: Record<string, string>
   discardCorruptJournal?: boolean
+  /** ADDR:PORT to serve /metrics on. */
+  metrics?: string
 }
 
 export interface Spawned {
@@ -31,6 +33,7 @@ export function spawnNode(o: SpawnNodeOptions): Promise<Spawned> {
   const args = [...DATA_PROCESS_FLAGS, NODE_MAIN, '--nid', o.nid, '--name', o.name, '--port', String(o.port), '--dir', o.dir, '--log', o.log]
   if (Object.keys(o.params).length) args.push('--params', JSON.stringify(o.params))
   if (o.discardCorruptJournal) args.push('--discard-corrupt-journal')
+  if (o.metrics) args.push('--metrics', o.metrics)
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] })
   return new Promise((resolve, reject) => {
     let settled = false

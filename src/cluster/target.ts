@@ -49,6 +49,8 @@ export interface StartOptions {
   params: Record<string, string>
   /** Start past journal damage from the last good record, logging what is dropped. */
   discardCorruptJournal?: boolean
+  /** ADDR:PORT for a new node's /metrics. */
+  metrics?: string
 }
 
 export interface Started {
@@ -73,11 +75,12 @@ export async function startTarget(o: StartOptions): Promise<Started> {
   const probe = await probeNode(nid, cfg.port)
   if (probe.state === 'hung') throw new LpError('ETIMEDOUT', `the node on ${nid} (port ${cfg.port}) does not answer its admin socket (stopped?)`)
   if (probe.state === 'up') {
+    if (o.metrics) throw new LpError('EALREADY', `the node on ${nid} already runs: its /metrics address was chosen when it started`)
     const r = await adminCall<{ targets: string[] }>(nid, cfg.port, { cmd: 'mount', dir, params: o.params, discard_corrupt_journal: o.discardCorruptJournal }, MOUNT_MS)
     return { dir, nid, node: probe.status.node, pid: probe.status.pid, targets: r.targets, spawned: false }
   }
   const name = o.name ?? parseNid(nid).host
-  const s = await spawnNode({ nid, name, port: cfg.port, dir, log: o.log ?? defaultLog(name), params: o.params, discardCorruptJournal: o.discardCorruptJournal })
+  const s = await spawnNode({ nid, name, port: cfg.port, dir, log: o.log ?? defaultLog(name), params: o.params, discardCorruptJournal: o.discardCorruptJournal, metrics: o.metrics })
   return { dir, nid, node: name, pid: s.pid, targets: s.targets, spawned: true }
 }
 

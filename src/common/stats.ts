@@ -1,8 +1,8 @@
 /**
  * The counters every layer keeps, shaped as Lustre's lprocfs keeps them: a set of named
  * counters (samples, and for a unit also min, max and sum: llite.*.stats, md_stats,
- * obdfilter.*.stats), obd_histogram's buckets (osc.*.rpc_stats), and fixed-bound latency
- * buckets that /metrics renders as Prometheus histograms. Counters only ever grow: a scraper
+ * obdfilter.*.stats), obd_histogram's buckets (osc.*.rpc_stats), and a feed of RPC
+ * latencies that /metrics observes into Prometheus histograms. Counters only ever grow: a scraper
  * sees a decrease only as a restart.
  */
 export type Unit = 'reqs' | 'usecs' | 'bytes'
@@ -109,19 +109,22 @@ export class Histogram {
   }
 }
 
-/** Upper bounds of the RPC latency buckets, seconds: a LAN round trip up to a failover's wait. */
-export const LATENCY_BOUNDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
+/**
+ * Each RPC's latency as it completes, for whoever watches (/metrics observes them into its
+ * histograms): the layer tells, it keeps no second copy.
+ */
+export type LatencyWatcher = (op: string, seconds: number) => void
 
-/** Latency samples in fixed buckets (non-cumulative counts; +Inf is count). */
-export class LatencyBuckets {
-  readonly counts = new Array<number>(LATENCY_BOUNDS.length).fill(0)
-  count = 0
-  sumSeconds = 0
+export class LatencyFeed {
+  private readonly watchers = new Set<LatencyWatcher>()
 
-  observe(seconds: number): void {
-    const i = LATENCY_BOUNDS.findIndex((b) => seconds <= b)
-    if (i >= 0) this.counts[i]! += 1
-    this.count += 1
-    this.sumSeconds += seconds
+  /** Returns the call that stops watching. */
+  watch(fn: LatencyWatcher): () => void {
+    this.watchers.add(fn)
+    return () => void this.watchers.delete(fn)
+  }
+
+  tell(op: string, seconds: number): void {
+    for (const w of this.watchers) w(op, seconds)
   }
 }

@@ -1,4 +1,4 @@
-import { LatencyBuckets } from '../common/stats.js'
+import { LatencyFeed } from '../common/stats.js'
 import type { OpName } from '../protocol/ops.js'
 
 /**
@@ -22,8 +22,7 @@ export class ImportStats {
   replayedBytes = 0
   /** Completed bulk RPCs, for the read/write data averages of `get_param osc.*.import`. */
   readonly bulk: { read: BulkAverages; write: BulkAverages } = { read: { rpcs: 0, bytes: 0, ms: 0 }, write: { rpcs: 0, bytes: 0, ms: 0 } }
-  /** Answered RPCs by op: latency buckets (their count is the RPC count). */
-  readonly latency = new Map<OpName, LatencyBuckets>()
+  readonly latency = new LatencyFeed()
   private waitMs = 0
   private answered = 0
   private everFull = false
@@ -57,9 +56,7 @@ export class ImportStats {
   answer(op: OpName, ms: number, bulkBytes?: number): void {
     this.waitMs += ms
     this.answered += 1
-    let b = this.latency.get(op)
-    if (!b) this.latency.set(op, (b = new LatencyBuckets()))
-    b.observe(ms / 1000)
+    this.latency.tell(op, ms / 1000)
     if (bulkBytes === undefined || (op !== 'ost_read' && op !== 'ost_write')) return
     const s = this.bulk[op === 'ost_read' ? 'read' : 'write']
     s.rpcs += 1

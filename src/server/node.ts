@@ -87,6 +87,7 @@ export class ServerNode {
   private readonly targets = new Map<string, Target>()
   private readonly mounts = new Map<string, Mounted>()
   private readonly starting = new Set<string>()
+  private readonly targetWatchers: Array<(t: Target) => void> = []
   /** Set once the last target stopped: the process is exiting and takes no new target. */
   private exiting = false
   private front: Front | null = null
@@ -187,6 +188,7 @@ export class ServerNode {
       this.mounts.set(dir, m)
       for (const t of m.targets) {
         this.targets.set(t.name, t)
+        for (const w of this.targetWatchers) w(t)
         t.start()
         this.log.info({ instance: t.instance }, `${t.name}: serving on ${this.o.nid}${t.recovering ? ', in recovery' : ''}`)
       }
@@ -292,6 +294,16 @@ export class ServerNode {
       case 'get_param':
         return getParamValues(serverParamTable(this.targets.values(), () => this.o.clock.wallNow()), req.patterns)
     }
+  }
+
+  served(): Iterable<Target> {
+    return this.targets.values()
+  }
+
+  /** `fn` for each target served now and each one started later (/metrics watches their latencies). */
+  watchTargets(fn: (t: Target) => void): void {
+    this.targetWatchers.push(fn)
+    for (const t of this.targets.values()) fn(t)
   }
 
   status(): unknown {

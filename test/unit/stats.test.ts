@@ -3,8 +3,10 @@
  * layers' own: ptlrpc, osc, mdc, llite), driven without network, time on a ManualClock.
  */
 import { describe, expect, it } from 'vitest'
+import { parseOptions } from '../../src/client/options.js'
 import { ManualClock } from '../../src/common/clock.js'
-import { Histogram, LATENCY_BOUNDS, LatencyBuckets, StatsSet } from '../../src/common/stats.js'
+import { parseListenAddress } from '../../src/common/metrics.js'
+import { Histogram, LatencyFeed, StatsSet } from '../../src/common/stats.js'
 import { counted, LliteStats } from '../../src/llite/stats.js'
 import { OscRpcStats } from '../../src/osc/stats.js'
 import { ImportStats } from '../../src/ptlrpc/stats.js'
@@ -46,16 +48,18 @@ describe('Histogram (obd_histogram)', () => {
   })
 })
 
-describe('LatencyBuckets', () => {
-  it('puts a sample in the first bound it fits and counts everything, beyond the last bound too', () => {
-    const b = new LatencyBuckets()
-    b.observe(0.0004)
-    b.observe(0.001)
-    b.observe(1000)
-    expect(b.counts[0]).toBe(1)
-    expect(b.counts[LATENCY_BOUNDS.indexOf(0.001)]).toBe(1)
-    expect(b.counts.reduce((a, n) => a + n, 0)).toBe(2)
-    expect([b.count, b.sumSeconds]).toEqual([3, 1000.0014])
+describe('LatencyFeed', () => {
+  it('tells every watcher each latency until it stops watching', () => {
+    const f = new LatencyFeed()
+    const a: Array<[string, number]> = []
+    const b: string[] = []
+    const stopA = f.watch((op, s) => a.push([op, s]))
+    f.watch((op) => b.push(op))
+    f.tell('ping', 0.5)
+    stopA()
+    f.tell('ost_read', 1)
+    expect(a).toEqual([['ping', 0.5]])
+    expect(b).toEqual(['ping', 'ost_read'])
   })
 })
 
@@ -86,12 +90,14 @@ describe('ImportStats', () => {
 
   it('counts answers by op with their latency, and bulk bytes of successful reads and writes', () => {
     const s = new ImportStats(() => 0)
+    const seen: Array<[string, number]> = []
+    s.latency.watch((op, sec) => seen.push([op, sec]))
     s.answer('ost_write', 4, 8192)
     s.answer('ost_write', 2)
     s.answer('ost_read', 10, 4096)
     s.answer('ping', 1, 100)
     expect(s.bulk).toEqual({ read: { rpcs: 1, bytes: 4096, ms: 10 }, write: { rpcs: 1, bytes: 8192, ms: 4 } })
-    expect(s.latency.get('ost_write')!.count).toBe(2)
+    expect(seen).toEqual([['ost_write', 0.004], ['ost_write', 0.002], ['ost_read', 0.01], ['ping', 0.001]])
     expect(s.avgWaitMs).toBe(17 / 4)
   })
 })
@@ -151,5 +157,17 @@ describe('@counted (llite.*.stats)', () => {
       unlink: { samples: 1, unit: 'usecs', min: 0, max: 0, sum: 0 },
       rmdir: { samples: 1, unit: 'usecs', min: 0, max: 0, sum: 0 },
     })
+  })
+})
+
+describe('metrics=ADDR:PORT', () => {
+  it('takes an IPv4 address, a host name or a bracketed IPv6 address, and refuses anything else in one line', () => {
+    expect(parseListenAddress('m', '127.0.0.1:9100')).toEqual({ host: '127.0.0.1', port: 9100 })
+    expect(parseListenAddress('m', 'localhost:1')).toEqual({ host: 'localhost', port: 1 })
+    expect(parseListenAddress('m', '[::1]:65535')).toEqual({ host: '::1', port: 65535 })
+    for (const bad of ['', '9100', '127.0.0.1', '127.0.0.1:0', '127.0.0.1:65536', '::1:9100', 'a b:1', 'h:1/x'])
+      expect(() => parseListenAddress("mount option 'metrics'", bad)).toThrow(/is not ADDR:PORT/)
+    expect(parseOptions(['metrics=127.0.0.2:9200']).metrics).toEqual({ host: '127.0.0.2', port: 9200 })
+    expect(parseOptions([]).metrics).toBeUndefined()
   })
 })

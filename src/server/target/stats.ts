@@ -1,11 +1,11 @@
-import { LatencyBuckets, StatsSet, type Unit } from '../../common/stats.js'
+import { LatencyFeed, StatsSet, type Unit } from '../../common/stats.js'
 import { OPS, type OpName } from '../../protocol/ops.js'
 import type { TargetKind } from '../../protocol/names.js'
 
 /**
  * A target's service counters: each request it handled, by op (Lustre's obdfilter.*.stats on
  * an OST, mdt.*.md_stats on an MDT) with its time in the target in microseconds, the bytes an
- * OST read and wrote, and the latency buckets /metrics shows. Counted when the answer leaves,
+ * OST read and wrote, and each latency for /metrics. Counted when the answer leaves,
  * whatever it says: a refused request also cost the service its time.
  */
 const PREFIX = /^(mdt|ost|mgs)_/
@@ -17,7 +17,7 @@ export function statName(op: string): string {
 
 export class TargetStats {
   readonly set: StatsSet
-  readonly latency = new Map<OpName, LatencyBuckets>()
+  readonly latency = new LatencyFeed()
 
   constructor(kind: TargetKind) {
     const units: Record<string, Unit> = kind === 'ost' ? { read_bytes: 'bytes', write_bytes: 'bytes' } : {}
@@ -29,8 +29,6 @@ export class TargetStats {
   record(op: OpName, ms: number, bytes: number): void {
     this.set.add(statName(op), ms * 1000)
     if (op === 'ost_read' || op === 'ost_write') this.set.add(op === 'ost_read' ? 'read_bytes' : 'write_bytes', bytes)
-    let b = this.latency.get(op)
-    if (!b) this.latency.set(op, (b = new LatencyBuckets()))
-    b.observe(ms / 1000)
+    this.latency.tell(statName(op), ms / 1000)
   }
 }

@@ -7,7 +7,7 @@ import { describe, formatTarget, parseParams, readConfig } from '../server/targe
 import { probeNode } from '../cluster/admin.js'
 import { refByDir, refByName, targetRequest, type TargetRef } from '../cluster/resolve.js'
 import { defaultLog, startTarget, stopTarget } from '../cluster/target.js'
-import { isListenAddress } from '../common/metrics.js'
+import { isListenAddress } from '../common/listen.js'
 import { UsageError } from './errors.js'
 
 /** Server-side admin commands, the way a Lustre admin works: format, start, stop, recovery. */

@@ -1,4 +1,4 @@
-import { parseListenAddress, type ListenAddress } from '../common/metrics.js'
+import { parseListenAddress, type ListenAddress } from '../common/listen.js'
 import type { FuseKind } from '../fuse/binding.js'
 import { LpError } from '../protocol/errno.js'
 

@@ -2,35 +2,14 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { LpError } from '../protocol/errno.js'
+import type { ListenAddress } from './listen.js'
 import type { Logger } from './log.js'
 
 /**
- * /metrics in the Prometheus text format, for the mount daemon and server nodes alike: the
- * address to bind (never a default: metrics are served only where the admin said), prom-client
- * metrics whose values are read from the layers' counters at each scrape, and the HTTP server.
+ * /metrics in the Prometheus text format, for the mount daemon and server nodes alike:
+ * prom-client metrics whose values are read from the layers' counters at each scrape, and the
+ * HTTP server (bound only where the admin said: see listen.ts).
  */
-export interface ListenAddress {
-  host: string
-  port: number
-}
-
-/** `ADDR:PORT`, `[v6addr]:PORT`: where /metrics listens. */
-export function parseListenAddress(what: string, text: string): ListenAddress {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text)
-  const port = Number(m?.[3])
-  if (!m || port < 1 || port > 65535) throw new LpError('EINVAL', `${what} '${text}' is not ADDR:PORT (e.g. 127.0.0.1:9100, [::1]:9100)`)
-  return { host: m[1] ?? m[2]!, port }
-}
-
-export function isListenAddress(text: string): boolean {
-  try {
-    parseListenAddress('', text)
-    return true
-  } catch {
-    return false
-  }
-}
-
 export type Sample<L extends string> = [labels: Record<L, string>, value: number]
 
 type Labels<L extends string> = Partial<Record<L, string>>

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest'
 import { parseOptions } from '../../src/client/options.js'
 import { ManualClock } from '../../src/common/clock.js'
-import { parseListenAddress } from '../../src/common/metrics.js'
+import { parseListenAddress } from '../../src/common/listen.js'
 import { Histogram, LatencyFeed, StatsSet } from '../../src/common/stats.js'
 import { counted, LliteStats } from '../../src/llite/stats.js'
 import { OscRpcStats } from '../../src/osc/stats.js'

@@ -4,7 +4,9 @@ import type { Device } from '../ctl/devices.js'
 import type { ParamValue } from '../ctl/params.js'
 import { withMgs } from '../mgc/oneshot.js'
 import { loadSigningKey } from '../common/keyfile.js'
-import { DEFAULT_PORT, nidList } from '../protocol/nid.js'
+import { adminCall } from '../cluster/admin.js'
+import { refByDir } from '../cluster/resolve.js'
+import { DEFAULT_PORT, formatNid, nidList, parseNid } from '../protocol/nid.js'
 import { parseTargetName, targetName } from '../protocol/names.js'
 import { registerDfCommand } from './df.js'
 import { ctl, withMount, type MountOpt } from './mountctl.js'
@@ -18,6 +20,8 @@ import { command, intArg, print } from './server.js'
 
 /** Permanent (de)activation waits for the MGS for up to obd_timeout. */
 const ACTIVATE_MS = 120_000
+/** A live node answers get_param at once. */
+const SERVER_MS = 10_000
 
 function json(v: unknown): void {
   print([JSON.stringify(v, null, 2)])
@@ -81,13 +85,17 @@ export function registerAdminCommands(program: Command): void {
       print(r.map((d) => `${String(d.index).padStart(3)} ${d.status} ${d.type} ${d.name} ${d.uuid} ${d.refcount}`))
     })
 
-  withMount(command(program, 'get_param', 'show client parameters, like lctl get_param (osc.*.import, osc.*.state, mdc.*.import, timeout, ...)'))
+  withMount(command(program, 'get_param', 'show parameters and stats, like lctl get_param: of a mount (osc.*.import, llite.*.stats, ...) or of a server node (obdfilter.*.stats, ...)'))
     .argument('<pattern...>', 'parameter names; * ? [...] glob within a component, as lctl does')
     .option('-n', 'values only')
     .option('-N', 'names only')
     .option('--json', 'print JSON')
-    .action(async (patterns: string[], o: MountOpt & { n?: boolean; N?: boolean; json?: boolean }) => {
-      const { r } = await ctl<ParamValue[]>(o, { cmd: 'get_param', patterns })
+    .option('--target <dir>', "ask the server node serving this target directory (obdfilter.*.stats, mdt.*.md_stats, *.recovery_status, *.exports), as lctl on a Lustre server")
+    .option('--node <nid>', 'ask the server node on this NID, through its admin socket on this machine')
+    .option('--port <port>', `the filesystem-wide port, with --node (default ${DEFAULT_PORT})`)
+    .action(async (patterns: string[], o: MountOpt & ServerOpt & { n?: boolean; N?: boolean; json?: boolean }) => {
+      const req = { cmd: 'get_param', patterns }
+      const r = o.target || o.node ? await serverCall<ParamValue[]>(o, req) : (await ctl<ParamValue[]>(o, req)).r
       if (o.json) return json(r)
       print(paramLines(r, o))
     })
@@ -110,6 +118,23 @@ export function registerAdminCommands(program: Command): void {
     })
 
   registerDfCommand(program)
+}
+
+interface ServerOpt {
+  target?: string
+  node?: string
+  port?: string
+}
+
+/** A request to a server node: the one serving --target's directory, or the one on --node. */
+async function serverCall<T>(o: MountOpt & ServerOpt, req: Record<string, unknown>): Promise<T> {
+  if (o.mount || (o.target && o.node)) throw new UsageError('get_param: give one of --mount, --target and --node')
+  if (o.port && !o.node) throw new UsageError('get_param: --port goes with --node')
+  if (o.target) {
+    const ref = await refByDir(o.target)
+    return adminCall<T>(ref.nid, ref.port, req, SERVER_MS)
+  }
+  return adminCall<T>(formatNid(parseNid(o.node!)), intArg('--port', o.port, 1, 65535) ?? DEFAULT_PORT, req, SERVER_MS)
 }
 
 interface MountStatus {

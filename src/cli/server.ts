@@ -7,6 +7,7 @@ import { KEY_FILE, describe, formatTarget, parseParams, readConfig } from '../se
 import { probeNode } from '../cluster/admin.js'
 import { refByDir, refByName, targetRequest, type TargetRef } from '../cluster/resolve.js'
 import { defaultLog, startTarget, stopTarget } from '../cluster/target.js'
+import { isListenAddress } from '../common/listen.js'
 import { UsageError } from './errors.js'
 import { intIn } from './parse.js'
 import { KEY_CLASSES, deriveKey, readKeyFile, writeKeyFile } from '../common/keyfile.js'
@@ -85,15 +86,17 @@ export function registerServerCommands(program: Command): void {
       'start even though the journal is damaged before its tail (a start refused with "journal damaged"): go on from the last good record; ' +
         'the transactions after it are lost, logged, and the files given up kept as journal/*.corrupt-<time>',
     )
-    .action(async (dir: string, o: { nid?: string; name?: string; log?: string; foreground?: boolean; param?: string[]; discardCorruptJournal?: boolean }) => {
+    .option('--metrics <addr:port>', 'a new node serves /metrics (Prometheus) here; none by default')
+    .action(async (dir: string, o: { nid?: string; name?: string; log?: string; foreground?: boolean; param?: string[]; discardCorruptJournal?: boolean; metrics?: string }) => {
       if (!o.nid) throw new UsageError('start: --nid is required')
       const nid = formatNid(parseNid(o.nid))
       if (o.name !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(o.name)) throw new UsageError(`start: invalid --name '${o.name}'`)
       const params = parseParams(o.param ?? [])
       if (params['failover.mode']) throw new UsageError('start: failover.mode is chosen at format time')
       const discard = o.discardCorruptJournal === true
-      if (o.foreground) return runForeground(dir, nid, o.name, o.log, params, discard)
-      const s = await startTarget({ dir, nid, name: o.name, log: o.log, params, discardCorruptJournal: discard })
+      if (o.metrics && !isListenAddress(o.metrics)) throw new UsageError(`start: --metrics '${o.metrics}' is not ADDR:PORT (e.g. 127.0.0.1:9100)`)
+      if (o.foreground) return runForeground(dir, nid, o.name, o.log, params, discard, o.metrics)
+      const s = await startTarget({ dir, nid, name: o.name, log: o.log, params, discardCorruptJournal: discard, metrics: o.metrics })
       print([`${s.targets.join(', ')}: ${s.already ? 'already ' : ''}serving on ${s.nid} (node ${s.node}, pid ${s.pid})`])
     })
 
@@ -175,6 +178,7 @@ async function runForeground(
   log: string | undefined,
   params: Record<string, string>,
   discardCorruptJournal: boolean,
+  metrics: string | undefined,
 ): Promise<void> {
   const abs = path.resolve(dir)
   const cfg = await readConfig(abs)
@@ -182,7 +186,7 @@ async function runForeground(
   if (p.state !== 'down') throw new Error(`a node already runs on ${nid} (port ${cfg.port}); without -f, 'lproxy start' mounts the target on it`)
   const { runNode } = await import('../server/main.js')
   await new Promise<void>((resolve) =>
-    runNode({ nid, name: name ?? parseNid(nid).host, port: cfg.port, log, dir: abs, params, discardCorruptJournal }, (m) => {
+    runNode({ nid, name: name ?? parseNid(nid).host, port: cfg.port, log, dir: abs, params, discardCorruptJournal, metrics }, (m) => {
       // On failure runNode exits the process itself, after this line is out.
       if (m.ok) print([`${(m.targets ?? []).join(', ')}: serving on ${nid} (pid ${process.pid}, foreground)`])
       else process.stderr.write(`lproxy: ${m.error}\n`)

@@ -7,6 +7,8 @@ import { loadSigningKey } from '../common/keyfile.js'
 import { clientSocket } from '../common/rundir.js'
 import { openFuse, type FuseBinding } from '../fuse/binding.js'
 import { serveCtl } from '../ctl/server.js'
+import { clientRegistry } from '../ctl/metrics.js'
+import { serveMetrics, type MetricsServer } from '../common/metrics.js'
 import { ClientFs } from './fs.js'
 import { parseOptions } from './options.js'
 import { mountSource } from './source.js'
@@ -48,6 +50,7 @@ export async function runDaemon(a: DaemonArgs, report: (r: DaemonReport) => void
   const log = createLogger({ name: 'client', file: a.log })
   let fs: ClientFs | null = null
   let fuse: FuseBinding | null = null
+  let metrics: MetricsServer | null = null
   let stopping = false
   const shutdown = async (code: number) => {
     if (stopping) return
@@ -57,6 +60,7 @@ export async function runDaemon(a: DaemonArgs, report: (r: DaemonReport) => void
     // whatever still waits (a request to a dead target would otherwise hold a FUSE thread,
     // and the unmount, forever).
     if (fs) await fs.llite.writeBackAll(fs.client.tunables.obdTimeoutMs).catch((e) => log.error({ err: (e as Error).message }, 'write-back at unmount failed'))
+    await metrics?.close()
     await fs?.close().catch(() => undefined)
     await fuse?.unmount().catch((e) => log.error({ err: (e as Error).message }, 'FUSE unmount failed'))
     await fsp.rm(clientSocket(a.mountpoint), { force: true })
@@ -71,6 +75,7 @@ export async function runDaemon(a: DaemonArgs, report: (r: DaemonReport) => void
     if (!key) warnings.push('no keyfile= mount option: this client\'s RPCs are not authenticated (a filesystem formatted with a key refuses them)')
     for (const w of warnings) log.warn({}, w)
     fs = await ClientFs.connect({ mgsnode: a.mgsnode, fsname: a.fsname, port: a.port, options: opts, clock: realClock, log, key })
+    if (opts.metrics) metrics = await serveMetrics(opts.metrics, clientRegistry(fs), log)
     // Unmounted from outside: a daemon left running would hold its imports, and its export on every target.
     const ended = () => {
       log.warn({ mountpoint: a.mountpoint }, 'the kernel ended the FUSE session (unmounted from outside, or the connection was aborted)')

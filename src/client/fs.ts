@@ -5,7 +5,6 @@ import { nidList } from '../protocol/nid.js'
 import type { FsConfig, TargetInfo } from '../protocol/ops.js'
 import { PtlrpcClient } from '../ptlrpc/client.js'
 import { Import } from '../ptlrpc/import.js'
-import type { PtlRequest } from '../ptlrpc/request.js'
 import type { RpcTransport } from '../ptlrpc/transport.js'
 import type { SigningKey } from '../protocol/auth.js'
 import { Mgc } from '../mgc/mgc.js'
@@ -114,22 +113,12 @@ export class ClientFs {
   }
 
   private newImport(t: TargetInfo, type: 'mdc' | 'osc'): Import {
-    const imp = new Import({ client: this.client, target: t.name, name: `${t.name}-${type}-${this.id}`, nids: t.nids, log: this.o.log })
-    const st = { requests: 0, bytes: 0 }
-    this.replayed.set(imp, st)
-    imp.on('replayed', (req: PtlRequest) => {
-      st.requests += 1
-      st.bytes += req.bytes
-    })
-    return imp
+    return new Import({ client: this.client, target: t.name, name: `${t.name}-${type}-${this.id}`, nids: t.nids, log: this.o.log })
   }
 
   get options(): ClientOptions {
     return this.o.options
   }
-
-  /** Requests (and their bulk bytes) each import replayed since the mount. */
-  readonly replayed = new Map<Import, { requests: number; bytes: number }>()
 
   imports(): Import[] {
     const out = [this.mgc.import]

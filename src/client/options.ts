@@ -1,3 +1,4 @@
+import { parseListenAddress, type ListenAddress } from '../common/listen.js'
 import type { FuseKind } from '../fuse/binding.js'
 import { LpError } from '../protocol/errno.js'
 
@@ -27,6 +28,8 @@ export interface ClientOptions {
   flags: string[]
   /** The filesystem's shared key file (fs class, or the master), 0600: RPCs are signed with it. */
   keyfile?: string
+  /** Where the daemon serves /metrics (`metrics=ADDR:PORT`); none by default. */
+  metrics?: ListenAddress
 }
 
 export const DEFAULT_OPTIONS: ClientOptions = {
@@ -108,13 +111,16 @@ export function parseOptions(list: string[]): ClientOptions {
         if (!v) throw new LpError('EINVAL', `mount option '${item}': expected keyfile=<path>`)
         o.keyfile = v
         break
+      case 'metrics':
+        o.metrics = parseListenAddress(`mount option '${item}':`, v ?? '')
+        break
       default:
         if (mountOnly(k)) break
         if (VFS_FLAGS.has(k) && v === undefined) {
           o.flags = [...o.flags.filter((f) => f !== k), k]
           break
         }
-        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev, keyfile=PATH, mount(8)'s noatime, nosuid, noexec, ro, ... and _netdev, noauto, nofail, x-systemd.*)`)
+        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev, keyfile=PATH, metrics=ADDR:PORT, mount(8)'s noatime, nosuid, noexec, ro, ... and _netdev, noauto, nofail, x-systemd.*)`)
     }
   }
   return o

@@ -18,6 +18,8 @@ export interface SpawnNodeOptions {
   discardCorruptJournal?: boolean
   /** Network namespace to run the node in (the netns cluster). */
   netns?: string
+  /** ADDR:PORT to serve /metrics on. */
+  metrics?: string
 }
 
 export interface Spawned {
@@ -34,6 +36,7 @@ export function spawnNode(o: SpawnNodeOptions): Promise<Spawned> {
   const args = [...DATA_PROCESS_FLAGS, NODE_MAIN, '--nid', o.nid, '--name', o.name, '--port', String(o.port), '--dir', o.dir, '--log', o.log]
   if (Object.keys(o.params).length) args.push('--params', JSON.stringify(o.params))
   if (o.discardCorruptJournal) args.push('--discard-corrupt-journal')
+  if (o.metrics) args.push('--metrics', o.metrics)
   const [cmd, argv] = inNetns(o.netns, process.execPath, args)
   const child = spawn(cmd, argv, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] })
   return new Promise((resolve, reject) => {

@@ -52,6 +52,8 @@ export interface StartOptions {
   discardCorruptJournal?: boolean
   /** Network namespace a new node process runs in (the netns cluster). */
   netns?: string
+  /** ADDR:PORT for a new node's /metrics. */
+  metrics?: string
 }
 
 export interface Started {
@@ -84,11 +86,12 @@ export async function startTarget(o: StartOptions): Promise<Started> {
   if (probe.state === 'up') {
     const here = probe.status.mounts.find((m) => m.dir === dir)
     if (here) return { dir, nid, node: probe.status.node, pid: probe.status.pid, targets: here.targets.map((t) => t.name), spawned: false, already: true }
+    if (o.metrics) throw new LpError('EALREADY', `the node on ${nid} already runs: its /metrics address was chosen when it started`)
     const r = await adminCall<{ targets: string[] }>(nid, cfg.port, { cmd: 'mount', dir, params: o.params, discard_corrupt_journal: o.discardCorruptJournal }, MOUNT_MS)
     return { dir, nid, node: probe.status.node, pid: probe.status.pid, targets: r.targets, spawned: false }
   }
   const name = o.name ?? parseNid(nid).host
-  const s = await spawnNode({ nid, name, port: cfg.port, dir, log: o.log ?? defaultLog(name), params: o.params, discardCorruptJournal: o.discardCorruptJournal, netns: o.netns })
+  const s = await spawnNode({ nid, name, port: cfg.port, dir, log: o.log ?? defaultLog(name), params: o.params, discardCorruptJournal: o.discardCorruptJournal, netns: o.netns, metrics: o.metrics })
   return { dir, nid, node: name, pid: s.pid, targets: s.targets, spawned: true }
 }
 

@@ -3,23 +3,14 @@ import { LpError } from '../protocol/errno.js'
 import { MAX_LOOKUP_BATCH } from '../protocol/ops.js'
 import type { Osc } from '../osc/osc.js'
 import { importDevices, setActive } from './devices.js'
-import { globMatch } from './glob.js'
+import { getParamValues, matching, type Param, type ParamValue } from '../common/params.js'
 import { importView, stateView, timeoutsView } from './views.js'
 
 /**
  * The mount's parameters as lctl names them (`osc.<dev>.import`, `osc.<dev>.max_dirty_mb`,
  * `timeout`, ...): one table for get_param and set_param.
  */
-export interface Param {
-  path: string[]
-  get(): unknown
-  set?(value: string): void | Promise<void>
-}
-
-export interface ParamValue {
-  name: string
-  value: unknown
-}
+export type { ParamValue }
 
 const MiB = 1024 * 1024
 /** Lustre's OSC_MAX_DIRTY_MB_MAX. */
@@ -42,9 +33,15 @@ export function paramTable(fs: ClientFs): Param[] {
       { path: at('timeouts'), get: () => timeoutsView(d.imp, t, fs.client.clock) },
     )
     if (d.osc) out.push(...oscParams(fs, d.osc, at))
+    if (d.type === 'mdc') out.push({ path: at('md_stats'), get: () => ({ snapshot_time: snapshot(fs), ...fs.mdc.mdStats.view() }) })
   }
-  out.push(...stataheadParams(fs))
+  out.push(...stataheadParams(fs), { path: ['llite', `${fs.config.fsname}-${fs.id}`, 'stats'], get: () => ({ snapshot_time: snapshot(fs), ...fs.llite.stats.set.view() }) })
   return out
+}
+
+/** Wall-clock seconds, as lprocfs stamps its stats files. */
+function snapshot(fs: ClientFs): number {
+  return Math.round(fs.client.clock.wallNow()) / 1000
 }
 
 /** llite.<fsname>-<id>.statahead_*, Lustre's names for the statahead tunables and counters. */
@@ -68,6 +65,7 @@ function oscParams(fs: ClientFs, osc: Osc, at: (leaf: string) => string[]): Para
       get: () => (osc.imp.deactive ? 0 : 1),
       set: async (v) => void (await setActive(fs, osc.imp.name, intValue('active', v, 0, 1) === 1, false)),
     },
+    { path: at('rpc_stats'), get: () => osc.rpcStats.view(snapshot(fs), Math.ceil(wb.cached / 4096)) },
     {
       path: at('max_rpcs_in_flight'),
       get: () => wb.tunables.maxRpcsInFlight,
@@ -86,15 +84,8 @@ function oscParams(fs: ClientFs, osc: Osc, at: (leaf: string) => string[]): Para
   ]
 }
 
-function matching(table: Param[], pattern: string, verb: string): Param[] {
-  const found = table.filter((p) => globMatch(pattern, p.path))
-  if (!found.length) throw new LpError('ENOENT', `${verb}: no parameter matches '${pattern}'`)
-  return found
-}
-
 export function getParams(fs: ClientFs, patterns: string[]): ParamValue[] {
-  const table = paramTable(fs)
-  return patterns.flatMap((pat) => matching(table, pat, 'get_param').map((p) => ({ name: p.path.join('.'), value: p.get() })))
+  return getParamValues(paramTable(fs), patterns)
 }
 
 /** `NAME=VALUE` settings, applied in order; answers the new values. */

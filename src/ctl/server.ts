@@ -1,6 +1,7 @@
 import type net from 'node:net'
 import { z } from 'zod'
 import { serveJsonSocket } from '../common/jsonsock.js'
+import { paramListSchema } from '../common/params.js'
 import { clientSocket } from '../common/rundir.js'
 import { dirLayoutSchema } from '../protocol/ops.js'
 import type { ClientFs } from '../client/fs.js'
@@ -19,7 +20,7 @@ export interface CtlContext {
   umount: () => Promise<void>
 }
 
-const strings = z.array(z.string().min(1).max(4096)).min(1).max(1024)
+const strings = paramListSchema
 /** Paths on the control socket are relative to the mount's root. */
 const fsPath = z.string().max(4096).startsWith('/', { message: 'path must be absolute within the mount' })
 const ostName = z.string().min(1).max(64)
@@ -68,8 +69,8 @@ async function handle(ctx: CtlContext, req: CtlRequest): Promise<unknown> {
           deactive: i.deactive,
           invalid: i.invalid,
           connection_attempts: i.connectionAttempts,
-          replayed_requests: fs.replayed.get(i)?.requests ?? 0,
-          replayed_bytes: fs.replayed.get(i)?.bytes ?? 0,
+          replayed_requests: i.stats.replayedRequests,
+          replayed_bytes: i.stats.replayedBytes,
         })),
       }
     case 'umount':

@@ -40,7 +40,7 @@ export function importView(imp: Import, t: Tunables, connectFlags: string[]): { 
         delayed: imp.delayedCount,
         unregistering: 0,
         timeouts: imp.timeouts,
-        avg_waittime: `${Math.round(imp.avgWaitMs * 1000)} usec`,
+        avg_waittime: `${Math.round(imp.stats.avgWaitMs * 1000)} usec`,
       },
       // No adaptive timeouts: the estimates are the fixed deadlines derived from obd_timeout.
       service_estimates: { services: `${sec(t.requestTimeoutMs)} sec`, network: `${sec(t.pingTimeoutMs)} sec` },
@@ -51,8 +51,16 @@ export function importView(imp: Import, t: Tunables, connectFlags: string[]): { 
         kept_requests: imp.replayList.length,
         kept_bytes: imp.keptBytes,
       },
-      read_data_averages: data(imp.bulkStats.read),
-      write_data_averages: data(imp.bulkStats.write),
+      // Not in Lustre's file: the counters of this import's failovers since the mount.
+      recovery: {
+        transitions: imp.stats.transitions,
+        resends: imp.stats.resends,
+        replayed_requests: imp.stats.replayedRequests,
+        replayed_bytes: imp.stats.replayedBytes,
+        stall_time: `${sec(imp.stats.stallMs)} sec`,
+      },
+      read_data_averages: data(imp.stats.bulk.read),
+      write_data_averages: data(imp.stats.bulk.write),
     },
   }
 }

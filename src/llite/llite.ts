@@ -2,7 +2,7 @@ import { isDeepStrictEqual } from 'node:util'
 import pTimeout from 'p-timeout'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
-import { slice } from '../common/chunks.js'
+import { slice, totalLength } from '../common/chunks.js'
 import { LpError, isLpError } from '../protocol/errno.js'
 import { nameError, targetError, type DirEntry, type DirLayout, type DirsChanged, type FileType, type Layout, type MdtAttr, type OpArgs } from '../protocol/ops.js'
 import type { Mdc } from '../mdc/mdc.js'
@@ -12,6 +12,7 @@ import { OpenFile, O_ACCMODE, O_APPEND, O_EXCL, O_RDONLY, O_TRUNC, O_WRONLY } fr
 import { ReadAhead } from './readahead.js'
 import { Statahead, type StataheadTunables } from './statahead.js'
 import { toStat, typeOf, type PosixStat } from './stat.js'
+import { counted, LliteStats } from './stats.js'
 
 /**
  * POSIX semantics over the MDT and the OSTs. Its calls take FIDs (the inode numbers the
@@ -87,6 +88,7 @@ export interface Statfs {
 export class Llite {
   readonly cache: MetaCache
   readonly statahead: Statahead
+  readonly stats: LliteStats
   private readonly files = new Map<number, OpenFile>()
   private nextFd = 1
   private readonly dataLostListeners: Array<(fids: number[]) => void> = []
@@ -98,6 +100,7 @@ export class Llite {
     this.lov = o.lov
     this.cache = new MetaCache(o.clock, o.attrTimeoutMs)
     this.statahead = new Statahead(o.clock, o.mdc, o.lov, this.cache, o.log, o.statahead)
+    this.stats = new LliteStats(o.clock)
   }
 
   private now(): number {
@@ -161,6 +164,7 @@ export class Llite {
 
   // ---- attributes ----
 
+  @counted('getattr')
   async stat(fid: number): Promise<PosixStat> {
     return this.statOf(await this.attr(fid))
   }
@@ -189,6 +193,7 @@ export class Llite {
    * Change attributes, as one setattr(2)-style call: mode, owner, times, size. Size goes to
    * the OSTs, times to the MDT and to the objects; unset fields stay. -1 ids are unchanged.
    */
+  @counted('setattr')
   async setattr(fid: number, s: SetAttr): Promise<PosixStat> {
     const a = await this.attr(fid)
     if (s.size !== undefined) await this.truncateAttr(a, s.size)
@@ -231,6 +236,7 @@ export class Llite {
     return n.layout!
   }
 
+  @counted('truncate')
   async ftruncate(fd: number, size: number): Promise<void> {
     await this.setattr(this.file(fd).fid, { size })
   }
@@ -248,6 +254,7 @@ export class Llite {
   }
 
   /** A directory's attributes (its parent, for '..', among them) and its entries. */
+  @counted('readdir')
   async listDir(fid: number): Promise<{ attr: MdtAttr; entries: DirEntry[] }> {
     const attr = await this.attr(fid)
     if (attr.type !== 'dir') throw new LpError('ENOTDIR', `FID ${fid} is not a directory`)
@@ -271,10 +278,12 @@ export class Llite {
     return r
   }
 
+  @counted('mkdir')
   async mkdir(parent: number, name: string, mode: number, owner?: Owner): Promise<MdtAttr> {
     return (await this.make(await this.attr(parent), name, 'dir', mode, owner)).attr
   }
 
+  @counted('symlink')
   async symlink(target: string, parent: number, name: string, owner?: Owner): Promise<MdtAttr> {
     const e = targetError(target)
     if (e) throw new LpError(e, e === 'ENAMETOOLONG' ? 'a symlink target is at most 4095 bytes' : 'not a symlink target')
@@ -285,6 +294,7 @@ export class Llite {
    * mknod(2), the type in `mode`'s S_IFMT bits: a regular file is created (and closed); a
    * FIFO, device or socket is an inode alone, with no objects and no layout.
    */
+  @counted('mknod')
   async mknod(parent: number, name: string, mode: number, rdev: number, owner?: Owner): Promise<MdtAttr> {
     const type = typeOf(mode)
     if (type === 'reg') {
@@ -298,6 +308,7 @@ export class Llite {
   }
 
   /** Remove a name (rmdir when `dir`); returns the FID it named. */
+  @counted((_parent: number, _name: string, dir?: boolean) => (dir ? 'rmdir' : 'unlink'))
   async unlink(parent: number, name: string, dir = false): Promise<number> {
     checkName(name)
     const r = await this.unsure([parent], this.onNamed(parent, name, (fid) => this.mdc.unlink(parent, name, dir, this.now(), fid)))
@@ -353,6 +364,7 @@ export class Llite {
   }
 
   /** rename(2); with `noreplace` (RENAME_NOREPLACE) an existing new name fails with EEXIST. */
+  @counted('rename')
   async rename(parent: number, name: string, newParent: number, newName: string, noreplace = false): Promise<void> {
     checkName(name)
     checkName(newName)
@@ -378,6 +390,7 @@ export class Llite {
     })
   }
 
+  @counted('link')
   async link(fid: number, newParent: number, newName: string): Promise<MdtAttr> {
     checkName(newName)
     const r = await this.unsure([newParent], this.mdc.link(fid, newParent, newName, this.now()))
@@ -414,6 +427,7 @@ export class Llite {
   }
 
   /** Create and open a regular file, placed by the directory's (or the filesystem's) default layout. */
+  @counted('create')
   async create(parent: number, name: string, mode: number, flags: number, owner?: Owner): Promise<{ fd: number; attr: MdtAttr }> {
     const p = await this.attr(parent)
     const dl = p.dir_layout ?? (await this.attr(ROOT_FID)).dir_layout
@@ -436,6 +450,7 @@ export class Llite {
   }
 
   /** Open by FID (also an unlinked file still open elsewhere, reopened through /proc). */
+  @counted('open')
   async open(fid: number, flags: number): Promise<number> {
     const a = await this.attr(fid)
     if (a.type === 'dir' && (flags & O_ACCMODE) !== O_RDONLY) throw new LpError('EISDIR', `FID ${a.fid} is a directory`)
@@ -477,6 +492,7 @@ export class Llite {
   }
 
   /** The bytes read, in pieces (as the replies brought them: joining them would be a copy). */
+  @counted('read', (r: Buffer[]) => totalLength(r))
   async read(fd: number, off: number, len: number): Promise<Buffer[]> {
     const f = this.file(fd)
     const layout = f.layout
@@ -552,6 +568,7 @@ export class Llite {
     if (e) throw e
   }
 
+  @counted('write', (n: number) => n)
   async write(fd: number, data: Buffer, off: number): Promise<number> {
     const f = this.file(fd)
     this.reportError(f)
@@ -584,6 +601,7 @@ export class Llite {
   }
 
   /** Returns once the file's data are committed on its OSTs and (unless datasync) the MDT. */
+  @counted('fsync')
   async fsync(fd: number, datasync: boolean): Promise<void> {
     const f = this.file(fd)
     await this.writeBack(f)
@@ -592,11 +610,13 @@ export class Llite {
     if (!datasync) await this.mdc.sync()
   }
 
+  @counted('fsync')
   async fsyncdir(): Promise<void> {
     await this.mdc.sync()
   }
 
   /** The last close: the MDT forgets the open (an unlinked file goes with its last one). */
+  @counted('close')
   async release(fd: number): Promise<void> {
     const f = this.file(fd)
     let failed: unknown
@@ -625,6 +645,7 @@ export class Llite {
     return this.files.size
   }
 
+  @counted('statfs')
   async statfs(): Promise<Statfs> {
     const [mdt, osts] = await Promise.all([this.mdc.statfs(), this.lov.statfs()])
     let bytes = 0

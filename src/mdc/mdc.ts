@@ -1,15 +1,59 @@
 import type { DirEntry, DirLayout, FileType, Layout, MdtAttr, OpArgs, OpReplies, StatfsReply } from '../protocol/ops.js'
 import type { Import } from '../ptlrpc/import.js'
+import type { RequestOptions } from '../ptlrpc/import.js'
+import type { RpcReply } from '../ptlrpc/request.js'
 import { currentCred } from '../common/cred.js'
+import { StatsSet } from '../common/stats.js'
+
+/** mdc.*.md_stats: the MDT RPCs this client asked for, by Lustre's names where it has one. */
+const MD_STATS = {
+  getattr: 'reqs',
+  lookup: 'reqs',
+  batch_lookup: 'reqs',
+  read_page: 'reqs',
+  create: 'reqs',
+  setattr: 'reqs',
+  link: 'reqs',
+  unlink: 'reqs',
+  rename: 'reqs',
+  open: 'reqs',
+  close: 'reqs',
+  statfs: 'reqs',
+  sync: 'reqs',
+} as const
+
+const MD_STAT_OF: Partial<Record<keyof OpReplies, keyof typeof MD_STATS>> = {
+  mdt_getattr: 'getattr',
+  mdt_lookup: 'lookup',
+  mdt_batch_lookup: 'batch_lookup',
+  mdt_readdir: 'read_page',
+  mdt_create: 'create',
+  mdt_setattr: 'setattr',
+  mdt_link: 'link',
+  mdt_unlink: 'unlink',
+  mdt_rename: 'rename',
+  mdt_open: 'open',
+  mdt_close: 'close',
+  statfs: 'statfs',
+  sync: 'sync',
+}
 
 /** The metadata client: one typed call per MDT RPC. */
 export class Mdc {
+  readonly mdStats = new StatsSet(MD_STATS)
+
   constructor(readonly imp: Import) {}
+
+  private request<O extends keyof OpReplies>(op: O, args: object, opts?: RequestOptions): Promise<RpcReply<OpReplies[O]>> {
+    const stat = MD_STAT_OF[op]
+    if (stat) this.mdStats.add(stat)
+    return this.imp.request<OpReplies[O]>(op, args, opts)
+  }
 
   /** A namespace RPC, as its caller: the MDT checks permissions with the identity it carries. */
   private async as<O extends keyof OpReplies>(op: O, args: object): Promise<OpReplies[O]> {
     const cred = currentCred()
-    return (await this.imp.request<OpReplies[O]>(op, cred ? { ...args, cred } : args)).body
+    return (await this.request(op, cred ? { ...args, cred } : args)).body
   }
 
   async getattr(fid: number): Promise<MdtAttr> {
@@ -94,15 +138,15 @@ export class Mdc {
   }
 
   async close(handle: string): Promise<void> {
-    await this.imp.request('mdt_close', { handle })
+    await this.request('mdt_close', { handle })
   }
 
   async statfs(): Promise<StatfsReply & { objects?: number }> {
-    return (await this.imp.request<OpReplies['statfs']>('statfs', {}, { noDelay: true })).body
+    return (await this.request('statfs', {}, { noDelay: true })).body
   }
 
   /** Commit the MDT (fsync of a directory, and of a file's metadata). */
   async sync(): Promise<void> {
-    await this.imp.request('sync', {})
+    await this.request('sync', {})
   }
 }

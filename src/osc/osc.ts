@@ -1,6 +1,7 @@
 import type { ObjAttr, OpArgs, OpReplies, StatfsReply } from '../protocol/ops.js'
 import type { Import } from '../ptlrpc/import.js'
-import type { Bulk } from '../protocol/wire.js'
+import { bulkLength, type Bulk } from '../protocol/wire.js'
+import { OscRpcStats } from './stats.js'
 
 /**
  * The object storage client of one OST: one typed call per RPC, and the unstable-bytes
@@ -13,6 +14,7 @@ export interface OscTunables {
 }
 
 export class Osc {
+  readonly rpcStats = new OscRpcStats()
   private syncing: Promise<void> | null = null
 
   constructor(
@@ -34,7 +36,8 @@ export class Osc {
     o: { append?: boolean; niobufs?: OpArgs<'ost_write'>['niobufs'] } = {},
   ): Promise<OpReplies['ost_write'] & { transno: number }> {
     await this.throttle()
-    const r = await this.imp.request<OpReplies['ost_write']>('ost_write', { fid, stripe, offset, mtime, ...o }, { bulk: data })
+    const end = this.rpcStats.begin('write', bulkLength(data))
+    const r = await this.imp.request<OpReplies['ost_write']>('ost_write', { fid, stripe, offset, mtime, ...o }, { bulk: data }).finally(end)
     return { ...r.body, transno: r.transno }
   }
 
@@ -51,7 +54,8 @@ export class Osc {
 
   /** The bytes, in the reply's chunks: fewer than asked where the object ends. */
   async read(fid: number, stripe: number, offset: number, length: number): Promise<Buffer[]> {
-    return (await this.imp.request('ost_read', { fid, stripe, offset, length })).bulk
+    const end = this.rpcStats.begin('read', length)
+    return (await this.imp.request('ost_read', { fid, stripe, offset, length }).finally(end)).bulk
   }
 
   async punch(fid: number, stripe: number, size: number, mtime: number): Promise<void> {

@@ -7,6 +7,7 @@ import { OPS, type ConnectReply, type OpName } from '../protocol/ops.js'
 import type { Bulk, ReqBody, ReqFlag, ReqHeader } from '../protocol/wire.js'
 import type { PtlrpcClient } from './client.js'
 import { PtlRequest, type RpcReply } from './request.js'
+import { ImportStats } from './stats.js'
 import { TransportError, type Lane, type RawReply, type Route } from './transport.js'
 
 /**
@@ -98,8 +99,7 @@ export class Import extends EventEmitter {
   /** Requests kept for replay (answered with a transno above peerCommitted), by transno. */
   readonly replayList: PtlRequest[] = []
   keptBytes = 0
-  /** Completed bulk RPCs, for the read/write data averages of `get_param osc.*.import`. */
-  readonly bulkStats = { read: { rpcs: 0, bytes: 0, ms: 0 }, write: { rpcs: 0, bytes: 0, ms: 0 } }
+  readonly stats: ImportStats
   private readonly active = new Set<PtlRequest>()
   private delayed: PtlRequest[] = []
   private recovering = false
@@ -112,8 +112,6 @@ export class Import extends EventEmitter {
   /** Callers of whenCommitted still waiting: like kept requests, they want last_committed soon. */
   private commitWaits = 0
   private lastActivity = 0
-  private waitSum = 0
-  private waitCount = 0
   private readonly c: PtlrpcClient
   private readonly log: Logger
 
@@ -124,6 +122,7 @@ export class Import extends EventEmitter {
     this.name = o.name
     this.conns = o.nids.map((nid) => ({ nid, lastTry: -Infinity, tried: false }))
     this.log = o.log.child({ target: o.target })
+    this.stats = new ImportStats(() => this.c.clock.now())
     this.history.push({ state: 'NEW', time: this.c.clock.wallNow() })
   }
 
@@ -192,10 +191,6 @@ export class Import extends EventEmitter {
     return this.delayed.length + [...this.active].filter((r) => r.phase === 'resend').length
   }
 
-  get avgWaitMs(): number {
-    return this.waitCount ? this.waitSum / this.waitCount : 0
-  }
-
   get currentNid(): string | undefined {
     return this.current?.nid
   }
@@ -252,6 +247,7 @@ export class Import extends EventEmitter {
     req.connCnt = this.connCnt
     this.active.add(req)
     const flags: ReqFlag[] = req.sent ? ['resend'] : []
+    if (req.sent) this.stats.resent()
     req.sent = true
     const ac = new AbortController()
     req.abort = ac
@@ -365,15 +361,8 @@ export class Import extends EventEmitter {
 
   private complete(req: PtlRequest, raw: RawReply): void {
     this.finish(req)
-    const took = this.c.clock.now() - req.sentAt
-    this.waitSum += took
-    this.waitCount += 1
-    if (raw.header.status === 0 && (req.op === 'ost_read' || req.op === 'ost_write')) {
-      const s = this.bulkStats[req.op === 'ost_read' ? 'read' : 'write']
-      s.rpcs += 1
-      s.bytes += req.op === 'ost_read' ? totalLength(raw.bulk) : req.bytes
-      s.ms += took
-    }
+    const ok = raw.header.status === 0
+    this.stats.answer(req.op, this.c.clock.now() - req.sentAt, ok ? (req.op === 'ost_read' ? totalLength(raw.bulk) : req.bytes) : undefined)
     const { status, transno, lastCommitted } = raw.header
     if (status === 0 && transno > 0) {
       req.transno = transno
@@ -461,6 +450,7 @@ export class Import extends EventEmitter {
     this.state = s
     this.history.push({ state: s, time: this.c.clock.wallNow() })
     if (this.history.length > HISTORY) this.history.shift()
+    this.stats.state(s)
     this.log.debug({ state: s }, `${this.target}: import ${s}`)
     this.emit('state', s)
     if (s === 'FULL') this.schedulePing()
@@ -635,7 +625,7 @@ export class Import extends EventEmitter {
         throw new ReplayRejected()
       }
       this.lastReplayTransno = req.transno
-      this.emit('replayed', req)
+      this.stats.replayed(req.bytes)
       this.committed(raw.header.lastCommitted)
     }
     stillOurs()

@@ -3,6 +3,9 @@ import { realClock } from '../common/clock.js'
 import { createLogger } from '../common/log.js'
 import { sdNotify } from '../common/sdnotify.js'
 import { parseNid, formatNid } from '../protocol/nid.js'
+import { parseListenAddress } from '../common/listen.js'
+import { serveMetrics } from '../common/metrics.js'
+import { nodeRegistry } from './metrics.js'
 import { ServerNode } from './node.js'
 
 /**
@@ -18,6 +21,8 @@ export interface NodeArgs {
   params: Record<string, string>
   /** Start past journal damage from the last good record (--discard-corrupt-journal). */
   discardCorruptJournal?: boolean
+  /** Serve /metrics here (ADDR:PORT); none by default. */
+  metrics?: string
 }
 
 export async function runNode(a: NodeArgs, report: (msg: { ok: boolean; targets?: string[]; error?: string; errno?: string }) => void): Promise<void> {
@@ -45,6 +50,7 @@ export async function runNode(a: NodeArgs, report: (msg: { ok: boolean; targets?
   })
   try {
     await node.listen()
+    if (a.metrics) await serveMetrics(parseListenAddress('--metrics', a.metrics), nodeRegistry(node, { node: a.name, nid: a.nid }), log)
     const targets = await node.mountDir(a.dir, a.params, { discardCorruptJournal: a.discardCorruptJournal })
     report({ ok: true, targets })
     // A Type=notify unit (systemd/lproxy-target@.service) is started once the target serves.
@@ -68,6 +74,7 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dis
       dir: { type: 'string' },
       params: { type: 'string' },
       'discard-corrupt-journal': { type: 'boolean' },
+      metrics: { type: 'string' },
     },
   })
   const nid = formatNid(parseNid(values.nid!))
@@ -80,6 +87,7 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dis
       dir: values.dir!,
       params: values.params ? (JSON.parse(values.params) as Record<string, string>) : {},
       discardCorruptJournal: values['discard-corrupt-journal'],
+      metrics: values.metrics,
     },
     (msg) => {
       // Disconnect only once the report is flushed, or the parent may never see it.

@@ -6,6 +6,7 @@ import { z } from 'zod'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import { serveJsonSocket } from '../common/jsonsock.js'
+import { getParamValues, paramListSchema } from '../common/params.js'
 import { nodeSocket } from '../common/rundir.js'
 import { LpError } from '../protocol/errno.js'
 import { nidHost, nidList } from '../protocol/nid.js'
@@ -23,6 +24,7 @@ import { readConfig, readTargetKey, describe, peerNids, writeConfig, type Target
 import { signingKeyOf } from '../common/keyfile.js'
 import { Guard } from './guard.js'
 import { Target } from './target/target.js'
+import { serverParamTable } from './params.js'
 import { serverTunables } from './tunables.js'
 
 /** A target by name, or by the directory it is mounted from (and its kind, where the MGS shares it). */
@@ -49,6 +51,7 @@ const adminRequestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('evict'), ...select, client: z.string().min(1).max(128) }),
   z.object({ cmd: z.literal('lfsck'), ...select, fix: z.boolean().optional() }),
   z.object({ cmd: z.literal('status') }),
+  z.object({ cmd: z.literal('get_param'), patterns: paramListSchema }),
 ])
 type AdminRequest = z.infer<typeof adminRequestSchema>
 
@@ -86,6 +89,7 @@ export class ServerNode {
   private readonly targets = new Map<string, Target>()
   private readonly mounts = new Map<string, Mounted>()
   private readonly starting = new Set<string>()
+  private readonly targetWatchers: Array<(t: Target) => void> = []
   /** Set once the last target stopped: the process is exiting and takes no new target. */
   private exiting = false
   private front: Front | null = null
@@ -192,6 +196,7 @@ export class ServerNode {
       this.mounts.set(dir, m)
       for (const t of m.targets) {
         this.targets.set(t.name, t)
+        for (const w of this.targetWatchers) w(t)
         t.start()
         this.log.info({ instance: t.instance }, `${t.name}: serving on ${this.o.nid}${t.recovering ? ', in recovery' : ''}`)
       }
@@ -303,7 +308,19 @@ export class ServerNode {
       }
       case 'status':
         return this.status()
+      case 'get_param':
+        return getParamValues(serverParamTable(this.targets.values(), () => this.o.clock.wallNow()), req.patterns)
     }
+  }
+
+  served(): Iterable<Target> {
+    return this.targets.values()
+  }
+
+  /** `fn` for each target served now and each one started later (/metrics watches their latencies). */
+  watchTargets(fn: (t: Target) => void): void {
+    this.targetWatchers.push(fn)
+    for (const t of this.targets.values()) fn(t)
   }
 
   status(): unknown {

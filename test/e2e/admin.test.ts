@@ -118,6 +118,33 @@ describe('get_param / set_param', () => {
   })
 })
 
+describe('stats', () => {
+  const value = async (pattern: string) => {
+    const r = JSON.parse(await lp(`get_param --json '${pattern}'`)) as Array<{ name: string; value: Record<string, unknown> }>
+    expect(r).toHaveLength(1)
+    return r[0]!.value
+  }
+
+  it('keeps them as Lustre does: llite.*.stats, osc.*.rpc_stats, mdc.*.md_stats, and the import recovery counters', async () => {
+    // The 3 MB file written at setup went through llite and left in write RPCs to OST0001.
+    const llite = await value('llite.*.stats')
+    expect(llite.snapshot_time).toBeCloseTo(Date.now() / 1000, -2)
+    expect(llite.write_bytes).toMatchObject({ unit: 'bytes', sum: expect.any(Number) })
+    expect((llite.write_bytes as { sum: number }).sum).toBeGreaterThanOrEqual(3_000_000)
+    for (const op of ['open', 'close', 'write', 'create', 'mkdir']) expect(llite[op], op).toMatchObject({ unit: 'usecs', samples: expect.any(Number) })
+    const rpc = (await value('osc.*OST0001*.rpc_stats')) as { pages_per_rpc: { write: Record<string, [number, number, number]> }; write_RPCs_in_flight: number }
+    const rows = Object.values(rpc.pages_per_rpc.write)
+    expect(rows.reduce((n, r) => n + r[0], 0)).toBeGreaterThan(0)
+    expect(rows.at(-1)![2]).toBe(100)
+    expect(rpc.write_RPCs_in_flight).toBe(0)
+    const md = await value('mdc.*.md_stats')
+    for (const op of ['create', 'close']) expect((md[op] as { samples: number }).samples, op).toBeGreaterThan(0)
+    const imp = (await value('osc.*OST0001*.import')) as { import: { recovery: Record<string, unknown> } }
+    expect(imp.import.recovery).toMatchObject({ resends: 0, replayed_requests: 0, stall_time: '0 sec' })
+    expect(imp.import.recovery.transitions).toBeGreaterThanOrEqual(2)
+  })
+})
+
 describe('statahead', () => {
   /** Stat f0..f299 in order, in one process; the kernel forgets its dentries first, so each stat is a LOOKUP. */
   const statAll = async (d: string) => {

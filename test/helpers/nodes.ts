@@ -94,6 +94,8 @@ export interface StartOptions {
   params?: Record<string, string>
   /** How long to wait for the node's IPC report. */
   timeoutMs?: number
+  /** ADDR:PORT where the node serves /metrics. */
+  metrics?: string
 }
 
 export class NodeStartError extends Error {
@@ -172,6 +174,7 @@ export async function startNode(o: StartOptions): Promise<NodeProc> {
   if (!existsSync(NODE_MAIN)) throw new Error(`${NODE_MAIN} is missing: build first (npx tsc -p tsconfig.json)`)
   const args = ['--nid', o.nid, '--port', String(o.port), '--dir', o.dir, '--log', o.log ?? path.join(path.dirname(o.dir), `${o.nid}.log`)]
   if (o.params) args.push('--params', JSON.stringify(o.params))
+  if (o.metrics) args.push('--metrics', o.metrics)
   armSafetyNet()
   const child = fork(NODE_MAIN, args, { env: process.env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   children.add(child)

@@ -54,6 +54,8 @@ export interface TierOptions {
   recoveryHard?: number
   /** Where the targets and logs live (e.g. a loop-mounted filesystem); default a temp dir. */
   dir?: string
+  /** Each node serves /metrics on its own address at this port. */
+  metricsPort?: number
 }
 
 export type RecoveryView = RecoveryStatusView & { target: string }
@@ -111,6 +113,11 @@ export class Tier {
     return `${this.o.net}.${HOSTS[node]}@tcp`
   }
 
+  /** Where `node` serves /metrics (with the metricsPort option). */
+  metricsAddress(node: NodeName): string {
+    return `${this.o.net}.${HOSTS[node]}:${this.o.metricsPort}`
+  }
+
   get mgsnode(): string {
     return `${this.nid('mds1')}:${this.nid('mds2')}`
   }
@@ -132,7 +139,8 @@ export class Tier {
 
   /** Start `key` on `node` (a new node process); resolves once it serves (MMP checked). */
   async start(key: TargetKey, node: NodeName): Promise<NodeProc> {
-    const n = await this.nodes.start({ nid: this.nid(node), port: this.o.port, dir: this.dir(key), log: this.log(node) })
+    const metrics = this.o.metricsPort ? this.metricsAddress(node) : undefined
+    const n = await this.nodes.start({ nid: this.nid(node), port: this.o.port, dir: this.dir(key), log: this.log(node), metrics })
     this.at.set(key, n)
     return n
   }

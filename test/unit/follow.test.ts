@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { describe, expect, it } from 'vitest'
-import { globMatch, paramPath } from '../../src/ctl/glob.js'
+import { globMatch, paramPath } from '../../src/common/glob.js'
 import { followMgs } from '../../src/mgc/follow.js'
 import type { Mgc } from '../../src/mgc/mgc.js'
 import type { FsConfig, IrEvent } from '../../src/protocol/ops.js'

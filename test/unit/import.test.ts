@@ -561,6 +561,10 @@ describe('the replay list', () => {
     // Still kept until the new target commits them.
     expect(w.imp.replayList.map((r) => r.transno)).toEqual([2, 3, 4])
     expect(w.invalidations).toEqual([])
+    // What get_param *.import and /metrics count of it: two replays of 500 bytes, two resends, two FULLs.
+    expect(w.imp.stats).toMatchObject({ replayedRequests: 2, replayedBytes: 500, resends: 2 })
+    expect(w.imp.stats.entered.get('FULL')).toBe(2)
+    expect(w.imp.stats.transitions).toBe(w.states.length)
   })
 
   it('logs loudly when the target went back in time', async () => {

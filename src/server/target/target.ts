@@ -2,6 +2,7 @@ import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { Clock, Timer } from '../../common/clock.js'
 import type { Logger } from '../../common/log.js'
+import { totalLength } from '../../common/chunks.js'
 import { mkdirDurable, readJson, writeFileAtomic } from '../../common/fsutil.js'
 import { LpError, toStatus } from '../../protocol/errno.js'
 import type { TargetKind } from '../../protocol/names.js'
@@ -16,6 +17,7 @@ import { LastRcvd } from './lastrcvd.js'
 import type { Fence } from './mmp.js'
 import { Checkpoints, journalForStart } from './ondisk.js'
 import { Recovery, type RecoveryStatusView } from './recovery.js'
+import { TargetStats } from './stats.js'
 
 export interface TargetTunables {
   obdTimeoutMs: number
@@ -84,6 +86,7 @@ export class Target {
   readonly kind: TargetKind
   readonly replayable: boolean
   instance = 0
+  readonly stats: TargetStats
   private readonly exports = new Map<string, Export>()
   private recovery!: Recovery
   private committer!: Committer
@@ -99,6 +102,7 @@ export class Target {
     this.name = o.name
     this.kind = o.kind
     this.replayable = o.replayable
+    this.stats = new TargetStats(o.kind)
     this.log = o.log.child({ target: o.name })
   }
 
@@ -245,6 +249,13 @@ export class Target {
    * the shared key that signed it (null: a filesystem without a key).
    */
   async handle(h: ReqHeader, args: unknown, replayReply: unknown, bulk: Buffer[], peer?: string, signer: KeyClass | null = null): Promise<TargetReply> {
+    const start = this.o.clock.now()
+    const r = await this.serve(h, args, replayReply, bulk, peer, signer)
+    if (h.op in OPS) this.stats.record(h.op as OpName, this.o.clock.now() - start, r.status ? 0 : h.op === 'ost_read' ? (r.bulk?.length ?? 0) : totalLength(bulk))
+    return r
+  }
+
+  private async serve(h: ReqHeader, args: unknown, replayReply: unknown, bulk: Buffer[], peer: string | undefined, signer: KeyClass | null): Promise<TargetReply> {
     if (this.stopping) return this.fail(new LpError('ENODEV', `${this.name} is stopping`))
     const op = h.op as OpName
     if (op === 'connect') return this.connect(h, args as { prev_handle?: string }, signer)

@@ -1,3 +1,4 @@
+import type { TlsMaterial } from '../common/tls.js'
 import type { Bulk, ReplyHeader, ReqBody, ReqHeader } from '../protocol/wire.js'
 
 /** What every LND shares: the seam imports use, its failure kinds and its routes (see transport.ts). */
@@ -53,6 +54,8 @@ export interface TransportOptions {
   port: number
   /** io connections per peer and import (HTTP: one request each at a time; tcp: many each). */
   connections?: number
+  /** Mutual TLS to every peer (common/tls.ts): this side's certificate, the server's checked against the CA. */
+  tls?: TlsMaterial
 }
 
 /** A peer's answer: served (code 200), or refused at the protocol level, on either transport. */

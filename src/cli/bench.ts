@@ -24,6 +24,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--net <a.b.c>', 'loopback /24 of the embedded cluster', BENCH_NET)
     .option('--port <port>', 'port of the embedded cluster', String(DEFAULT_PORT))
     .option('--timeout <s>', "obd_timeout (sys.timeout) of the embedded cluster's servers and client; the recovery window scales with it (default: the cluster's, 100)")
+    .option('--tls', 'the embedded cluster with mutual TLS everywhere (cluster up --tls), to measure its cost')
     .option('--size <size>', 'bytes per sequential job, shared by its streams (k, M, G)', '1G')
     .option('--jobs <list>', `comma-separated, in order: ${JOB_NAMES.join(',')}`, JOB_NAMES.join(','))
     .option('--rand-size <size>', 'file size of the 4 KiB random writer', '256M')
@@ -63,6 +64,7 @@ export function registerBenchCommand(program: Command): void {
         net: o.net,
         port: intArg('--port', o.port, 1, 65535)!,
         params: timeout === undefined ? {} : { 'sys.timeout': String(timeout) },
+        tls: !!o.tls,
         stripeCount,
         workload: {
           jobs,
@@ -132,6 +134,7 @@ interface BenchCli {
   net: string
   port: string
   timeout?: string
+  tls?: boolean
   size: string
   jobs: string
   randSize: string

@@ -28,6 +28,7 @@ export function registerClusterCommands(program: Command): void {
     .option('--failout <ostN>', 'format this OST with failover.mode=failout (repeatable)', collect)
     .option('--param <key=value>', 'target parameter for every start, e.g. root_squash=65534:65534, nosquash_nids=127.0.0.1@tcp (repeatable)', collect)
     .option('--reformat', 'erase and format every target again')
+    .option('--tls', 'mutual TLS everywhere: a CA and per-node certificates in <dir>/tls, targets formatted with tls=required (kept until --reformat)')
     .action(async (o: UpCli) => {
       const t0 = Date.now()
       const params = parseParams(o.param ?? [])
@@ -47,6 +48,7 @@ export function registerClusterCommands(program: Command): void {
         params,
         failout: o.failout,
         reformat: !!o.reformat,
+        tls: !!o.tls,
       })
       for (const w of r.warnings) process.stderr.write(`lproxy: warning: ${w}\n`)
       const lines = r.formatted.length ? [`formatted ${r.formatted.join(', ')} in ${r.dir}/targets`] : []
@@ -112,6 +114,7 @@ interface UpCli {
   failout?: string[]
   param?: string[]
   reformat?: boolean
+  tls?: boolean
 }
 
 function moveLines(r: MoveResult): string[] {

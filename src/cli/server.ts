@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs'
 import path from 'node:path'
 import type { Command } from 'commander'
+import { tlsFiles, type TlsFiles } from '../common/tls.js'
 import { formatNid, parseNid } from '../protocol/nid.js'
 import { parseTargetName } from '../protocol/names.js'
 import { describe, formatTarget, parseParams, readConfig } from '../server/target/config.js'
@@ -67,15 +68,19 @@ export function registerServerCommands(program: Command): void {
       'start even though the journal is damaged before its tail (a start refused with "journal damaged"): go on from the last good record; ' +
         'the transactions after it are lost, logged, and the files given up kept as journal/*.corrupt-<time>',
     )
-    .action(async (dir: string, o: { nid?: string; name?: string; log?: string; foreground?: boolean; param?: string[]; discardCorruptJournal?: boolean }) => {
+    .option('--tls-ca <file>', "mutual TLS: the filesystem's CA certificate (PEM); the port then refuses plaintext")
+    .option('--tls-cert <file>', "mutual TLS: this node's certificate, signed by the CA, with the NID's address as an IP SAN")
+    .option('--tls-key <file>', "mutual TLS: this node's key (mode 0600)")
+    .action(async (dir: string, o: { nid?: string; name?: string; log?: string; foreground?: boolean; param?: string[]; discardCorruptJournal?: boolean } & TlsOpts) => {
       if (!o.nid) throw new UsageError('start: --nid is required')
       const nid = formatNid(parseNid(o.nid))
       if (o.name !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(o.name)) throw new UsageError(`start: invalid --name '${o.name}'`)
       const params = parseParams(o.param ?? [])
       if (params['failover.mode']) throw new UsageError('start: failover.mode is chosen at format time')
       const discard = o.discardCorruptJournal === true
-      if (o.foreground) return runForeground(dir, nid, o.name, o.log, params, discard)
-      const s = await startTarget({ dir, nid, name: o.name, log: o.log, params, discardCorruptJournal: discard })
+      const tls = tlsOption(o)
+      if (o.foreground) return runForeground(dir, nid, o.name, o.log, params, discard, tls)
+      const s = await startTarget({ dir, nid, name: o.name, log: o.log, params, discardCorruptJournal: discard, tls })
       print([`${s.targets.join(', ')}: serving on ${s.nid} (node ${s.node}, pid ${s.pid})`])
     })
 
@@ -156,6 +161,7 @@ async function runForeground(
   log: string | undefined,
   params: Record<string, string>,
   discardCorruptJournal: boolean,
+  tls: TlsFiles | undefined,
 ): Promise<void> {
   const abs = path.resolve(dir)
   const cfg = await readConfig(abs)
@@ -163,7 +169,7 @@ async function runForeground(
   if (p.state !== 'down') throw new Error(`a node already runs on ${nid} (port ${cfg.port}); without -f, 'lproxy start' mounts the target on it`)
   const { runNode } = await import('../server/main.js')
   await new Promise<void>((resolve) =>
-    runNode({ nid, name: name ?? parseNid(nid).host, port: cfg.port, log, dir: abs, params, discardCorruptJournal }, (m) => {
+    runNode({ nid, name: name ?? parseNid(nid).host, port: cfg.port, log, dir: abs, params, discardCorruptJournal, tls }, (m) => {
       // On failure runNode exits the process itself, after this line is out.
       if (m.ok) print([`${(m.targets ?? []).join(', ')}: serving on ${nid} (pid ${process.pid}, foreground)`])
       else process.stderr.write(`lproxy: ${m.error}\n`)
@@ -173,6 +179,18 @@ async function runForeground(
 }
 
 // ---- parsing helpers shared with the cluster commands ----
+
+export interface TlsOpts {
+  tlsCa?: string
+  tlsCert?: string
+  tlsKey?: string
+}
+
+/** --tls-ca, --tls-cert and --tls-key: all three or none; relative paths are the caller's (a node runs elsewhere). */
+export function tlsOption(o: TlsOpts): TlsFiles | undefined {
+  const f = tlsFiles({ ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey }, '--tls-ca, --tls-cert and --tls-key')
+  return f && { ca: path.resolve(f.ca), cert: path.resolve(f.cert), key: path.resolve(f.key) }
+}
 
 /** A subcommand whose parse errors are one `lproxy: ...` line, like every other failure. */
 export function command(parent: Command, name: string, description: string): Command {

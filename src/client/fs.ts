@@ -1,5 +1,6 @@
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
+import { loadTls, type TlsMaterial } from '../common/tls.js'
 import { LpError, errnoOf } from '../protocol/errno.js'
 import { nidList } from '../protocol/nid.js'
 import type { FsConfig, TargetInfo } from '../protocol/ops.js'
@@ -41,8 +42,11 @@ export class ClientFs {
   llite!: Llite
   readonly id: string
 
-  private constructor(private readonly o: ClientFsOptions) {
-    this.client = new PtlrpcClient(o.clock, o.log, o.port, { transport: o.transport })
+  private constructor(
+    private readonly o: ClientFsOptions,
+    tls: TlsMaterial | undefined,
+  ) {
+    this.client = new PtlrpcClient(o.clock, o.log, o.port, { transport: o.transport, tls })
     this.client.tunables.timeout = o.options.timeout
     this.id = this.client.uuid.slice(0, 8)
     this.mgc = new Mgc(this.client, nidList(o.mgsnode), o.log, `MGC${nidList(o.mgsnode)[0]}`)
@@ -50,7 +54,7 @@ export class ClientFs {
 
   /** Read the configuration from the MGS and connect every import; returns once the MDT is FULL. */
   static async connect(o: ClientFsOptions): Promise<ClientFs> {
-    const fs = new ClientFs(o)
+    const fs = new ClientFs(o, o.options.tls && (await loadTls(o.options.tls)))
     try {
       await fs.setup()
       return fs

@@ -1,3 +1,5 @@
+import path from 'node:path'
+import { tlsFiles, type TlsFiles } from '../common/tls.js'
 import type { FuseKind } from '../fuse/binding.js'
 import { LpError } from '../protocol/errno.js'
 
@@ -23,6 +25,8 @@ export interface ClientOptions {
   fuse: FuseKind
   /** Device nodes in the mount may be opened (off with `nodev`, as mount(8)'s; libfuse's own default is off). */
   dev: boolean
+  /** Mutual TLS to every node (`tls,ca=PATH,cert=PATH,key=PATH`): the client's certificate, the nodes' checked against the CA. */
+  tls?: TlsFiles
 }
 
 export const DEFAULT_OPTIONS: ClientOptions = {
@@ -39,7 +43,9 @@ export const DEFAULT_OPTIONS: ClientOptions = {
 }
 
 export function parseOptions(list: string[]): ClientOptions {
-  const o = { ...DEFAULT_OPTIONS }
+  const o: ClientOptions = { ...DEFAULT_OPTIONS }
+  let tls = false
+  const files: { ca?: string; cert?: string; key?: string } = {}
   for (const item of list.flatMap((s) => s.split(',')).filter(Boolean)) {
     const [k, v] = item.split('=', 2) as [string, string | undefined]
     const num = () => {
@@ -87,12 +93,26 @@ export function parseOptions(list: string[]): ClientOptions {
         if (v !== undefined) throw new LpError('EINVAL', `mount option '${item}': ${k} takes no value`)
         o.dev = k === 'dev'
         break
+      case 'tls':
+        if (v !== undefined) throw new LpError('EINVAL', `mount option '${item}': tls takes no value`)
+        tls = true
+        break
+      case 'ca':
+      case 'cert':
+      case 'key':
+        if (!v) throw new LpError('EINVAL', `mount option '${item}': expected ${k}=<path>`)
+        // The mount daemon may start elsewhere: a relative path is the caller's.
+        files[k] = path.resolve(v)
+        break
       case 'rw':
       case 'defaults':
         break
       default:
-        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev)`)
+        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev, tls, ca=PATH, cert=PATH, key=PATH)`)
     }
   }
+  const named = Object.keys(files).length > 0
+  if (named !== tls) throw new LpError('EINVAL', tls ? 'mount option tls needs ca=PATH, cert=PATH and key=PATH' : 'the mount options ca=, cert= and key= go with tls')
+  o.tls = tlsFiles(files, 'the mount options ca=, cert= and key=')
   return o
 }

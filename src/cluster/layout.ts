@@ -1,6 +1,7 @@
 import path from 'node:path'
 import { z } from 'zod'
 import { readJson, writeFileAtomic } from '../common/fsutil.js'
+import type { TlsFiles } from '../common/tls.js'
 import { DEFAULT_PORT } from '../protocol/nid.js'
 import { targetName } from '../protocol/names.js'
 import type { FormatOptions } from '../server/target/config.js'
@@ -52,6 +53,8 @@ export interface ClusterFile {
   params: Record<string, string>
   /** Short names of the OSTs formatted with failover.mode=failout. */
   failout: string[]
+  /** Made with `up --tls`: mutual TLS everywhere, certificates in <dir>/tls. */
+  tls?: boolean
 }
 
 const pid = z.number().int().min(1).optional()
@@ -65,6 +68,7 @@ const clusterFileSchema: z.ZodType<ClusterFile> = z.object({
   mount: z.object({ mountpoint: z.string(), enabled: z.boolean(), pid, pidStart: z.number().min(0).optional() }),
   params: z.record(z.string(), z.string()),
   failout: z.array(z.string()),
+  tls: z.boolean().optional(),
 })
 
 export const CLUSTER_FILE = 'cluster.json'
@@ -84,7 +88,16 @@ export function logOf(dir: string, node: string): string {
   return path.join(dir, 'logs', `${node}.log`)
 }
 
-export function newClusterFile(o: { dir: string; net: string; port: number; mountpoint: string; mount: boolean; params: Record<string, string>; failout: string[] }): ClusterFile {
+export function newClusterFile(o: {
+  dir: string
+  net: string
+  port: number
+  mountpoint: string
+  mount: boolean
+  params: Record<string, string>
+  failout: string[]
+  tls: boolean
+}): ClusterFile {
   const t = (names: string[], sub: string, primary: string, failover: string): ClusterTarget => ({
     names,
     dir: path.join(o.dir, 'targets', sub),
@@ -105,6 +118,7 @@ export function newClusterFile(o: { dir: string; net: string; port: number; moun
     mount: { mountpoint: o.mountpoint, enabled: o.mount },
     params: o.params,
     failout: o.failout,
+    tls: o.tls,
   }
 }
 
@@ -114,6 +128,7 @@ export function formatOptions(cf: ClusterFile, key: string, reformat: boolean): 
   const nid = (n: string) => cf.nodes[n]!.nid
   const params = Object.entries(cf.params).map(([k, v]) => `${k}=${v}`)
   if (cf.failout.includes(key)) params.push('failover.mode=failout')
+  if (cf.tls) params.push('tls=required')
   const common = { dir: t.dir, fsname: cf.fsname, failnodes: [nid(t.failover)], port: cf.port, params, reformat }
   if (key === 'mdt0') return { ...common, mgs: true, mdt: true, ost: false, index: 0 }
   return { ...common, mgs: false, mdt: false, ost: true, index: Number(key.slice(3)), mgsnode: mgsSpec(cf) }
@@ -129,4 +144,15 @@ export async function readClusterFile(dir: string): Promise<ClusterFile | undefi
 
 export async function writeClusterFile(dir: string, cf: ClusterFile): Promise<void> {
   await writeFileAtomic(path.join(dir, CLUSTER_FILE), JSON.stringify(cf, null, 2) + '\n')
+}
+
+export const TLS_DIR = 'tls'
+/** The mount's certificate: a client has no address of its own to name. */
+export const CLIENT_CERT = 'client'
+
+/** The certificate files of a node, or of the mount (`client`), in a cluster made with --tls. */
+export function tlsOf(dir: string, cf: ClusterFile, name: string): TlsFiles | undefined {
+  if (!cf.tls) return undefined
+  const d = path.join(dir, TLS_DIR)
+  return { ca: path.join(d, 'ca.crt'), cert: path.join(d, `${name}.crt`), key: path.join(d, `${name}.key`) }
 }

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { LpError, type ErrnoName } from '../protocol/errno.js'
 import { DATA_PROCESS_FLAGS } from '../common/v8flags.js'
+import type { TlsFiles } from '../common/tls.js'
 
 /**
  * Starting a server node as a detached daemon: it outlives the command that started it, and
@@ -15,6 +16,7 @@ export interface SpawnNodeOptions {
   log: string
   params: Record<string, string>
   discardCorruptJournal?: boolean
+  tls?: TlsFiles
 }
 
 export interface Spawned {
@@ -31,6 +33,7 @@ export function spawnNode(o: SpawnNodeOptions): Promise<Spawned> {
   const args = [...DATA_PROCESS_FLAGS, NODE_MAIN, '--nid', o.nid, '--name', o.name, '--port', String(o.port), '--dir', o.dir, '--log', o.log]
   if (Object.keys(o.params).length) args.push('--params', JSON.stringify(o.params))
   if (o.discardCorruptJournal) args.push('--discard-corrupt-journal')
+  if (o.tls) args.push(...tlsArgs(o.tls))
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] })
   return new Promise((resolve, reject) => {
     let settled = false
@@ -54,4 +57,9 @@ export function spawnNode(o: SpawnNodeOptions): Promise<Spawned> {
       done(failure ?? new Error(`node ${o.name} (${o.nid}) exited (${sig ?? `code ${code}`}) before reporting; see ${o.log}`)),
     )
   })
+}
+
+/** A node's TLS files as its command line takes them. */
+export function tlsArgs(f: TlsFiles): string[] {
+  return ['--tls-ca', f.ca, '--tls-cert', f.cert, '--tls-key', f.key]
 }

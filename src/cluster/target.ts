@@ -1,4 +1,5 @@
 import path from 'node:path'
+import type { TlsFiles } from '../common/tls.js'
 import { LpError } from '../protocol/errno.js'
 import { formatNid, parseNid } from '../protocol/nid.js'
 import { readConfig, describe, type TargetConfig } from '../server/target/config.js'
@@ -49,6 +50,8 @@ export interface StartOptions {
   params: Record<string, string>
   /** Start past journal damage from the last good record, logging what is dropped. */
   discardCorruptJournal?: boolean
+  /** Mutual TLS for a node started for it; a running node must be as secure as asked. */
+  tls?: TlsFiles
 }
 
 export interface Started {
@@ -73,11 +76,13 @@ export async function startTarget(o: StartOptions): Promise<Started> {
   const probe = await probeNode(nid, cfg.port)
   if (probe.state === 'hung') throw new LpError('ETIMEDOUT', `the node on ${nid} (port ${cfg.port}) does not answer its admin socket (stopped?)`)
   if (probe.state === 'up') {
+    if (probe.status.tls !== (o.tls !== undefined))
+      throw new LpError('EINVAL', `the node on ${nid} runs ${probe.status.tls ? 'with' : 'without'} TLS; stop it first to start ${dir} ${o.tls ? 'with' : 'without'} TLS`)
     const r = await adminCall<{ targets: string[] }>(nid, cfg.port, { cmd: 'mount', dir, params: o.params, discard_corrupt_journal: o.discardCorruptJournal }, MOUNT_MS)
     return { dir, nid, node: probe.status.node, pid: probe.status.pid, targets: r.targets, spawned: false }
   }
   const name = o.name ?? parseNid(nid).host
-  const s = await spawnNode({ nid, name, port: cfg.port, dir, log: o.log ?? defaultLog(name), params: o.params, discardCorruptJournal: o.discardCorruptJournal })
+  const s = await spawnNode({ nid, name, port: cfg.port, dir, log: o.log ?? defaultLog(name), params: o.params, discardCorruptJournal: o.discardCorruptJournal, tls: o.tls })
   return { dir, nid, node: name, pid: s.pid, targets: s.targets, spawned: true }
 }
 

@@ -4,8 +4,9 @@ import { mountFs } from '../client/mount.js'
 import { formatTarget, readConfig, type TargetConfig } from '../server/target/config.js'
 import { clusterDown } from './down.js'
 import {
-  checkNet, DEFAULT_NET, DEFAULT_PORT, formatOptions, logOf, mgsSpec, newClusterFile, readClusterFile, OSTS, type ClusterFile,
+  checkNet, CLIENT_CERT, DEFAULT_NET, DEFAULT_PORT, formatOptions, logOf, mgsSpec, newClusterFile, readClusterFile, tlsOf, OSTS, type ClusterFile,
 } from './layout.js'
+import { ensureClusterPki } from './pki.js'
 import { LocalCluster, type Placement } from './local.js'
 import { startTime } from './proc.js'
 import { clusterStatus, running } from './status.js'
@@ -26,6 +27,8 @@ export interface UpOptions {
   /** OSTs to format with failover.mode=failout; unset: as formatted. */
   failout?: string[]
   reformat: boolean
+  /** Mutual TLS everywhere (kept by later runs until --reformat). */
+  tls?: boolean
 }
 
 export interface UpResult {
@@ -50,10 +53,13 @@ export async function clusterUp(o: UpOptions): Promise<UpResult> {
   if (old && !o.reformat && (net !== old.net || port !== old.port))
     throw new Error(`${dir} holds a cluster formatted for net ${old.net}, port ${old.port}: use those, or --reformat`)
   const mountpoint = path.resolve(o.mountpoint ?? old?.mount.mountpoint ?? path.join(dir, 'mnt'))
-  const lc = new LocalCluster(dir, newClusterFile({ dir, net, port, mountpoint, mount: o.mount, params: { ...old?.params, ...o.params }, failout: [] }))
+  // Targets formatted with tls=required refuse a plaintext node: TLS stays until --reformat.
+  const tls = o.tls === true || (!o.reformat && old?.tls === true)
+  const lc = new LocalCluster(dir, newClusterFile({ dir, net, port, mountpoint, mount: o.mount, params: { ...old?.params, ...o.params }, failout: [], tls }))
   const failout = o.failout?.map((name) => ostKey(lc, name))
 
   await fsp.mkdir(path.join(dir, 'logs'), { recursive: true })
+  if (tls) await ensureClusterPki(lc, o.reformat || old?.tls !== true)
   const formatted = await formatAll(lc, failout, o.reformat)
   await lc.save()
 
@@ -74,10 +80,11 @@ export async function clusterUp(o: UpOptions): Promise<UpResult> {
     try {
       await fsp.mkdir(mountpoint, { recursive: true })
       const timeout = lc.cf.params['sys.timeout']
+      const certs = tlsOf(dir, lc.cf, CLIENT_CERT)
       const info = await mountFs({
         mgsnode: mgsSpec(lc.cf),
         mountpoint,
-        options: timeout ? [`timeout=${timeout}`] : [],
+        options: [...(timeout ? [`timeout=${timeout}`] : []), ...(certs ? [`tls,ca=${certs.ca},cert=${certs.cert},key=${certs.key}`] : [])],
         log: logOf(dir, 'client'),
         port,
       })

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs'
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto'
 import type tls from 'node:tls'
+import { LpError } from '../protocol/errno.js'
 
 /**
  * TLS material of one node or client: the filesystem's CA, its own certificate and key.
@@ -23,8 +24,6 @@ export interface TlsMaterial {
   name: string
 }
 
-export class TlsConfigError extends Error {}
-
 /** Our own protocols at both ends: nothing older to talk to. */
 const MIN_VERSION = 'TLSv1.3'
 
@@ -32,7 +31,7 @@ const MIN_VERSION = 'TLSv1.3'
 export function tlsFiles(o: { ca?: string; cert?: string; key?: string }, what: string): TlsFiles | undefined {
   const given = [o.ca, o.cert, o.key].filter((v) => v !== undefined && v !== '').length
   if (given === 0) return undefined
-  if (given < 3) throw new TlsConfigError(`TLS needs all three of ${what}`)
+  if (given < 3) throw new LpError('EINVAL', `TLS needs all three of ${what}`)
   return { ca: o.ca!, cert: o.cert!, key: o.key! }
 }
 
@@ -46,12 +45,12 @@ export async function loadTls(f: TlsFiles): Promise<TlsMaterial> {
     try {
       return await fsp.readFile(file)
     } catch (e) {
-      throw new TlsConfigError(`cannot read the TLS ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+      throw new LpError('EINVAL', `cannot read the TLS ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
     }
   }
   const st = await fsp.stat(f.key).catch(() => null)
   if (st && (st.mode & 0o077) !== 0)
-    throw new TlsConfigError(`TLS key ${f.key} is readable by others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`)
+    throw new LpError('EINVAL', `TLS key ${f.key} is readable by others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`)
   const [ca, cert, key] = await Promise.all([read(f.ca, 'CA'), read(f.cert, 'certificate'), read(f.key, 'key')])
   const caCert = parse(ca, f.ca, 'CA certificate')
   const own = parse(cert, f.cert, 'certificate')
@@ -59,13 +58,13 @@ export async function loadTls(f: TlsFiles): Promise<TlsMaterial> {
   try {
     pkey = createPrivateKey(key)
   } catch (e) {
-    throw new TlsConfigError(`${f.key} is not a PEM private key: ${(e as Error).message}`)
+    throw new LpError('EINVAL', `${f.key} is not a PEM private key: ${(e as Error).message}`)
   }
-  if (!own.checkPrivateKey(pkey)) throw new TlsConfigError(`${f.key} is not the key of the certificate ${f.cert}`)
-  if (!own.verify(caCert.publicKey)) throw new TlsConfigError(`${f.cert} is not signed by the CA ${f.ca}`)
+  if (!own.checkPrivateKey(pkey)) throw new LpError('EINVAL', `${f.key} is not the key of the certificate ${f.cert}`)
+  if (!own.verify(caCert.publicKey)) throw new LpError('EINVAL', `${f.cert} is not signed by the CA ${f.ca}`)
   const now = Date.now()
   for (const [c, file] of [[caCert, f.ca], [own, f.cert]] as const)
-    if (now < Date.parse(c.validFrom) || now > Date.parse(c.validTo)) throw new TlsConfigError(`${file} is valid from ${c.validFrom} to ${c.validTo}, not now`)
+    if (now < Date.parse(c.validFrom) || now > Date.parse(c.validTo)) throw new LpError('EINVAL', `${file} is valid from ${c.validFrom} to ${c.validTo}, not now`)
   return { ca, cert, key, name: /CN=([^\n,]+)/.exec(own.subject)?.[1] ?? own.subject }
 }
 
@@ -73,7 +72,7 @@ function parse(pem: Buffer, file: string, what: string): X509Certificate {
   try {
     return new X509Certificate(pem)
   } catch (e) {
-    throw new TlsConfigError(`${file} is not a PEM ${what}: ${(e as Error).message}`)
+    throw new LpError('EINVAL', `${file} is not a PEM ${what}: ${(e as Error).message}`)
   }
 }
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
+import type { TlsMaterial } from '../common/tls.js'
 import { Transport, type RpcTransport } from './transport.js'
 import { Tunables } from './tunables.js'
 
@@ -22,11 +23,11 @@ export class PtlrpcClient {
     readonly clock: Clock,
     readonly log: Logger,
     port: number,
-    opts: { uuid?: string; tunables?: Tunables; connections?: number; transport?: RpcTransport } = {},
+    opts: { uuid?: string; tunables?: Tunables; connections?: number; transport?: RpcTransport; tls?: TlsMaterial } = {},
   ) {
     this.uuid = opts.uuid ?? randomUUID()
     this.tunables = opts.tunables ?? new Tunables()
-    this.transport = opts.transport ?? new Transport({ port, connections: opts.connections })
+    this.transport = opts.transport ?? new Transport({ port, connections: opts.connections, tls: opts.tls })
     this.xid = Math.floor(clock.wallNow() * 1000)
   }
 

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util'
 import { realClock } from '../common/clock.js'
 import { createLogger } from '../common/log.js'
+import { loadTls, tlsFiles, type TlsFiles, type TlsMaterial } from '../common/tls.js'
 import { parseNid, formatNid } from '../protocol/nid.js'
 import { ServerNode } from './node.js'
 
@@ -17,10 +18,19 @@ export interface NodeArgs {
   params: Record<string, string>
   /** Start past journal damage from the last good record (--discard-corrupt-journal). */
   discardCorruptJournal?: boolean
+  /** Mutual TLS on the node's port and its own RPCs. */
+  tls?: TlsFiles
 }
 
 export async function runNode(a: NodeArgs, report: (msg: { ok: boolean; targets?: string[]; error?: string; errno?: string }) => void): Promise<void> {
   const log = createLogger({ name: `node-${a.name}`, file: a.log })
+  let tls: TlsMaterial | undefined
+  try {
+    tls = a.tls && (await loadTls(a.tls))
+  } catch (e) {
+    report({ ok: false, error: (e as Error).message, errno: 'EINVAL' })
+    return void setTimeout(() => process.exit(1), 50)
+  }
   let exiting = false
   const node = new ServerNode({
     nid: a.nid,
@@ -28,6 +38,7 @@ export async function runNode(a: NodeArgs, report: (msg: { ok: boolean; targets?
     port: a.port,
     clock: realClock,
     log,
+    tls,
     onEmpty: () => {
       if (exiting) return
       exiting = true
@@ -64,6 +75,9 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dis
       dir: { type: 'string' },
       params: { type: 'string' },
       'discard-corrupt-journal': { type: 'boolean' },
+      'tls-ca': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
     },
   })
   const nid = formatNid(parseNid(values.nid!))
@@ -76,6 +90,7 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dis
       dir: values.dir!,
       params: values.params ? (JSON.parse(values.params) as Record<string, string>) : {},
       discardCorruptJournal: values['discard-corrupt-journal'],
+      tls: tlsFiles({ ca: values['tls-ca'], cert: values['tls-cert'], key: values['tls-key'] }, '--tls-ca, --tls-cert and --tls-key'),
     },
     (msg) => {
       // Disconnect only once the report is flushed, or the parent may never see it.

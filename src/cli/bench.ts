@@ -105,9 +105,10 @@ export function registerSelftestCommand(program: Command): void {
     .option('--count <n>', 'timed round trips per repetition (as many untimed go first)', '5000')
     .option('--repeat <n>', 'repetitions; figures are medians', '3')
     .option('--meta-files <n>', "files of the metadata mix on the floor mount (lproxy's FUSE binding, its RPCs answered at once); 0 skips it", '2000')
+    .option('--tls', 'also the RPC floors inside mutual TLS (tcp-tls, http-tls), with certificates made for the run')
     .option('--name <name>', 'name of bench/out/<name>.json (default: selftest and date)')
     .option('--out <dir>', 'where the JSON goes', DEFAULT_OUT)
-    .action(async (o: { host: string; port: string; count: string; repeat: string; metaFiles: string; name?: string; out: string }) => {
+    .action(async (o: { host: string; port: string; count: string; repeat: string; metaFiles: string; tls?: boolean; name?: string; out: string }) => {
       if (!/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(o.host)) throw new UsageError(`--host ${o.host}: a loopback address (127.x.y.z)`)
       const { file } = await runSelftest(
         {
@@ -116,6 +117,7 @@ export function registerSelftestCommand(program: Command): void {
           count: intArg('--count', o.count, 1, 10_000_000)!,
           repeat: intArg('--repeat', o.repeat, 1, 100)!,
           metaFiles: intArg('--meta-files', o.metaFiles, 0, 1_000_000)!,
+          tls: !!o.tls,
           name: o.name,
           out: o.out,
           command: ['lproxy', ...process.argv.slice(2)].join(' '),

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs'
 import path from 'node:path'
 import type { Command } from 'commander'
-import { tlsFiles, type TlsFiles } from '../common/tls.js'
+import { loadTls, tlsFiles, type TlsFiles, type TlsMaterial } from '../common/tls.js'
 import { formatNid, parseNid } from '../protocol/nid.js'
 import { parseTargetName } from '../protocol/names.js'
 import { describe, formatTarget, parseParams, readConfig } from '../server/target/config.js'
@@ -56,7 +56,7 @@ export function registerServerCommands(program: Command): void {
     ])
   })
 
-  command(program, 'start', 'serve the target in <dir> on the node bound to --nid (started if none runs); MMP-checked')
+  const start = command(program, 'start', 'serve the target in <dir> on the node bound to --nid (started if none runs); MMP-checked')
     .argument('<dir>', 'target directory')
     .option('--nid <nid>', 'NID of the serving node (required), e.g. 127.0.1.1@tcp')
     .option('--name <name>', 'node name, for logs and MMP (default: the NID host)')
@@ -68,21 +68,19 @@ export function registerServerCommands(program: Command): void {
       'start even though the journal is damaged before its tail (a start refused with "journal damaged"): go on from the last good record; ' +
         'the transactions after it are lost, logged, and the files given up kept as journal/*.corrupt-<time>',
     )
-    .option('--tls-ca <file>', "mutual TLS: the filesystem's CA certificate (PEM); the port then refuses plaintext")
-    .option('--tls-cert <file>', "mutual TLS: this node's certificate, signed by the CA, with the NID's address as an IP SAN")
-    .option('--tls-key <file>', "mutual TLS: this node's key (mode 0600)")
-    .action(async (dir: string, o: { nid?: string; name?: string; log?: string; foreground?: boolean; param?: string[]; discardCorruptJournal?: boolean } & TlsOpts) => {
-      if (!o.nid) throw new UsageError('start: --nid is required')
-      const nid = formatNid(parseNid(o.nid))
-      if (o.name !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(o.name)) throw new UsageError(`start: invalid --name '${o.name}'`)
-      const params = parseParams(o.param ?? [])
-      if (params['failover.mode']) throw new UsageError('start: failover.mode is chosen at format time')
-      const discard = o.discardCorruptJournal === true
-      const tls = tlsOption(o)
-      if (o.foreground) return runForeground(dir, nid, o.name, o.log, params, discard, tls)
-      const s = await startTarget({ dir, nid, name: o.name, log: o.log, params, discardCorruptJournal: discard, tls })
-      print([`${s.targets.join(', ')}: serving on ${s.nid} (node ${s.node}, pid ${s.pid})`])
-    })
+  withTlsOptions(start, "this node's certificate, signed by the CA, with the NID's address as an IP SAN; the port then refuses plaintext")
+  start.action(async (dir: string, o: { nid?: string; name?: string; log?: string; foreground?: boolean; param?: string[]; discardCorruptJournal?: boolean } & TlsOpts) => {
+    if (!o.nid) throw new UsageError('start: --nid is required')
+    const nid = formatNid(parseNid(o.nid))
+    if (o.name !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(o.name)) throw new UsageError(`start: invalid --name '${o.name}'`)
+    const params = parseParams(o.param ?? [])
+    if (params['failover.mode']) throw new UsageError('start: failover.mode is chosen at format time')
+    const discard = o.discardCorruptJournal === true
+    const tls = tlsOption(o)
+    if (o.foreground) return runForeground(dir, nid, o.name, o.log, params, discard, tls)
+    const s = await startTarget({ dir, nid, name: o.name, log: o.log, params, discardCorruptJournal: discard, tls })
+    print([`${s.targets.join(', ')}: serving on ${s.nid} (node ${s.node}, pid ${s.pid})`])
+  })
 
   command(program, 'stop', 'cleanly stop the target in <dir> on whichever node serves it (soft failover)')
     .argument('<dir>', 'target directory')
@@ -121,23 +119,24 @@ export function registerServerCommands(program: Command): void {
     })
 }
 
-interface TargetOpts {
+interface TargetOpts extends TlsOpts {
   mgsnode?: string
   port?: string
 }
 
 /** The verbs that take a target directory, or a target name found through the MGS. */
 function targetCommand(program: Command, name: string, description: string): Command {
-  return command(program, name, description)
+  const cmd = command(program, name, description)
     .argument('<dir|target>', 'target directory, or a target name (mdt0, ost1, spfs-OST0001, MGS) with --mgsnode')
     .option('--mgsnode <nidspec>', 'MGS NIDs, to find the node serving a target given by name')
     .option('--port <port>', 'the filesystem-wide port, with --mgsnode (default 988)')
+  return withTlsOptions(cmd, 'a certificate signed by the CA, to ask an MGS that requires TLS (with --mgsnode)')
 }
 
 /** With --mgsnode a target name is meant, even if a directory of that name happens to exist here. */
 async function targetRef(what: string, o: TargetOpts): Promise<TargetRef> {
   const isName = !!parseTargetName(what)
-  if (o.mgsnode && isName) return refByName(what, o.mgsnode, intArg('--port', o.port, 1, 65535))
+  if (o.mgsnode && isName) return refByName(what, o.mgsnode, intArg('--port', o.port, 1, 65535), await tlsMaterial(o))
   if (existsSync(what)) return refByDir(what)
   if (!isName) throw new UsageError(`'${what}' is neither a target directory nor a target name (e.g. ost1, spfs-OST0001, mdt0, MGS)`)
   throw new UsageError(`a target name (${what}) needs --mgsnode to find the node serving it; or give its directory`)
@@ -184,6 +183,20 @@ export interface TlsOpts {
   tlsCa?: string
   tlsCert?: string
   tlsKey?: string
+}
+
+/** --tls-ca, --tls-cert and --tls-key; `cert` says whose certificate it is. */
+export function withTlsOptions(cmd: Command, cert: string): Command {
+  return cmd
+    .option('--tls-ca <file>', "mutual TLS: the filesystem's CA certificate (PEM)")
+    .option('--tls-cert <file>', `mutual TLS: ${cert}`)
+    .option('--tls-key <file>', 'mutual TLS: the key of that certificate (mode 0600)')
+}
+
+/** The files of --tls-ca, --tls-cert and --tls-key, loaded and checked (none: plaintext). */
+export async function tlsMaterial(o: TlsOpts): Promise<TlsMaterial | undefined> {
+  const f = tlsOption(o)
+  return f && loadTls(f)
 }
 
 /** --tls-ca, --tls-cert and --tls-key: all three or none; relative paths are the caller's (a node runs elsewhere). */

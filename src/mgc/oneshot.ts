@@ -1,13 +1,14 @@
 import pTimeout from 'p-timeout'
 import { realClock } from '../common/clock.js'
 import { silentLogger } from '../common/log.js'
+import type { TlsMaterial } from '../common/tls.js'
 import { LpError } from '../protocol/errno.js'
 import { PtlrpcClient } from '../ptlrpc/client.js'
 import { Mgc } from './mgc.js'
 
 /** One exchange with the MGS from a command that has no mount: connect, ask, disconnect, bounded in time. */
-export async function withMgs<T>(nids: string[], port: number, fn: (mgc: Mgc) => Promise<T>, timeoutMs = 10_000): Promise<T> {
-  const client = new PtlrpcClient(realClock, silentLogger, port)
+export async function withMgs<T>(nids: string[], port: number, fn: (mgc: Mgc) => Promise<T>, timeoutMs = 10_000, tls?: TlsMaterial): Promise<T> {
+  const client = new PtlrpcClient(realClock, silentLogger, port, { tls })
   const mgc = new Mgc(client, nids, silentLogger)
   try {
     mgc.start()

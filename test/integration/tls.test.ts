@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ClientFs } from '../../src/client/fs.js'
 import { parseOptions } from '../../src/client/options.js'
 import type { NodeStatus } from '../../src/cluster/admin.js'
+import { refByName } from '../../src/cluster/resolve.js'
 import { issueCert, makeCa } from '../../src/common/certs.js'
 import { realClock } from '../../src/common/clock.js'
 import { silentLogger } from '../../src/common/log.js'
@@ -141,6 +142,8 @@ describe('mutual TLS', () => {
     } finally {
       await fs.close()
     }
+    // An admin command's one exchange with the MGS (barrier ost1 --mgsnode ... --tls-*).
+    expect(await refByName('ost1', `${MDS}@tcp`, PORT, client)).toMatchObject({ nid: `${OSS}@tcp`, select: { target: OST } })
   }, 60_000)
 
   it('refuses plaintext, a certificate from another CA, and a node the client cannot trust, at once and saying why', async () => {

@@ -21,9 +21,8 @@ import { realClock } from '../../src/common/clock.js'
 import { silentLogger } from '../../src/common/log.js'
 import { loadTls, type TlsFiles, type TlsMaterial } from '../../src/common/tls.js'
 import { MSG_MAGIC } from '../../src/protocol/msg.js'
-import { PtlrpcClient } from '../../src/ptlrpc/client.js'
-import { Import } from '../../src/ptlrpc/import.js'
 import { Transport, TransportError } from '../../src/ptlrpc/transport.js'
+import { MDT0 as MDT, OST1 as OST, clientImports } from '../helpers/imports.js'
 import { NodeSet, NodeStartError, formatMgsMdt, formatOst, type NodeProc } from '../helpers/nodes.js'
 
 const PORT = 31000
@@ -32,8 +31,6 @@ const OSS = '127.0.109.2'
 /** A node serving with the MDS's certificate: its address is not the one the certificate names. */
 const IMPOSTOR = '127.0.109.3'
 const PLAIN = '127.0.109.4'
-const OST = 'spfs-OST0001'
-const MDT = 'spfs-MDT0000'
 const PARAMS = ['mmp_interval=0.1', 'sys.timeout=2', 'tls=required']
 /** Refusals come at once: far sooner than this deadline. */
 const DEADLINE_MS = 5000
@@ -64,22 +61,6 @@ beforeAll(async () => {
   await nodes.start({ nid: `${MDS}@tcp`, port: PORT, dir: path.join(root, 'mdt0'), tls: files.mds })
   oss = await nodes.start({ nid: `${OSS}@tcp`, port: PORT, dir: path.join(root, 'ost1'), tls: files.oss })
 }, 60_000)
-
-/** Imports of one client on one transport's NIDs. */
-function imports(material: TlsMaterial, net: 'tcp' | 'http') {
-  const c = new PtlrpcClient(realClock, silentLogger, PORT, { tls: material })
-  c.tunables.timeout = 2
-  const ost = new Import({ client: c, target: OST, name: `${OST}-osc-${net}`, nids: [`${OSS}@${net}`], log: silentLogger })
-  const mdt = new Import({ client: c, target: MDT, name: `${MDT}-mdc-${net}`, nids: [`${MDS}@${net}`], log: silentLogger })
-  return {
-    ost,
-    mdt,
-    async close() {
-      await Promise.all([ost.close(), mdt.close()])
-      await c.close()
-    },
-  }
-}
 
 /** One request straight on a transport: how it fails, and how soon. */
 async function attempt(material: TlsMaterial | undefined, nid: string): Promise<{ error: TransportError; ms: number }> {
@@ -114,7 +95,7 @@ describe('mutual TLS', () => {
     })
     const data = randomBytes(3 << 20)
     for (const net of ['tcp', 'http'] as const) {
-      const cl = imports(client, net)
+      const cl = clientImports({ port: PORT, mdsNid: `${MDS}@${net}`, ossNid: `${OSS}@${net}`, tls: client })
       try {
         cl.ost.connect()
         cl.mdt.connect()

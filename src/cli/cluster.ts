@@ -134,7 +134,7 @@ function statusLines(st: ClusterStatus): string[] {
   ])
   const m = st.mount
   return [
-    `cluster ${st.fsname} in ${st.dir} (net ${st.net}, port ${st.port})`,
+    `cluster ${st.fsname} in ${st.dir} (net ${st.net}, port ${st.port}${st.tls ? ', mutual TLS' : ''})`,
     '',
     ...table(['NODE', 'NID', 'STATE', 'PID', 'SERVES'], nodes),
     '',

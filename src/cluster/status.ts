@@ -45,6 +45,8 @@ export interface ClusterStatus {
   fsname: string
   net: string
   port: number
+  /** Made with `up --tls`. */
+  tls: boolean
   nodes: NodeView[]
   targets: TargetView[]
   mount: MountView
@@ -63,7 +65,7 @@ export async function clusterStatus(lc: LocalCluster): Promise<ClusterStatus> {
   const targets = await Promise.all(lc.targetKeys.map((key) => targetView(lc, key, probes)))
   const mp = cf.mount.mountpoint
   const mount = { mountpoint: mp, enabled: cf.mount.enabled, pid: (await lc.mountPid()) ?? null, mounted: await isMounted(mp) }
-  return { dir: lc.dir, fsname: cf.fsname, net: cf.net, port: cf.port, nodes, targets, mount }
+  return { dir: lc.dir, fsname: cf.fsname, net: cf.net, port: cf.port, tls: cf.tls === true, nodes, targets, mount }
 }
 
 async function targetView(lc: LocalCluster, key: string, probes: Map<string, Probe>): Promise<TargetView> {

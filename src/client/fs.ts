@@ -160,7 +160,8 @@ function reachable(imp: Import, what: string, port: number): Promise<void> {
         resolve()
       } else if (s === 'DISCONN' && imp.lastConnectStatus !== -errnoOf('EBUSY') && ++cycles >= 2) {
         imp.off('state', on)
-        reject(new LpError('EIO', `cannot reach ${what} at ${imp.conns.map((c) => c.nid).join(', ')} (port ${port})`))
+        const why = imp.lastConnectError ? `: ${imp.lastConnectError}` : ''
+        reject(new LpError('EIO', `cannot reach ${what} at ${imp.conns.map((c) => c.nid).join(', ')} (port ${port})${why}`))
       }
     }
     imp.on('state', on)

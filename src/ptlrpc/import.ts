@@ -94,6 +94,8 @@ export class Import extends EventEmitter {
   connectionAttempts = 0
   /** Status of the last connect a target answered (EBUSY: it is in recovery, not gone). */
   lastConnectStatus = 0
+  /** Why the last connect failed (a refusal, or the transport's error: a TLS handshake's, say). */
+  lastConnectError: string | null = null
   timeouts = 0
   /** Requests kept for replay (answered with a transno above peerCommitted), by transno. */
   readonly replayList: PtlRequest[] = []
@@ -546,12 +548,14 @@ export class Import extends EventEmitter {
     try {
       const raw = await this.sendWithin(conn.nid, h, { a: args }, this.c.tunables.connectTimeoutMs(this.cycles))
       this.lastConnectStatus = raw.header.status
+      this.lastConnectError = raw.header.status === 0 ? null : (raw.header.error ?? String(raw.header.status))
       if (raw.header.status !== 0) {
         this.log.info({ nid: conn.nid, status: raw.header.status }, `${this.target}: connect to ${conn.nid} refused: ${raw.header.error ?? raw.header.status}`)
         return null
       }
       return raw.body as ConnectReply
     } catch (e) {
+      this.lastConnectError = (e as Error).message
       this.log.debug({ nid: conn.nid, err: (e as Error).message }, `${this.target}: connect to ${conn.nid} failed`)
       if (unanswered(e)) this.c.transport.reset(conn.nid, this.name)
       return null

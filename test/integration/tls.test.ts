@@ -141,7 +141,10 @@ describe('mutual TLS', () => {
       expect(untrusted.error.message).toMatch(/SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY/)
       for (const r of [plain, foreign, untrusted]) expect(r.ms).toBeLessThan(DEADLINE_MS / 2)
     }
-  }, 30_000)
+    // A mount without -o tls gives up on the MGS with the node's reason.
+    const mount = ClientFs.connect({ mgsnode: `${MDS}@tcp`, port: PORT, options: parseOptions(['timeout=2']), clock: realClock, log: silentLogger })
+    await expect(mount).rejects.toThrow(/cannot reach the MGS .*requires TLS/)
+  }, 40_000)
 
   it('refuses a TLS client without a certificate: the connection ends with no answer', async () => {
     for (const first of [Buffer.from([MSG_MAGIC >>> 24, 0, 0, 0]), Buffer.from('POST /rpc HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n')]) {

@@ -124,17 +124,18 @@ export async function runSelftest(o: SelftestOptions, say: (line: string) => voi
   const date = new Date()
   const figures: FloorFigure[] = []
   const pki = o.tls ? await selftestPki(o.host) : null
+  const kinds: FloorKind[] = ['echo', 'tcp', 'http', ...(pki ? TLS_KINDS : [])]
+  const cells = kinds.flatMap((kind) => placements(o.cpus, o.taskset).map((where) => ({ kind, where, runs: [] as number[] })))
   try {
-    for (const kind of ['echo', 'tcp', 'http', ...(pki ? TLS_KINDS : [])] as const)
-      for (const p of placements(o.cpus, o.taskset)) {
-        const runs: number[] = []
-        for (let i = 0; i < o.repeat; i++) runs.push(await measure(kind, p, o, pki ?? ''))
-        const f: FloorFigure = { kind, placement: p.placement, runs_us: runs, median_us: median(runs)! }
-        say(`${kind.padEnd(8)} ${p.placement.padEnd(9)} ${f.median_us.toFixed(0).padStart(5)} us per round trip (runs: ${runs.map((r) => r.toFixed(0)).join(', ')})`)
-        figures.push(f)
-      }
+    // Round-robin over the kinds, so that a machine whose load drifts weighs on each alike.
+    for (let i = 0; i < o.repeat; i++) for (const c of cells) c.runs.push(await measure(c.kind, c.where, o, pki ?? ''))
   } finally {
     if (pki) await fsp.rm(pki, { recursive: true, force: true })
+  }
+  for (const { kind, where, runs } of cells) {
+    const f: FloorFigure = { kind, placement: where.placement, runs_us: runs, median_us: median(runs)! }
+    say(`${kind.padEnd(8)} ${where.placement.padEnd(9)} ${f.median_us.toFixed(0).padStart(5)} us per round trip (runs: ${runs.map((r) => r.toFixed(0)).join(', ')})`)
+    figures.push(f)
   }
   const meta: MetaFloor[] = []
   if (o.metaFiles) for (const mode of FLOOR_MODES) meta.push(await metaFloor(mode, o, say))

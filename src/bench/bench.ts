@@ -30,6 +30,8 @@ export interface BenchOptions {
   port: number
   /** Tunables of the embedded cluster (sys.timeout); empty: its defaults. */
   params: Record<string, string>
+  /** The embedded cluster with mutual TLS everywhere (cluster up --tls). */
+  tls: boolean
   stripeCount: number
   workload: Omit<Workload, 'seed'>
   fio: boolean
@@ -52,6 +54,7 @@ export interface BenchOutcome {
 
 export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
   if (o.failover?.mode === 'partition' && !o.netns) throw new Error('--mode partition cuts a network link: it needs --netns')
+  if (o.mount && o.tls) throw new Error('--tls sets up the embedded cluster; it cannot be used with --mount (mount it with -o tls,...)')
   const date = new Date()
   const workload: Workload = { ...o.workload, seed: randomInt(2 ** 31) }
   const host = hostInfo()
@@ -77,7 +80,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
     if (o.mount) runs.push(await runFs(await existingMount(o.mount, o.stripeCount), null))
     else {
       say(`bringing up the embedded cluster${o.dir ? ` in ${o.dir}` : ' on tmpfs'}`)
-      const c = await benchCluster({ dir: o.dir, net: o.net, port: o.port, params: o.params, stripeCount: o.stripeCount, netns: o.netns })
+      const c = await benchCluster({ dir: o.dir, net: o.net, port: o.port, params: o.params, tls: o.tls, stripeCount: o.stripeCount, netns: o.netns })
       const down = cleanup.push('the embedded cluster', () => c.down())
       say(`cluster up in ${c.dir}, mounted on ${c.fs.mountpoint}`)
       runs.push(await runFs(c.fs, o.failover ? new Failover(o.failover, c.dir, say) : null))

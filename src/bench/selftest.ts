@@ -5,7 +5,9 @@ import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pTimeout from 'p-timeout'
+import { issueCert, makeCa } from '../common/certs.js'
 import { silentLogger } from '../common/log.js'
+import { loadTls, type TlsMaterial } from '../common/tls.js'
 import { DATA_PROCESS_FLAGS } from '../common/v8flags.js'
 import type { MdtAttr } from '../protocol/ops.js'
 import { Transport } from '../ptlrpc/transport.js'
@@ -34,6 +36,8 @@ import { median } from './timeline.js'
  *   (binary messages) to a node's front, answered at once by a stand-in target: every RPC's
  *   cost but the target's work;
  * - http: the same on an `@http` NID (undici to the same front);
+ * - tcp-tls, http-tls (with --tls): the same inside mutual TLS, a CA and two certificates
+ *   made for the run: what TLS adds to every RPC once its connection is up;
  * each with both processes on one CPU and on two, since a wakeup on another CPU costs more
  * in a VM. Then the floor of the metadata mix: the bench's mix on a mount served by lproxy's
  * own FUSE binding over a filesystem with no work of its own (FloorFs), whose RPCs that
@@ -44,7 +48,8 @@ export const REPLY_BYTES = 200
 const TARGET = 'selftest-MDT0000'
 const ATTR: MdtAttr = { fid: 2, type: 'reg', mode: 0o644, uid: 0, gid: 0, nlink: 1, atime: 0, mtime: 0, ctime: 0, size: 0 }
 
-export type FloorKind = 'echo' | 'tcp' | 'http'
+export type FloorKind = 'echo' | 'tcp' | 'http' | 'tcp-tls' | 'http-tls'
+const TLS_KINDS: readonly FloorKind[] = ['tcp-tls', 'http-tls']
 export type Placement = 'one-cpu' | 'two-cpus'
 
 export interface FloorFigure {
@@ -61,7 +66,7 @@ export interface SelftestReport {
   command: string
   git: Awaited<ReturnType<typeof gitInfo>>
   host: ReturnType<typeof hostInfo>
-  settings: { count: number; repeat: number; host: string; request_bytes: number; reply_bytes: number; /** Every RPC signed with a shared key (--key-file). */ keyed: boolean }
+  settings: { count: number; repeat: number; host: string; request_bytes: number; reply_bytes: number; /** Every RPC signed with a shared key (--key-file). */ keyed: boolean; tls: boolean }
   figures: FloorFigure[]
   /** The metadata mix on the floor mount, without RPCs and with them (empty with --meta-files 0). */
   meta: MetaFloor[]
@@ -92,6 +97,8 @@ export interface SelftestOptions {
   repeat: number
   /** Files of the metadata mix on the floor mount; 0 skips it. */
   metaFiles: number
+  /** Also the RPC floors inside mutual TLS. */
+  tls: boolean
   name?: string
   out: string
   command: string
@@ -136,14 +143,20 @@ export async function runSelftest(o: SelftestOptions, say: (line: string) => voi
     await readKeyFile(o.keyFile)
     process.env[KEY_ENV] = path.resolve(o.keyFile)
   }
-  for (const kind of ['echo', 'tcp', 'http'] as const)
-    for (const p of placements(o.cpus, o.taskset)) {
-      const runs: number[] = []
-      for (let i = 0; i < o.repeat; i++) runs.push(await measure(kind, p, o))
-      const f: FloorFigure = { kind, placement: p.placement, runs_us: runs, median_us: median(runs)! }
-      say(`${kind.padEnd(5)} ${p.placement.padEnd(9)} ${f.median_us.toFixed(0).padStart(5)} us per round trip (runs: ${runs.map((r) => r.toFixed(0)).join(', ')})`)
-      figures.push(f)
-    }
+  const pki = o.tls ? await selftestPki(o.host) : null
+  const kinds: FloorKind[] = ['echo', 'tcp', 'http', ...(pki ? TLS_KINDS : [])]
+  const cells = kinds.flatMap((kind) => placements(o.cpus, o.taskset).map((where) => ({ kind, where, runs: [] as number[] })))
+  try {
+    // Round-robin over the kinds, so that a machine whose load drifts weighs on each alike.
+    for (let i = 0; i < o.repeat; i++) for (const c of cells) c.runs.push(await measure(c.kind, c.where, o, pki ?? ''))
+  } finally {
+    if (pki) await fsp.rm(pki, { recursive: true, force: true })
+  }
+  for (const { kind, where, runs } of cells) {
+    const f: FloorFigure = { kind, placement: where.placement, runs_us: runs, median_us: median(runs)! }
+    say(`${kind.padEnd(8)} ${where.placement.padEnd(9)} ${f.median_us.toFixed(0).padStart(5)} us per round trip (runs: ${runs.map((r) => r.toFixed(0)).join(', ')})`)
+    figures.push(f)
+  }
   const meta: MetaFloor[] = []
   if (o.metaFiles) for (const mode of FLOOR_MODES) meta.push(await metaFloor(mode, o, say))
   const report: SelftestReport = {
@@ -152,7 +165,7 @@ export async function runSelftest(o: SelftestOptions, say: (line: string) => voi
     command: o.command,
     git: await gitInfo(),
     host: hostInfo(),
-    settings: { count: o.count, repeat: o.repeat, host: o.host, request_bytes: REQUEST_BYTES, reply_bytes: REPLY_BYTES, keyed: !!o.keyFile },
+    settings: { count: o.count, repeat: o.repeat, host: o.host, request_bytes: REQUEST_BYTES, reply_bytes: REPLY_BYTES, keyed: !!o.keyFile, tls: o.tls },
     figures,
     meta,
   }
@@ -162,13 +175,27 @@ export async function runSelftest(o: SelftestOptions, say: (line: string) => voi
   return { report, file }
 }
 
+/** A CA, the server's certificate for `host` and the client's, in a directory of their own (removed after the run). */
+async function selftestPki(host: string): Promise<string> {
+  const dir = await memoryDir('lproxy-selftest-pki-')
+  const ca = await makeCa(dir, 'selftest-ca')
+  await Promise.all([issueCert(ca, 'server', [host]), issueCert(ca, 'client', [])])
+  return dir
+}
+
+/** The certificate `who` of the run's directory (see selftestPki); none for a plaintext kind. */
+async function material(kind: FloorKind, pki: string, who: 'server' | 'client'): Promise<TlsMaterial | undefined> {
+  if (!TLS_KINDS.includes(kind)) return undefined
+  return loadTls({ ca: path.join(pki, 'ca.crt'), cert: path.join(pki, `${who}.crt`), key: path.join(pki, `${who}.key`) })
+}
+
 /** One repetition: a server process, then a client process that reports microseconds per round trip. */
-async function measure(kind: FloorKind, where: Where, o: SelftestOptions): Promise<number> {
-  const server = start(where.server, ['serve', kind, o.host, String(o.port)])
+async function measure(kind: FloorKind, where: Where, o: SelftestOptions, pki: string): Promise<number> {
+  const server = start(where.server, ['serve', kind, o.host, String(o.port), pki])
   let client: ChildProcess | null = null
   try {
     await listening(server, kind, o)
-    client = start(where.client, ['client', kind, o.host, String(o.port), String(o.count)])
+    client = start(where.client, ['client', kind, o.host, String(o.port), String(o.count), pki])
     // Even at a millisecond per round trip: a client that takes longer is stuck.
     const ms = 10_000 + 2 * o.count
     const out = await pTimeout(firstLine(client, `${kind} client`), { milliseconds: ms, message: `${kind} client: no figure within ${ms / 1000} s` })
@@ -243,8 +270,8 @@ function firstLine(child: ChildProcess, what: string): Promise<string> {
   })
 }
 
-/** The server side: echo a reply per request, or an lproxy node's front (both transports); prints "ready" once listening. */
-async function serve(kind: FloorKind, host: string, port: number): Promise<void> {
+/** The server side: echo a reply per request, or an lproxy node's front (both transports, in TLS for a -tls kind); prints "ready" once listening. */
+async function serve(kind: FloorKind, host: string, port: number, pki: string): Promise<void> {
   const reply = Buffer.alloc(REPLY_BYTES, 0x79)
   const target: FrontTarget = {
     kind: 'mdt',
@@ -257,7 +284,7 @@ async function serve(kind: FloorKind, host: string, port: number): Promise<void>
           c.setNoDelay(true)
           c.on('data', () => c.write(reply))
         })
-      : createFront(new Map([[TARGET, target]]), silentLogger).server
+      : createFront(new Map([[TARGET, target]]), silentLogger, await material(kind, pki, 'server')).server
   srv.listen(port, host, () => process.stdout.write('ready\n'))
 }
 
@@ -290,7 +317,7 @@ async function floorMount(mode: FloorMode, host: string, port: number, mountpoin
  * The client side: `count` round trips untimed, then `count` timed; prints microseconds per
  * round trip. The RPC path needs thousands before V8 has optimised it (300 left it a third slower).
  */
-async function client(kind: FloorKind, host: string, port: number, count: number): Promise<void> {
+async function client(kind: FloorKind, host: string, port: number, count: number, pki: string): Promise<void> {
   const request = Buffer.alloc(REQUEST_BYTES, 0x78)
   let roundTrip: () => Promise<void>
   let close: () => Promise<void>
@@ -306,8 +333,8 @@ async function client(kind: FloorKind, host: string, port: number, count: number
       })
     close = async () => void sock.destroy()
   } else {
-    const transport = new Transport({ port, connections: 1, key: (await selftestKey()).key })
-    roundTrip = rpcTo(transport, host, kind)
+    const transport = new Transport({ port, connections: 1, key: (await selftestKey()).key, tls: await material(kind, pki, 'client') })
+    roundTrip = rpcTo(transport, host, kind.startsWith('http') ? 'http' : 'tcp')
     close = () => transport.close()
   }
   for (let i = 0; i < count; i++) await roundTrip()
@@ -324,7 +351,7 @@ if (process.argv[1] === SELF) {
     process.stderr.write(`${(e as Error).message}\n`)
     process.exit(1)
   }
-  if (role === 'serve') serve(args[0] as FloorKind, args[1]!, Number(args[2])).catch(fail)
+  if (role === 'serve') serve(args[0] as FloorKind, args[1]!, Number(args[2]), args[3] ?? '').catch(fail)
   else if (role === 'floor') floorMount(args[0] as FloorMode, args[1]!, Number(args[2]), args[3]!).catch(fail)
-  else client(args[0] as FloorKind, args[1]!, Number(args[2]), Number(args[3])).catch(fail)
+  else client(args[0] as FloorKind, args[1]!, Number(args[2]), Number(args[3]), args[4] ?? '').catch(fail)
 }

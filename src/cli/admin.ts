@@ -11,7 +11,7 @@ import { parseTargetName, targetName } from '../protocol/names.js'
 import { registerDfCommand } from './df.js'
 import { ctl, withMount, type MountOpt } from './mountctl.js'
 import { UsageError } from './errors.js'
-import { command, intArg, print } from './server.js'
+import { command, intArg, print, tlsMaterial, withTlsOptions, type TlsOpts } from './server.js'
 
 /**
  * The client admin's commands (lctl's dl, get_param, set_param, activate, deactivate; lfs df;
@@ -52,24 +52,32 @@ export function registerAdminCommands(program: Command): void {
     const what = active
       ? 'put an OST back in service on this client (it reconnects), or everywhere with --permanent'
       : 'take an OST out of service: its I/O fails with EIO at once, new files avoid it; --permanent for every client'
-    withMount(command(program, verb, what))
+    const cmd = withMount(command(program, verb, what))
       .argument('<ost>', 'the OST: ost2, OST0002 or spfs-OST0002')
       .option('--permanent', 'record it on the MGS, for every mounted client and every later mount (lctl conf_param <target>.osc.active)')
       .option('--mgsnode <nidspec>', 'with --permanent: record it on this MGS directly, no mount needed')
       .option('--port <port>', `the filesystem-wide port, with --mgsnode (default ${DEFAULT_PORT})`)
       .option('--key-file <path>', "with --mgsnode, on a filesystem with a shared key: its admin key (or the master key)")
-      .action(async (ost: string, o: MountOpt & { permanent?: boolean; mgsnode?: string; port?: string; keyFile?: string }) => {
+    withTlsOptions(cmd, 'a certificate signed by the CA, for an MGS that requires TLS (with --mgsnode)')
+      .action(async (ost: string, o: MountOpt & TlsOpts & { permanent?: boolean; mgsnode?: string; port?: string; keyFile?: string }) => {
         if (o.mgsnode) {
           if (!o.permanent) throw new UsageError(`${verb} --mgsnode records the change on the MGS: it needs --permanent`)
           const port = intArg('--port', o.port, 1, 65535) ?? DEFAULT_PORT
           const id = parseTargetName(ost)
           if (id?.kind !== 'ost') throw new UsageError(`'${ost}' is not an OST name (ost2, OST0002, spfs-OST0002)`)
           const key = o.keyFile ? await loadSigningKey(o.keyFile, 'admin') : undefined
-          const name = await withMgs(nidList(o.mgsnode), port, async (mgc) => {
-            const n = targetName((await mgc.config()).fsname, id)
-            await mgc.setParam(n, 'active', active ? '1' : '0')
-            return n
-          }, undefined, key)
+          const tls = await tlsMaterial(o)
+          const name = await withMgs(
+            nidList(o.mgsnode),
+            port,
+            async (mgc) => {
+              const n = targetName((await mgc.config()).fsname, id)
+              await mgc.setParam(n, 'active', active ? '1' : '0')
+              return n
+            },
+            undefined,
+            { key, tls },
+          )
           return print([`${name}: ${verb}d permanently (recorded on the MGS at ${o.mgsnode})`])
         }
         const { mountpoint, r } = await ctl<{ target: string }>(o, { cmd: verb, target: ost, permanent: !!o.permanent }, ACTIVATE_MS)

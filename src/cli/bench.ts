@@ -27,8 +27,8 @@ export function registerBenchCommand(program: Command): void {
     .option('--net <a.b.c>', `/24 of the embedded cluster (default ${BENCH_NET}, ${BENCH_NETNS_NET} with --netns)`)
     .option('--netns', 'the embedded cluster in network namespaces (as cluster up --netns); implied by --mode partition')
     .option('--port <port>', 'port of the embedded cluster', String(DEFAULT_PORT))
-    // Both set up the embedded cluster; a failover is a run of its own.
     .addOption(new Option('--timeout <s>', "obd_timeout (sys.timeout) of the embedded cluster's servers and client; the recovery window scales with it (default: the cluster's, 100)").conflicts('mount'))
+    .addOption(new Option('--tls', 'the embedded cluster with mutual TLS everywhere (cluster up --tls), to measure its cost').conflicts('mount'))
     .option('--size <size>', 'bytes per sequential job, shared by its streams (k, M, G)', '1G')
     .option('--jobs <list>', `comma-separated, in order: ${JOB_NAMES.join(',')}`, JOB_NAMES.join(','))
     .option('--rand-size <size>', 'file size of the 4 KiB random writer', '256M')
@@ -67,6 +67,7 @@ export function registerBenchCommand(program: Command): void {
         netns,
         port: intArg('--port', o.port, 1, 65535)!,
         params: timeout === undefined ? {} : { 'sys.timeout': String(timeout) },
+        tls: !!o.tls,
         stripeCount: o.stripeCount,
         workload: {
           jobs,
@@ -108,10 +109,11 @@ export function registerSelftestCommand(program: Command): void {
     .option('--count <n>', 'timed round trips per repetition (as many untimed go first)', '5000')
     .option('--repeat <n>', 'repetitions; figures are medians', '3')
     .option('--meta-files <n>', "files of the metadata mix on the floor mount (lproxy's FUSE binding, its RPCs answered at once); 0 skips it", '2000')
+    .option('--tls', 'also the RPC floors inside mutual TLS (tcp-tls, http-tls), with certificates made for the run')
     .option('--name <name>', 'name of bench/out/<name>.json (default: selftest and date)')
     .option('--out <dir>', 'where the JSON goes', DEFAULT_OUT)
     .option('--key-file <path>', 'a master key file (lproxy format --key-file): every RPC signed and its reply checked, to measure what the shared key costs')
-    .action(async (o: { host: string; port: string; count: string; repeat: string; metaFiles: string; name?: string; out: string; keyFile?: string }) => {
+    .action(async (o: { host: string; port: string; count: string; repeat: string; metaFiles: string; tls?: boolean; name?: string; out: string; keyFile?: string }) => {
       if (!/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(o.host)) throw new UsageError(`--host ${o.host}: a loopback address (127.x.y.z)`)
       const { file } = await runSelftest(
         {
@@ -120,6 +122,7 @@ export function registerSelftestCommand(program: Command): void {
           count: intArg('--count', o.count, 1, 10_000_000)!,
           repeat: intArg('--repeat', o.repeat, 1, 100)!,
           metaFiles: intArg('--meta-files', o.metaFiles, 0, 1_000_000)!,
+          tls: !!o.tls,
           name: o.name,
           out: o.out,
           command: ['lproxy', ...process.argv.slice(2)].join(' '),
@@ -140,6 +143,7 @@ interface BenchCli {
   netns?: boolean
   port: string
   timeout?: string
+  tls?: boolean
   size: string
   jobs: string
   randSize: string

@@ -33,6 +33,7 @@ export function registerClusterCommands(program: Command): void {
     .option('--param <key=value>', 'target parameter for every start, e.g. root_squash=65534:65534, nosquash_nids=127.0.0.1@tcp (repeatable)', collect)
     .option('--reformat', 'erase and format every target again')
     .option('--no-key', 'format without a shared key: RPCs are not authenticated (default: a key in <dir>/keys, used by the mount)')
+    .option('--tls', 'mutual TLS everywhere: a CA and per-node certificates in <dir>/tls, targets formatted with tls=required (kept until --reformat)')
     .action(async (o: UpCli) => {
       const t0 = Date.now()
       const params = parseParams(o.param ?? [])
@@ -54,6 +55,7 @@ export function registerClusterCommands(program: Command): void {
         reformat: !!o.reformat,
         key: o.key,
         netns: o.netns,
+        tls: !!o.tls,
       })
       for (const w of r.warnings) process.stderr.write(`lproxy: warning: ${w}\n`)
       const lines = r.formatted.length ? [`formatted ${r.formatted.join(', ')} in ${r.dir}/targets`] : []
@@ -146,6 +148,7 @@ interface UpCli {
   /** False with --no-key. */
   key?: boolean
   netns?: boolean
+  tls?: boolean
 }
 
 function moveLines(r: MoveResult): string[] {
@@ -168,7 +171,7 @@ function statusLines(st: ClusterStatus): string[] {
   ])
   const m = st.mount
   return [
-    `cluster ${st.fsname} in ${st.dir} (net ${st.net}, port ${st.port})`,
+    `cluster ${st.fsname} in ${st.dir} (net ${st.net}, port ${st.port}${st.tls ? ', mutual TLS' : ''})`,
     '',
     ...table(['NODE', 'NID', 'STATE', 'PID', 'SERVES'], nodes),
     '',

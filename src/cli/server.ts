@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs'
 import path from 'node:path'
 import type { Command } from 'commander'
+import { loadTls, tlsFiles, type TlsFiles, type TlsMaterial } from '../common/tls.js'
 import { formatNid, parseNid } from '../protocol/nid.js'
 import { parseTargetName } from '../protocol/names.js'
 import { KEY_FILE, describe, formatTarget, parseParams, readConfig } from '../server/target/config.js'
@@ -74,7 +75,7 @@ export function registerServerCommands(program: Command): void {
       print([`${out}: the ${cls} key of filesystem ${(await readKeyFile(out)).fsname}`])
     })
 
-  command(program, 'start', 'serve the target in <dir> on the node bound to --nid (started if none runs); MMP-checked')
+  const start = command(program, 'start', 'serve the target in <dir> on the node bound to --nid (started if none runs); MMP-checked')
     .argument('<dir>', 'target directory')
     .option('--nid <nid>', 'NID of the serving node (required), e.g. 127.0.1.1@tcp')
     .option('--name <name>', 'node name, for logs and MMP (default: the NID host)')
@@ -87,18 +88,20 @@ export function registerServerCommands(program: Command): void {
         'the transactions after it are lost, logged, and the files given up kept as journal/*.corrupt-<time>',
     )
     .option('--metrics <addr:port>', 'a new node serves /metrics (Prometheus) here; none by default')
-    .action(async (dir: string, o: { nid?: string; name?: string; log?: string; foreground?: boolean; param?: string[]; discardCorruptJournal?: boolean; metrics?: string }) => {
-      if (!o.nid) throw new UsageError('start: --nid is required')
-      const nid = formatNid(parseNid(o.nid))
-      if (o.name !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(o.name)) throw new UsageError(`start: invalid --name '${o.name}'`)
-      const params = parseParams(o.param ?? [])
-      if (params['failover.mode']) throw new UsageError('start: failover.mode is chosen at format time')
-      const discard = o.discardCorruptJournal === true
-      if (o.metrics && !isListenAddress(o.metrics)) throw new UsageError(`start: --metrics '${o.metrics}' is not ADDR:PORT (e.g. 127.0.0.1:9100)`)
-      if (o.foreground) return runForeground(dir, nid, o.name, o.log, params, discard, o.metrics)
-      const s = await startTarget({ dir, nid, name: o.name, log: o.log, params, discardCorruptJournal: discard, metrics: o.metrics })
-      print([`${s.targets.join(', ')}: ${s.already ? 'already ' : ''}serving on ${s.nid} (node ${s.node}, pid ${s.pid})`])
-    })
+  withTlsOptions(start, "this node's certificate, signed by the CA, with the NID's address as an IP SAN; the port then refuses plaintext")
+  start.action(async (dir: string, o: { nid?: string; name?: string; log?: string; foreground?: boolean; param?: string[]; discardCorruptJournal?: boolean; metrics?: string } & TlsOpts) => {
+    if (!o.nid) throw new UsageError('start: --nid is required')
+    const nid = formatNid(parseNid(o.nid))
+    if (o.name !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(o.name)) throw new UsageError(`start: invalid --name '${o.name}'`)
+    const params = parseParams(o.param ?? [])
+    if (params['failover.mode']) throw new UsageError('start: failover.mode is chosen at format time')
+    const discard = o.discardCorruptJournal === true
+    if (o.metrics && !isListenAddress(o.metrics)) throw new UsageError(`start: --metrics '${o.metrics}' is not ADDR:PORT (e.g. 127.0.0.1:9100)`)
+    const tls = tlsOption(o)
+    if (o.foreground) return runForeground(dir, nid, o.name, o.log, params, discard, o.metrics, tls)
+    const s = await startTarget({ dir, nid, name: o.name, log: o.log, params, discardCorruptJournal: discard, metrics: o.metrics, tls })
+    print([`${s.targets.join(', ')}: ${s.already ? 'already ' : ''}serving on ${s.nid} (node ${s.node}, pid ${s.pid})`])
+  })
 
   command(program, 'stop', 'cleanly stop the target in <dir> on whichever node serves it (soft failover); not served is not an error')
     .argument('<dir>', 'target directory')
@@ -138,23 +141,24 @@ export function registerServerCommands(program: Command): void {
     })
 }
 
-interface TargetOpts {
+interface TargetOpts extends TlsOpts {
   mgsnode?: string
   port?: string
 }
 
 /** The verbs that take a target directory, or a target name found through the MGS. */
 function targetCommand(program: Command, name: string, description: string): Command {
-  return command(program, name, description)
+  const cmd = command(program, name, description)
     .argument('<dir|target>', 'target directory, or a target name (mdt0, ost1, spfs-OST0001, MGS) with --mgsnode')
     .option('--mgsnode <nidspec>', 'MGS NIDs, to find the node serving a target given by name')
     .option('--port <port>', 'the filesystem-wide port, with --mgsnode (default 988)')
+  return withTlsOptions(cmd, 'a certificate signed by the CA, to ask an MGS that requires TLS (with --mgsnode)')
 }
 
 /** With --mgsnode a target name is meant, even if a directory of that name happens to exist here. */
 async function targetRef(what: string, o: TargetOpts): Promise<TargetRef> {
   const isName = !!parseTargetName(what)
-  if (o.mgsnode && isName) return refByName(what, o.mgsnode, intArg('--port', o.port, 1, 65535))
+  if (o.mgsnode && isName) return refByName(what, o.mgsnode, intArg('--port', o.port, 1, 65535), await tlsMaterial(o))
   if (existsSync(what)) return refByDir(what)
   if (!isName) throw new UsageError(`'${what}' is neither a target directory nor a target name (e.g. ost1, spfs-OST0001, mdt0, MGS)`)
   throw new UsageError(`a target name (${what}) needs --mgsnode to find the node serving it; or give its directory`)
@@ -179,6 +183,7 @@ async function runForeground(
   params: Record<string, string>,
   discardCorruptJournal: boolean,
   metrics: string | undefined,
+  tls: TlsFiles | undefined,
 ): Promise<void> {
   const abs = path.resolve(dir)
   const cfg = await readConfig(abs)
@@ -186,7 +191,7 @@ async function runForeground(
   if (p.state !== 'down') throw new Error(`a node already runs on ${nid} (port ${cfg.port}); without -f, 'lproxy start' mounts the target on it`)
   const { runNode } = await import('../server/main.js')
   await new Promise<void>((resolve) =>
-    runNode({ nid, name: name ?? parseNid(nid).host, port: cfg.port, log, dir: abs, params, discardCorruptJournal, metrics }, (m) => {
+    runNode({ nid, name: name ?? parseNid(nid).host, port: cfg.port, log, dir: abs, params, discardCorruptJournal, metrics, tls }, (m) => {
       // On failure runNode exits the process itself, after this line is out.
       if (m.ok) print([`${(m.targets ?? []).join(', ')}: serving on ${nid} (pid ${process.pid}, foreground)`])
       else process.stderr.write(`lproxy: ${m.error}\n`)
@@ -196,6 +201,32 @@ async function runForeground(
 }
 
 // ---- parsing helpers shared with the cluster commands ----
+
+export interface TlsOpts {
+  tlsCa?: string
+  tlsCert?: string
+  tlsKey?: string
+}
+
+/** --tls-ca, --tls-cert and --tls-key; `cert` says whose certificate it is. */
+export function withTlsOptions(cmd: Command, cert: string): Command {
+  return cmd
+    .option('--tls-ca <file>', "mutual TLS: the filesystem's CA certificate (PEM)")
+    .option('--tls-cert <file>', `mutual TLS: ${cert}`)
+    .option('--tls-key <file>', 'mutual TLS: the key of that certificate (mode 0600)')
+}
+
+/** The files of --tls-ca, --tls-cert and --tls-key, loaded and checked (none: plaintext). */
+export async function tlsMaterial(o: TlsOpts): Promise<TlsMaterial | undefined> {
+  const f = tlsOption(o)
+  return f && loadTls(f)
+}
+
+/** --tls-ca, --tls-cert and --tls-key: all three or none; relative paths are the caller's (a node runs elsewhere). */
+export function tlsOption(o: TlsOpts): TlsFiles | undefined {
+  const f = tlsFiles({ ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey }, '--tls-ca, --tls-cert and --tls-key')
+  return f && { ca: path.resolve(f.ca), cert: path.resolve(f.cert), key: path.resolve(f.key) }
+}
 
 /**
  * A subcommand whose parse errors are one `lproxy: ...` line, like every other failure;

@@ -1,5 +1,6 @@
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
+import { loadTls, type TlsMaterial } from '../common/tls.js'
 import { LpError, errnoOf } from '../protocol/errno.js'
 import { nidList } from '../protocol/nid.js'
 import type { FsConfig, TargetInfo } from '../protocol/ops.js'
@@ -45,8 +46,11 @@ export class ClientFs {
   llite!: Llite
   readonly id: string
 
-  private constructor(private readonly o: ClientFsOptions) {
-    this.client = new PtlrpcClient(o.clock, o.log, o.port, { transport: o.transport, key: o.key })
+  private constructor(
+    private readonly o: ClientFsOptions,
+    tls: TlsMaterial | undefined,
+  ) {
+    this.client = new PtlrpcClient(o.clock, o.log, o.port, { transport: o.transport, key: o.key, tls })
     this.client.tunables.timeout = o.options.timeout
     this.id = this.client.uuid.slice(0, 8)
     this.mgc = new Mgc(this.client, nidList(o.mgsnode), o.log, `MGC${nidList(o.mgsnode)[0]}`)
@@ -54,7 +58,7 @@ export class ClientFs {
 
   /** Read the configuration from the MGS and connect every import; returns once the MDT is FULL. */
   static async connect(o: ClientFsOptions): Promise<ClientFs> {
-    const fs = new ClientFs(o)
+    const fs = new ClientFs(o, o.options.tls && (await loadTls(o.options.tls)))
     try {
       await fs.setup()
       return fs
@@ -153,7 +157,8 @@ function reachable(imp: Import, what: string, port: number): Promise<void> {
         reject(new LpError('EACCES', `${what} refused the connection as not authenticated: a filesystem with a shared key needs -o keyfile= with its key, one without refuses a keyed client (the server's log says which)`))
       } else if (s === 'DISCONN' && imp.lastConnectStatus !== -errnoOf('EBUSY') && ++cycles >= 2) {
         imp.off('state', on)
-        reject(new LpError('EIO', `cannot reach ${what} at ${imp.conns.map((c) => c.nid).join(', ')} (port ${port})`))
+        const why = imp.lastConnectError ? `: ${imp.lastConnectError}` : ''
+        reject(new LpError('EIO', `cannot reach ${what} at ${imp.conns.map((c) => c.nid).join(', ')} (port ${port})${why}`))
       }
     }
     imp.on('state', on)

@@ -1,4 +1,6 @@
 import { parseListenAddress, type ListenAddress } from '../common/listen.js'
+import path from 'node:path'
+import { tlsFiles, type TlsFiles } from '../common/tls.js'
 import type { FuseKind } from '../fuse/binding.js'
 import { LpError } from '../protocol/errno.js'
 
@@ -30,6 +32,8 @@ export interface ClientOptions {
   keyfile?: string
   /** Where the daemon serves /metrics (`metrics=ADDR:PORT`); none by default. */
   metrics?: ListenAddress
+  /** Mutual TLS to every node (`tls,ca=PATH,cert=PATH,key=PATH`): the client's certificate, the nodes' checked against the CA. */
+  tls?: TlsFiles
 }
 
 export const DEFAULT_OPTIONS: ClientOptions = {
@@ -59,7 +63,9 @@ function mountOnly(k: string): boolean {
 }
 
 export function parseOptions(list: string[]): ClientOptions {
-  const o = { ...DEFAULT_OPTIONS }
+  const o: ClientOptions = { ...DEFAULT_OPTIONS }
+  let tls = false
+  const files: { ca?: string; cert?: string; key?: string } = {}
   for (const item of list.flatMap((s) => s.split(',')).filter(Boolean)) {
     const [k, v] = item.split('=', 2) as [string, string | undefined]
     const num = () => {
@@ -114,14 +120,28 @@ export function parseOptions(list: string[]): ClientOptions {
       case 'metrics':
         o.metrics = parseListenAddress(`mount option '${item}':`, v ?? '')
         break
+      case 'tls':
+        if (v !== undefined) throw new LpError('EINVAL', `mount option '${item}': tls takes no value`)
+        tls = true
+        break
+      case 'ca':
+      case 'cert':
+      case 'key':
+        if (!v) throw new LpError('EINVAL', `mount option '${item}': expected ${k}=<path>`)
+        // The mount daemon may start elsewhere: a relative path is the caller's.
+        files[k] = path.resolve(v)
+        break
       default:
         if (mountOnly(k)) break
         if (VFS_FLAGS.has(k) && v === undefined) {
           o.flags = [...o.flags.filter((f) => f !== k), k]
           break
         }
-        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev, keyfile=PATH, metrics=ADDR:PORT, mount(8)'s noatime, nosuid, noexec, ro, ... and _netdev, noauto, nofail, x-systemd.*)`)
+        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev, keyfile=PATH, metrics=ADDR:PORT, tls, ca=PATH, cert=PATH, key=PATH, mount(8)'s noatime, nosuid, noexec, ro, ... and _netdev, noauto, nofail, x-systemd.*)`)
     }
   }
+  const named = Object.keys(files).length > 0
+  if (named !== tls) throw new LpError('EINVAL', tls ? 'mount option tls needs ca=PATH, cert=PATH and key=PATH' : 'the mount options ca=, cert= and key= go with tls')
+  o.tls = tlsFiles(files, 'the mount options ca=, cert= and key=')
   return o
 }

@@ -21,6 +21,8 @@ export interface NodeStatus {
   nid: string
   pid: number
   port: number
+  /** Whether the node's port takes TLS only. */
+  tls: boolean
   mounts: Array<{ dir: string; targets: NodeTargetStatus[] }>
 }
 

@@ -1,6 +1,7 @@
 import path from 'node:path'
 import { z } from 'zod'
 import { readJson, writeFileAtomic } from '../common/fsutil.js'
+import type { TlsFiles } from '../common/tls.js'
 import { DEFAULT_PORT } from '../protocol/nid.js'
 import { targetName } from '../protocol/names.js'
 import type { FormatOptions } from '../server/target/config.js'
@@ -59,6 +60,8 @@ export interface ClusterFile {
   keyed?: boolean
   /** Set by `up --netns`: the id of the network namespaces the nodes and the client run in. */
   netns?: string
+  /** Made with `up --tls`: mutual TLS everywhere, certificates in <dir>/tls. */
+  tls?: boolean
 }
 
 const pid = z.number().int().min(1).optional()
@@ -74,6 +77,7 @@ const clusterFileSchema: z.ZodType<ClusterFile> = z.object({
   failout: z.array(z.string()),
   keyed: z.boolean().optional(),
   netns: z.string().regex(/^\d{1,3}$/).optional(),
+  tls: z.boolean().optional(),
 })
 
 export const CLUSTER_FILE = 'cluster.json'
@@ -103,7 +107,18 @@ export function logOf(dir: string, node: string): string {
   return path.join(dir, 'logs', `${node}.log`)
 }
 
-export function newClusterFile(o: { dir: string; net: string; port: number; mountpoint: string; mount: boolean; params: Record<string, string>; failout: string[]; keyed: boolean; netns?: string }): ClusterFile {
+export function newClusterFile(o: {
+  dir: string
+  net: string
+  port: number
+  mountpoint: string
+  mount: boolean
+  params: Record<string, string>
+  failout: string[]
+  keyed: boolean
+  tls: boolean
+  netns?: string
+}): ClusterFile {
   const t = (names: string[], sub: string, primary: string, failover: string): ClusterTarget => ({
     names,
     dir: path.join(o.dir, 'targets', sub),
@@ -126,6 +141,7 @@ export function newClusterFile(o: { dir: string; net: string; port: number; moun
     failout: o.failout,
     keyed: o.keyed,
     ...(o.netns !== undefined ? { netns: o.netns } : {}),
+    tls: o.tls,
   }
 }
 
@@ -135,6 +151,7 @@ export function formatOptions(cf: ClusterFile, key: string, reformat: boolean): 
   const nid = (n: string) => cf.nodes[n]!.nid
   const params = Object.entries(cf.params).map(([k, v]) => `${k}=${v}`)
   if (cf.failout.includes(key)) params.push('failover.mode=failout')
+  if (cf.tls) params.push('tls=required')
   const common = { dir: t.dir, fsname: cf.fsname, failnodes: [nid(t.failover)], port: cf.port, params, reformat }
   if (key === 'mdt0') return { ...common, mgs: true, mdt: true, ost: false, index: 0 }
   return { ...common, mgs: false, mdt: false, ost: true, index: Number(key.slice(3)), mgsnode: mgsSpec(cf) }
@@ -150,4 +167,15 @@ export async function readClusterFile(dir: string): Promise<ClusterFile | undefi
 
 export async function writeClusterFile(dir: string, cf: ClusterFile): Promise<void> {
   await writeFileAtomic(path.join(dir, CLUSTER_FILE), JSON.stringify(cf, null, 2) + '\n')
+}
+
+export const TLS_DIR = 'tls'
+/** The mount's certificate: a client has no address of its own to name. */
+export const CLIENT_CERT = 'client'
+
+/** The certificate files of a node, or of the mount (`client`), in a cluster made with --tls. */
+export function tlsOf(dir: string, cf: ClusterFile, name: string): TlsFiles | undefined {
+  if (!cf.tls) return undefined
+  const d = path.join(dir, TLS_DIR)
+  return { ca: path.join(d, 'ca.crt'), cert: path.join(d, `${name}.crt`), key: path.join(d, `${name}.key`) }
 }

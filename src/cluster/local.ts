@@ -1,7 +1,7 @@
 import path from 'node:path'
 import { parseTargetName } from '../protocol/names.js'
 import { readMmp } from '../server/target/mmp.js'
-import { CLUSTER_FILE, logOf, nodeNs, readClusterFile, writeClusterFile, type ClusterFile } from './layout.js'
+import { CLUSTER_FILE, logOf, nodeNs, readClusterFile, tlsOf, writeClusterFile, type ClusterFile } from './layout.js'
 import { isNodeProcess, isSameProcess } from './proc.js'
 import { startTarget } from './target.js'
 
@@ -71,7 +71,15 @@ export class LocalCluster {
    */
   async startOn(node: string, keys: string[]): Promise<Placement[]> {
     const one = async (key: string): Promise<Placement> => {
-      const s = await startTarget({ dir: this.cf.targets[key]!.dir, nid: this.nid(node), name: node, log: logOf(this.dir, node), params: this.cf.params, netns: nodeNs(this.cf, node) })
+      const s = await startTarget({
+        dir: this.cf.targets[key]!.dir,
+        nid: this.nid(node),
+        name: node,
+        log: logOf(this.dir, node),
+        params: this.cf.params,
+        netns: nodeNs(this.cf, node),
+        tls: tlsOf(this.dir, this.cf, node),
+      })
       this.cf.nodes[node]!.pid = s.pid
       return { target: key, node, nid: s.nid, pid: s.pid, at: Date.now() }
     }

@@ -1,3 +1,4 @@
+import type { TlsMaterial } from '../common/tls.js'
 import { withMgs } from '../mgc/oneshot.js'
 import { LpError } from '../protocol/errno.js'
 import { DEFAULT_PORT, nidList } from '../protocol/nid.js'
@@ -24,7 +25,7 @@ export async function refByDir(dir: string): Promise<TargetRef> {
   return { nid: s.nid, port: s.cfg.port, select: { dir: s.dir } }
 }
 
-export async function refByName(name: string, mgsnode: string, port = DEFAULT_PORT): Promise<TargetRef> {
+export async function refByName(name: string, mgsnode: string, port = DEFAULT_PORT, tls?: TlsMaterial): Promise<TargetRef> {
   const id = parseTargetName(name)
   if (!id) throw new LpError('EINVAL', `'${name}' is neither a target directory nor a target name (e.g. ost1, spfs-OST0001, mdt0, MGS)`)
   const mgsNids = nidList(mgsnode)
@@ -34,7 +35,7 @@ export async function refByName(name: string, mgsnode: string, port = DEFAULT_PO
     full = 'MGS'
     candidates = mgsNids
   } else {
-    const cfg = await mgsConfig(mgsNids, port)
+    const cfg = await mgsConfig(mgsNids, port, tls)
     full = targetName(cfg.fsname, id)
     const t = cfg.targets.find((x) => x.name === full)
     if (!t) throw new LpError('ENODEV', `no target ${full} is registered with the MGS at ${mgsnode} (registered: ${cfg.targets.map((x) => x.name).join(', ') || 'none'})`)
@@ -51,6 +52,6 @@ export function targetRequest<T>(ref: TargetRef, cmd: string, extra: Record<stri
   return adminCall<T>(ref.nid, ref.port, { cmd, ...ref.select, ...extra }, UMOUNT_MS)
 }
 
-function mgsConfig(nids: string[], port: number): Promise<FsConfig> {
-  return withMgs(nids, port, (mgc) => mgc.config(), MGS_ANSWER_MS)
+function mgsConfig(nids: string[], port: number, tls: TlsMaterial | undefined): Promise<FsConfig> {
+  return withMgs(nids, port, (mgc) => mgc.config(), MGS_ANSWER_MS, { tls })
 }

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url'
 import { LpError, type ErrnoName } from '../protocol/errno.js'
 import { DATA_PROCESS_FLAGS } from '../common/v8flags.js'
 import { inNetns } from '../common/netns.js'
+import type { TlsFiles } from '../common/tls.js'
 
 /**
  * Starting a server node as a detached daemon: it outlives the command that started it, and
@@ -20,6 +21,7 @@ export interface SpawnNodeOptions {
   netns?: string
   /** ADDR:PORT to serve /metrics on. */
   metrics?: string
+  tls?: TlsFiles
 }
 
 export interface Spawned {
@@ -37,6 +39,7 @@ export function spawnNode(o: SpawnNodeOptions): Promise<Spawned> {
   if (Object.keys(o.params).length) args.push('--params', JSON.stringify(o.params))
   if (o.discardCorruptJournal) args.push('--discard-corrupt-journal')
   if (o.metrics) args.push('--metrics', o.metrics)
+  if (o.tls) args.push(...tlsArgs(o.tls))
   const [cmd, argv] = inNetns(o.netns, process.execPath, args)
   const child = spawn(cmd, argv, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] })
   return new Promise((resolve, reject) => {
@@ -61,4 +64,9 @@ export function spawnNode(o: SpawnNodeOptions): Promise<Spawned> {
       done(failure ?? new Error(`node ${o.name} (${o.nid}) exited (${sig ?? `code ${code}`}) before reporting; see ${o.log}`)),
     )
   })
+}
+
+/** A node's TLS files as its command line takes them. */
+export function tlsArgs(f: TlsFiles): string[] {
+  return ['--tls-ca', f.ca, '--tls-cert', f.cert, '--tls-key', f.key]
 }

@@ -51,6 +51,8 @@ export interface ClusterStatus {
   fsname: string
   net: string
   port: number
+  /** Made with `up --tls`. */
+  tls: boolean
   nodes: NodeView[]
   targets: TargetView[]
   mount: MountView
@@ -71,7 +73,7 @@ export async function clusterStatus(lc: LocalCluster): Promise<ClusterStatus> {
   const mp = cf.mount.mountpoint
   const link = cf.netns === undefined ? {} : { link: await linkState(lc, CLIENT) }
   const mount = { mountpoint: mp, enabled: cf.mount.enabled, pid: (await lc.mountPid()) ?? null, mounted: await isMounted(mp), ...link }
-  return { dir: lc.dir, fsname: cf.fsname, net: cf.net, port: cf.port, nodes, targets, mount }
+  return { dir: lc.dir, fsname: cf.fsname, net: cf.net, port: cf.port, tls: cf.tls === true, nodes, targets, mount }
 }
 
 async function targetView(lc: LocalCluster, key: string, probes: Map<string, Probe>): Promise<TargetView> {

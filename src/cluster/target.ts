@@ -1,4 +1,5 @@
 import path from 'node:path'
+import type { TlsFiles } from '../common/tls.js'
 import { LpError } from '../protocol/errno.js'
 import { formatNid, parseNid } from '../protocol/nid.js'
 import { readConfig, describe, type TargetConfig } from '../server/target/config.js'
@@ -54,6 +55,8 @@ export interface StartOptions {
   netns?: string
   /** ADDR:PORT for a new node's /metrics. */
   metrics?: string
+  /** Mutual TLS for a node started for it; a running node must be as secure as asked. */
+  tls?: TlsFiles
 }
 
 export interface Started {
@@ -87,11 +90,13 @@ export async function startTarget(o: StartOptions): Promise<Started> {
     const here = probe.status.mounts.find((m) => m.dir === dir)
     if (here) return { dir, nid, node: probe.status.node, pid: probe.status.pid, targets: here.targets.map((t) => t.name), spawned: false, already: true }
     if (o.metrics) throw new LpError('EALREADY', `the node on ${nid} already runs: its /metrics address was chosen when it started`)
+    if (probe.status.tls !== (o.tls !== undefined))
+      throw new LpError('EINVAL', `the node on ${nid} runs ${probe.status.tls ? 'with' : 'without'} TLS; stop it first to start ${dir} ${o.tls ? 'with' : 'without'} TLS`)
     const r = await adminCall<{ targets: string[] }>(nid, cfg.port, { cmd: 'mount', dir, params: o.params, discard_corrupt_journal: o.discardCorruptJournal }, MOUNT_MS)
     return { dir, nid, node: probe.status.node, pid: probe.status.pid, targets: r.targets, spawned: false }
   }
   const name = o.name ?? parseNid(nid).host
-  const s = await spawnNode({ nid, name, port: cfg.port, dir, log: o.log ?? defaultLog(name), params: o.params, discardCorruptJournal: o.discardCorruptJournal, netns: o.netns, metrics: o.metrics })
+  const s = await spawnNode({ nid, name, port: cfg.port, dir, log: o.log ?? defaultLog(name), params: o.params, discardCorruptJournal: o.discardCorruptJournal, netns: o.netns, metrics: o.metrics, tls: o.tls })
   return { dir, nid, node: name, pid: s.pid, targets: s.targets, spawned: true }
 }
 

@@ -4,9 +4,10 @@ import { mountFs } from '../client/mount.js'
 import { formatTarget, readConfig, type TargetConfig } from '../server/target/config.js'
 import { clusterDown } from './down.js'
 import {
-  checkNet, clusterHosts, DEFAULT_NET, DEFAULT_NETNS_NET, DEFAULT_PORT, formatOptions, logOf, mgsSpec, newClusterFile, nodeNs, readClusterFile, OSTS, type ClusterFile,
+  checkNet, CLIENT_CERT, clusterHosts, DEFAULT_NET, DEFAULT_NETNS_NET, DEFAULT_PORT, formatOptions, logOf, mgsSpec, newClusterFile, nodeNs, readClusterFile, tlsOf, OSTS, type ClusterFile,
 } from './layout.js'
 import { clusterKeys, makeClusterKeys } from './keys.js'
+import { ensureClusterPki } from './pki.js'
 import { LocalCluster, type Placement } from './local.js'
 import { CLIENT, createNet, deleteNet, netnsId } from './netns.js'
 import { startTime } from './proc.js'
@@ -32,6 +33,8 @@ export interface UpOptions {
   key?: boolean
   /** Every node and the client in a network namespace of its own (default: as the previous run). */
   netns?: boolean
+  /** Mutual TLS everywhere (kept by later runs until --reformat). */
+  tls?: boolean
 }
 
 export interface UpResult {
@@ -61,11 +64,14 @@ export async function clusterUp(o: UpOptions): Promise<UpResult> {
     throw new Error(`${dir} holds a cluster formatted for net ${old.net}, port ${old.port}: use those, or --reformat`)
   const mountpoint = path.resolve(o.mountpoint ?? old?.mount.mountpoint ?? path.join(dir, 'mnt'))
   const keyed = old && !o.reformat ? old.keyed === true : o.key !== false
-  const lc = new LocalCluster(dir, newClusterFile({ dir, net, port, mountpoint, mount: o.mount, params: { ...old?.params, ...o.params }, failout: [], keyed, netns: nsId }))
+  // Targets formatted with tls=required refuse a plaintext node: TLS stays until --reformat.
+  const tls = o.tls === true || (!o.reformat && old?.tls === true)
+  const lc = new LocalCluster(dir, newClusterFile({ dir, net, port, mountpoint, mount: o.mount, params: { ...old?.params, ...o.params }, failout: [], keyed, tls, netns: nsId }))
   const failout = o.failout?.map((name) => ostKey(lc, name))
 
   await fsp.mkdir(path.join(dir, 'logs'), { recursive: true })
   if (keyed) await makeClusterKeys(dir, lc.cf.fsname, o.reformat)
+  if (tls) await ensureClusterPki(lc, o.reformat || old?.tls !== true)
   const formatted = await formatAll(lc, failout, o.reformat, keyed ? clusterKeys(dir).master : undefined)
   await lc.save()
 
@@ -91,7 +97,12 @@ export async function clusterUp(o: UpOptions): Promise<UpResult> {
     try {
       await fsp.mkdir(mountpoint, { recursive: true })
       const timeout = lc.cf.params['sys.timeout']
-      const options = [...(timeout ? [`timeout=${timeout}`] : []), ...(keyed ? [`keyfile=${clusterKeys(dir).fs}`] : [])]
+      const certs = tlsOf(dir, lc.cf, CLIENT_CERT)
+      const options = [
+        ...(timeout ? [`timeout=${timeout}`] : []),
+        ...(keyed ? [`keyfile=${clusterKeys(dir).fs}`] : []),
+        ...(certs ? [`tls,ca=${certs.ca},cert=${certs.cert},key=${certs.key}`] : []),
+      ]
       const info = await mountFs({
         mgsnode: mgsSpec(lc.cf),
         mountpoint,

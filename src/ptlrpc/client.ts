@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import type { SigningKey } from '../protocol/auth.js'
+import type { TlsMaterial } from '../common/tls.js'
 import { Transport, type RpcTransport } from './transport.js'
 import { Tunables } from './tunables.js'
 
@@ -23,12 +24,12 @@ export class PtlrpcClient {
     readonly clock: Clock,
     readonly log: Logger,
     port: number,
-    /** key: the filesystem's shared key of this client's class (none: a filesystem without a key). */
-    opts: { uuid?: string; tunables?: Tunables; connections?: number; transport?: RpcTransport; key?: SigningKey } = {},
+    /** key: the filesystem's shared key of this client's class (none: a filesystem without a key). tls: mutual TLS material. */
+    opts: { uuid?: string; tunables?: Tunables; connections?: number; transport?: RpcTransport; key?: SigningKey; tls?: TlsMaterial } = {},
   ) {
     this.uuid = opts.uuid ?? randomUUID()
     this.tunables = opts.tunables ?? new Tunables()
-    this.transport = opts.transport ?? new Transport({ port, connections: opts.connections, key: opts.key })
+    this.transport = opts.transport ?? new Transport({ port, connections: opts.connections, key: opts.key, tls: opts.tls })
     this.xid = Math.floor(clock.wallNow() * 1000)
   }
 

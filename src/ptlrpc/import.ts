@@ -95,6 +95,8 @@ export class Import extends EventEmitter {
   connectionAttempts = 0
   /** Status of the last connect a target answered (EBUSY: it is in recovery, not gone). */
   lastConnectStatus = 0
+  /** Why the last connect failed (a refusal, or the transport's error: a TLS handshake's, say). */
+  lastConnectError: string | null = null
   timeouts = 0
   /** Requests kept for replay (answered with a transno above peerCommitted), by transno. */
   readonly replayList: PtlRequest[] = []
@@ -549,12 +551,14 @@ export class Import extends EventEmitter {
     try {
       const raw = await this.sendWithin(conn.nid, h, { a: args }, this.c.tunables.connectTimeoutMs(this.cycles))
       this.lastConnectStatus = raw.header.status
+      this.lastConnectError = raw.header.status === 0 ? null : (raw.header.error ?? String(raw.header.status))
       if (raw.header.status !== 0) {
         this.log.info({ nid: conn.nid, status: raw.header.status }, `${this.target}: connect to ${conn.nid} refused: ${raw.header.error ?? raw.header.status}`)
         return null
       }
       return raw.body as ConnectReply
     } catch (e) {
+      this.lastConnectError = (e as Error).message
       this.log.debug({ nid: conn.nid, err: (e as Error).message }, `${this.target}: connect to ${conn.nid} failed`)
       // A refusal by the node itself (e.g. 401: not signed with the filesystem's key) says why, as a status would.
       if (e instanceof TransportError && e.kind === 'refused' && e.status) this.lastConnectStatus = e.status

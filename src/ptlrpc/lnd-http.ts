@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { Readable } from 'node:stream'
 import { type Dispatcher, Pool, errors as undiciErrors } from 'undici'
 import { totalLength } from '../common/chunks.js'
+import { TLS_CLOSE_HINT, clientTlsOptions } from '../common/tls.js'
 import { parseNid } from '../protocol/nid.js'
 import { parseJson } from '../protocol/msg.js'
 import {
@@ -31,7 +32,8 @@ export class HttpLnd implements RpcTransport {
     let p = mine.get(key)
     if (!p) {
       const { host } = parseNid(nid)
-      p = new Pool(`http://${host}:${this.o.port}`, {
+      const secure = this.o.tls
+      p = new Pool(`${secure ? 'https' : 'http'}://${host}:${this.o.port}`, {
         connections: r.lane === 'ctl' ? CTL_CONNECTIONS : (this.o.connections ?? 16),
         pipelining: 1,
         // Our own deadlines (AbortSignal) decide when a peer is late, not undici's defaults.
@@ -41,7 +43,7 @@ export class HttpLnd implements RpcTransport {
         // the server is closing.
         keepAliveTimeout: 4_000,
         keepAliveMaxTimeout: 4_000,
-        connect: { timeout: 60_000 },
+        connect: { timeout: 60_000, ...(secure && clientTlsOptions(secure)) },
       })
       mine.set(key, p)
     }
@@ -69,7 +71,7 @@ export class HttpLnd implements RpcTransport {
         this.pool(nid, route).dispatch(opts, new ReplyCollector(signal, resolve, reject))
       })
     } catch (e) {
-      throw classify(e, signal)
+      throw classify(e, signal, this.o.tls !== undefined)
     }
     let header: ReplyHeader
     try {
@@ -163,10 +165,11 @@ class ReplyCollector implements Dispatcher.DispatchHandler {
   }
 }
 
-function classify(e: unknown, signal: AbortSignal): TransportError {
+function classify(e: unknown, signal: AbortSignal, secure = false): TransportError {
   if (signal.aborted) return new TransportError('timeout', String((signal.reason as Error)?.message ?? 'deadline passed'))
   if (e instanceof undiciErrors.RequestAbortedError) return new TransportError('timeout', 'request aborted')
   const code = (e as { code?: string }).code ?? ''
   const msg = (e as Error).message ?? String(e)
-  return new TransportError('conn', `${code || 'error'}: ${msg}`)
+  const hint = secure && e instanceof undiciErrors.SocketError ? TLS_CLOSE_HINT : ''
+  return new TransportError('conn', `${code || 'error'}: ${msg}${hint}`)
 }

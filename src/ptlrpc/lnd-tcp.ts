@@ -1,4 +1,6 @@
 import net from 'node:net'
+import tls from 'node:tls'
+import { TLS_CLOSE_HINT, clientTlsOptions, type TlsMaterial } from '../common/tls.js'
 import { nidHost } from '../protocol/nid.js'
 import { MsgReader, REPLY_LIMITS, type ReplyMsg, encodeRequest, parseJson, sendMsg } from '../protocol/msg.js'
 import type { SignedRequest } from '../protocol/auth.js'
@@ -36,13 +38,16 @@ class Conn {
   constructor(
     private readonly nid: string,
     port: number,
+    secure: TlsMaterial | undefined,
     private readonly gone: (c: Conn) => void,
     private readonly signer: RequestSigner | null,
   ) {
-    this.sock = net.connect({ host: nidHost(nid), port, noDelay: true })
+    const to = { host: nidHost(nid), port }
+    // Requests written before the handshake ends wait in the TLS socket's buffer.
+    this.sock = secure ? tls.connect({ ...to, ...clientTlsOptions(secure) }).setNoDelay(true) : net.connect({ ...to, noDelay: true })
     this.sock.on('data', (c: Buffer) => this.data(c))
     this.sock.on('error', (e: NodeJS.ErrnoException) => (this.error ??= `${e.code ?? 'error'}: ${e.message}`))
-    this.sock.on('close', () => this.fail(new TransportError('conn', this.error ?? `ECONNRESET: ${this.nid} closed the connection`)))
+    this.sock.on('close', () => this.fail(new TransportError('conn', this.error ?? `ECONNRESET: ${this.nid} closed the connection${secure ? TLS_CLOSE_HINT : ''}`)))
   }
 
   /** What a new request would queue behind: full while bulk waits to leave, else the requests awaiting replies. */
@@ -160,7 +165,7 @@ export class TcpLnd implements RpcTransport {
     // outgoing bytes of a write nor the returning bytes of a read when it need not.
     if (best && (best.busy === 0 || list.length >= max)) return best
     const mineNow = mine
-    const c: Conn = new Conn(nid, this.o.port, () => {
+    const c: Conn = new Conn(nid, this.o.port, this.o.tls, () => {
       const at = list.indexOf(c)
       if (at >= 0) list.splice(at, 1)
       if (!list.length && mineNow.get(key) === list) mineNow.delete(key)

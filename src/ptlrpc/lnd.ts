@@ -1,4 +1,5 @@
 import type { SigningKey } from '../protocol/auth.js'
+import type { TlsMaterial } from '../common/tls.js'
 import type { Bulk, ReplyHeader, ReqBody, ReqHeader } from '../protocol/wire.js'
 
 /**
@@ -60,6 +61,8 @@ export interface TransportOptions {
   connections?: number
   /** The filesystem's shared key of this client's class: requests signed, replies checked. */
   key?: SigningKey
+  /** Mutual TLS to every peer (common/tls.ts): this side's certificate, the server's checked against the CA. */
+  tls?: TlsMaterial
 }
 
 /** A peer's answer: served (code 200), or refused at the protocol level, on either transport. */

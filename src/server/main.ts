@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import { realClock } from '../common/clock.js'
 import { createLogger } from '../common/log.js'
 import { sdNotify } from '../common/sdnotify.js'
+import { loadTls, tlsFiles, type TlsFiles, type TlsMaterial } from '../common/tls.js'
 import { parseNid, formatNid } from '../protocol/nid.js'
 import { parseListenAddress } from '../common/listen.js'
 import { serveMetrics } from '../common/metrics.js'
@@ -23,10 +24,19 @@ export interface NodeArgs {
   discardCorruptJournal?: boolean
   /** Serve /metrics here (ADDR:PORT); none by default. */
   metrics?: string
+  /** Mutual TLS on the node's port and its own RPCs. */
+  tls?: TlsFiles
 }
 
 export async function runNode(a: NodeArgs, report: (msg: { ok: boolean; targets?: string[]; error?: string; errno?: string }) => void): Promise<void> {
   const log = createLogger({ name: `node-${a.name}`, file: a.log })
+  let tls: TlsMaterial | undefined
+  try {
+    tls = a.tls && (await loadTls(a.tls))
+  } catch (e) {
+    report({ ok: false, error: (e as Error).message, errno: 'EINVAL' })
+    return void setTimeout(() => process.exit(1), 50)
+  }
   let exiting = false
   const node = new ServerNode({
     nid: a.nid,
@@ -34,6 +44,7 @@ export async function runNode(a: NodeArgs, report: (msg: { ok: boolean; targets?
     port: a.port,
     clock: realClock,
     log,
+    tls,
     onEmpty: () => {
       if (exiting) return
       exiting = true
@@ -75,6 +86,9 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dis
       params: { type: 'string' },
       'discard-corrupt-journal': { type: 'boolean' },
       metrics: { type: 'string' },
+      'tls-ca': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
     },
   })
   const nid = formatNid(parseNid(values.nid!))
@@ -88,6 +102,7 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dis
       params: values.params ? (JSON.parse(values.params) as Record<string, string>) : {},
       discardCorruptJournal: values['discard-corrupt-journal'],
       metrics: values.metrics,
+      tls: tlsFiles({ ca: values['tls-ca'], cert: values['tls-cert'], key: values['tls-key'] }, '--tls-ca, --tls-cert and --tls-key'),
     },
     (msg) => {
       // Disconnect only once the report is flushed, or the parent may never see it.

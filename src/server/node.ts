@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { z } from 'zod'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
+import type { TlsMaterial } from '../common/tls.js'
 import { serveJsonSocket } from '../common/jsonsock.js'
 import { getParamValues, paramListSchema } from '../common/params.js'
 import { nodeSocket } from '../common/rundir.js'
@@ -65,6 +66,8 @@ export interface NodeOptions {
   port: number
   clock: Clock
   log: Logger
+  /** Mutual TLS: the front takes TLS only, and the node's own RPCs (MGS registration, OSP) present its certificate. */
+  tls?: TlsMaterial
   /** Called when the last target stops: the process should exit. */
   onEmpty: () => void
 }
@@ -105,7 +108,7 @@ export class ServerNode {
   }
 
   async listen(): Promise<void> {
-    const front = createFront(this.targets, this.log)
+    const front = createFront(this.targets, this.log, this.o.tls)
     const server = front.server
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) =>
@@ -141,6 +144,8 @@ export class ServerNode {
     const nodeKey = master ? signingKeyOf(master, 'node') : undefined
     if (cfg.port !== this.o.port) throw new LpError('EINVAL', `${dir} belongs to a filesystem on port ${cfg.port}, this node listens on ${this.o.port}`)
     const tun = serverTunables(cfg, overrides)
+    if (cfg.params.tls === 'required' && !this.o.tls)
+      throw new LpError('EACCES', `${describe(cfg)} was formatted with tls=required: start it on a node with --tls-ca, --tls-cert and --tls-key`)
     const log = this.log
     const m: Mounted = { dir, cfg, targets: [], mgc: null, osp: null, mdt: null, client: null, mmp: null! }
     m.mmp = new Mmp({
@@ -165,7 +170,7 @@ export class ServerNode {
       const mgsNids = cfg.mgsnode ? nidList(cfg.mgsnode) : [this.o.nid, ...peerNids(cfg)]
       // The target's own client identity (Lustre's <target>-mdtlov_UUID) is the same on either
       // node of the pair: OSTs must recognise the MDT's OSP after it fails over.
-      m.client = new PtlrpcClient(this.o.clock, this.log, this.o.port, { uuid: `${describe(cfg).replace(/\+/g, '-')}-tgt_UUID`, key: nodeKey })
+      m.client = new PtlrpcClient(this.o.clock, this.log, this.o.port, { uuid: `${describe(cfg).replace(/\+/g, '-')}-tgt_UUID`, key: nodeKey, tls: this.o.tls })
       m.client.tunables.timeout = tun.obdTimeoutMs / 1000
       m.mgc = new Mgc(m.client, mgsNids, this.log)
       const mode = cfg.params['failover.mode'] === 'failout' ? 'failout' : 'failover'
@@ -179,7 +184,7 @@ export class ServerNode {
         const name = targetName(cfg.fsname, { kind: 'mdt', index: cfg.index })
         // A new client UUID at every start (Lustre's OSP gets a new connection): it must never
         // be handed the saved replies of the incarnation before.
-        const osp = new PtlrpcClient(this.o.clock, this.log, this.o.port, { uuid: `${name}-mdtlov-${randomBytes(4).toString('hex')}_UUID`, key: nodeKey })
+        const osp = new PtlrpcClient(this.o.clock, this.log, this.o.port, { uuid: `${name}-mdtlov-${randomBytes(4).toString('hex')}_UUID`, key: nodeKey, tls: this.o.tls })
         osp.tunables.timeout = tun.obdTimeoutMs / 1000
         m.osp = new Osp(osp, m.mgc, cfg.fsname, this.log)
         const b = new MdtBackend({ dir: path.join(dir, 'mdt'), clock: this.o.clock, destroyer: m.osp, fence, squash: squashOf({ ...cfg.params, ...overrides }) })
@@ -329,6 +334,7 @@ export class ServerNode {
       nid: this.o.nid,
       pid: process.pid,
       port: this.o.port,
+      tls: this.o.tls !== undefined,
       mounts: [...this.mounts.values()].map((m) => ({
         dir: m.dir,
         targets: m.targets.map((t) => ({

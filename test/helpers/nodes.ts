@@ -22,6 +22,8 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { callJsonSocket } from '../../src/common/jsonsock.js'
 import { nodeSocket } from '../../src/common/rundir.js'
+import type { TlsFiles } from '../../src/common/tls.js'
+import { tlsArgs } from '../../src/cluster/spawn.js'
 import { formatTarget, type TargetConfig } from '../../src/server/target/config.js'
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
@@ -96,6 +98,8 @@ export interface StartOptions {
   timeoutMs?: number
   /** ADDR:PORT where the node serves /metrics. */
   metrics?: string
+  /** Mutual TLS on the node's port and its own RPCs. */
+  tls?: TlsFiles
 }
 
 export class NodeStartError extends Error {
@@ -175,6 +179,7 @@ export async function startNode(o: StartOptions): Promise<NodeProc> {
   const args = ['--nid', o.nid, '--port', String(o.port), '--dir', o.dir, '--log', o.log ?? path.join(path.dirname(o.dir), `${o.nid}.log`)]
   if (o.params) args.push('--params', JSON.stringify(o.params))
   if (o.metrics) args.push('--metrics', o.metrics)
+  if (o.tls) args.push(...tlsArgs(o.tls))
   armSafetyNet()
   const child = fork(NODE_MAIN, args, { env: process.env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   children.add(child)

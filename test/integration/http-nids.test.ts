@@ -8,17 +8,13 @@
 import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { realClock } from '../../src/common/clock.js'
-import { silentLogger } from '../../src/common/log.js'
-import { PtlrpcClient } from '../../src/ptlrpc/client.js'
-import { Import } from '../../src/ptlrpc/import.js'
+import { clientImports } from '../helpers/imports.js'
 import { NodeSet, formatMgsMdt, formatOst } from '../helpers/nodes.js'
 
 const PORT = 28810
 const MDS = '127.0.88.11@http'
 const OSS = '127.0.88.12@http'
 const OST = 'spfs-OST0001'
-const MDT = 'spfs-MDT0000'
 // No commit on its own during the test: the writes live only in the OSS's memory until replayed.
 const PARAMS = ['commit_interval=600', 'mmp_interval=0.1', 'sys.timeout=2']
 
@@ -26,18 +22,7 @@ const nodes = new NodeSet()
 afterAll(() => nodes.cleanup(), 30_000)
 
 function client(ossNid: string) {
-  const c = new PtlrpcClient(realClock, silentLogger, PORT)
-  c.tunables.timeout = 2
-  const ost = new Import({ client: c, target: OST, name: `${OST}-osc-${ossNid}`, nids: [ossNid], log: silentLogger })
-  const mdt = new Import({ client: c, target: MDT, name: `${MDT}-mdc`, nids: [MDS], log: silentLogger })
-  return {
-    ost,
-    mdt,
-    async close() {
-      await Promise.all([ost.close(), mdt.close()])
-      await c.close()
-    },
-  }
+  return clientImports({ port: PORT, mdsNid: MDS, ossNid })
 }
 
 describe('@http NIDs', () => {

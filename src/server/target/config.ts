@@ -53,6 +53,8 @@ export const KNOWN_PARAMS: Record<string, (v: string) => string | null> = {
   root_squash: checkRootSquash,
   /** MDT: NIDs (host@tcp, or *@tcp for a whole network) whose root is not squashed. */
   nosquash_nids: checkNosquashNids,
+  /** The target is served only by a node with TLS on (the port then refuses plaintext). */
+  tls: (v) => (v === 'required' ? null : "must be 'required'"),
 }
 
 function positive(v: string): string | null {

@@ -2,6 +2,7 @@ import type { Logger } from '../common/log.js'
 import { errnoOf, errnoName, type ErrnoName } from '../protocol/errno.js'
 import { OPS, isOpName } from '../protocol/ops.js'
 import { FrameError, type ReplyHeader, type ReqBody, type ReqHeader } from '../protocol/wire.js'
+import type { InflightCap } from './limits.js'
 import type { Target } from './target/target.js'
 
 /** What the front needs of a target (`lproxy selftest` serves a stand-in through the same front). */
@@ -32,6 +33,8 @@ export interface Incoming {
   body: () => { json: unknown; bulk: Buffer[] }
   /** The NID of the connection's peer, from the socket (never from the request): root_squash's nosquash_nids. */
   peer?: string
+  /** The front's cap on requests in flight per export (limits.ts). */
+  inflight?: InflightCap
 }
 
 /** The NID a connection comes from, on the network type of the transport it speaks (IPv4-mapped addresses as IPv4). */
@@ -65,7 +68,13 @@ export async function answer(targets: Map<string, FrontTarget>, req: Incoming, l
       throw new BadRequest(400, errno, `invalid arguments for ${h.op}: ${issue ? `${issue.path.join('.') || 'args'}: ${issue.message}` : 'malformed'}`)
     }
     if (bulk.length && !('bulkIn' in spec)) throw new BadRequest(400, 'EPROTO', `op '${h.op}' carries no bulk data`)
-    const reply = await target.handle(h, parsed.data, rb.r, bulk, req.peer)
+    const release = req.inflight?.enter(h.target, h.client)
+    let reply
+    try {
+      reply = await target.handle(h, parsed.data, rb.r, bulk, req.peer)
+    } finally {
+      release?.()
+    }
     const { http: code, body, bulk: out, ...header } = reply
     return { code, header, body, bulk: out }
   } catch (e) {

@@ -4,29 +4,35 @@ import type { Logger } from '../common/log.js'
 import { MAX_BODY } from '../protocol/msg.js'
 import { RPC_PATH, SMALL_FRAME, decodeFrameChunks, decodeReqHeader, encodeFrame, encodeReplyHeader } from '../protocol/wire.js'
 import { type Answer, BadRequest, type FrontTarget, answer, peerNid, refusal } from './admit.js'
+import { bodyDeadlineMs, type Guards } from './limits.js'
+
+/**
+ * How often node's HTTP server looks for heads past their deadline (headersTimeout): often
+ * enough that a test's scaled-down deadline is kept to within a second.
+ */
+const HEAD_CHECK_MS = 500
 
 /**
  * The front of `@http` NIDs: an HTTP server that is never listening itself (front.ts hands it
  * the connections that start with an HTTP method). The checks are front.ts's `answer`;
  * only the path, the method and the size are HTTP's own.
  */
-export function createHttpFront(targets: Map<string, FrontTarget>, log: Logger): http.Server {
-  const server = http.createServer({ requestTimeout: 0, keepAliveTimeout: 120_000 }, (req, res) => {
+export function createHttpFront(targets: Map<string, FrontTarget>, log: Logger, guards: Guards): http.Server {
+  const server = http.createServer({ requestTimeout: 0, connectionsCheckingInterval: HEAD_CHECK_MS }, (req, res) => {
     handle(req, res).catch((e) => {
       log.error({ err: e }, 'request handling failed')
       res.destroy()
     })
   })
-  server.keepAliveTimeout = 120_000
-  server.headersTimeout = 60_000
+  retuneHttp(server, guards)
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     let a: Answer
     try {
       if (req.url !== RPC_PATH) throw new BadRequest(404, 'ENOENT', `no such path '${req.url}'; RPCs go to ${RPC_PATH}`)
       if (req.method !== 'POST') throw new BadRequest(405, 'EINVAL', `RPCs are POSTed, not ${req.method}`)
-      const body = await readBody(req)
-      a = await answer(targets, { header: () => decodeReqHeader(req.headers), body: () => decodeFrameChunks(body), peer: peerNid(req.socket, 'http') }, log)
+      const body = await readBody(req, guards)
+      a = await answer(targets, { header: () => decodeReqHeader(req.headers), body: () => decodeFrameChunks(body), peer: peerNid(req.socket, 'http'), inflight: guards.inflight }, log)
     } catch (e) {
       if (!(e instanceof BadRequest)) throw e
       a = refusal(e)
@@ -37,7 +43,8 @@ export function createHttpFront(targets: Map<string, FrontTarget>, log: Logger):
       ...encodeReplyHeader(a.header),
       'content-type': 'application/x-lproxy',
       'content-length': String(length),
-      connection: a.code >= 500 ? 'close' : 'keep-alive',
+      // A body refused before its end (late, too large, wrong path) is not read on: the connection goes with the reply.
+      connection: a.code >= 500 || !req.complete ? 'close' : 'keep-alive',
     })
     // A small reply leaves in one write with its head; bulk goes as its pieces, never copied.
     if (length <= SMALL_FRAME) return void res.end(Buffer.concat(parts, length))
@@ -48,26 +55,42 @@ export function createHttpFront(targets: Map<string, FrontTarget>, log: Logger):
   return server
 }
 
-/** The body as the socket delivered it: a large one is never joined into one buffer. */
-function readBody(req: http.IncomingMessage): Promise<Buffer[]> {
+/** The deadlines of the front's limits (guards.limits may have changed since: a target's obd_timeout). */
+export function retuneHttp(server: http.Server, guards: Guards): void {
+  server.headersTimeout = guards.limits.headMs
+  server.keepAliveTimeout = guards.limits.idleMs
+}
+
+/** The body as the socket delivered it: a large one is never joined into one buffer. Due by its declared length's deadline. */
+function readBody(req: http.IncomingMessage, guards: Guards): Promise<Buffer[]> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0)
     if (declared > MAX_BODY) {
       req.resume()
       return reject(new BadRequest(413, 'EFBIG', `request body of ${declared} bytes exceeds ${MAX_BODY}`))
     }
+    const ms = Math.round(bodyDeadlineMs(guards.limits, declared || 0))
+    const timer = guards.clock.setTimeout(() => {
+      req.pause()
+      reject(new BadRequest(408, 'ETIMEDOUT', `request body of ${declared} bytes not complete within ${ms} ms`))
+    }, ms)
     const chunks: Buffer[] = []
     let n = 0
     req.on('data', (c: Buffer) => {
       n += c.length
       if (n > MAX_BODY) {
+        timer.cancel()
         req.destroy()
         reject(new BadRequest(413, 'EFBIG', `request body exceeds ${MAX_BODY} bytes`))
         return
       }
       chunks.push(c)
     })
-    req.on('end', () => resolve(chunks))
+    req.on('end', () => {
+      timer.cancel()
+      resolve(chunks)
+    })
     req.on('error', reject)
+    req.once('close', () => timer.cancel())
   })
 }

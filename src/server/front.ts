@@ -1,9 +1,11 @@
 import net from 'node:net'
+import { type Clock, realClock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import { MSG_MAGIC } from '../protocol/msg.js'
 import type { FrontTarget } from './admit.js'
-import { createHttpFront } from './front-http.js'
+import { createHttpFront, retuneHttp } from './front-http.js'
 import { serveMsgs } from './front-msg.js'
+import { ConnGate, type FrontLimits, type Guards, InflightCap, frontLimits } from './limits.js'
 
 export type { FrontTarget } from './admit.js'
 
@@ -16,27 +18,39 @@ export type { FrontTarget } from './admit.js'
  */
 export interface Front {
   readonly server: net.Server
+  /** The deadlines of a filesystem of this obd_timeout (a target's sys.timeout, once one is mounted). */
+  retune(obdTimeoutMs: number): void
   /** Stop listening and drop every connection. */
   close(): Promise<void>
 }
 
-/** A connection that has said nothing for this long is dropped before it is told apart. */
-const FIRST_BYTE_MS = 60_000
+export interface FrontOptions {
+  clock?: Clock
+  /** Bounds other than those of limits.ts (tests scale them down). */
+  limits?: Partial<FrontLimits>
+}
 
-export function createFront(targets: Map<string, FrontTarget>, log: Logger): Front {
-  const http = createHttpFront(targets, log)
+export function createFront(targets: Map<string, FrontTarget>, log: Logger, opts: FrontOptions = {}): Front {
+  const clock = opts.clock ?? realClock
+  const limits = frontLimits(undefined, opts.limits)
+  const guards: Guards = { limits, clock, inflight: new InflightCap(limits, clock, log) }
+  const gate = new ConnGate(limits, clock, log)
+  const http = createHttpFront(targets, log, guards)
   const conns = new Set<net.Socket>()
   const server = net.createServer({ noDelay: true }, (sock) => {
+    // Over a cap: closed at once (telling an HTTP peer 503 would need its first byte, i.e. holding the connection refused).
+    if (!gate.admit(sock)) return void sock.destroy()
     conns.add(sock)
     sock.once('close', () => conns.delete(sock))
     const silent = (): void => void sock.destroy()
-    sock.setTimeout(FIRST_BYTE_MS, silent)
+    // A connection that has said nothing is dropped before it is told apart, as a late head.
+    sock.setTimeout(limits.headMs, silent)
     sock.once('data', (first: Buffer) => {
       sock.setTimeout(0)
       sock.off('timeout', silent)
       sock.pause()
       sock.unshift(first)
-      if (first[0] === MSG_MAGIC >>> 24) serveMsgs(sock, targets, log)
+      if (first[0] === MSG_MAGIC >>> 24) serveMsgs(sock, targets, log, guards)
       else {
         http.emit('connection', sock)
         // Node's HTTP parser reads a fresh socket's handle directly, past the byte put back
@@ -51,6 +65,10 @@ export function createFront(targets: Map<string, FrontTarget>, log: Logger): Fro
   server.on('listening', () => http.emit('listening'))
   return {
     server,
+    retune(obdTimeoutMs) {
+      Object.assign(limits, frontLimits(obdTimeoutMs, opts.limits))
+      retuneHttp(http, guards)
+    },
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       http.close()

@@ -129,6 +129,8 @@ export class ServerNode {
     const cfg = await readConfig(dir)
     if (cfg.port !== this.o.port) throw new LpError('EINVAL', `${dir} belongs to a filesystem on port ${cfg.port}, this node listens on ${this.o.port}`)
     const tun = serverTunables(cfg, overrides)
+    // The front's deadlines follow the filesystem's obd_timeout (one filesystem per port).
+    this.front?.retune(tun.obdTimeoutMs)
     const log = this.log
     const m: Mounted = { dir, cfg, targets: [], mgc: null, osp: null, mdt: null, client: null, mmp: null! }
     m.mmp = new Mmp({

@@ -1,4 +1,5 @@
 import http from 'node:http'
+import type { Duplex } from 'node:stream'
 import { totalLength } from '../common/chunks.js'
 import type { Logger } from '../common/log.js'
 import { MAX_BODY } from '../protocol/msg.js'
@@ -25,6 +26,12 @@ export function createHttpFront(targets: Map<string, FrontTarget>, log: Logger, 
     })
   })
   retuneHttp(server, guards)
+  // A head node's parser refuses (malformed, too large, late) is answered like any refusal, with an errno.
+  server.on('clientError', (err: NodeJS.ErrnoException, sock: Duplex) => {
+    // Not while a response is under way on it (its bytes would be mixed), nor to a peer already gone.
+    if (!sock.writable || (sock as { _httpMessage?: unknown })._httpMessage || err.code === 'ECONNRESET') return void sock.destroy()
+    sock.end(rawRefusal(parserRefusal(err)), () => sock.destroy())
+  })
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     let a: Answer
@@ -53,6 +60,22 @@ export function createHttpFront(targets: Map<string, FrontTarget>, log: Logger, 
   }
 
   return server
+}
+
+/** Node's parser errors, as the front's refusals. */
+function parserRefusal(err: NodeJS.ErrnoException): BadRequest {
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return new BadRequest(408, 'ETIMEDOUT', 'request head not complete in time')
+  if (err.code === 'HPE_HEADER_OVERFLOW') return new BadRequest(431, 'EOVERFLOW', 'request head too large')
+  return new BadRequest(400, 'EPROTO', `malformed HTTP request: ${err.code ?? err.message}`)
+}
+
+/** A whole refusal as bytes, for a socket the HTTP server has given up on (no response object). */
+function rawRefusal(e: BadRequest): Buffer {
+  const a = refusal(e)
+  const body = Buffer.concat(encodeFrame(a.body))
+  const headers = { ...encodeReplyHeader(a.header), 'content-type': 'application/x-lproxy', 'content-length': String(body.length), connection: 'close' }
+  const head = [`HTTP/1.1 ${a.code} ${http.STATUS_CODES[a.code] ?? 'Refused'}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n')
+  return Buffer.concat([Buffer.from(head, 'latin1'), body])
 }
 
 /** The deadlines of the front's limits (guards.limits may have changed since: a target's obd_timeout). */

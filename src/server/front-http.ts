@@ -19,7 +19,8 @@ const HEAD_CHECK_MS = 500
  * only the path, the method and the size are HTTP's own.
  */
 export function createHttpFront(targets: Map<string, FrontTarget>, log: Logger, guards: Guards): http.Server {
-  const server = http.createServer({ requestTimeout: 0, connectionsCheckingInterval: HEAD_CHECK_MS }, (req, res) => {
+  // No Host required: a NID names the node, and node's own bare 400 for its absence would carry no errno.
+  const server = http.createServer({ requestTimeout: 0, connectionsCheckingInterval: HEAD_CHECK_MS, requireHostHeader: false }, (req, res) => {
     handle(req, res).catch((e) => {
       log.error({ err: e }, 'request handling failed')
       res.destroy()

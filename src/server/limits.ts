@@ -98,28 +98,42 @@ class RefusalLog {
   }
 }
 
-/** Counts a node's connections, in total and per peer address; refuses those past the caps. */
-export class ConnGate {
-  private total = 0
-  private readonly perPeer = new Map<string, number>()
-  private readonly refusals: RefusalLog
+/** Counts by key, refusals logged once per key per interval: what both caps share. */
+abstract class Counted {
+  private readonly counts = new Map<string, number>()
+  protected readonly refusals: RefusalLog
 
   constructor(
-    private readonly limits: FrontLimits,
+    protected readonly limits: FrontLimits,
     clock: Clock,
     log: Logger,
   ) {
     this.refusals = new RefusalLog(clock, log)
   }
 
-  get open(): number {
-    return this.total
+  protected count(key: string): number {
+    return this.counts.get(key) ?? 0
   }
+
+  /** Count one for `key`; the returned function uncounts it. */
+  protected take(key: string): () => void {
+    this.counts.set(key, this.count(key) + 1)
+    return () => {
+      const left = this.count(key) - 1
+      if (left) this.counts.set(key, left)
+      else this.counts.delete(key)
+    }
+  }
+}
+
+/** Counts a node's connections, in total and per peer address; refuses those past the caps. */
+export class ConnGate extends Counted {
+  private total = 0
 
   /** Count `sock` until it closes, or false (it is to be closed at once) when a cap is reached. */
   admit(sock: net.Socket): boolean {
     const peer = (sock.remoteAddress ?? '?').replace(/^::ffff:/, '')
-    const mine = this.perPeer.get(peer) ?? 0
+    const mine = this.count(peer)
     const l = this.limits
     const full = this.total >= l.maxConns ? `the node holds ${this.total} connections (cap ${l.maxConns})` : mine >= l.maxConnsPerPeer ? `${peer} holds ${mine} connections (cap ${l.maxConnsPerPeer})` : null
     if (full) {
@@ -127,46 +141,28 @@ export class ConnGate {
       return false
     }
     this.total++
-    this.perPeer.set(peer, mine + 1)
+    const release = this.take(peer)
     sock.once('close', () => {
       this.total--
-      const left = this.perPeer.get(peer)! - 1
-      if (left) this.perPeer.set(peer, left)
-      else this.perPeer.delete(peer)
+      release()
     })
     return true
   }
 }
 
 /** Requests in flight per export (target and client), capped. */
-export class InflightCap {
-  private readonly counts = new Map<string, number>()
-  private readonly refusals: RefusalLog
-
-  constructor(
-    private readonly limits: FrontLimits,
-    clock: Clock,
-    log: Logger,
-  ) {
-    this.refusals = new RefusalLog(clock, log)
-  }
-
+export class InflightCap extends Counted {
   /** Count one request of the export; the returned function uncounts it. Throws 503 EAGAIN past the cap. */
   enter(target: string, client: string): () => void {
     const key = `${target} ${client}`
-    const n = this.counts.get(key) ?? 0
+    const n = this.count(key)
     const cap = this.limits.maxInflightPerExport
     if (n >= cap) {
       const msg = `client ${client} has ${n} requests in flight at ${target} (cap ${cap})`
       this.refusals.note(key, (k) => `refusing requests: ${msg}; ${k} refused in the last ${REFUSAL_LOG_MS / 1000} s`)
       throw new BadRequest(503, 'EAGAIN', `${msg}: try again`)
     }
-    this.counts.set(key, n + 1)
-    return () => {
-      const left = this.counts.get(key)! - 1
-      if (left) this.counts.set(key, left)
-      else this.counts.delete(key)
-    }
+    return this.take(key)
   }
 }
 

@@ -284,7 +284,7 @@ async function serve(kind: FloorKind, host: string, port: number, pki: string): 
           c.setNoDelay(true)
           c.on('data', () => c.write(reply))
         })
-      : createFront(new Map([[TARGET, target]]), silentLogger, await material(kind, pki, 'server')).server
+      : createFront(new Map([[TARGET, target]]), silentLogger, { tls: await material(kind, pki, 'server') }).server
   srv.listen(port, host, () => process.stdout.write('ready\n'))
 }
 

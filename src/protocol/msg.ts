@@ -220,6 +220,12 @@ export class MsgReader<V = undefined> {
     private readonly headCheck?: HeadCheck<V>,
   ) {}
 
+  /** The message under way: null between messages; its declared length (past the fixed header) once that header is read. */
+  get underway(): { declared?: number } | null {
+    if (this.cur) return { declared: this.cur.strings + this.cur.json + this.cur.bulk }
+    return this.have ? {} : null
+  }
+
   /** Every message `chunk` completes goes to `each`, in order, before a malformed one throws. */
   push(chunk: Buffer, each: (m: RequestMsg<V> | ReplyMsg) => void): void {
     this.chunks.push(chunk)

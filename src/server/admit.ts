@@ -5,6 +5,7 @@ import { parseJson } from '../protocol/msg.js'
 import { OPS, type OpSpec, isOpName } from '../protocol/ops.js'
 import { FrameError, jsonBytes, type ReplyHeader, type ReqBody, type ReqHeader } from '../protocol/wire.js'
 import type { Guard } from './guard.js'
+import type { InflightCap } from './limits.js'
 import type { Target } from './target/target.js'
 
 /** What the front needs of a target (`lproxy selftest` serves a stand-in through the same front); no guard: a filesystem without a key. */
@@ -45,6 +46,8 @@ export interface Incoming {
   body: () => RawBody | Promise<RawBody>
   /** The NID of the connection's peer, from the socket (never from the request): root_squash's nosquash_nids. */
   peer?: string
+  /** The front's cap on requests in flight per export (limits.ts). */
+  inflight?: InflightCap
 }
 
 /** The NID a connection comes from, on the network type of the transport it speaks (IPv4-mapped addresses as IPv4). */
@@ -93,7 +96,7 @@ export function admitHeader(targets: Map<string, FrontTarget>, req: Pick<Incomin
   }
 }
 
-export async function admitBody(a: Admitted, req: Pick<Incoming, 'body' | 'peer'>, log: Logger): Promise<Answer> {
+export async function admitBody(a: Admitted, req: Pick<Incoming, 'body' | 'peer' | 'inflight'>, log: Logger): Promise<Answer> {
   const { h, target, spec, proof } = a
   try {
     const raw = await Promise.resolve().then(req.body).catch(frameError)
@@ -109,7 +112,13 @@ export async function admitBody(a: Admitted, req: Pick<Incoming, 'body' | 'peer'
       throw new BadRequest(400, errno, `invalid arguments for ${h.op}: ${issue ? `${issue.path.join('.') || 'args'}: ${issue.message}` : 'malformed'}`)
     }
     if (bulk.length && !spec.bulkIn) throw new BadRequest(400, 'EPROTO', `op '${h.op}' carries no bulk data`)
-    const reply = await target.handle(h, parsed.data, rb.r, bulk, req.peer, proof?.cls ?? null)
+    const release = req.inflight?.enter(h.target, h.client)
+    let reply
+    try {
+      reply = await target.handle(h, parsed.data, rb.r, bulk, req.peer, proof?.cls ?? null)
+    } finally {
+      release?.()
+    }
     const { http: code, body, bulk: out, ...header } = reply
     if (!proof) return { code, header, body, bulk: out }
     const json = jsonBytes(body)

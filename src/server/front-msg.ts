@@ -4,6 +4,7 @@ import { errnoOf } from '../protocol/errno.js'
 import { MsgError, MsgReader, REQUEST_LIMITS, type RequestMsg, encodeReply, sendMsg } from '../protocol/msg.js'
 import { checkReqHeader } from '../protocol/wire.js'
 import { type Admission, type FrontTarget, admitBody, admitHeader, peerNid } from './admit.js'
+import { ConnDeadline, type Guards } from './limits.js'
 
 /**
  * Requests a connection may have at the targets before the front stops reading from it: the
@@ -18,7 +19,7 @@ const MAX_INFLIGHT = 64
  * a malformed frame is answered with an error and the connection closed, as the stream is
  * out of step.
  */
-export function serveMsgs(sock: net.Socket, targets: Map<string, FrontTarget>, log: Logger): void {
+export function serveMsgs(sock: net.Socket, targets: Map<string, FrontTarget>, log: Logger, guards: Guards): void {
   sock.setNoDelay(true)
   // A client host that vanished without a word does not hold its connection here forever.
   sock.setKeepAlive(true, 60_000)
@@ -30,34 +31,67 @@ export function serveMsgs(sock: net.Socket, targets: Map<string, FrontTarget>, l
   const peer = peerNid(sock, 'tcp')
   let inflight = 0
   let broken = false
+  /** Where the message under way is: none, its head arriving, or its body (armed once). */
+  let under: 'none' | 'head' | 'body' = 'none'
+  const deadline = new ConnDeadline(guards.limits, guards.clock, (what) => {
+    // Idle, or replies left unread: nothing to tell a peer that is not listening.
+    if (sock.writableNeedDrain || (under === 'none' && !inflight)) return void sock.destroy()
+    breakOff(0, 408, 'ETIMEDOUT', `${what}; closing the connection`)
+  })
+  sock.once('close', () => deadline.stop())
+
+  /** The deadline for where the connection is now: a message arriving, replies unread, requests at the targets, or idle. */
+  const track = (): void => {
+    if (broken) return
+    if (sock.isPaused()) return sock.writableNeedDrain ? deadline.drain(sock.writableLength) : deadline.busy()
+    const m = reader.underway
+    if (!m) {
+      under = 'none'
+      return inflight ? deadline.busy() : deadline.idle()
+    }
+    if (under === 'none') {
+      under = 'head'
+      deadline.head()
+    }
+    if (under === 'head' && m.declared !== undefined) {
+      under = 'body'
+      deadline.body(m.declared)
+    }
+  }
 
   // Back-pressure: stop reading while replies wait in the socket's buffer or targets are busy.
   const flow = (): void => {
     if (broken) return
     const hold = inflight >= MAX_INFLIGHT || sock.writableNeedDrain
     if (hold && !sock.isPaused()) sock.pause()
-    else if (!hold && sock.isPaused()) sock.resume()
+    else if (!hold && sock.isPaused()) {
+      sock.resume()
+      // The message under way waited on us, not on its peer: its time starts again.
+      under = 'none'
+    }
+    track()
   }
   sock.on('drain', flow)
 
   sock.on('data', (chunk: Buffer) => {
     if (broken) return
+    let done = 0
     try {
-      reader.push(chunk, (m) => void serve(m as RequestMsg<Admission>))
+      reader.push(chunk, (m) => {
+        done++
+        void serve(m as RequestMsg<Admission>)
+      })
     } catch (e) {
-      broken = true
-      sock.pause()
-      const xid = e instanceof MsgError ? e.xid : 0
       const error = (e as Error).message
-      log.warn({ remote: sock.remoteAddress, xid, err: error }, `malformed message from ${sock.remoteAddress}: ${error}; closing the connection`)
-      const status = -errnoOf('EPROTO')
-      parting = encodeReply(xid, 400, { status, transno: 0, lastCommitted: 0, flags: [], error }, { error, errno: 'EPROTO' })
-      return void part()
+      log.warn({ remote: sock.remoteAddress, err: error }, `malformed message from ${sock.remoteAddress}: ${error}; closing the connection`)
+      return breakOff(e instanceof MsgError ? e.xid : 0, 400, 'EPROTO', error)
     }
+    // A message completed: what is left in this chunk is the next one's, started now.
+    if (done) under = 'none'
     flow()
   })
 
-  // After a malformed frame: the requests before it are answered, then the error, then the end.
+  // After a malformed or late frame: the requests before it are answered, then the error, then the end.
   let parting: Buffer[] | null = null
   const part = (): void => {
     if (!parting || inflight) return
@@ -65,11 +99,20 @@ export function serveMsgs(sock: net.Socket, targets: Map<string, FrontTarget>, l
     parting = null
     sock.destroySoon()
   }
+  function breakOff(xid: number, code: number, errno: 'EPROTO' | 'ETIMEDOUT', error: string): void {
+    if (broken) return
+    broken = true
+    deadline.stop()
+    sock.pause()
+    if (code === 408) log.warn({ remote: sock.remoteAddress, err: error }, `${sock.remoteAddress}: ${error}`)
+    parting = encodeReply(xid, code, { status: -errnoOf(errno), transno: 0, lastCommitted: 0, flags: [], error }, { error, errno })
+    part()
+  }
 
   async function serve(m: RequestMsg<Admission>): Promise<void> {
     inflight++
     const v = m.verdict!
-    const a = v.ok ? await admitBody(v, { body: () => ({ json: m.json, bulk: m.bulk }), peer }, log) : v.answer
+    const a = v.ok ? await admitBody(v, { body: () => ({ json: m.json, bulk: m.bulk }), peer, inflight: guards.inflight }, log) : v.answer
     inflight--
     if (sock.writable) sendMsg(sock, encodeReply(m.h.xid, a.code, a.header, a.body, a.bulk, a.auth))
     flow()

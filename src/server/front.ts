@@ -1,13 +1,15 @@
 import net from 'node:net'
 import tls from 'node:tls'
+import { type Clock, realClock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import { serverTlsOptions, type TlsMaterial } from '../common/tls.js'
 import { MSG_MAGIC, encodeReply } from '../protocol/msg.js'
 import { errnoOf } from '../protocol/errno.js'
 import { encodeReplyHeader } from '../protocol/wire.js'
 import type { FrontTarget } from './admit.js'
-import { createHttpFront } from './front-http.js'
+import { createHttpFront, retuneHttp } from './front-http.js'
 import { serveMsgs } from './front-msg.js'
+import { ConnGate, type FrontLimits, type Guards, InflightCap, frontLimits } from './limits.js'
 
 export type { FrontTarget } from './admit.js'
 
@@ -24,20 +26,32 @@ export type { FrontTarget } from './admit.js'
  */
 export interface Front {
   readonly server: net.Server
+  /** The deadlines of a filesystem of this obd_timeout (a target's sys.timeout, once one is mounted). */
+  retune(obdTimeoutMs: number): void
   /** Stop listening and drop every connection. */
   close(): Promise<void>
 }
 
-/** A connection that has said nothing for this long is dropped before it is told apart. */
-const FIRST_BYTE_MS = 60_000
 /** A TLS record of type handshake: how a ClientHello starts. */
 const TLS_HANDSHAKE = 0x16
 
-export function createFront(targets: Map<string, FrontTarget>, log: Logger, tlsMaterial?: TlsMaterial): Front {
-  const http = createHttpFront(targets, log)
+export interface FrontOptions {
+  clock?: Clock
+  /** Bounds other than those of limits.ts (tests scale them down). */
+  limits?: Partial<FrontLimits>
+  /** Mutual TLS on the port (plaintext then refused). */
+  tls?: TlsMaterial
+}
+
+export function createFront(targets: Map<string, FrontTarget>, log: Logger, opts: FrontOptions = {}): Front {
+  const clock = opts.clock ?? realClock
+  const limits = frontLimits(undefined, opts.limits)
+  const guards: Guards = { limits, clock, inflight: new InflightCap(limits, clock, log) }
+  const gate = new ConnGate(limits, clock, log)
+  const http = createHttpFront(targets, log, guards)
   const conns = new Set<net.Socket>()
   const speak = (sock: net.Socket, first: Buffer): void => {
-    if (first[0] === MSG_MAGIC >>> 24) serveMsgs(sock, targets, log)
+    if (first[0] === MSG_MAGIC >>> 24) serveMsgs(sock, targets, log, guards)
     else {
       http.emit('connection', sock)
       // Node's HTTP parser reads a fresh socket's handle directly, past the byte put back
@@ -46,12 +60,14 @@ export function createFront(targets: Map<string, FrontTarget>, log: Logger, tlsM
     }
     sock.resume()
   }
-  const secure = tlsMaterial ? tls.createServer(serverTlsOptions(tlsMaterial), (ts) => onFirst(ts, (first) => speak(ts, first))) : null
+  const secure = opts.tls ? tls.createServer(serverTlsOptions(opts.tls), (ts) => onFirst(ts, limits.headMs, (first) => speak(ts, first))) : null
   secure?.on('tlsClientError', (e, ts) => log.warn({ remote: ts.remoteAddress, err: e.message }, `TLS handshake from ${ts.remoteAddress} refused: ${e.message}`))
   const server = net.createServer({ noDelay: true }, (sock) => {
+    // Over a cap: closed at once (telling an HTTP peer 503 would need its first byte, i.e. holding the connection refused).
+    if (!gate.admit(sock)) return void sock.destroy()
     conns.add(sock)
     sock.once('close', () => conns.delete(sock))
-    onFirst(sock, (first) => {
+    onFirst(sock, limits.headMs, (first) => {
       if (!secure) return speak(sock, first)
       // The TLS socket takes over the handle and first reads what was put back (no resume here).
       if (first[0] === TLS_HANDSHAKE) return void secure.emit('connection', sock)
@@ -64,6 +80,10 @@ export function createFront(targets: Map<string, FrontTarget>, log: Logger, tlsM
   server.on('listening', () => http.emit('listening'))
   return {
     server,
+    retune(obdTimeoutMs) {
+      Object.assign(limits, frontLimits(obdTimeoutMs, opts.limits))
+      retuneHttp(http, guards)
+    },
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       http.close()
@@ -73,10 +93,13 @@ export function createFront(targets: Map<string, FrontTarget>, log: Logger, tlsM
   }
 }
 
-/** Waits for the first byte, puts it back and hands the paused socket on (the taker resumes it). */
-function onFirst(sock: net.Socket, then: (first: Buffer) => void): void {
+/**
+ * Waits for the first byte, puts it back and hands the paused socket on (the taker resumes it).
+ * A connection that says nothing within `ms` is dropped before it is told apart, as a late head.
+ */
+function onFirst(sock: net.Socket, ms: number, then: (first: Buffer) => void): void {
   const silent = (): void => void sock.destroy()
-  sock.setTimeout(FIRST_BYTE_MS, silent)
+  sock.setTimeout(ms, silent)
   sock.once('data', (first: Buffer) => {
     sock.setTimeout(0)
     sock.off('timeout', silent)

@@ -108,7 +108,7 @@ export class ServerNode {
   }
 
   async listen(): Promise<void> {
-    const front = createFront(this.targets, this.log, this.o.tls)
+    const front = createFront(this.targets, this.log, { tls: this.o.tls })
     const server = front.server
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) =>
@@ -146,6 +146,8 @@ export class ServerNode {
     const tun = serverTunables(cfg, overrides)
     if (cfg.params.tls === 'required' && !this.o.tls)
       throw new LpError('EACCES', `${describe(cfg)} was formatted with tls=required: start it on a node with --tls-ca, --tls-cert and --tls-key`)
+    // The front's deadlines follow the filesystem's obd_timeout (one filesystem per port).
+    this.front?.retune(tun.obdTimeoutMs)
     const log = this.log
     const m: Mounted = { dir, cfg, targets: [], mgc: null, osp: null, mdt: null, client: null, mmp: null! }
     m.mmp = new Mmp({

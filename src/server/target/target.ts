@@ -56,6 +56,13 @@ export interface TargetOptions {
  * import's requests in flight leave.
  */
 export const MAX_SAVED_REPLIES = 16384
+/**
+ * How far past last_committed a replay's transno may be. What a crash leaves uncommitted is
+ * what the target executed since its last commit (every commit_interval, sooner past
+ * max_pending_bytes): never billions of transactions. A replay claiming more would push every
+ * later transno up with it, towards 2^53 where a transno + 1 is no longer a new number.
+ */
+export const MAX_TRANSNO_JUMP = 2 ** 32
 
 export interface TargetReply {
   http: number
@@ -356,6 +363,11 @@ export class Target {
       return Promise.resolve(this.reply(0, saved?.body ?? replayReply ?? {}, { transno }))
     }
     if (!this.recovery.active) return Promise.resolve(this.fail(new LpError('ENOTCONN', `${this.name} is not in recovery`)))
+    if (transno > this.committer.lastCommitted + MAX_TRANSNO_JUMP) {
+      const msg = `${this.name}: replay of transno ${transno} from ${h.client} is beyond last_committed ${this.committer.lastCommitted} + ${MAX_TRANSNO_JUMP}: no transaction of this target had it`
+      this.log.warn({ client: h.client, xid: h.xid, transno }, msg)
+      return Promise.resolve(this.fail(new LpError('EPROTO', msg)))
+    }
     // Sent again because its reply was lost (the client reconnected): answer as the first time.
     // Its saved reply in last_rcvd may already be pruned by the client's last_xid.
     const first = this.replayed.get(transno)

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process'
+import { APT_LOCK } from './sh.js'
 
 /**
  * The HA tests need Debian's Pacemaker stack. Installed here when missing (not by the
@@ -19,7 +20,7 @@ export function ensureHaPackages(): void {
   const missing = [...new Set(NEEDED.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg))]
   if (!missing.length) return
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-  const run = (args: string[]) => spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=300', ...args], { env, encoding: 'utf8', timeout: 600_000 })
+  const run = (args: string[]) => spawnSync('flock', [APT_LOCK, 'apt-get', '-o', 'DPkg::Lock::Timeout=300', ...args], { env, encoding: 'utf8', timeout: 600_000 })
   run(['update', '-qq'])
   const r = run(['install', '-y', '-qq', '--no-install-recommends', ...missing])
   if (r.status !== 0) throw new Error(`cannot install ${missing.join(' ')} (apt-get exit ${r.status}): ${(r.stderr || '').trim().slice(-2000)}`)

@@ -38,3 +38,6 @@ export function shFails(script: string, opts: Pick<ShOptions, 'cwd' | 'as'> = {}
     })
   })
 }
+
+/** Held around every apt-get of the tests: files run in parallel, and apt's lists lock does not wait as dpkg's does. */
+export const APT_LOCK = '/run/lproxy-apt.lock'

@@ -11,7 +11,7 @@ import path from 'node:path'
 import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { REPO, tempDir, removeTempDirs } from '../helpers/nodes.js'
-import { sh } from '../helpers/sh.js'
+import { APT_LOCK, sh } from '../helpers/sh.js'
 
 const LPROXY = path.join(REPO, 'bin', 'lproxy.js')
 const UNIT = 'lproxy-target@.service'
@@ -23,7 +23,7 @@ beforeAll(async () => {
   tmp = await tempDir('lp-systemd')
   // The tools only, for this test: lproxy itself (and the bootstrap) needs no systemd.
   if (!existsSync('/usr/bin/systemd-analyze') || !existsSync(GENERATOR))
-    await sh('apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null', { timeoutMs: 600_000 })
+    await sh(`flock ${APT_LOCK} sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null'`, { timeoutMs: 600_000 })
 }, 600_000)
 afterAll(async () => {
   for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')

@@ -126,9 +126,10 @@ print(open('ap2').read())"`)
     expect((await sh(`ls -U "${mnt}/many" | sort | uniq | wc -l`)).trim()).toBe('2500')
   })
 
-  it('df shows the filesystem', async () => {
+  it('df shows the filesystem by its source, mgsnode:/fsname, as a Lustre mount', async () => {
     const out = await sh(`df -P "${mnt}" | tail -1`)
-    expect(out).toMatch(/^spfs\s+\d+\s+\d+\s+\d+\s+\d+%/)
+    expect(out.startsWith(`${c.mgsnode}:/spfs `)).toBe(true)
+    expect(out).toMatch(/:\/spfs\s+\d+\s+\d+\s+\d+\s+\d+%/)
   })
 
   it('spreads a 2-stripe file over both OSTs, and unlink destroys its objects', async () => {

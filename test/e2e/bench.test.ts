@@ -70,7 +70,7 @@ describe('lproxy selftest', () => {
     for (const f of rep.figures) {
       expect(f.runs_us).toHaveLength(2)
       for (const us of f.runs_us) expect(us).toBeGreaterThan(0)
-      expect(r.stdout).toContain(`${f.kind.padEnd(5)} ${f.placement.padEnd(9)} ${f.median_us.toFixed(0).padStart(5)} us per round trip`)
+      expect(r.stdout).toContain(`${f.kind.padEnd(8)} ${f.placement.padEnd(9)} ${f.median_us.toFixed(0).padStart(5)} us per round trip`)
     }
     expect(rep.meta.map((m) => m.mode)).toEqual(['binding', 'rpcs', 'rpcs-http'])
     for (const m of rep.meta) {

@@ -80,9 +80,12 @@ describe('failover mode waits, and waits only where it must', () => {
     await sh(`ls "${mnt}" >/dev/null`)
     const after = await importOf(c.ws.runDir, mnt, 'spfs-MDT0000')
     expect(after.state).toBe('FULL')
-    // One cycle through the list (dead mds1, then mds2) and a few retries while mds2 took over; no storm.
-    expect(after.connection_attempts - before.connection_attempts).toBeLessThan(8)
-    expect(Date.now() - t0).toBeLessThan(60_000)
+    // No storm: at most one cycle through the list (dead mds1, then mds2) per reconnect interval
+    // (obd_timeout/4) while mds2 takes over, however long a loaded machine makes that take.
+    const elapsed = Date.now() - t0
+    const cycles = 2 + Math.ceil(elapsed / ((TIMEOUT * 1000) / 4))
+    expect(after.connection_attempts - before.connection_attempts).toBeLessThanOrEqual(2 * cycles)
+    expect(elapsed).toBeLessThan(60_000)
     await c.failback('mds1')
   })
 })

@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest'
+import { NUMBER_PARAMS, ParamError, TEXT_PARAMS, defaultOf, nameIn, param, paramsIn, parseParam, type Scope } from '../../src/common/registry.js'
+import { describeBounds, quantity } from '../../src/common/quantity.js'
+import { parseParams } from '../../src/server/target/config.js'
+import { serverTunables } from '../../src/server/tunables.js'
+
+describe('the parameter registry', () => {
+  it.each(NUMBER_PARAMS.map((d) => [d.name, d] as const))('%s: its default lies within its bounds and parses back', (_n, d) => {
+    const v = defaultOf(d)
+    const b = d.bounds
+    expect(v).toBeLessThanOrEqual(b.max)
+    expect(b.above ? v > b.min : v >= b.min).toBe(true)
+    if (b.integer) expect(Number.isInteger(v)).toBe(true)
+    for (const s of d.scopes) expect(parseParam(d, s, String(v))).toBe(v)
+  })
+
+  it('declares each name once per scope, with help', () => {
+    for (const scope of ['mount', 'client', 'target'] as Scope[]) {
+      const names = paramsIn(scope).map((d) => nameIn(d, scope))
+      expect(new Set(names).size).toBe(names.length)
+    }
+    for (const d of [...NUMBER_PARAMS, ...TEXT_PARAMS]) expect(d.help.length).toBeGreaterThan(0)
+  })
+
+  it('refuses values out of bounds, or not numbers, in one line naming the parameter and its range', () => {
+    const rpcs = param('max_rpcs_in_flight')
+    for (const bad of ['0', '257', '1.5', 'x', '', ' 8', '8 ', '1e2', '-1'])
+      expect(() => parseParam(rpcs, 'client', bad)).toThrow(new ParamError(`max_rpcs_in_flight: '${bad}' is not an integer from 1 to 256`))
+    const timeout = param('timeout')
+    expect(() => parseParam(timeout, 'target', '0.5')).toThrow(new ParamError("sys.timeout: '0.5' is not a number of seconds from 1 to 3600"))
+    expect(() => parseParam(param('mmp_interval'), 'target', '0')).toThrow(new ParamError("mmp_interval: '0' is not a positive number of seconds up to 3600"))
+    expect(parseParam(param('mmp_interval'), 'target', '0.02')).toBe(0.02)
+  })
+
+  it('phrases bounds as the CLI and set_param always have', () => {
+    expect(describeBounds({ min: 1, max: 65535, integer: true })).toBe('an integer from 1 to 65535')
+    expect(describeBounds({ min: 0, max: Infinity, above: true, integer: false, unit: 'seconds' })).toBe('a positive number of seconds')
+    expect(describeBounds({ min: 0, max: Infinity, integer: false, unit: 'seconds' })).toBe('a number of seconds from 0')
+    expect(quantity({ min: -1, max: 3, integer: true }).safeParse('-1').data).toBe(-1)
+  })
+
+  it('derives the recovery window from obd_timeout when it is not given', () => {
+    expect(defaultOf(param('recovery_time_soft'), 10)).toBe(15)
+    expect(defaultOf(param('recovery_time_hard'), 10)).toBe(90)
+  })
+})
+
+describe('target --param through the registry', () => {
+  it('keeps the values as given and applies them, defaults for the rest', () => {
+    const params = parseParams(['sys.timeout=4', 'mmp_interval=0.1', 'failover.mode=failout'])
+    expect(params).toEqual({ 'sys.timeout': '4', mmp_interval: '0.1', 'failover.mode': 'failout' })
+    const t = serverTunables({ params } as never)
+    expect(t).toMatchObject({ obdTimeoutMs: 4000, mmpIntervalMs: 100, commitIntervalMs: 5000, recoverySoftMs: 6000, recoveryHardMs: 36000 })
+  })
+
+  it.each([
+    ['sys.timeout=0', "--param sys.timeout: '0' is not a number of seconds from 1 to 3600"],
+    ['commit_interval=-1', "--param commit_interval: '-1' is not a positive number of seconds up to 3600"],
+    ['journal_checkpoint_mb=0', "--param journal_checkpoint_mb: '0' is not a positive number of MiB up to 1048576"],
+    ['failover.mode=sometimes', "--param failover.mode: 'sometimes' must be 'failover' or 'failout'"],
+    ['tls=maybe', "--param tls: 'maybe' must be 'required'"],
+  ])('refuses %s naming it', (p, msg) => {
+    expect(() => parseParams([p])).toThrow(msg)
+  })
+
+  it('refuses a parameter that is not a target\'s, listing those that are', () => {
+    expect(() => parseParams(['max_dirty_mb=4'])).toThrow(/unknown parameter 'max_dirty_mb' \(known: sys\.timeout, commit_interval, .*tls\)/)
+  })
+})

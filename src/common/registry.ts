@@ -115,13 +115,16 @@ function schemaOf(def: ParamDef): z.ZodType<number | string, string> {
   return 'bounds' in def ? quantity(def.bounds) : def.schema
 }
 
-/** `text` as `def` takes it, under the name it has in `scope`; a ParamError otherwise. */
-export function parseParam<D extends ParamDef>(def: D, scope: Scope, text: string): D extends NumberParam ? number : string
-export function parseParam(def: ParamDef, scope: Scope, text: string): number | string {
+/**
+ * `text` as `def` takes it, under the name it has in `scope`; otherwise the error `fail` makes
+ * of the one-line message (a ParamError by default; a consumer's errno or usage error).
+ */
+export function parseParam<D extends ParamDef>(def: D, scope: Scope, text: string, fail?: (message: string) => Error): D extends NumberParam ? number : string
+export function parseParam(def: ParamDef, scope: Scope, text: string, fail: (message: string) => Error = (m) => new ParamError(m)): number | string {
   const r = schemaOf(def).safeParse(text)
   if (r.success) return r.data
   const issue = r.error.issues[0]!.message
-  throw new ParamError(`${nameIn(def, scope)}: '${text}' ${'bounds' in def ? `is not ${issue}` : issue}`)
+  throw fail(`${nameIn(def, scope)}: '${text}' ${'bounds' in def ? `is not ${issue}` : issue}`)
 }
 
 /** A numeric parameter's default, given obd_timeout in seconds for those derived from it. */

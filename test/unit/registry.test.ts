@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { NUMBER_PARAMS, ParamError, TEXT_PARAMS, defaultOf, nameIn, param, paramsIn, parseParam, type Scope } from '../../src/common/registry.js'
 import { describeBounds, quantity } from '../../src/common/quantity.js'
 import { parseParams } from '../../src/server/target/config.js'
+import { DEFAULT_OPTIONS, parseOptions } from '../../src/client/options.js'
 import { serverTunables } from '../../src/server/tunables.js'
 
 describe('the parameter registry', () => {
@@ -65,5 +66,28 @@ describe('target --param through the registry', () => {
 
   it('refuses a parameter that is not a target\'s, listing those that are', () => {
     expect(() => parseParams(['max_dirty_mb=4'])).toThrow(/unknown parameter 'max_dirty_mb' \(known: sys\.timeout, commit_interval, .*tls\)/)
+  })
+})
+
+describe('mount options through the registry', () => {
+  const numeric = NUMBER_PARAMS.filter((d) => d.scopes.includes('mount'))
+
+  it.each(numeric.map((d) => [d.name, d] as const))('%s: takes its default back, refuses past its maximum with EINVAL naming it', (name, d) => {
+    const o = parseOptions([`${name}=${defaultOf(d)}`])
+    expect(Object.values(o)).toContain(defaultOf(d))
+    const bad = `${name}=${d.bounds.max + 1}`
+    expect(() => parseOptions([bad])).toThrow(expect.objectContaining({ code: 'EINVAL', message: `mount option ${name}: '${d.bounds.max + 1}' is not ${describeBounds(d.bounds)}` }))
+    expect(() => parseOptions([name])).toThrow(new RegExp(`^mount option ${name}: '' is not `))
+  })
+
+  it('takes defaults from the registry and values as before', () => {
+    expect(DEFAULT_OPTIONS).toMatchObject({ timeout: 100, actimeo: 1, maxUnstableMb: 256, maxDirtyMb: 64, maxPagesPerRpc: 1024, maxRpcsInFlight: 8, maxReadAheadPerFileMb: 32 })
+    expect(parseOptions(['timeout=5,actimeo=0,max_dirty_mb=1,max_rpcs_in_flight=2,max_unstable_mb=0.5'])).toMatchObject({ timeout: 5, actimeo: 0, maxDirtyMb: 1, maxRpcsInFlight: 2, maxUnstableMb: 0.5 })
+    expect(() => parseOptions(['timeout=0'])).toThrow("mount option timeout: '0' is not a number of seconds from 1 to 3600")
+  })
+
+  it('does not take an object property for an option', () => {
+    expect(() => parseOptions(['constructor=1'])).toThrow(/unknown mount option 'constructor'/)
+    expect(() => parseOptions(['toString'])).toThrow(/unknown mount option 'toString'/)
   })
 })

@@ -5,7 +5,7 @@ import { z } from 'zod'
 import { readJson, writeFileAtomic, fsyncDir, mkdirDurable } from '../../common/fsutil.js'
 import { type KeyFile, generateKey, readKeyFile, writeKeyFile } from '../../common/keyfile.js'
 import { nidList, NidError, DEFAULT_PORT } from '../../protocol/nid.js'
-import { ParamError, nameIn, paramNamed, paramsIn, parseParam } from '../../common/registry.js'
+import { nameIn, paramNamed, paramsIn, parseParam } from '../../common/registry.js'
 import { FSNAME_RE, MAX_TARGET_INDEX, targetName } from '../../protocol/names.js'
 
 /**
@@ -69,12 +69,7 @@ export function parseParams(list: string[]): Record<string, string> {
     const v = p.slice(eq + 1)
     const def = paramNamed('target', k)
     if (!def) throw new FormatError(`--param '${p}': unknown parameter '${k}' (known: ${paramsIn('target').map((d) => nameIn(d, 'target')).join(', ')})`)
-    try {
-      parseParam(def, 'target', v)
-    } catch (e) {
-      if (e instanceof ParamError) throw new FormatError(`--param ${e.message}`)
-      throw e
-    }
+    parseParam(def, 'target', v, (m) => new FormatError(`--param ${m}`))
     out[k] = v
   }
   return out

@@ -19,7 +19,7 @@ export interface Bounds {
 export function describeBounds(b: Bounds): string {
   const what = b.integer ? 'an integer' : `a${b.above && b.min === 0 ? ' positive' : ''} number${b.unit ? ` of ${b.unit}` : ''}`
   const positive = b.above && b.min === 0
-  if (b.max === Infinity) return positive || b.min === -Infinity ? what : `${what} from ${b.min}`
+  if (b.max === Infinity) return positive || (!b.integer && b.min <= 0) ? what : `${what} from ${b.min}`
   return positive ? `${what} up to ${b.max}` : `${what} from ${b.min} to ${b.max}`
 }
 

@@ -3,6 +3,8 @@ import { NUMBER_PARAMS, ParamError, TEXT_PARAMS, defaultOf, nameIn, param, param
 import { describeBounds, quantity } from '../../src/common/quantity.js'
 import { parseParams } from '../../src/server/target/config.js'
 import { DEFAULT_OPTIONS, parseOptions } from '../../src/client/options.js'
+import { intParser, paramParser, portParser, secondsParser, stripeCountParser } from '../../src/cli/parse.js'
+import { InvalidArgumentError } from 'commander'
 import { serverTunables } from '../../src/server/tunables.js'
 
 describe('the parameter registry', () => {
@@ -36,7 +38,7 @@ describe('the parameter registry', () => {
   it('phrases bounds as the CLI and set_param always have', () => {
     expect(describeBounds({ min: 1, max: 65535, integer: true })).toBe('an integer from 1 to 65535')
     expect(describeBounds({ min: 0, max: Infinity, above: true, integer: false, unit: 'seconds' })).toBe('a positive number of seconds')
-    expect(describeBounds({ min: 0, max: Infinity, integer: false, unit: 'seconds' })).toBe('a number of seconds from 0')
+    expect(describeBounds({ min: 0, max: Infinity, integer: false, unit: 'seconds' })).toBe('a number of seconds')
     expect(quantity({ min: -1, max: 3, integer: true }).safeParse('-1').data).toBe(-1)
   })
 
@@ -89,5 +91,23 @@ describe('mount options through the registry', () => {
   it('does not take an object property for an option', () => {
     expect(() => parseOptions(['constructor=1'])).toThrow(/unknown mount option 'constructor'/)
     expect(() => parseOptions(['toString'])).toThrow(/unknown mount option 'toString'/)
+  })
+})
+
+describe("the CLI's numeric options through the shared argParsers", () => {
+  it('parse within bounds, and refuse otherwise with the bounds as commander shows them', () => {
+    expect(portParser('988')).toBe(988)
+    expect(() => portParser('0')).toThrow(new InvalidArgumentError('an integer from 1 to 65535'))
+    expect(intParser(-1, 10)('-1')).toBe(-1)
+    expect(secondsParser(true)('0')).toBe(0)
+    expect(() => secondsParser()('0')).toThrow(new InvalidArgumentError('a positive number of seconds'))
+    expect(() => stripeCountParser('0')).toThrow(/-1 \(every OST\) or a count from 1/)
+  })
+
+  it("cluster up's tunables take the registry's bounds of the target params they set", () => {
+    expect(paramParser('timeout')('20')).toBe(20)
+    expect(() => paramParser('timeout')('0.5')).toThrow(new InvalidArgumentError('a number of seconds from 1 to 3600'))
+    expect(paramParser('mmp_interval')('0.1')).toBe(0.1)
+    expect(() => paramParser('recovery_time_soft')('0')).toThrow(new InvalidArgumentError('a positive number of seconds up to 3600'))
   })
 })

@@ -120,7 +120,7 @@ export function parseOptions(list: string[]): ClientOptions {
           o.flags = [...o.flags.filter((f) => f !== k), k]
           break
         }
-        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev, keyfile=PATH, metrics=ADDR:PORT, tls, ca=PATH, cert=PATH, key=PATH, mount(8)'s noatime, nosuid, noexec, ro, ... and _netdev, noauto, nofail, x-systemd.*)`)
+        throw new LpError('EINVAL', `unknown mount option '${k}' (known: ${Object.keys(NUMERIC).map((n) => `${n}=N`).join(', ')}, noir, fuse=native|libfuse2, dev, nodev, keyfile=PATH, metrics=ADDR:PORT, tls, ca=PATH, cert=PATH, key=PATH, mount(8)'s noatime, nosuid, noexec, ro, ... and _netdev, noauto, nofail, x-systemd.*)`)
     }
   }
   const named = Object.keys(files).length > 0

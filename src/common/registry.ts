@@ -37,6 +37,8 @@ export type ParamDef = NumberParam | TextParam
 
 const seconds = (min: number, max: number, above = false): Bounds => ({ min, max, above, integer: false, unit: 'seconds' })
 const positiveSeconds = seconds(0, 3600, true)
+/** The recovery window: up to 10 x the largest obd_timeout. */
+const recoverySeconds = seconds(0, 36000, true)
 const int = (min: number, max: number): Bounds => ({ min, max, integer: true })
 
 /** The enumerated text values, as one issue. */
@@ -80,8 +82,8 @@ export const NUMBER_PARAMS: readonly NumberParam[] = [
   { name: 'commit_interval', scopes: ['target'], bounds: positiveSeconds, default: 5, help: 'seconds between journal commits' },
   { name: 'mmp_interval', scopes: ['target'], bounds: positiveSeconds, default: 1, help: 'multiple-mount protection update interval' },
   // Lustre's 3 x obd_timeout, halved by imperative recovery (its 120 s floor, scaled as 1.2 x obd_timeout, is lower).
-  { name: 'recovery_time_soft', scopes: ['target'], bounds: positiveSeconds, default: { timeouts: 1.5 }, help: 'recovery window, extended while clients come back' },
-  { name: 'recovery_time_hard', scopes: ['target'], bounds: seconds(0, 36000, true), default: { timeouts: 9 }, help: 'recovery never lasts longer' },
+  { name: 'recovery_time_soft', scopes: ['target'], bounds: recoverySeconds, default: { timeouts: 1.5 }, help: 'recovery window, extended while clients come back' },
+  { name: 'recovery_time_hard', scopes: ['target'], bounds: recoverySeconds, default: { timeouts: 9 }, help: 'recovery never lasts longer' },
   { name: 'journal_checkpoint_mb', scopes: ['target'], bounds: { min: 0, max: 1 << 20, above: true, integer: false, unit: 'MiB' }, default: 256, help: 'journal MiB after which a checkpoint is cut' },
 ]
 

@@ -108,6 +108,6 @@ describe("the CLI's numeric options through the shared argParsers", () => {
     expect(paramParser('timeout')('20')).toBe(20)
     expect(() => paramParser('timeout')('0.5')).toThrow(new InvalidArgumentError('a number of seconds from 1 to 3600'))
     expect(paramParser('mmp_interval')('0.1')).toBe(0.1)
-    expect(() => paramParser('recovery_time_soft')('0')).toThrow(new InvalidArgumentError('a positive number of seconds up to 3600'))
+    expect(() => paramParser('recovery_time_soft')('0')).toThrow(new InvalidArgumentError('a positive number of seconds up to 36000'))
   })
 })

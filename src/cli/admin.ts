@@ -11,7 +11,8 @@ import { parseTargetName, targetName } from '../protocol/names.js'
 import { registerDfCommand } from './df.js'
 import { ctl, withMount, type MountOpt } from './mountctl.js'
 import { UsageError } from './errors.js'
-import { command, intArg, print, tlsMaterial, withTlsOptions, type TlsOpts } from './server.js'
+import { command, print, tlsMaterial, withTlsOptions, type TlsOpts } from './server.js'
+import { portParser } from './parse.js'
 
 /**
  * The client admin's commands (lctl's dl, get_param, set_param, activate, deactivate; lfs df;
@@ -56,13 +57,13 @@ export function registerAdminCommands(program: Command): void {
       .argument('<ost>', 'the OST: ost2, OST0002 or spfs-OST0002')
       .option('--permanent', 'record it on the MGS, for every mounted client and every later mount (lctl conf_param <target>.osc.active)')
       .option('--mgsnode <nidspec>', 'with --permanent: record it on this MGS directly, no mount needed')
-      .option('--port <port>', `the filesystem-wide port, with --mgsnode (default ${DEFAULT_PORT})`)
+      .option('--port <port>', `the filesystem-wide port, with --mgsnode (default ${DEFAULT_PORT})`, portParser)
       .option('--key-file <path>', "with --mgsnode, on a filesystem with a shared key: its admin key (or the master key)")
     withTlsOptions(cmd, 'a certificate signed by the CA, for an MGS that requires TLS (with --mgsnode)')
-      .action(async (ost: string, o: MountOpt & TlsOpts & { permanent?: boolean; mgsnode?: string; port?: string; keyFile?: string }) => {
+      .action(async (ost: string, o: MountOpt & TlsOpts & { permanent?: boolean; mgsnode?: string; port?: number; keyFile?: string }) => {
         if (o.mgsnode) {
           if (!o.permanent) throw new UsageError(`${verb} --mgsnode records the change on the MGS: it needs --permanent`)
-          const port = intArg('--port', o.port, 1, 65535) ?? DEFAULT_PORT
+          const port = o.port ?? DEFAULT_PORT
           const id = parseTargetName(ost)
           if (id?.kind !== 'ost') throw new UsageError(`'${ost}' is not an OST name (ost2, OST0002, spfs-OST0002)`)
           const key = o.keyFile ? await loadSigningKey(o.keyFile, 'admin') : undefined
@@ -105,7 +106,7 @@ export function registerAdminCommands(program: Command): void {
     .option('--json', 'print JSON')
     .option('--target <dir>', "ask the server node serving this target directory (obdfilter.*.stats, mdt.*.md_stats, *.recovery_status, *.exports), as lctl on a Lustre server")
     .option('--node <nid>', 'ask the server node on this NID, through its admin socket on this machine')
-    .option('--port <port>', `the filesystem-wide port, with --node (default ${DEFAULT_PORT})`)
+    .option('--port <port>', `the filesystem-wide port, with --node (default ${DEFAULT_PORT})`, portParser)
     .action(async (patterns: string[], o: MountOpt & ServerOpt & { n?: boolean; N?: boolean; json?: boolean }) => {
       const req = { cmd: 'get_param', patterns }
       const r = o.target || o.node ? await serverCall<ParamValue[]>(o, req) : (await ctl<ParamValue[]>(o, req)).r
@@ -136,18 +137,18 @@ export function registerAdminCommands(program: Command): void {
 interface ServerOpt {
   target?: string
   node?: string
-  port?: string
+  port?: number
 }
 
 /** A request to a server node: the one serving --target's directory, or the one on --node. */
 async function serverCall<T>(o: MountOpt & ServerOpt, req: Record<string, unknown>): Promise<T> {
   if (o.mount || (o.target && o.node)) throw new UsageError('get_param: give one of --mount, --target and --node')
-  if (o.port && !o.node) throw new UsageError('get_param: --port goes with --node')
+  if (o.port !== undefined && !o.node) throw new UsageError('get_param: --port goes with --node')
   if (o.target) {
     const ref = await refByDir(o.target)
     return adminCall<T>(ref.nid, ref.port, req, SERVER_MS)
   }
-  return adminCall<T>(formatNid(parseNid(o.node!)), intArg('--port', o.port, 1, 65535) ?? DEFAULT_PORT, req, SERVER_MS)
+  return adminCall<T>(formatNid(parseNid(o.node!)), o.port ?? DEFAULT_PORT, req, SERVER_MS)
 }
 
 interface MountStatus {

@@ -11,9 +11,9 @@ import { runSelftest } from '../bench/selftest.js'
 import { compareTable, runSummary } from '../bench/table.js'
 import { DEFAULT_PORT } from '../cluster/layout.js'
 import { UsageError } from './errors.js'
-import { command, intArg, print, secondsArg } from './server.js'
+import { command, print } from './server.js'
 import { parseSize } from './size.js'
-import { stripeCountParser } from './parse.js'
+import { intParser, paramParser, portParser, secondsParser, stripeCountParser } from './parse.js'
 
 /** `lproxy bench` (logic in src/bench/). */
 const BENCH_NET = '127.0.9'
@@ -26,21 +26,21 @@ export function registerBenchCommand(program: Command): void {
     .option('--dir <dir>', 'cluster directory, formatted afresh and kept (default: a new one under /dev/shm, removed after)')
     .option('--net <a.b.c>', `/24 of the embedded cluster (default ${BENCH_NET}, ${BENCH_NETNS_NET} with --netns)`)
     .option('--netns', 'the embedded cluster in network namespaces (as cluster up --netns); implied by --mode partition')
-    .option('--port <port>', 'port of the embedded cluster', String(DEFAULT_PORT))
-    .addOption(new Option('--timeout <s>', "obd_timeout (sys.timeout) of the embedded cluster's servers and client; the recovery window scales with it (default: the cluster's, 100)").conflicts('mount'))
+    .option('--port <port>', 'port of the embedded cluster', portParser, DEFAULT_PORT)
+    .addOption(new Option('--timeout <s>', "obd_timeout (sys.timeout) of the embedded cluster's servers and client; the recovery window scales with it (default: the cluster's, 100)").argParser(paramParser('timeout')).conflicts('mount'))
     .addOption(new Option('--tls', 'the embedded cluster with mutual TLS everywhere (cluster up --tls), to measure its cost').conflicts('mount'))
     .option('--size <size>', 'bytes per sequential job, shared by its streams (k, M, G)', '1G')
     .option('--jobs <list>', `comma-separated, in order: ${JOB_NAMES.join(',')}`, JOB_NAMES.join(','))
     .option('--rand-size <size>', 'file size of the 4 KiB random writer', '256M')
-    .option('--rand-seconds <s>', 'how long the random writer writes', '10')
-    .option('--meta-files <n>', 'files of the metadata mix (create, stat, unlink)', '1000')
-    .option('--repeat <n>', 'run the jobs this many times; figures are medians', '1')
+    .option('--rand-seconds <s>', 'how long the random writer writes', secondsParser(), 10)
+    .option('--meta-files <n>', 'files of the metadata mix (create, stat, unlink)', intParser(1, 1_000_000), 1000)
+    .option('--repeat <n>', 'run the jobs this many times; figures are medians', intParser(1, 100), 1)
     .option('--stripe-count <n>', 'stripe count of the bench directory on lproxy (-1: every OST)', stripeCountParser, -1)
     .option('--fio', 'run the jobs with fio (installed from Debian if missing)')
-    .addOption(new Option('--failover-at <s>', 'fail a node this many seconds into the run (embedded cluster only)').conflicts(['mount', 'compare']))
+    .addOption(new Option('--failover-at <s>', 'fail a node this many seconds into the run (embedded cluster only)').argParser(secondsParser(true)).conflicts(['mount', 'compare']))
     .option('--fail <node|target>', 'what --failover-at fails', 'oss1')
     .addOption(new Option('--mode <mode>', 'hard (SIGKILL + takeover), soft (clean stop + takeover), hang (SIGSTOP, fenced after the dead time) or partition (link cut, fenced after the dead time; --netns)').choices(['hard', 'soft', 'hang', 'partition']).default('hard'))
-    .option('--deadtime <s>', 'time before the partner takes over', '1')
+    .option('--deadtime <s>', 'time before the partner takes over', secondsParser(true), 1)
     .option('--compare', 'also run the jobs through sshfs (default, tuned), rclone mount of webdav, and tuned bindfs')
     .option('--name <name>', 'name of bench/out/<name>.json and .svg (default: kind and date)')
     .option('--out <dir>', 'where the JSON and SVG go', DEFAULT_OUT)
@@ -58,15 +58,13 @@ export function registerBenchCommand(program: Command): void {
       const randSize = parseSize(o.randSize, '--rand-size')
       if (randSize < PAGE || randSize % PAGE) throw new UsageError(`--rand-size ${o.randSize}: a multiple of 4k`)
       const netns = !!o.netns || o.mode === 'partition'
-      const failAt = secondsArg('--failover-at', o.failoverAt, true)
-      const timeout = secondsArg('--timeout', o.timeout)
       const { report, files, skipped } = await runBench({
         mount: o.mount,
         dir: o.dir,
         net: o.net ?? (netns ? BENCH_NETNS_NET : BENCH_NET),
         netns,
-        port: intArg('--port', o.port, 1, 65535)!,
-        params: timeout === undefined ? {} : { 'sys.timeout': String(timeout) },
+        port: o.port,
+        params: o.timeout === undefined ? {} : { 'sys.timeout': String(o.timeout) },
         tls: !!o.tls,
         stripeCount: o.stripeCount,
         workload: {
@@ -74,13 +72,13 @@ export function registerBenchCommand(program: Command): void {
           size,
           blockSize: 1 << 20,
           randSize,
-          randSeconds: secondsArg('--rand-seconds', o.randSeconds)!,
-          metaFiles: intArg('--meta-files', o.metaFiles, 1, 1_000_000)!,
-          repeat: intArg('--repeat', o.repeat, 1, 100)!,
+          randSeconds: o.randSeconds,
+          metaFiles: o.metaFiles,
+          repeat: o.repeat,
         },
         fio: !!o.fio,
         compare: !!o.compare,
-        failover: failAt === undefined ? null : { atS: failAt, what: o.fail, mode: o.mode, deadtimeMs: secondsArg('--deadtime', o.deadtime, true)! * 1000 },
+        failover: o.failoverAt === undefined ? null : { atS: o.failoverAt, what: o.fail, mode: o.mode, deadtimeMs: o.deadtime * 1000 },
         name: o.name,
         out: o.out,
         command: ['lproxy', ...process.argv.slice(2)].join(' '),
@@ -105,23 +103,23 @@ export function registerSelftestCommand(program: Command): void {
   command(program, 'selftest', "round-trip floor of this machine's loopback beneath lproxy's RPCs, like lnet_selftest: a TCP echo, and an RPC through lproxy's own path to a node's front answered at once, on a @tcp NID (binary messages) and on an @http one (undici), between two processes, on one CPU and on two; then the metadata mix on a mount of lproxy's FUSE binding whose RPCs are answered at once (on @tcp, and on @http), the fastest any lproxy mount can create, stat and unlink here; JSON in bench/out",
     "this machine's RPC round-trip and metadata floor beneath lproxy, like lnet_selftest")
     .option('--host <addr>', 'loopback address the server process listens on', '127.0.7.1')
-    .option('--port <port>', 'its port', '9870')
-    .option('--count <n>', 'timed round trips per repetition (as many untimed go first)', '5000')
-    .option('--repeat <n>', 'repetitions; figures are medians', '3')
-    .option('--meta-files <n>', "files of the metadata mix on the floor mount (lproxy's FUSE binding, its RPCs answered at once); 0 skips it", '2000')
+    .option('--port <port>', 'its port', portParser, 9870)
+    .option('--count <n>', 'timed round trips per repetition (as many untimed go first)', intParser(1, 10_000_000), 5000)
+    .option('--repeat <n>', 'repetitions; figures are medians', intParser(1, 100), 3)
+    .option('--meta-files <n>', "files of the metadata mix on the floor mount (lproxy's FUSE binding, its RPCs answered at once); 0 skips it", intParser(0, 1_000_000), 2000)
     .option('--tls', 'also the RPC floors inside mutual TLS (tcp-tls, http-tls), with certificates made for the run')
     .option('--name <name>', 'name of bench/out/<name>.json (default: selftest and date)')
     .option('--out <dir>', 'where the JSON goes', DEFAULT_OUT)
     .option('--key-file <path>', 'a master key file (lproxy format --key-file): every RPC signed and its reply checked, to measure what the shared key costs')
-    .action(async (o: { host: string; port: string; count: string; repeat: string; metaFiles: string; tls?: boolean; name?: string; out: string; keyFile?: string }) => {
+    .action(async (o: { host: string; port: number; count: number; repeat: number; metaFiles: number; tls?: boolean; name?: string; out: string; keyFile?: string }) => {
       if (!/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(o.host)) throw new UsageError(`--host ${o.host}: a loopback address (127.x.y.z)`)
       const { file } = await runSelftest(
         {
           host: o.host,
-          port: intArg('--port', o.port, 1, 65535)!,
-          count: intArg('--count', o.count, 1, 10_000_000)!,
-          repeat: intArg('--repeat', o.repeat, 1, 100)!,
-          metaFiles: intArg('--meta-files', o.metaFiles, 0, 1_000_000)!,
+          port: o.port,
+          count: o.count,
+          repeat: o.repeat,
+          metaFiles: o.metaFiles,
           tls: !!o.tls,
           name: o.name,
           out: o.out,
@@ -141,21 +139,21 @@ interface BenchCli {
   dir?: string
   net?: string
   netns?: boolean
-  port: string
-  timeout?: string
+  port: number
+  timeout?: number
   tls?: boolean
   size: string
   jobs: string
   randSize: string
-  randSeconds: string
-  metaFiles: string
-  repeat: string
+  randSeconds: number
+  metaFiles: number
+  repeat: number
   stripeCount: number
   fio?: boolean
-  failoverAt?: string
+  failoverAt?: number
   fail: string
   mode: BenchMode
-  deadtime: string
+  deadtime: number
   compare?: boolean
   name?: string
   out: string

@@ -9,7 +9,8 @@ import { parseParams } from '../server/target/config.js'
 import { UsageError } from './errors.js'
 import { isNetFaultOnly, netFault, registerHeal, type NetFaultCli } from './netfault.js'
 import { CLIENT } from '../cluster/netns.js'
-import { collect, command, intArg, print, secondsArg } from './server.js'
+import { collect, command, print } from './server.js'
+import { intParser, paramParser, portParser, secondsParser } from './parse.js'
 
 /** `lproxy cluster ...`: the embedded local cluster and its fault injection (logic in src/cluster/). */
 export function registerClusterCommands(program: Command): void {
@@ -24,11 +25,11 @@ export function registerClusterCommands(program: Command): void {
     .option('--net <a.b.c>', `/24 of the nodes (default ${DEFAULT_NET} on loopback, ${DEFAULT_NETNS_NET} with --netns: mds1 .1, mds2 .2, oss1 .11, oss2 .12, client .100)`)
     .option('--netns', 'every node and the client in a network namespace of its own, joined by veths to a bridge (lpnet-<3rd octet>-*)')
     .option('--no-netns', 'all on loopback again after a run with --netns (default: as the previous run)')
-    .option('--port <port>', 'the filesystem-wide port (default 988)')
-    .option('--timeout <s>', 'obd_timeout (sys.timeout) of servers and client')
-    .option('--commit-interval <s>', 'journal commit interval of the targets')
-    .option('--mmp-interval <s>', 'MMP update interval of the targets')
-    .option('--recovery-soft <s>', 'recovery_time_soft of the targets')
+    .option('--port <port>', 'the filesystem-wide port (default 988)', portParser)
+    .option('--timeout <s>', 'obd_timeout (sys.timeout) of servers and client', paramParser('timeout'))
+    .option('--commit-interval <s>', 'journal commit interval of the targets', paramParser('commit_interval'))
+    .option('--mmp-interval <s>', 'MMP update interval of the targets', paramParser('mmp_interval'))
+    .option('--recovery-soft <s>', 'recovery_time_soft of the targets', paramParser('recovery_time_soft'))
     .option('--failout <ostN>', 'format this OST with failover.mode=failout (repeatable)', collect)
     .option('--param <key=value>', 'target parameter for every start, e.g. root_squash=65534:65534, nosquash_nids=127.0.0.1@tcp (repeatable)', collect)
     .option('--reformat', 'erase and format every target again')
@@ -37,19 +38,19 @@ export function registerClusterCommands(program: Command): void {
     .action(async (o: UpCli) => {
       const t0 = Date.now()
       const params = parseParams(o.param ?? [])
-      const tunables: Array<[string, string, string | undefined]> = [
-        ['--timeout', 'sys.timeout', o.timeout],
-        ['--commit-interval', 'commit_interval', o.commitInterval],
-        ['--mmp-interval', 'mmp_interval', o.mmpInterval],
-        ['--recovery-soft', 'recovery_time_soft', o.recoverySoft],
+      const tunables: Array<[string, number | undefined]> = [
+        ['sys.timeout', o.timeout],
+        ['commit_interval', o.commitInterval],
+        ['mmp_interval', o.mmpInterval],
+        ['recovery_time_soft', o.recoverySoft],
       ]
-      for (const [flag, key, v] of tunables) if (v !== undefined) params[key] = String(secondsArg(flag, v))
+      for (const [key, v] of tunables) if (v !== undefined) params[key] = String(v)
       const r = await clusterUp({
         dir: o.dir,
         mountpoint: typeof o.mount === 'string' ? o.mount : undefined,
         mount: o.mount !== false,
         net: o.net,
-        port: intArg('--port', o.port, 1, 65535),
+        port: o.port,
         params,
         failout: o.failout,
         reformat: !!o.reformat,
@@ -92,16 +93,16 @@ export function registerClusterCommands(program: Command): void {
     .option('--partition', "(--netns) cut the node's link, its process lives on; after the dead time it is fenced and taken over")
     .option('--from <peer>', '(--netns) with --partition: cut the link to this node (or client) only; nothing is taken over')
     .option('--loss <pct>', "(--netns) lose this share of packets each way on the node's link; nothing is taken over")
-    .option('--delay <ms>', "(--netns) delay the node's link (needs tc netem in the kernel)")
+    .option('--delay <ms>', "(--netns) delay the node's link (needs tc netem in the kernel)", intParser(1, 60_000))
     .option('--no-fence', 'take over without fencing (STONITH) the node first: MMP is the only guard')
     .option('--no-takeover', 'fail only: nobody takes the targets over')
-    .option('--deadtime <s>', 'time to declare the node dead (default 1)')
+    .option('--deadtime <s>', 'time to declare the node dead', secondsParser(true), 1)
     .option('--json', 'print JSON')
     .action(async (what: string, o: FailCli) => {
       if (isNetFaultOnly(what, o)) return netFault(what, o)
       if (o.soft && (o.hang || o.partition)) throw new UsageError('cluster fail: --soft excludes --hang and --partition')
       const mode: FailMode = o.soft ? 'soft' : o.hang ? 'hang' : o.partition ? 'live' : 'kill'
-      const deadtimeMs = (secondsArg('--deadtime', o.deadtime, true) ?? 1) * 1000
+      const deadtimeMs = o.deadtime * 1000
       const show = (r: MoveResult) => print(o.json ? [JSON.stringify(r, null, 2)] : moveLines(r))
       try {
         show(await clusterFail(await LocalCluster.open(o.dir), { what, mode, takeover: o.takeover, deadtimeMs, partition: !!o.partition, fence: o.fence }))
@@ -128,7 +129,7 @@ interface FailCli extends NetFaultCli {
   partition?: boolean
   fence: boolean
   takeover: boolean
-  deadtime?: string
+  deadtime: number
   json?: boolean
 }
 
@@ -137,11 +138,11 @@ interface UpCli {
   /** A path with --mount, false with --no-mount. */
   mount?: string | false
   net?: string
-  port?: string
-  timeout?: string
-  commitInterval?: string
-  mmpInterval?: string
-  recoverySoft?: string
+  port?: number
+  timeout?: number
+  commitInterval?: number
+  mmpInterval?: number
+  recoverySoft?: number
   failout?: string[]
   param?: string[]
   reformat?: boolean

@@ -1,25 +1,26 @@
 import type { Command } from 'commander'
 import { DEFAULT_NET, DEFAULT_PORT } from '../cluster/layout.js'
 import { mib, runDemo } from '../cluster/demo.js'
-import { command, intArg } from './server.js'
+import { command } from './server.js'
+import { numberParser, portParser } from './parse.js'
 
 /** `lproxy demo` (what `npm start` runs). */
 export function registerDemoCommand(program: Command): void {
   command(program, 'demo', 'bring up the embedded cluster, copy a real tree across a node failover, verify every byte, tear down')
     .option('--source <dir>', 'tree to copy', '/usr/share/doc')
     .option('--fail <node|target|none>', 'what to fail in the middle of the copy', 'oss1')
-    .option('--fail-at <fraction>', 'fail once this fraction of the bytes is copied', '0.4')
+    .option('--fail-at <fraction>', 'fail once this fraction of the bytes is copied', numberParser({ min: 0, max: 1, integer: false }), 0.4)
     .option('--net <a.b.c>', 'loopback /24 of the nodes', DEFAULT_NET)
-    .option('--port <port>', 'the filesystem-wide port', String(DEFAULT_PORT))
+    .option('--port <port>', 'the filesystem-wide port', portParser, DEFAULT_PORT)
     .option('--dir <dir>', 'cluster directory to keep (default: a temporary one, removed)')
-    .action(async (o: { source: string; fail: string; failAt: string; net: string; port: string; dir?: string }) => {
+    .action(async (o: { source: string; fail: string; failAt: number; net: string; port: number; dir?: string }) => {
       const say = (l: string) => process.stdout.write(l + '\n')
       const r = await runDemo({
         source: o.source,
         fail: o.fail === 'none' ? null : o.fail,
-        failAt: Number(o.failAt),
+        failAt: o.failAt,
         net: o.net,
-        port: intArg('--port', o.port, 1, 65535)!,
+        port: o.port,
         dir: o.dir,
         say,
       })

@@ -3,7 +3,7 @@ import { LocalCluster } from '../cluster/local.js'
 import { CLIENT } from '../cluster/netns.js'
 import { cutLink, healLink, sickenLink } from '../cluster/partition.js'
 import { UsageError } from './errors.js'
-import { command, intArg, print } from './server.js'
+import { command, print } from './server.js'
 
 /**
  * The netns cluster's network faults that move nothing: a cut between a node (or the client)
@@ -13,7 +13,7 @@ export interface NetFaultCli {
   dir: string
   from?: string
   loss?: string
-  delay?: string
+  delay?: number
 }
 
 /** Whether `cluster fail` was asked for a network fault only (no takeover follows it). */
@@ -28,7 +28,7 @@ export async function netFault(what: string, o: NetFaultCli & { partition?: bool
   if (!sick && !o.partition) throw new UsageError(`cluster fail ${what}: say what happens to its link (--partition [--from PEER], --loss P, --delay MS)`)
   if (sick) {
     const loss = o.loss === undefined ? undefined : lossArg(o.loss)
-    print([await sickenLink(lc, what, { loss, delayMs: intArg('--delay', o.delay, 1, 60_000) })])
+    print([await sickenLink(lc, what, { loss, delayMs: o.delay })])
   } else {
     print([await cutLink(lc, what, o.from)])
   }

@@ -10,7 +10,7 @@ import { refByDir, refByName, targetRequest, type TargetRef } from '../cluster/r
 import { defaultLog, startTarget, stopTarget } from '../cluster/target.js'
 import { isListenAddress } from '../common/listen.js'
 import { UsageError } from './errors.js'
-import { intIn } from './parse.js'
+import { intParser, portParser } from './parse.js'
 import { KEY_CLASSES, deriveKey, readKeyFile, writeKeyFile } from '../common/keyfile.js'
 
 /** Server-side admin commands, the way a Lustre admin works: format, start, stop, recovery. */
@@ -21,7 +21,7 @@ export function registerServerCommands(program: Command): void {
     .option('--mgs', 'hold the MGS (may share the directory with the MDT)')
     .option('--mdt', 'a metadata target')
     .option('--ost', 'an object storage target')
-    .option('--index <n>', 'target index (the N of ostN); the MDT is index 0')
+    .option('--index <n>', 'target index (the N of ostN); the MDT is index 0', intParser(0, 0xffff))
     .option('--mgsnode <nidspec>', "where the MGS is, failover NIDs separated by ':' (e.g. 127.0.1.1@tcp:127.0.1.2@tcp)")
     .option('--failnode <nid>', 'failover node of this target (repeatable)', collect)
     .option(
@@ -29,7 +29,7 @@ export function registerServerCommands(program: Command): void {
       'target parameter, e.g. failover.mode=failout, sys.timeout=20; on an MDT root_squash=65534:65534 (root acts as that uid:gid) and nosquash_nids=10.0.0.1@tcp,*@tcp1 (NIDs whose root is not squashed) (repeatable)',
       collect,
     )
-    .option('--port <port>', 'the filesystem-wide port (default 988)')
+    .option('--port <port>', 'the filesystem-wide port (default 988)', portParser)
     .option('--reformat', 'erase an existing target in <dir>')
     .option('--key-file <path>', "the filesystem's master key (made there, 0600, if it does not exist): a copy goes in <dir>, and every RPC must be signed")
     .option('--gen-key', 'make a new master key in <dir> alone (then format the other targets with --key-file <dir>/auth.key)')
@@ -41,10 +41,10 @@ export function registerServerCommands(program: Command): void {
       mgs: !!o.mgs,
       mdt: !!o.mdt,
       ost: !!o.ost,
-      index: intArg('--index', o.index as string | undefined, 0, 0xffff),
+      index: o.index as number | undefined,
       mgsnode: o.mgsnode as string | undefined,
       failnodes: (o.failnode as string[] | undefined) ?? [],
-      port: intArg('--port', o.port as string | undefined, 1, 65535),
+      port: o.port as number | undefined,
       params: (o.param as string[] | undefined) ?? [],
       reformat: !!o.reformat,
       keyFile: o.keyFile as string | undefined,
@@ -148,7 +148,7 @@ export function registerServerCommands(program: Command): void {
 
 interface TargetOpts extends TlsOpts {
   mgsnode?: string
-  port?: string
+  port?: number
 }
 
 /** The verbs that take a target directory, or a target name found through the MGS. */
@@ -156,14 +156,14 @@ function targetCommand(program: Command, name: string, description: string): Com
   const cmd = command(program, name, description)
     .argument('<dir|target>', 'target directory, or a target name (mdt0, ost1, spfs-OST0001, MGS) with --mgsnode')
     .option('--mgsnode <nidspec>', 'MGS NIDs, to find the node serving a target given by name')
-    .option('--port <port>', 'the filesystem-wide port, with --mgsnode (default 988)')
+    .option('--port <port>', 'the filesystem-wide port, with --mgsnode (default 988)', portParser)
   return withTlsOptions(cmd, 'a certificate signed by the CA, to ask an MGS that requires TLS (with --mgsnode)')
 }
 
 /** With --mgsnode a target name is meant, even if a directory of that name happens to exist here. */
 async function targetRef(what: string, o: TargetOpts): Promise<TargetRef> {
   const isName = !!parseTargetName(what)
-  if (o.mgsnode && isName) return refByName(what, o.mgsnode, intArg('--port', o.port, 1, 65535), await tlsMaterial(o))
+  if (o.mgsnode && isName) return refByName(what, o.mgsnode, o.port, await tlsMaterial(o))
   if (existsSync(what)) return refByDir(what)
   if (!isName) throw new UsageError(`'${what}' is neither a target directory nor a target name (e.g. ost1, spfs-OST0001, mdt0, MGS)`)
   throw new UsageError(`a target name (${what}) needs --mgsnode to find the node serving it; or give its directory`)
@@ -249,19 +249,6 @@ export function command(parent: Command, name: string, description: string, summ
 /** Repeatable option; no default given to commander, so that help does not show `(default: [])`. */
 export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value]
-}
-
-export function intArg(name: string, v: string | undefined, min: number, max: number): number | undefined {
-  if (v === undefined) return undefined
-  const n = intIn(v, min, max)
-  if (n === undefined) throw new UsageError(`invalid ${name} '${v}': an integer from ${min} to ${max}`)
-  return n
-}
-
-export function secondsArg(name: string, v: string | undefined, zero = false): number | undefined {
-  if (v === undefined) return undefined
-  if (!/^\d+(\.\d+)?$/.test(v) || (Number(v) === 0 && !zero)) throw new UsageError(`invalid ${name} '${v}': a ${zero ? '' : 'positive '}number of seconds`)
-  return Number(v)
 }
 
 export function print(lines: string[]): void {

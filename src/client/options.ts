@@ -3,6 +3,7 @@ import path from 'node:path'
 import { tlsFiles, type TlsFiles } from '../common/tls.js'
 import type { FuseKind } from '../fuse/binding.js'
 import { LpError } from '../protocol/errno.js'
+import { defaultOf, param, parseParam } from '../common/registry.js'
 
 /** `-o` mount options, as `mount -t lustre -o ...` takes them. */
 export interface ClientOptions {
@@ -36,15 +37,24 @@ export interface ClientOptions {
   tls?: TlsFiles
 }
 
+/** The numeric options, by their Lustre names in the parameter registry. */
+const NUMERIC = {
+  timeout: 'timeout',
+  actimeo: 'actimeo',
+  max_unstable_mb: 'maxUnstableMb',
+  max_dirty_mb: 'maxDirtyMb',
+  max_pages_per_rpc: 'maxPagesPerRpc',
+  max_rpcs_in_flight: 'maxRpcsInFlight',
+  max_read_ahead_per_file_mb: 'maxReadAheadPerFileMb',
+} as const satisfies Record<string, keyof ClientOptions>
+
+type NumericOption = (typeof NUMERIC)[keyof typeof NUMERIC]
+
+const numericDefaults = Object.fromEntries(Object.entries(NUMERIC).map(([name, key]) => [key, defaultOf(param(name))])) as Record<NumericOption, number>
+
 export const DEFAULT_OPTIONS: ClientOptions = {
-  timeout: 100,
+  ...numericDefaults,
   ir: true,
-  actimeo: 1,
-  maxUnstableMb: 256,
-  maxDirtyMb: 64,
-  maxPagesPerRpc: 1024,
-  maxRpcsInFlight: 8,
-  maxReadAheadPerFileMb: 32,
   fuse: 'auto',
   dev: true,
   flags: [],
@@ -68,41 +78,14 @@ export function parseOptions(list: string[]): ClientOptions {
   const files: { ca?: string; cert?: string; key?: string } = {}
   for (const item of list.flatMap((s) => s.split(',')).filter(Boolean)) {
     const [k, v] = item.split('=', 2) as [string, string | undefined]
-    const num = () => {
-      const n = Number(v)
-      if (v === undefined || !Number.isFinite(n) || n < 0) throw new LpError('EINVAL', `mount option '${item}': expected ${k}=<number>`)
-      return n
-    }
-    const int = (min: number, max: number) => {
-      const n = num()
-      if (!Number.isInteger(n) || n < min || n > max) throw new LpError('EINVAL', `mount option '${item}': ${k} is an integer from ${min} to ${max}`)
-      return n
+    if (Object.hasOwn(NUMERIC, k)) {
+      const name = k as keyof typeof NUMERIC
+      o[NUMERIC[name]] = parseParam(param(name), 'mount', v ?? '', (m) => new LpError('EINVAL', `mount option ${m}`))
+      continue
     }
     switch (k) {
-      case 'timeout':
-        o.timeout = num()
-        if (o.timeout < 1) throw new LpError('EINVAL', `mount option '${item}': timeout must be at least 1 second`)
-        break
       case 'noir':
         o.ir = false
-        break
-      case 'actimeo':
-        o.actimeo = num()
-        break
-      case 'max_unstable_mb':
-        o.maxUnstableMb = num()
-        break
-      case 'max_dirty_mb':
-        o.maxDirtyMb = num()
-        break
-      case 'max_pages_per_rpc':
-        o.maxPagesPerRpc = int(1, 16384)
-        break
-      case 'max_rpcs_in_flight':
-        o.maxRpcsInFlight = int(1, 256)
-        break
-      case 'max_read_ahead_per_file_mb':
-        o.maxReadAheadPerFileMb = int(0, 4096)
         break
       case 'fuse':
         if (v !== 'native' && v !== 'libfuse2') throw new LpError('EINVAL', `mount option '${item}': fuse is native or libfuse2`)
@@ -137,7 +120,7 @@ export function parseOptions(list: string[]): ClientOptions {
           o.flags = [...o.flags.filter((f) => f !== k), k]
           break
         }
-        throw new LpError('EINVAL', `unknown mount option '${k}' (known: timeout=N, noir, actimeo=S, max_unstable_mb=N, max_dirty_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, dev, nodev, keyfile=PATH, metrics=ADDR:PORT, tls, ca=PATH, cert=PATH, key=PATH, mount(8)'s noatime, nosuid, noexec, ro, ... and _netdev, noauto, nofail, x-systemd.*)`)
+        throw new LpError('EINVAL', `unknown mount option '${k}' (known: ${Object.keys(NUMERIC).map((n) => `${n}=N`).join(', ')}, noir, fuse=native|libfuse2, dev, nodev, keyfile=PATH, metrics=ADDR:PORT, tls, ca=PATH, cert=PATH, key=PATH, mount(8)'s noatime, nosuid, noexec, ro, ... and _netdev, noauto, nofail, x-systemd.*)`)
     }
   }
   const named = Object.keys(files).length > 0

@@ -1,6 +1,6 @@
 import type { ClientFs } from '../client/fs.js'
 import { LpError } from '../protocol/errno.js'
-import { MAX_LOOKUP_BATCH } from '../protocol/ops.js'
+import { param, parseParam } from '../common/registry.js'
 import type { Osc } from '../osc/osc.js'
 import { importDevices, setActive } from './devices.js'
 import { getParamValues, matching, type Param, type ParamValue } from '../common/params.js'
@@ -13,18 +13,16 @@ import { importView, stateView, timeoutsView } from './views.js'
 export type { ParamValue }
 
 const MiB = 1024 * 1024
-/** Lustre's OSC_MAX_DIRTY_MB_MAX. */
-const MAX_DIRTY_MB = 2048
 
-function intValue(name: string, v: string, min: number, max: number): number {
-  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new LpError('EINVAL', `${name}: '${v}' is not an integer from ${min} to ${max}`)
-  return Number(v)
+/** A set_param value as the parameter registry bounds it; EINVAL naming the parameter and its range otherwise. */
+function setting(name: string, v: string): number {
+  return parseParam(param(name), 'client', v, (m) => new LpError('EINVAL', m))
 }
 
 export function paramTable(fs: ClientFs): Param[] {
   const t = fs.client.tunables
   const flags = ['multi_mod_rpcs', ...(fs.options.ir ? ['imp_recov'] : [])]
-  const out: Param[] = [{ path: ['timeout'], get: () => t.timeout, set: (v) => void (t.timeout = intValue('timeout', v, 1, 3600)) }]
+  const out: Param[] = [{ path: ['timeout'], get: () => t.timeout, set: (v) => void (t.timeout = setting('timeout', v)) }]
   for (const d of importDevices(fs)) {
     const at = (leaf: string) => [d.type, d.imp.name, leaf]
     out.push(
@@ -50,9 +48,9 @@ function stataheadParams(fs: ClientFs): Param[] {
   const t = sa.tunables
   const at = (leaf: string) => ['llite', `${fs.config.fsname}-${fs.id}`, leaf]
   return [
-    { path: at('statahead_max'), get: () => t.max, set: (v) => void (t.max = intValue('statahead_max', v, 0, 8192)) },
-    { path: at('statahead_batch_max'), get: () => t.batch, set: (v) => void (t.batch = intValue('statahead_batch_max', v, 1, MAX_LOOKUP_BATCH)) },
-    { path: at('statahead_agl'), get: () => (t.agl ? 1 : 0), set: (v) => void (t.agl = intValue('statahead_agl', v, 0, 1) === 1) },
+    { path: at('statahead_max'), get: () => t.max, set: (v) => void (t.max = setting('statahead_max', v)) },
+    { path: at('statahead_batch_max'), get: () => t.batch, set: (v) => void (t.batch = setting('statahead_batch_max', v)) },
+    { path: at('statahead_agl'), get: () => (t.agl ? 1 : 0), set: (v) => void (t.agl = setting('statahead_agl', v) === 1) },
     { path: at('statahead_stats'), get: () => ({ ...sa.stats }) },
   ]
 }
@@ -63,23 +61,23 @@ function oscParams(fs: ClientFs, osc: Osc, at: (leaf: string) => string[]): Para
     {
       path: at('active'),
       get: () => (osc.imp.deactive ? 0 : 1),
-      set: async (v) => void (await setActive(fs, osc.imp.name, intValue('active', v, 0, 1) === 1, false)),
+      set: async (v) => void (await setActive(fs, osc.imp.name, setting('active', v) === 1, false)),
     },
     { path: at('rpc_stats'), get: () => osc.rpcStats.view(snapshot(fs), Math.ceil(wb.cached / 4096)) },
     {
       path: at('max_rpcs_in_flight'),
       get: () => wb.tunables.maxRpcsInFlight,
-      set: (v) => wb.retune({ maxRpcsInFlight: intValue('max_rpcs_in_flight', v, 1, 256) }),
+      set: (v) => wb.retune({ maxRpcsInFlight: setting('max_rpcs_in_flight', v) }),
     },
     {
       path: at('max_dirty_mb'),
       get: () => wb.tunables.maxDirtyBytes / MiB,
-      set: (v) => wb.retune({ maxDirtyBytes: intValue('max_dirty_mb', v, 0, MAX_DIRTY_MB) * MiB }),
+      set: (v) => wb.retune({ maxDirtyBytes: setting('max_dirty_mb', v) * MiB }),
     },
     {
       path: at('max_pages_per_rpc'),
       get: () => wb.tunables.maxRpcBytes / 4096,
-      set: (v) => wb.retune({ maxRpcBytes: intValue('max_pages_per_rpc', v, 1, 16384) * 4096 }),
+      set: (v) => wb.retune({ maxRpcBytes: setting('max_pages_per_rpc', v) * 4096 }),
     },
   ]
 }

@@ -5,6 +5,7 @@ import type { Mdc } from '../mdc/mdc.js'
 import type { MdtAttr } from '../protocol/ops.js'
 import type { MetaCache } from './cache.js'
 import { ListingOrder, NUMBERED, type NameSequence } from './sequence.js'
+import { defaultOf, param } from '../common/registry.js'
 
 /**
  * Statahead, as Lustre's llite does it for `ls -l` and mdtest: a process that looks up the
@@ -28,7 +29,7 @@ export interface StataheadTunables {
   agl: boolean
 }
 
-export const DEFAULT_STATAHEAD: StataheadTunables = { max: 128, batch: 64, agl: true }
+export const DEFAULT_STATAHEAD: StataheadTunables = { max: defaultOf(param('statahead_max')), batch: defaultOf(param('statahead_batch_max')), agl: defaultOf(param('statahead_agl')) === 1 }
 
 /** Lookups in a row, each of the name after the last, before statahead starts. */
 const START_AFTER = 2

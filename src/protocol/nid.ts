@@ -52,6 +52,14 @@ export function nidList(spec: string): string[] {
   return out
 }
 
+/** NID patterns separated by ',' or ' ', each host@net or `*@net` for every host of a network (nosquash_nids). */
+export function nidPatternList(v: string): string[] {
+  return v
+    .split(/[\s,]+/)
+    .filter(Boolean)
+    .map((n) => (n.startsWith('*@') ? `*@${parseNid(`h${n.slice(1)}`).net}` : nidList(n)[0]!))
+}
+
 export type Lnd = 'tcp' | 'http'
 
 /** The transport a NID's network type selects. */

@@ -1,10 +1,12 @@
+import { defaultOf, param } from '../common/registry.js'
+
 /**
  * Client-side timing, derived from obd_timeout as Lustre derives it; tests scale obd_timeout
  * down instead of waiting through the real values. Times are in milliseconds.
  */
 export class Tunables {
   /** obd_timeout (lctl `timeout`), seconds. */
-  timeout = 100
+  timeout = defaultOf(param('timeout'))
 
   get obdTimeoutMs(): number {
     return this.timeout * 1000

@@ -1,3 +1,4 @@
+import { defaultOf, param } from '../common/registry.js'
 import type { TargetConfig } from './target/config.js'
 import type { TargetTunables } from './target/target.js'
 
@@ -6,20 +7,19 @@ export interface ServerTunables extends TargetTunables {
   mmpIntervalMs: number
 }
 
+/** Params are checked by the registry when they are written (format, tunefs, start); absent ones take its defaults. */
 export function serverTunables(cfg: TargetConfig, overrides: Record<string, string> = {}): ServerTunables {
   const p = { ...cfg.params, ...overrides }
-  const num = (k: string, dflt: number) => (p[k] !== undefined ? Number(p[k]) : dflt)
-  const timeout = num('sys.timeout', 100)
-  // 3 x obd_timeout, halved by imperative recovery (its 120 s floor, scaled as 1.2 x obd_timeout, is lower).
-  const softMs = num('recovery_time_soft', 1.5 * timeout) * 1000
+  const timeout = p['sys.timeout'] !== undefined ? Number(p['sys.timeout']) : defaultOf(param('timeout'))
+  const num = (k: string) => (p[k] !== undefined ? Number(p[k]) : defaultOf(param(k), timeout))
   return {
     obdTimeoutMs: timeout * 1000,
-    commitIntervalMs: num('commit_interval', 5) * 1000,
-    mmpIntervalMs: num('mmp_interval', 1) * 1000,
-    recoverySoftMs: softMs,
-    recoveryHardMs: num('recovery_time_hard', 9 * timeout) * 1000,
+    commitIntervalMs: num('commit_interval') * 1000,
+    mmpIntervalMs: num('mmp_interval') * 1000,
+    recoverySoftMs: num('recovery_time_soft') * 1000,
+    recoveryHardMs: num('recovery_time_hard') * 1000,
     maxPendingBytes: 64 * 1024 * 1024,
-    checkpointBytes: Math.ceil(num('journal_checkpoint_mb', 256) * 1024 * 1024),
+    checkpointBytes: Math.ceil(num('journal_checkpoint_mb') * 1024 * 1024),
     imperativeRecovery: true,
   }
 }

@@ -37,7 +37,7 @@ describe('lproxy admin commands', () => {
   test('bad --mgsnode, bad NIDs and bad numbers: one clear line, non-zero exit, nothing left running', async () => {
     const bad = [
       [['format', '--fsname', 'spfs', '--ost', '--index', '2', '--mgsnode', `${nid(1)}:mds2@ib0`, path.join(ws.dir, 'ost2')], /network 'ib0' is not supported/],
-      [['format', '--fsname', 'spfs', '--ost', '--index', 'two', '--mgsnode', nid(1), path.join(ws.dir, 'ost2')], /invalid --index 'two'/],
+      [['format', '--fsname', 'spfs', '--ost', '--index', 'two', '--mgsnode', nid(1), path.join(ws.dir, 'ost2')], /'--index <n>' argument 'two' is invalid\. an integer from 0 to 65535/],
       [['start', mdt(), '--nid', '127.0.30.300@tcp'], /invalid NID '127\.0\.30\.300@tcp'/],
       [['start', mdt(), '--nid', 'nonsense'], /invalid NID 'nonsense'/],
       [['start', mdt()], /--nid is required/],

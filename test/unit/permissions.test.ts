@@ -4,7 +4,7 @@ import { promises as fsp } from 'node:fs'
 import { Namespace, ROOT_FID } from '../../src/server/mdt/namespace.js'
 import { OPS, type Cred, type OpArgs } from '../../src/protocol/ops.js'
 import { MdtBackend } from '../../src/server/mdt/mdt.js'
-import { effectiveCred, squashOf, checkRootSquash, checkNosquashNids } from '../../src/server/mdt/squash.js'
+import { effectiveCred, squashOf } from '../../src/server/mdt/squash.js'
 import { parseParams } from '../../src/server/target/config.js'
 import { ManualClock } from '../../src/common/clock.js'
 import { silentLogger } from '../../src/common/log.js'
@@ -210,9 +210,9 @@ describe('root_squash and nosquash_nids', () => {
   it('is off without root_squash; the params are checked at format', () => {
     expect(squashOf(parseParams(['nosquash_nids=127.0.0.9@tcp']))).toBeUndefined()
     expect(effectiveCred(undefined, ROOT, '127.0.0.2@tcp').cred).toEqual(ROOT)
-    expect(checkRootSquash('65534')).toMatch(/uid:gid/)
-    expect(checkRootSquash('-1:0')).toMatch(/uid:gid/)
-    expect(checkNosquashNids('127.0.0.1@ib')).toMatch(/not supported/)
+    expect(() => parseParams(['root_squash=65534'])).toThrow(/uid:gid/)
+    expect(() => parseParams(['root_squash=-1:0'])).toThrow(/uid:gid/)
+    expect(() => parseParams(['nosquash_nids=127.0.0.1@ib'])).toThrow(/not supported/)
     expect(() => parseParams(['root_squash=nobody'])).toThrow(/uid:gid/)
   })
 

@@ -1,13 +1,13 @@
-import { z } from 'zod'
 import type { Cred } from '../../protocol/ops.js'
-import { nidList, parseNid } from '../../protocol/nid.js'
+import { nidPatternList, parseNid } from '../../protocol/nid.js'
 
 /**
  * Root squash, as Lustre's nodemap: a request from uid 0 (or with no identity, which is
  * root's) acts as the squash uid and gid, without supplementary groups, unless it comes from
  * a NID of `nosquash_nids` (matched on the socket's peer, never on what the request says).
  * Configured on the MDT target: `--param root_squash=65534:65534` and
- * `--param nosquash_nids=10.0.0.1@tcp,*@tcp1` at format (or at start).
+ * `--param nosquash_nids=10.0.0.1@tcp,*@tcp1` at format (or at start), checked by the
+ * parameter registry (common/registry.ts).
  */
 export interface SquashConfig {
   uid: number
@@ -16,37 +16,12 @@ export interface SquashConfig {
   nosquash: string[]
 }
 
-const idSchema = z.coerce.number().int().min(0).max(0xfffffffe)
-
-/** `uid:gid` of root_squash; a message when it is not one. */
-export function checkRootSquash(v: string): string | null {
-  const m = /^(\d+):(\d+)$/.exec(v)
-  return m && idSchema.safeParse(m[1]).success && idSchema.safeParse(m[2]).success ? null : "must be 'uid:gid', e.g. 65534:65534"
-}
-
-/** A list of NIDs separated by ',' or ' ', each host@net or *@net; a message when it is not. */
-export function checkNosquashNids(v: string): string | null {
-  try {
-    nosquashList(v)
-    return null
-  } catch (e) {
-    return (e as Error).message
-  }
-}
-
-function nosquashList(v: string): string[] {
-  return v
-    .split(/[\s,]+/)
-    .filter(Boolean)
-    .map((n) => (n.startsWith('*@') ? `*@${parseNid(`h${n.slice(1)}`).net}` : nidList(n)[0]!))
-}
-
 /** The squash configuration of a target's params (both already checked), or none. */
 export function squashOf(params: Record<string, string>): SquashConfig | undefined {
   const rs = params['root_squash']
   if (!rs) return undefined
   const [uid, gid] = rs.split(':').map(Number) as [number, number]
-  return { uid, gid, nosquash: nosquashList(params['nosquash_nids'] ?? '') }
+  return { uid, gid, nosquash: nidPatternList(params['nosquash_nids'] ?? '') }
 }
 
 /** `net` of tcp is tcp0 in LNet. */

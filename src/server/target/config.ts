@@ -5,7 +5,7 @@ import { z } from 'zod'
 import { readJson, writeFileAtomic, fsyncDir, mkdirDurable } from '../../common/fsutil.js'
 import { type KeyFile, generateKey, readKeyFile, writeKeyFile } from '../../common/keyfile.js'
 import { nidList, NidError, DEFAULT_PORT } from '../../protocol/nid.js'
-import { checkNosquashNids, checkRootSquash } from '../mdt/squash.js'
+import { nameIn, paramNamed, paramsIn, parseParam } from '../../common/registry.js'
 import { FSNAME_RE, MAX_TARGET_INDEX, targetName } from '../../protocol/names.js'
 
 /**
@@ -39,28 +39,6 @@ export const CONFIG_FILE = 'CONFIG'
 /** The filesystem's master key in a keyed target's directory (common/keyfile.ts). */
 export const KEY_FILE = 'auth.key'
 
-/** Server tunables a target reads from its params (Lustre names where they exist). */
-export const KNOWN_PARAMS: Record<string, (v: string) => string | null> = {
-  'failover.mode': (v) => (v === 'failover' || v === 'failout' ? null : "must be 'failover' or 'failout'"),
-  'sys.timeout': positive,
-  commit_interval: positive,
-  mmp_interval: positive,
-  /** MiB of journal after which a checkpoint is cut (then the journal starts a new file). */
-  journal_checkpoint_mb: (v) => (/^\d+(\.\d+)?$/.test(v) && Number(v) > 0 ? null : 'must be a positive number of MiB'),
-  recovery_time_soft: positive,
-  recovery_time_hard: positive,
-  /** MDT: uid:gid that root (uid 0) acts as, from any NID but nosquash_nids. */
-  root_squash: checkRootSquash,
-  /** MDT: NIDs (host@tcp, or *@tcp for a whole network) whose root is not squashed. */
-  nosquash_nids: checkNosquashNids,
-  /** The target is served only by a node with TLS on (the port then refuses plaintext). */
-  tls: (v) => (v === 'required' ? null : "must be 'required'"),
-}
-
-function positive(v: string): string | null {
-  return /^\d+(\.\d+)?$/.test(v) && Number(v) > 0 ? null : 'must be a positive number of seconds'
-}
-
 export class FormatError extends Error {}
 
 export interface FormatOptions {
@@ -81,6 +59,7 @@ export interface FormatOptions {
   genKey?: boolean
 }
 
+/** `--param key=value` settings, each checked by the parameter registry. */
 export function parseParams(list: string[]): Record<string, string> {
   const out: Record<string, string> = {}
   for (const p of list) {
@@ -88,10 +67,9 @@ export function parseParams(list: string[]): Record<string, string> {
     if (eq <= 0) throw new FormatError(`--param '${p}': expected key=value`)
     const k = p.slice(0, eq)
     const v = p.slice(eq + 1)
-    const check = KNOWN_PARAMS[k]
-    if (!check) throw new FormatError(`--param '${p}': unknown parameter '${k}' (known: ${Object.keys(KNOWN_PARAMS).join(', ')})`)
-    const err = check(v)
-    if (err) throw new FormatError(`--param '${p}': ${err}`)
+    const def = paramNamed('target', k)
+    if (!def) throw new FormatError(`--param '${p}': unknown parameter '${k}' (known: ${paramsIn('target').map((d) => nameIn(d, 'target')).join(', ')})`)
+    parseParam(def, 'target', v, (m) => new FormatError(`--param ${m}`))
     out[k] = v
   }
   return out

@@ -90,7 +90,7 @@ export function registerAdminCommands(program: Command): void {
       print(r.map((d) => `${String(d.index).padStart(3)} ${d.status} ${d.type} ${d.name} ${d.uuid} ${d.refcount}`))
     })
 
-  withMount(command(program, 'get_param', 'show parameters and stats, like lctl get_param: of a mount (osc.*.import, llite.*.stats, ...) or of a server node (obdfilter.*.stats, ...)'))
+  withMount(command(program, 'get_param', 'show parameters and stats, like lctl get_param: of a mount (osc.*.import, llite.*.stats, ...) or of a server node (obdfilter.*.stats, ...)', 'show parameters and stats of a mount or a server node, like lctl get_param'))
     .argument('<pattern...>', 'parameter names; * ? [...] glob within a component, as lctl does')
     .option('-n', 'values only')
     .option('-N', 'names only')

@@ -65,7 +65,7 @@ export function registerServerCommands(program: Command): void {
     ])
   })
 
-  command(program, 'key', "write a key derived from the filesystem's master key: fs for the clients (mount -o keyfile=), admin for configuration changes")
+  command(program, 'key', "write a key derived from the filesystem's master key: fs for the clients (mount -o keyfile=), admin for configuration changes", "write a client's (fs) or administrator's key derived from the master key")
     .argument('<master>', "the master key file (format's --key-file, or a target directory's auth.key)")
     .argument('<out>', 'the key file to write (0600; refused if it exists)')
     .option('--class <class>', `${KEY_CLASSES.join(', ')}`, 'fs')

@@ -3,7 +3,6 @@ import { Document, isScalar, visit } from 'yaml'
 import type { Device } from '../ctl/devices.js'
 import type { ParamValue } from '../ctl/params.js'
 import { withMgs } from '../mgc/oneshot.js'
-import { loadSigningKey } from '../common/keyfile.js'
 import { adminCall } from '../cluster/admin.js'
 import { refByDir } from '../cluster/resolve.js'
 import { DEFAULT_PORT, formatNid, nidList, parseNid } from '../protocol/nid.js'
@@ -11,7 +10,7 @@ import { parseTargetName, targetName } from '../protocol/names.js'
 import { registerDfCommand } from './df.js'
 import { ctl, withMount, type MountOpt } from './mountctl.js'
 import { UsageError } from './errors.js'
-import { command, print, tlsMaterial, withTlsOptions, type TlsOpts } from './server.js'
+import { command, mgsAccess, print, withTlsOptions, type MgsAccessOpts } from './server.js'
 import { portParser } from './parse.js'
 
 /**
@@ -60,14 +59,12 @@ export function registerAdminCommands(program: Command): void {
       .option('--port <port>', `the filesystem-wide port, with --mgsnode (default ${DEFAULT_PORT})`, portParser)
       .option('--key-file <path>', "with --mgsnode, on a filesystem with a shared key: its admin key (or the master key)")
     withTlsOptions(cmd, 'a certificate signed by the CA, for an MGS that requires TLS (with --mgsnode)')
-      .action(async (ost: string, o: MountOpt & TlsOpts & { permanent?: boolean; mgsnode?: string; port?: number; keyFile?: string }) => {
+      .action(async (ost: string, o: MountOpt & MgsAccessOpts & { permanent?: boolean; mgsnode?: string; port?: number }) => {
         if (o.mgsnode) {
           if (!o.permanent) throw new UsageError(`${verb} --mgsnode records the change on the MGS: it needs --permanent`)
           const port = o.port ?? DEFAULT_PORT
           const id = parseTargetName(ost)
           if (id?.kind !== 'ost') throw new UsageError(`'${ost}' is not an OST name (ost2, OST0002, spfs-OST0002)`)
-          const key = o.keyFile ? await loadSigningKey(o.keyFile, 'admin') : undefined
-          const tls = await tlsMaterial(o)
           const name = await withMgs(
             nidList(o.mgsnode),
             port,
@@ -77,7 +74,7 @@ export function registerAdminCommands(program: Command): void {
               return n
             },
             undefined,
-            { key, tls },
+            await mgsAccess(o),
           )
           return print([`${name}: ${verb}d permanently (recorded on the MGS at ${o.mgsnode})`])
         }

@@ -5,7 +5,7 @@ import { refByDir, refByName, type TargetRef } from '../cluster/resolve.js'
 import type { LfsckReport } from '../server/mdt/mdt.js'
 import { ctl } from './mountctl.js'
 import { UsageError } from './errors.js'
-import { command, print } from './server.js'
+import { command, mgsAccess, print, type MgsAccessOpts } from './server.js'
 
 type Report = LfsckReport & { target: string }
 
@@ -22,11 +22,12 @@ export function registerLfsckCommand(program: Command): void {
   command(program, 'lfsck', "check OST objects against the MDT's files, like Lustre's LFSCK layout scan: orphans and dangling stripes")
     .argument('[dir]', 'the MDT target directory, served by a node on this machine')
     .option('--mount <mountpoint>', "or: the filesystem of this lproxy mount (its MDT is found through the mount's MGS)")
+    .option('--key-file <path>', 'with --mount, on a filesystem with a shared key: one of its keys, to ask its MGS where the MDT is')
     .option('--fix', 'destroy the orphan objects')
     .option('--json', 'print JSON')
-    .action(async (dir: string | undefined, o: { mount?: string; fix?: boolean; json?: boolean }) => {
+    .action(async (dir: string | undefined, o: MgsAccessOpts & { mount?: string; fix?: boolean; json?: boolean }) => {
       if (!dir === !o.mount) throw new UsageError('lfsck: give either an MDT target directory or --mount <mountpoint>')
-      const ref = await lfsckRef(dir, o.mount)
+      const ref = await lfsckRef(dir, o)
       const r = await adminCall<Report>(ref.nid, ref.port, { cmd: 'lfsck', ...ref.select, fix: !!o.fix }, LFSCK_MS).catch((e: Error) => {
         throw new Error(`lfsck: ${e.message}`)
       })
@@ -37,13 +38,13 @@ export function registerLfsckCommand(program: Command): void {
     })
 }
 
-async function lfsckRef(dir: string | undefined, mount: string | undefined): Promise<TargetRef> {
+async function lfsckRef(dir: string | undefined, o: MgsAccessOpts & { mount?: string }): Promise<TargetRef> {
   if (dir) {
     if (!existsSync(dir)) throw new UsageError(`lfsck: ${dir} does not exist (give the MDT's target directory)`)
     return refByDir(dir)
   }
-  const { r } = await ctl<{ mgsnode: string; port: number }>({ mount }, { cmd: 'status' })
-  return refByName('mdt0', r.mgsnode, r.port)
+  const { r } = await ctl<{ mgsnode: string; port: number }>({ mount: o.mount }, { cmd: 'status' })
+  return refByName('mdt0', r.mgsnode, r.port, await mgsAccess(o))
 }
 
 function summary(r: Report): string[] {

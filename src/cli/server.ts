@@ -11,7 +11,8 @@ import { defaultLog, startTarget, stopTarget } from '../cluster/target.js'
 import { isListenAddress } from '../common/listen.js'
 import { UsageError } from './errors.js'
 import { intParser, portParser } from './parse.js'
-import { KEY_CLASSES, deriveKey, readKeyFile, writeKeyFile } from '../common/keyfile.js'
+import { KEY_CLASSES, deriveKey, loadSigningKey, readKeyFile, writeKeyFile } from '../common/keyfile.js'
+import type { MgsAccess } from '../mgc/oneshot.js'
 
 /** Server-side admin commands, the way a Lustre admin works: format, start, stop, recovery. */
 export function registerServerCommands(program: Command): void {
@@ -146,7 +147,7 @@ export function registerServerCommands(program: Command): void {
     })
 }
 
-interface TargetOpts extends TlsOpts {
+interface TargetOpts extends MgsAccessOpts {
   mgsnode?: string
   port?: number
 }
@@ -157,13 +158,14 @@ function targetCommand(program: Command, name: string, description: string): Com
     .argument('<dir|target>', 'target directory, or a target name (mdt0, ost1, spfs-OST0001, MGS) with --mgsnode')
     .option('--mgsnode <nidspec>', 'MGS NIDs, to find the node serving a target given by name')
     .option('--port <port>', 'the filesystem-wide port, with --mgsnode (default 988)', portParser)
+    .option('--key-file <path>', 'with --mgsnode, on a filesystem with a shared key: one of its keys (fs, admin or master)')
   return withTlsOptions(cmd, 'a certificate signed by the CA, to ask an MGS that requires TLS (with --mgsnode)')
 }
 
 /** With --mgsnode a target name is meant, even if a directory of that name happens to exist here. */
 async function targetRef(what: string, o: TargetOpts): Promise<TargetRef> {
   const isName = !!parseTargetName(what)
-  if (o.mgsnode && isName) return refByName(what, o.mgsnode, o.port, await tlsMaterial(o))
+  if (o.mgsnode && isName) return refByName(what, o.mgsnode, o.port, await mgsAccess(o))
   if (existsSync(what)) return refByDir(what)
   if (!isName) throw new UsageError(`'${what}' is neither a target directory nor a target name (e.g. ost1, spfs-OST0001, mdt0, MGS)`)
   throw new UsageError(`a target name (${what}) needs --mgsnode to find the node serving it; or give its directory`)
@@ -225,6 +227,15 @@ export function withTlsOptions(cmd: Command, cert: string): Command {
 export async function tlsMaterial(o: TlsOpts): Promise<TlsMaterial | undefined> {
   const f = tlsOption(o)
   return f && loadTls(f)
+}
+
+export interface MgsAccessOpts extends TlsOpts {
+  keyFile?: string
+}
+
+/** How a command without a mount reaches the MGS: --key-file's key (the admin class from a master key), --tls-*'s material. */
+export async function mgsAccess(o: MgsAccessOpts): Promise<MgsAccess> {
+  return { key: o.keyFile ? await loadSigningKey(o.keyFile, 'admin') : undefined, tls: await tlsMaterial(o) }
 }
 
 /** --tls-ca, --tls-cert and --tls-key: all three or none; relative paths are the caller's (a node runs elsewhere). */

@@ -12,6 +12,7 @@ import { Mgc } from '../mgc/mgc.js'
 import { followMgs } from '../mgc/follow.js'
 import { Mdc } from '../mdc/mdc.js'
 import { Osc } from '../osc/osc.js'
+import { CapaCache } from '../osc/capas.js'
 import { OscWriteback } from '../osc/writeback.js'
 import { Lov } from '../lov/lov.js'
 import { Llite } from '../llite/llite.js'
@@ -79,10 +80,12 @@ export class ClientFs {
     this.mdc = new Mdc(mdtImp)
     const oscs = new Map<number, Osc>()
     const caches = new Map<number, OscWriteback>()
+    // Renewed by a getattr of the file, as its caller when a caller's request needs it.
+    const capas = new CapaCache(async (fid) => (await this.mdc.getattr(fid)).layout?.capa, () => this.o.clock.wallNow())
     for (const t of this.config.targets.filter((x) => x.kind === 'ost')) {
       const imp = this.newImport(t, 'osc')
       if (!t.active) imp.deactivate()
-      const osc = new Osc(t.index, imp, { maxUnstableBytes: options.maxUnstableMb * MiB })
+      const osc = new Osc(t.index, imp, { maxUnstableBytes: options.maxUnstableMb * MiB }, capas)
       oscs.set(t.index, osc)
       caches.set(
         t.index,
@@ -94,7 +97,7 @@ export class ClientFs {
         ),
       )
     }
-    this.lov = new Lov(oscs, caches)
+    this.lov = new Lov(oscs, caches, capas)
     this.llite = new Llite({
       mdc: this.mdc,
       lov: this.lov,

@@ -1,9 +1,7 @@
-import type { TlsMaterial } from '../common/tls.js'
-import { withMgs } from '../mgc/oneshot.js'
+import { type MgsAccess, withMgs } from '../mgc/oneshot.js'
 import { LpError } from '../protocol/errno.js'
 import { DEFAULT_PORT, nidList } from '../protocol/nid.js'
 import { parseTargetName, targetName } from '../protocol/names.js'
-import type { FsConfig } from '../protocol/ops.js'
 import { adminCall, probeNode, targetNames, UMOUNT_MS } from './admin.js'
 import { servingNode } from './target.js'
 
@@ -25,7 +23,8 @@ export async function refByDir(dir: string): Promise<TargetRef> {
   return { nid: s.nid, port: s.cfg.port, select: { dir: s.dir } }
 }
 
-export async function refByName(name: string, mgsnode: string, port = DEFAULT_PORT, tls?: TlsMaterial): Promise<TargetRef> {
+/** `access`: on a filesystem with a shared key, the MGS answers only a signed request (any of its keys). */
+export async function refByName(name: string, mgsnode: string, port = DEFAULT_PORT, access: MgsAccess = {}): Promise<TargetRef> {
   const id = parseTargetName(name)
   if (!id) throw new LpError('EINVAL', `'${name}' is neither a target directory nor a target name (e.g. ost1, spfs-OST0001, mdt0, MGS)`)
   const mgsNids = nidList(mgsnode)
@@ -35,7 +34,7 @@ export async function refByName(name: string, mgsnode: string, port = DEFAULT_PO
     full = 'MGS'
     candidates = mgsNids
   } else {
-    const cfg = await mgsConfig(mgsNids, port, tls)
+    const cfg = await withMgs(mgsNids, port, (mgc) => mgc.config(), MGS_ANSWER_MS, access)
     full = targetName(cfg.fsname, id)
     const t = cfg.targets.find((x) => x.name === full)
     if (!t) throw new LpError('ENODEV', `no target ${full} is registered with the MGS at ${mgsnode} (registered: ${cfg.targets.map((x) => x.name).join(', ') || 'none'})`)
@@ -50,8 +49,4 @@ export async function refByName(name: string, mgsnode: string, port = DEFAULT_PO
 
 export function targetRequest<T>(ref: TargetRef, cmd: string, extra: Record<string, unknown> = {}): Promise<T> {
   return adminCall<T>(ref.nid, ref.port, { cmd, ...ref.select, ...extra }, UMOUNT_MS)
-}
-
-function mgsConfig(nids: string[], port: number, tls: TlsMaterial | undefined): Promise<FsConfig> {
-  return withMgs(nids, port, (mgc) => mgc.config(), MGS_ANSWER_MS, { tls })
 }

@@ -40,8 +40,20 @@ export function generateKey(fsname: string): KeyFile {
 
 /** A class's key from the master (HKDF-SHA256, the fsname as salt): one-way, so a client's fs key yields no other. */
 export function deriveKey(master: KeyFile, cls: KeyClass): KeyFile {
+  return { cls, fsname: master.fsname, secret: hkdf(master, cls) }
+}
+
+/**
+ * The key of OST capabilities (protocol/capa.ts): the MDT makes them, the OSTs check them;
+ * both derive it from the master, and it is never written to a file nor given to a client.
+ */
+export function deriveCapaKey(master: KeyFile): Buffer {
+  return hkdf(master, 'capa')
+}
+
+function hkdf(master: KeyFile, cls: KeyClass | 'capa'): Buffer {
   if (master.cls !== 'master') throw new KeyFileError(`a ${cls} key is derived from the master key, not from a ${master.cls} key`)
-  return { cls, fsname: master.fsname, secret: Buffer.from(hkdfSync('sha256', master.secret, master.fsname, `lproxy ${cls} key`, KEY_BYTES)) }
+  return Buffer.from(hkdfSync('sha256', master.secret, master.fsname, `lproxy ${cls} key`, KEY_BYTES))
 }
 
 /** The key a holder of `k` signs with: its own, or from a master key the class asked for. */

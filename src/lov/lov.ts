@@ -1,6 +1,7 @@
 import { copyFrom, totalLength } from '../common/chunks.js'
 import { LpError } from '../protocol/errno.js'
-import { MAX_GLIMPSE_OBJECTS, type DirLayout, type Layout, type StatfsReply } from '../protocol/ops.js'
+import { MAX_GLIMPSE_OBJECTS, type DirLayout, type GrantedLayout, type Layout, type StatfsReply } from '../protocol/ops.js'
+import type { CapaCache } from '../osc/capas.js'
 import type { Osc } from '../osc/osc.js'
 import type { OscWriteback } from '../osc/writeback.js'
 import { fileSizeFrom, mapExtent, objectSizeFor, stripesByOst } from './layout.js'
@@ -30,7 +31,14 @@ export class Lov {
   constructor(
     readonly oscs: Map<number, Osc>,
     readonly caches: Map<number, OscWriteback>,
+    /** Where the OSCs find the capabilities that come with layouts (keyed filesystems). */
+    private readonly capas?: CapaCache,
   ) {}
+
+  /** The file's capability, from the layout the MDT handed out, for its OST requests. */
+  private note(fid: number, layout: GrantedLayout): void {
+    this.capas?.note(fid, layout.capa)
+  }
 
   osc(index: number): Osc {
     return configured(this.oscs, index)
@@ -69,7 +77,8 @@ export class Lov {
   }
 
   /** Write a file range into the write-back caches of its objects' OSTs. */
-  async write(fid: number, layout: Layout, off: number, data: Buffer, mtime: number): Promise<void> {
+  async write(fid: number, layout: GrantedLayout, off: number, data: Buffer, mtime: number): Promise<void> {
+    this.note(fid, layout)
     for (const e of mapExtent(layout, off, data.length))
       await this.wb(e.ost).write(fid, e.stripe, e.objOff, data.subarray(e.fileOff - off, e.fileOff - off + e.len), mtime)
   }
@@ -92,7 +101,8 @@ export class Lov {
   }
 
   /** O_APPEND on a single-stripe file is resolved on the OST: returns where the data landed. */
-  async append(fid: number, layout: Layout, data: Buffer, mtime: number): Promise<number> {
+  async append(fid: number, layout: GrantedLayout, data: Buffer, mtime: number): Promise<number> {
+    this.note(fid, layout)
     if (layout.osts.length !== 1) throw new LpError('EINVAL', 'OST-side append needs a single stripe')
     await this.flush(fid, layout)
     return (await this.osc(layout.osts[0]!).write(fid, 0, 0, data, mtime, { append: true })).offset
@@ -104,7 +114,8 @@ export class Lov {
    * every object had every byte asked of it (when not, the caller checks the file size for
    * the end of the file).
    */
-  async read(fid: number, layout: Layout, off: number, len: number): Promise<{ data: Buffer[]; complete: boolean }> {
+  async read(fid: number, layout: GrantedLayout, off: number, len: number): Promise<{ data: Buffer[]; complete: boolean }> {
+    this.note(fid, layout)
     const extents = mapExtent(layout, off, len)
     const only = extents.length === 1 ? extents[0]! : null
     if (only && !this.wb(only.ost).cachedEnd(fid, only.stripe)) {
@@ -133,7 +144,7 @@ export class Lov {
   }
 
   /** File size from its objects. */
-  async glimpse(fid: number, layout: Layout): Promise<Glimpse> {
+  async glimpse(fid: number, layout: GrantedLayout): Promise<Glimpse> {
     return (await this.glimpseMany([{ fid, layout }]))[0]!
   }
 
@@ -142,7 +153,8 @@ export class Lov {
    * (statahead's batch). Stripes on deactivated or failed-out OSTs count as empty (decided
    * question 3); on a down OST in failover mode this waits like any request.
    */
-  async glimpseMany(files: Array<{ fid: number; layout: Layout }>): Promise<Glimpse[]> {
+  async glimpseMany(files: Array<{ fid: number; layout: GrantedLayout }>): Promise<Glimpse[]> {
+    for (const f of files) this.note(f.fid, f.layout)
     const sizes = files.map((f) => f.layout.osts.map((): number | null => null))
     const got = files.map(() => ({ blocks: 0, mtime: 0 }))
     const byOst = new Map<number, Array<{ file: number; stripe: number }>>()
@@ -178,11 +190,13 @@ export class Lov {
   }
 
   /** Truncate (or extend) every object to its share of `size`. */
-  async truncate(fid: number, layout: Layout, size: number, mtime: number): Promise<void> {
+  async truncate(fid: number, layout: GrantedLayout, size: number, mtime: number): Promise<void> {
+    this.note(fid, layout)
     await Promise.all(layout.osts.map((ost, stripe) => this.osc(ost).punch(fid, stripe, objectSizeFor(layout, stripe, size), mtime)))
   }
 
-  async setMtime(fid: number, layout: Layout, mtime: number): Promise<void> {
+  async setMtime(fid: number, layout: GrantedLayout, mtime: number): Promise<void> {
+    this.note(fid, layout)
     await Promise.all(layout.osts.map((ost, stripe) => this.osc(ost).setMtime(fid, stripe, mtime)))
   }
 

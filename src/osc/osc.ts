@@ -1,4 +1,5 @@
-import type { ObjAttr, OpArgs, OpReplies, StatfsReply } from '../protocol/ops.js'
+import type { Capa, ObjAttr, OpArgs, OpReplies, StatfsReply } from '../protocol/ops.js'
+import type { CapaCache } from './capas.js'
 import type { Import } from '../ptlrpc/import.js'
 import { bulkLength, type Bulk } from '../protocol/wire.js'
 import { OscRpcStats } from './stats.js'
@@ -21,7 +22,14 @@ export class Osc {
     readonly index: number,
     readonly imp: Import,
     private readonly tun: OscTunables,
+    /** The client's OST capabilities (none given: a test's OSC, sending none). */
+    private readonly capas?: CapaCache,
   ) {}
+
+  /** `fn` with the capabilities of `fids` (renewed once if the OST refuses them as expired or missing). */
+  private capa<T>(fids: readonly number[], fn: (capaOf: (fid: number) => Capa | undefined) => Promise<T>): Promise<T> {
+    return this.capas ? this.capas.with(fids, fn) : fn(() => undefined)
+  }
 
   /**
    * `mtime`: the writer's time, which becomes the object's (as Lustre's BRW carries it).
@@ -37,7 +45,7 @@ export class Osc {
   ): Promise<OpReplies['ost_write'] & { transno: number }> {
     await this.throttle()
     const end = this.rpcStats.begin('write', bulkLength(data))
-    const r = await this.imp.request<OpReplies['ost_write']>('ost_write', { fid, stripe, offset, mtime, ...o }, { bulk: data }).finally(end)
+    const r = await this.capa([fid], (capa) => this.imp.request<OpReplies['ost_write']>('ost_write', { fid, stripe, offset, mtime, ...o, capa: capa(fid) }, { bulk: data })).finally(end)
     return { ...r.body, transno: r.transno }
   }
 
@@ -55,19 +63,20 @@ export class Osc {
   /** The bytes, in the reply's chunks: fewer than asked where the object ends. */
   async read(fid: number, stripe: number, offset: number, length: number): Promise<Buffer[]> {
     const end = this.rpcStats.begin('read', length)
-    return (await this.imp.request('ost_read', { fid, stripe, offset, length }).finally(end)).bulk
+    return (await this.capa([fid], (capa) => this.imp.request('ost_read', { fid, stripe, offset, length, capa: capa(fid) })).finally(end)).bulk
   }
 
   async punch(fid: number, stripe: number, size: number, mtime: number): Promise<void> {
-    await this.imp.request('ost_punch', { fid, stripe, size, mtime })
+    await this.capa([fid], (capa) => this.imp.request('ost_punch', { fid, stripe, size, mtime, capa: capa(fid) }))
   }
 
   async setMtime(fid: number, stripe: number, mtime: number): Promise<void> {
-    await this.imp.request('ost_setattr', { fid, stripe, mtime })
+    await this.capa([fid], (capa) => this.imp.request('ost_setattr', { fid, stripe, mtime, capa: capa(fid) }))
   }
 
   async getattr(objects: Array<{ fid: number; stripe: number }>): Promise<(ObjAttr | null)[]> {
-    return (await this.imp.request<OpReplies['ost_getattr']>('ost_getattr', { objects })).body.attrs
+    const fids = objects.map((o) => o.fid)
+    return (await this.capa(fids, (capa) => this.imp.request<OpReplies['ost_getattr']>('ost_getattr', { objects: objects.map((o) => ({ ...o, capa: capa(o.fid) })) }))).body.attrs
   }
 
   async sync(): Promise<void> {

@@ -90,6 +90,21 @@ export const layoutSchema = z.object({
 })
 export type Layout = z.infer<typeof layoutSchema>
 
+/**
+ * An OST capability (Lustre's OSS capability, protocol/capa.ts): the MDT's grant to one
+ * client of `ops` on the objects of file `fid` until `expiry` (wall-clock ms), MACed with a
+ * key only servers hold. Sent back with each OST request on the file's objects.
+ */
+export const capaSchema = z.object({
+  fid: fidSchema,
+  ops: z.enum(['r', 'rw']),
+  expiry: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  mac: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+})
+export type Capa = z.infer<typeof capaSchema>
+/** A layout as the MDT hands it out: on a keyed filesystem, with the capability for its objects (never stored: a client's is dropped by the schema). */
+export type GrantedLayout = Layout & { capa?: Capa }
+
 /** A directory's default layout: stripe_count -1 means every OST; offset -1 means round-robin. */
 export const dirLayoutSchema = z.object({
   stripe_count: z.number().int().min(-1).max(MAX_STRIPES).refine((n) => n !== 0, { message: 'stripe count 0 is not allowed here' }),
@@ -115,7 +130,7 @@ export interface MdtAttr {
   ctime: number
   /** Directories and symlinks carry their size here; regular files' size lives on the OSTs. */
   size: number
-  layout?: Layout
+  layout?: GrantedLayout
   dir_layout?: DirLayout
   target?: string
   /** Character and block devices: the device number (the kernel's new_encode_dev, as FUSE carries it). */
@@ -196,7 +211,7 @@ export interface IrEvent {
   instance: number
 }
 
-const objRef = { fid: fidSchema, stripe: z.number().int().min(0).max(MAX_STRIPES - 1) }
+const objRef = { fid: fidSchema, stripe: z.number().int().min(0).max(MAX_STRIPES - 1), capa: capaSchema.optional() }
 
 /** The fragments of a write's bulk, in ascending order of offset, not overlapping; the first at the write's offset. */
 const niobufsSchema = z

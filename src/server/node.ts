@@ -22,7 +22,7 @@ import { OstBackend } from './ost/ost.js'
 import { Osp } from './osp.js'
 import { Mmp } from './target/mmp.js'
 import { readConfig, readTargetKey, describe, peerNids, writeConfig, type TargetConfig } from './target/config.js'
-import { signingKeyOf } from '../common/keyfile.js'
+import { deriveCapaKey, signingKeyOf } from '../common/keyfile.js'
 import { Guard } from './guard.js'
 import { Target } from './target/target.js'
 import { serverParamTable } from './params.js'
@@ -142,6 +142,7 @@ export class ServerNode {
     const guard = master ? new Guard(master, this.o.clock) : null
     // What this node sends to other servers (registration, the OSP's RPCs) is signed with the node key.
     const nodeKey = master ? signingKeyOf(master, 'node') : undefined
+    const capaKey = master ? deriveCapaKey(master) : undefined
     if (cfg.port !== this.o.port) throw new LpError('EINVAL', `${dir} belongs to a filesystem on port ${cfg.port}, this node listens on ${this.o.port}`)
     const tun = serverTunables(cfg, overrides)
     if (cfg.params.tls === 'required' && !this.o.tls)
@@ -189,7 +190,7 @@ export class ServerNode {
         const osp = new PtlrpcClient(this.o.clock, this.log, this.o.port, { uuid: `${name}-mdtlov-${randomBytes(4).toString('hex')}_UUID`, key: nodeKey, tls: this.o.tls })
         osp.tunables.timeout = tun.obdTimeoutMs / 1000
         m.osp = new Osp(osp, m.mgc, cfg.fsname, this.log)
-        const b = new MdtBackend({ dir: path.join(dir, 'mdt'), clock: this.o.clock, destroyer: m.osp, fence, squash: squashOf({ ...cfg.params, ...overrides }) })
+        const b = new MdtBackend({ dir: path.join(dir, 'mdt'), clock: this.o.clock, destroyer: m.osp, fence, squash: squashOf({ ...cfg.params, ...overrides }), capaKey })
         m.mdt = b
         const t = await Target.open({ ...base, name, kind: 'mdt', dir: path.join(dir, 'mdt'), backend: b, replayable: mode === 'failover' })
         b.setInternalTxn((redo) => t.internalTxn(redo))
@@ -197,7 +198,7 @@ export class ServerNode {
       }
       if (cfg.ost) {
         const name = targetName(cfg.fsname, { kind: 'ost', index: cfg.index })
-        const b = new OstBackend(path.join(dir, 'ost'), fence)
+        const b = new OstBackend(path.join(dir, 'ost'), fence, name, capaKey)
         m.targets.push(await Target.open({ ...base, name, kind: 'ost', dir: path.join(dir, 'ost'), backend: b, replayable: mode === 'failover' }))
       }
       this.mounts.set(dir, m)

@@ -23,6 +23,8 @@ import { vi } from 'vitest'
 import { ClientFs } from '../../src/client/fs.js'
 import { DEFAULT_OPTIONS, type ClientOptions } from '../../src/client/options.js'
 import { realClock } from '../../src/common/clock.js'
+import { readKeyFile, signingKeyOf } from '../../src/common/keyfile.js'
+import type { SigningKey } from '../../src/protocol/auth.js'
 import { createLogger } from '../../src/common/log.js'
 import { Llite, ROOT_FID } from '../../src/llite/llite.js'
 import { O_RDONLY, O_WRONLY } from '../../src/llite/file.js'
@@ -56,6 +58,8 @@ export interface TierOptions {
   dir?: string
   /** Each node serves /metrics on its own address at this port. */
   metricsPort?: number
+  /** Format with a shared key (`<root>/master.key`); clients sign with its fs key. */
+  keyed?: boolean
 }
 
 export type RecoveryView = RecoveryStatusView & { target: string }
@@ -72,6 +76,8 @@ export class Tier {
   private readonly at = new Map<TargetKey, NodeProc>()
   private readonly clients = new Set<TierClient>()
   private looks = 0
+  /** The clients' key on a keyed tier. */
+  key?: SigningKey
 
   private constructor(readonly o: TierOptions) {
     this.timeout = o.timeout ?? 4
@@ -90,14 +96,16 @@ export class Tier {
         ...(o.recoverySoft ? [`recovery_time_soft=${o.recoverySoft}`] : []),
         ...(o.recoveryHard ? [`recovery_time_hard=${o.recoveryHard}`] : []),
       ]
-      await formatMgsMdt({ dir: t.dir('mdt0'), port: o.port, failnodes: [t.nid('mds2')], params })
-      await formatOst({ dir: t.dir('ost1'), index: 1, mgsnode: t.mgsnode, port: o.port, failnodes: [t.nid('oss2')], params })
+      const keyFile = o.keyed ? path.join(t.root, 'master.key') : undefined
+      await formatMgsMdt({ dir: t.dir('mdt0'), port: o.port, failnodes: [t.nid('mds2')], params, keyFile })
+      await formatOst({ dir: t.dir('ost1'), index: 1, mgsnode: t.mgsnode, port: o.port, failnodes: [t.nid('oss2')], params, keyFile })
+      if (keyFile) t.key = signingKeyOf(await readKeyFile(keyFile), 'fs')
       await t.start('mdt0', 'mds1')
       await t.start('ost1', 'oss1')
       // The OST registers with the MGS after it serves: clients that came earlier would not know it.
       await vi.waitFor(
         async () => {
-          const cfg = await withMgs(nidList(t.mgsnode), o.port, (m) => m.config())
+          const cfg = await withMgs(nidList(t.mgsnode), o.port, (m) => m.config(), undefined, { key: t.key })
           if (!cfg.targets.some((x) => x.name === TARGET_NAMES.ost1)) throw new Error(`${TARGET_NAMES.ost1} is not registered with the MGS yet`)
         },
         { timeout: 20_000, interval: 50 },
@@ -217,9 +225,9 @@ export class Tier {
 
   /** A new client (`options`: its mount options): reads the configuration from the MGS and connects; resolves once the MDT import is FULL. */
   async client(name: string, options: Partial<ClientOptions> = {}): Promise<TierClient> {
-    const net = new Switch(new Transport({ port: this.o.port }))
+    const net = new Switch(new Transport({ port: this.o.port, key: this.key }))
     const log = createLogger({ name: `client-${name}`, file: path.join(this.root, 'logs', `client-${name}.log`), level: 'debug' })
-    const fs = await ClientFs.connect({ mgsnode: this.mgsnode, port: this.o.port, options: { ...DEFAULT_OPTIONS, timeout: this.timeout, ...options }, clock: realClock, log, transport: net })
+    const fs = await ClientFs.connect({ mgsnode: this.mgsnode, port: this.o.port, options: { ...DEFAULT_OPTIONS, timeout: this.timeout, ...options }, clock: realClock, log, transport: net, key: this.key })
     const c = new TierClient(name, fs, net, () => this.clients.delete(c))
     this.clients.add(c)
     return c

@@ -144,7 +144,10 @@ describe.each([
       await Promise.all([mdt.whenFull(), ost.whenFull()])
       const made = await mdt.request<{ attr: MdtAttr }>('mdt_create', { parent: 1, name: 'secret', type: 'reg', mode: 0o600, uid: 0, gid: 0, time: Date.now(), layout: { stripe_size: 1 << 20, osts: [1] } })
       const fid = made.body.attr.fid
-      await ost.request('ost_write', { fid, stripe: 0, offset: 0 }, { bulk: SECRET })
+      // On a keyed filesystem the MDT grants the OST objects with the layout; the OST asks for the grant.
+      const capa = made.body.attr.layout?.capa
+      expect(capa !== undefined).toBe(keyed)
+      await ost.request('ost_write', { fid, stripe: 0, offset: 0, capa }, { bulk: SECRET })
       const generation = { mdt: mdt.generation, ost: ost.generation }
 
       for (const lnd of ['tcp', 'http'] as const) {
@@ -174,6 +177,11 @@ describe.each([
         expect(await insider.deactivate(mds)).toMatchObject({ code: 403, status: -1 })
         expect(await insider.rpc(mds, MDT, 'connect', {}, { client: victim.uuid })).toMatchObject({ code: 200, status: -114 })
         expect(await insider.rpc(oss, OST, 'connect', {}, { client: victim.uuid, handle: undefined })).toMatchObject({ code: 200, status: -114 })
+        // Nor read the file's object: the OST wants the MDT's capability for it, which the insider was never granted.
+        const oconn = await insider.rpc(oss, OST, 'connect', {}, { client: `insider-${lnd}` })
+        const ohandle = (oconn.body as { handle: string }).handle
+        expect(await insider.rpc(oss, OST, 'ost_read', { fid, stripe: 0, offset: 0, length: SECRET.length }, { client: `insider-${lnd}`, handle: ohandle })).toMatchObject({ code: 200, status: -13 })
+        expect(await insider.rpc(oss, OST, 'ost_read', { fid, stripe: 0, offset: 0, length: SECRET.length, capa }, { client: `insider-${lnd}`, handle: ohandle })).toMatchObject({ code: 200, status: -13 })
         // A key of another filesystem is no key at all.
         const stranger = new Attacker(port, { cls: 'fs', secret: Buffer.alloc(32, 7) })
         attackers.push(stranger)
@@ -185,7 +193,7 @@ describe.each([
         const attr = (await mdt.request<{ attr: MdtAttr }>('mdt_getattr', { fid })).body.attr
         expect([attr.mode & 0o7777, attr.uid, attr.gid]).toEqual([0o600, 0, 0])
         expect((await mgc.config()).targets.find((t) => t.name === OST)?.active).toBe(true)
-        const back = await ost.request<{ length: number }>('ost_read', { fid, stripe: 0, offset: 0, length: SECRET.length })
+        const back = await ost.request<{ length: number }>('ost_read', { fid, stripe: 0, offset: 0, length: SECRET.length, capa })
         expect(Buffer.concat(back.bulk)).toEqual(SECRET)
         expect({ mdt: mdt.generation, ost: ost.generation }).toEqual(generation)
 

@@ -124,7 +124,7 @@ describe('mutual TLS', () => {
       await fs.close()
     }
     // An admin command's one exchange with the MGS (barrier ost1 --mgsnode ... --tls-*).
-    expect(await refByName('ost1', `${MDS}@tcp`, PORT, client)).toMatchObject({ nid: `${OSS}@tcp`, select: { target: OST } })
+    expect(await refByName('ost1', `${MDS}@tcp`, PORT, { tls: client })).toMatchObject({ nid: `${OSS}@tcp`, select: { target: OST } })
   }, 60_000)
 
   it('refuses plaintext, a certificate from another CA, and a node the client cannot trust, at once and saying why', async () => {

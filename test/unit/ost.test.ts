@@ -15,6 +15,9 @@ afterEach(async () => {
   for (const b of open.splice(0)) await b.close()
 })
 
+/** A query's context: queries use only the client (for capabilities, which an unkeyed OST does not check). */
+const Q = { client: 'c1', bulk: [], now: 0, transno: 0 }
+
 /** An OST backend and a model of what each object must read back as. */
 async function setup(dir?: string) {
   const root = dir ?? (await tempDir('lp-ost'))
@@ -35,16 +38,16 @@ async function setup(dir?: string) {
   const punch = (fid: number, stripe: number, size: number) => apply('ost_punch', { fid, stripe, size })
   const destroy = (...fids: number[]) => apply('ost_destroy', { fids })
   const read = async (fid: number, stripe: number, offset = 0, length = 1 << 20) => {
-    const r = await b.query('ost_read', { fid, stripe, offset, length })
+    const r = await b.query('ost_read', { fid, stripe, offset, length }, Q)
     expect((r.body as { length: number }).length).toBe(r.bulk!.length)
     return r.bulk!
   }
   const attrs = async (...objs: Array<[number, number]>) =>
-    ((await b.query('ost_getattr', { objects: objs.map(([fid, stripe]) => ({ fid, stripe })) })).body as { attrs: (ObjAttr | null)[] }).attrs
-  const objects = async () => ((await b.query('statfs', {})).body as { objects: number }).objects
+    ((await b.query('ost_getattr', { objects: objs.map(([fid, stripe]) => ({ fid, stripe })) }, Q)).body as { attrs: (ObjAttr | null)[] }).attrs
+  const objects = async () => ((await b.query('statfs', {}, Q)).body as { objects: number }).objects
   /** Commit the first `n` redo records (all by default), as the committer does after the journal. */
   const commit = async (n = redo.length) => b.afterCommit(redo.splice(0, n))
-  const list = async (after = 0, count = 1024) => (await b.query('ost_list', { after, count })).body as { entries: OstListEntry[]; next: number | null }
+  const list = async (after = 0, count = 1024) => (await b.query('ost_list', { after, count }, Q)).body as { entries: OstListEntry[]; next: number | null }
   return { root, b, redo, apply, write, punch, destroy, read, attrs, objects, commit, list, lastTransno: () => transno }
 }
 
@@ -415,7 +418,7 @@ describe('OST objects', () => {
     for (const j of journal) await again.redo(j.rec, j.data)
     const ctx = { client: 'c2', bulk: chunked(Buffer.from('x')), now: 1, transno: 900 }
     for (const fid of [12, 13, 14]) expect(() => again.apply('ost_write', { fid, stripe: 0, offset: 0 }, ctx)).toThrow(expect.objectContaining({ code: 'ENOENT' }))
-    const { entries } = (await again.query('ost_list', { after: 10, count: 10 })).body as { entries: OstListEntry[] }
+    const { entries } = (await again.query('ost_list', { after: 10, count: 10 }, Q)).body as { entries: OstListEntry[] }
     expect(entries.map((e) => [e.fid, e.objects.map((x) => x.version), e.destroyed])).toEqual([
       [11, [v11 + 3], undefined],
       [12, [], v11 + 2],

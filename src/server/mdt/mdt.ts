@@ -6,10 +6,11 @@ import { mkdirDurable, readJson, writeFileAtomic } from '../../common/fsutil.js'
 import type { Fence } from '../target/mmp.js'
 import { z } from 'zod'
 import { LpError } from '../../protocol/errno.js'
-import { fidSchema, handleSchema, preVersionsSchema, MAX_LIST_FIDS, type Cred, type DirsChanged, type Layout, type OpArgs, type OpReplies } from '../../protocol/ops.js'
+import { fidSchema, handleSchema, preVersionsSchema, MAX_LIST_FIDS, type Cred, type DirsChanged, type Layout, type MdtAttr, type OpArgs, type OpReplies } from '../../protocol/ops.js'
 import type { Applied, Backend, OpContext, QueryResult, Redo } from '../target/backend.js'
 import { fsStatfs } from '../statfs.js'
-import { Namespace, nsImageSchema, type NsRedo } from './namespace.js'
+import { MAY_READ, MAY_WRITE, Namespace, ROOT_CRED, nsImageSchema, openWants, permits, type NsRedo } from './namespace.js'
+import { makeCapa } from '../../protocol/capa.js'
 import { effectiveCred, type SquashConfig } from './squash.js'
 
 /**
@@ -62,6 +63,8 @@ export interface MdtOptions {
   squash?: SquashConfig
   /** Open handles per client (default MAX_OPENS_PER_CLIENT). */
   maxOpensPerClient?: number
+  /** On a filesystem with a shared key: the key of the OST capabilities handed out with layouts. */
+  capaKey?: Buffer
 }
 
 /** What the MDT uses of a replay's original reply (sent back by the client: validated as any input). */
@@ -183,7 +186,33 @@ export class MdtBackend implements Backend {
           throw new LpError('EOPNOTSUPP', `MDT does not modify with '${op}'`)
       }
     }, { transno: ctx.transno, replay: replay && { expect: replay.pre_versions } })
-    return { body: result, redo }
+    // Whoever made or opened a file may do with its objects what it asked for, whatever the mode says (as open(2) with O_CREAT).
+    const opened = op === 'mdt_open' ? openWants((args as OpArgs<'mdt_open'>).flags) : op === 'mdt_create' ? MAY_READ | MAY_WRITE : 0
+    return { body: this.granted(result, args.cred, ctx, opened), redo }
+  }
+
+  /**
+   * A reply's layouts with the OST capabilities of the caller (protocol/capa.ts): read and
+   * write as its permissions on each file allow, and what the create or open granted.
+   */
+  private granted<B>(body: B, cred: Cred | undefined, ctx: OpContext, opened = 0): B {
+    const key = this.o.capaKey
+    if (!key || typeof body !== 'object' || body === null) return body
+    const who = cred ?? ROOT_CRED
+    const grant = (a: MdtAttr | null): MdtAttr | null => {
+      if (!a?.layout) return a
+      const w = opened & MAY_WRITE || permits(a, who, MAY_WRITE)
+      const r = opened & MAY_READ || permits(a, who, MAY_READ)
+      if (!r && !w) return a
+      // Write implies read here: a writer's partial-page writes read the object back.
+      return { ...a, layout: { ...a.layout, capa: makeCapa(key, a.fid, ctx.client, w ? 'rw' : 'r', ctx.now) } }
+    }
+    const b = body as { attr?: MdtAttr; attrs?: (MdtAttr | null)[] }
+    return {
+      ...body,
+      ...(b.attr && { attr: grant(b.attr) }),
+      ...(b.attrs && { attrs: b.attrs.map(grant) }),
+    }
   }
 
   /** A create takes a FID only from a committed range: the next one is granted ahead of need, and waited for when none is left. */
@@ -204,16 +233,16 @@ export class MdtBackend implements Backend {
     switch (op) {
       // Attributes by FID need no permission (as a stat needs none on the file itself).
       case 'mdt_getattr':
-        return { body: { attr: ns.attr(ns.inode((args as OpArgs<'mdt_getattr'>).fid)) } }
+        return { body: this.granted({ attr: ns.attr(ns.inode((args as OpArgs<'mdt_getattr'>).fid)) }, args.cred, ctx) }
       case 'mdt_lookup': {
         const a = args as OpArgs<'mdt_lookup'>
         ns.search(a.cred, a.parent)
-        return { body: { attr: ns.attr(ns.lookup(a.parent, a.name)) } }
+        return { body: this.granted({ attr: ns.attr(ns.lookup(a.parent, a.name)) }, a.cred, ctx) }
       }
       case 'mdt_batch_lookup': {
         const a = args as OpArgs<'mdt_batch_lookup'>
         ns.search(a.cred, a.parent)
-        return { body: { attrs: ns.lookupMany(a.parent, a.names).map((i) => i && ns.attr(i)) } }
+        return { body: this.granted({ attrs: ns.lookupMany(a.parent, a.names).map((i) => i && ns.attr(i)) }, a.cred, ctx) }
       }
       case 'mdt_readdir': {
         const a = args as OpArgs<'mdt_readdir'>

@@ -54,8 +54,14 @@ const O_WRONLY = 1
 const O_RDONLY = 0
 const O_TRUNC = 0o1000
 
+/** What open(2) with these flags needs: read and/or write by the access mode, write for O_TRUNC. */
+export function openWants(flags: number): number {
+  const acc = flags & O_ACCMODE
+  return (acc !== O_WRONLY ? MAY_READ : 0) | (acc !== O_RDONLY || flags & O_TRUNC ? MAY_WRITE : 0)
+}
+
 /** A request without an identity is root's (root_squash, applied before, may have made it another). */
-const ROOT_CRED: Cred = { uid: 0, gid: 0, groups: [] }
+export const ROOT_CRED: Cred = { uid: 0, gid: 0, groups: [] }
 
 function inGroup(who: Cred, gid: number): boolean {
   return who.gid === gid || who.groups.includes(gid)
@@ -475,10 +481,9 @@ export class Namespace {
       throw new LpError('EPERM', `uid ${who.uid} may not remove FID ${victim.fid} from sticky directory ${dir.fid}: it owns neither`)
   }
 
-  /** open(2)'s access check: read and/or write by the access mode, write for O_TRUNC. */
+  /** open(2)'s access check. */
   private mayOpen(i: Inode, who: Cred, flags: number): void {
-    const acc = flags & O_ACCMODE
-    const want = (acc !== O_WRONLY ? MAY_READ : 0) | (acc !== O_RDONLY || flags & O_TRUNC ? MAY_WRITE : 0)
+    const want = openWants(flags)
     if (want) this.need(i, who, want, 'open it so')
   }
 

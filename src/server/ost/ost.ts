@@ -5,7 +5,8 @@ import { copyFrom, slice } from '../../common/chunks.js'
 import { readJson, writeFileAtomic } from '../../common/fsutil.js'
 import { LpError } from '../../protocol/errno.js'
 import { bulkLength } from '../../protocol/wire.js'
-import { MAX_FILE_SIZE, fidSchema, preVersionsSchema, type ObjAttr, type OpArgs, type OstListEntry, type PreVersions } from '../../protocol/ops.js'
+import { checkCapa } from '../../protocol/capa.js'
+import { MAX_FILE_SIZE, fidSchema, preVersionsSchema, type Capa, type ObjAttr, type OpArgs, type OstListEntry, type PreVersions } from '../../protocol/ops.js'
 import type { Applied, Backend, OpContext, QueryResult, Redo } from '../target/backend.js'
 import { fsStatfs } from '../statfs.js'
 import { ObjectStore, objKey } from './store.js'
@@ -82,6 +83,8 @@ export class OstBackend implements Backend {
     private readonly dir: string,
     private readonly fence?: Fence,
     private readonly name = 'OST',
+    /** On a filesystem with a shared key: the capability key every object access is checked with. */
+    private readonly capaKey?: Buffer,
   ) {
     this.store = new ObjectStore(dir, fence)
   }
@@ -198,7 +201,20 @@ export class OstBackend implements Backend {
     s.add(stripe)
   }
 
+  /** A keyed OST serves an object only to the client the MDT granted it (protocol/capa.ts). */
+  private admit(op: string, args: unknown, ctx: OpContext): void {
+    if (!this.capaKey) return
+    const objs = op === 'ost_getattr' ? (args as OpArgs<'ost_getattr'>).objects : [args as { fid: number; capa?: Capa }]
+    const checked = new Set<number>()
+    for (const o of objs) {
+      if (checked.has(o.fid)) continue
+      checkCapa(this.capaKey, o.capa, o.fid, ctx.client, op, ctx.now, ctx.replayReply !== undefined)
+      checked.add(o.fid)
+    }
+  }
+
   apply(op: string, args: unknown, ctx: OpContext): Applied {
+    this.admit(op, args, ctx)
     switch (op) {
       case 'ost_write': {
         const a = args as OpArgs<'ost_write'>
@@ -276,7 +292,8 @@ export class OstBackend implements Backend {
     }
   }
 
-  async query(op: string, args: unknown): Promise<QueryResult> {
+  async query(op: string, args: unknown, ctx: OpContext): Promise<QueryResult> {
+    this.admit(op, args, ctx)
     switch (op) {
       case 'ost_read': {
         const a = args as OpArgs<'ost_read'>

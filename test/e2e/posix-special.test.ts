@@ -287,6 +287,24 @@ describe('as root, across mounts and limits', () => {
   })
 })
 
+describe('as root, the link count limit', () => {
+  // About a minute here (65000 link RPCs): subdirectories at the limit are left to the unit tests.
+  it('EMLINK for a link past 65000 to one inode; one unlinked, the link is allowed', async () => {
+    const out = await sh(
+      py(`
+os.mkdir('ml'); os.mkfifo('ml/p')
+for i in range(1, 65000):
+    os.link('ml/p', 'ml/l%d' % i)
+print(os.stat('ml/p').st_nlink)
+t('link', lambda: os.link('ml/p', 'ml/over'))
+os.unlink('ml/l1')
+t('link-after-unlink', lambda: os.link('ml/p', 'ml/over'))`),
+      { cwd: path.join(mnt, 'root'), timeoutMs: 600_000 },
+    )
+    expect(lines(out)).toEqual(['65000', 'link EMLINK', 'link-after-unlink ok'])
+  }, 600_000)
+})
+
 describe('special files across an MDT failover', () => {
   /** What the mount shows of a tree: names, inode numbers, types, modes, links, owners, device numbers, times. */
   const snapshot = (dir: string) => sh(`cd "${dir}" && find . -printf '%p %i %y %m %n %U %G\\n' | sort && find . -type c -o -type b | sort | xargs -r stat -c '%n %t %T %Y'`)

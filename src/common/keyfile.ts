@@ -67,16 +67,25 @@ export async function loadSigningKey(file: string, want: KeyClass): Promise<{ cl
   return signingKeyOf(await readKeyFile(file), want)
 }
 
-/** Written 0600 from the start (never chmod'ed after), refusing to replace a file unless `replace`. */
-export async function writeKeyFile(file: string, k: KeyFile, replace = false): Promise<void> {
+/**
+ * Written 0600 from the start (never chmod'ed after), whole under a temporary name and then
+ * linked in: a kill midway leaves no empty or torn key file to be refused later, and an
+ * existing file is never replaced (EEXIST).
+ */
+export async function writeKeyFile(file: string, k: KeyFile): Promise<void> {
   const text = JSON.stringify({ lproxy_key: 1, class: k.cls, fsname: k.fsname, key: k.secret.toString('hex') }) + '\n'
-  if (replace) await fsp.rm(file, { force: true })
-  const fh = await fsp.open(file, 'wx', 0o600)
+  const tmp = `${file}.tmp-${process.pid}`
+  const fh = await fsp.open(tmp, 'wx', 0o600)
   try {
     await fh.writeFile(text)
     await fh.sync()
   } finally {
     await fh.close()
+  }
+  try {
+    await fsp.link(tmp, file)
+  } finally {
+    await fsp.rm(tmp, { force: true })
   }
   await fsyncDir(path.dirname(file))
 }

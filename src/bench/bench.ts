@@ -32,6 +32,8 @@ export interface BenchOptions {
   params: Record<string, string>
   /** The embedded cluster with mutual TLS everywhere (cluster up --tls). */
   tls: boolean
+  /** The embedded cluster formatted with a shared key, every RPC signed (cluster up's default). */
+  key: boolean
   stripeCount: number
   workload: Omit<Workload, 'seed'>
   fio: boolean
@@ -80,7 +82,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
     if (o.mount) runs.push(await runFs(await existingMount(o.mount, o.stripeCount), null))
     else {
       say(`bringing up the embedded cluster${o.dir ? ` in ${o.dir}` : ' on tmpfs'}`)
-      const c = await benchCluster({ dir: o.dir, net: o.net, port: o.port, params: o.params, tls: o.tls, stripeCount: o.stripeCount, netns: o.netns })
+      const c = await benchCluster({ dir: o.dir, net: o.net, port: o.port, params: o.params, tls: o.tls, key: o.key, stripeCount: o.stripeCount, netns: o.netns })
       const down = cleanup.push('the embedded cluster', () => c.down())
       say(`cluster up in ${c.dir}, mounted on ${c.fs.mountpoint}`)
       runs.push(await runFs(c.fs, o.failover ? new Failover(o.failover, c.dir, say) : null))
@@ -116,7 +118,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
     command: o.command,
     git: await gitInfo(),
     host: { ...host, loadavg_end: os.loadavg() },
-    settings: { tool, workload, stripe_count: o.stripeCount, cluster_params: o.params, failover: o.failover },
+    settings: { tool, workload, stripe_count: o.stripeCount, cluster_params: o.params, keyed: !o.mount && o.key, tls: o.tls, failover: o.failover },
     runs,
   }
   return { report, files: await writeReport(report, o.out), skipped }

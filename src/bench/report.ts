@@ -22,7 +22,7 @@ export interface BenchReport {
   command: string
   git: { commit: string; dirty: boolean } | null
   host: { cpus: number; mem_gib: number; kernel: string; node: string; loadavg_start: number[]; loadavg_end: number[] }
-  settings: { tool: 'native' | 'fio'; workload: Workload; stripe_count: number; cluster_params: Record<string, string>; failover: FailoverSpec | null }
+  settings: { tool: 'native' | 'fio'; workload: Workload; stripe_count: number; cluster_params: Record<string, string>; /** Signed RPCs (a shared key) and mutual TLS on the embedded cluster. */ keyed: boolean; tls: boolean; failover: FailoverSpec | null }
   runs: RunResult[]
 }
 

@@ -29,6 +29,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--port <port>', 'port of the embedded cluster', portParser, DEFAULT_PORT)
     .addOption(new Option('--timeout <s>', "obd_timeout (sys.timeout) of the embedded cluster's servers and client; the recovery window scales with it (default: the cluster's, 100)").argParser(paramParser('timeout')).conflicts('mount'))
     .addOption(new Option('--tls', 'the embedded cluster with mutual TLS everywhere (cluster up --tls), to measure its cost').conflicts('mount'))
+    .addOption(new Option('--no-key', 'the embedded cluster without a shared key (cluster up --no-key), to measure what signing every RPC costs').conflicts('mount'))
     .option('--size <size>', 'bytes per sequential job, shared by its streams (k, M, G)', '1G')
     .option('--jobs <list>', `comma-separated, in order: ${JOB_NAMES.join(',')}`, JOB_NAMES.join(','))
     .option('--rand-size <size>', 'file size of the 4 KiB random writer', '256M')
@@ -66,6 +67,7 @@ export function registerBenchCommand(program: Command): void {
         port: o.port,
         params: o.timeout === undefined ? {} : { 'sys.timeout': String(o.timeout) },
         tls: !!o.tls,
+        key: o.key !== false,
         stripeCount: o.stripeCount,
         workload: {
           jobs,
@@ -142,6 +144,8 @@ interface BenchCli {
   port: number
   timeout?: number
   tls?: boolean
+  /** false with --no-key. */
+  key?: boolean
   size: string
   jobs: string
   randSize: string

@@ -17,7 +17,7 @@ export interface BenchCluster {
   down(): Promise<void>
 }
 
-export async function benchCluster(o: { dir?: string; net: string; port: number; params: Record<string, string>; tls: boolean; stripeCount: number; netns?: boolean }): Promise<BenchCluster> {
+export async function benchCluster(o: { dir?: string; net: string; port: number; params: Record<string, string>; tls: boolean; key: boolean; stripeCount: number; netns?: boolean }): Promise<BenchCluster> {
   const dir = o.dir ? path.resolve(o.dir) : await memoryDir('lproxy-bench-')
   const down = async () => {
     const lc = await LocalCluster.open(dir).catch(() => null)
@@ -25,9 +25,9 @@ export async function benchCluster(o: { dir?: string; net: string; port: number;
     else if (!o.dir) await fsp.rm(dir, { recursive: true, force: true })
   }
   try {
-    const up = await clusterUp({ dir, mount: true, net: o.net, port: o.port, params: o.params, tls: o.tls, reformat: true, netns: o.netns })
+    const up = await clusterUp({ dir, mount: true, net: o.net, port: o.port, params: o.params, tls: o.tls, key: o.key, reformat: true, netns: o.netns })
     const settings = Object.entries(o.params).map(([k, v]) => `${k}=${v}`).join(', ') || 'default settings'
-    const fs = new LproxyMount(up.cluster.mount.mountpoint, `embedded cluster in ${dir} on ${await storageOf(dir)} (net ${o.net}${o.netns ? ' in network namespaces' : ''}, port ${o.port}${o.tls ? ', mutual TLS' : ''}), ${settings}`, o.stripeCount)
+    const fs = new LproxyMount(up.cluster.mount.mountpoint, `embedded cluster in ${dir} on ${await storageOf(dir)} (net ${o.net}${o.netns ? ' in network namespaces' : ''}, port ${o.port}${o.key ? ', shared key' : ', no key'}${o.tls ? ', mutual TLS' : ''}), ${settings}`, o.stripeCount)
     return { dir, fs, down }
   } catch (e) {
     await down().catch(() => undefined)

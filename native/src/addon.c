@@ -90,7 +90,6 @@ static struct lp_session *new_session(napi_env env, napi_value config, napi_valu
 		napi_throw_error(env, NULL, "lproxy_fuse: out of memory");
 		return NULL;
 	}
-	s->wake_fd = -1;
 	s->attr_timeout = config_num(env, config, "attrTimeout", 1);
 	s->entry_timeout = config_num(env, config, "entryTimeout", 1);
 	s->max_background = (unsigned)config_num(env, config, "maxBackground", 12);
@@ -129,7 +128,7 @@ static void discard(struct lp_session *s)
 }
 
 /*
- * mount(mountpoint, options, { threads, attrTimeout, entryTimeout, maxBackground }, handlers)
+ * mount(mountpoint, options, { attrTimeout, entryTimeout, maxBackground }, handlers)
  * options: the -o string (fsname=..., allow_other, ...); max_read is added here.
  */
 static napi_value js_mount(napi_env env, napi_callback_info info)
@@ -149,7 +148,6 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
 		napi_throw_error(env, NULL, "lproxy_fuse: this process already serves a mount");
 		return NULL;
 	}
-	int threads = (int)config_num(env, argv[2], "threads", 2);
 	struct lp_session *s = new_session(env, argv[2], argv[3]);
 	if (!s)
 		return NULL;
@@ -170,13 +168,13 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
 		throw_failure(env, "mount", err);
 		return NULL;
 	}
-	int err = lp_start_readers(s, threads < 1 ? 1 : threads);
+	int err = lp_start_reading(s, env);
 	if (!err && (err = lp_inval_start(s)))
-		lp_stop_readers(s);
+		lp_stop_reading(s);
 	if (err) {
 		fuse_session_unmount(s->se);
 		discard(s);
-		throw_failure(env, "starting the FUSE threads", err);
+		throw_failure(env, "starting to serve the FUSE device", err);
 		return NULL;
 	}
 	addon->current = s;
@@ -185,7 +183,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
 
 /*
  * unmount(): answer what is pending ENOTCONN, stop the page invalidations (which may wait for
- * those answers) and the readers, detach the mount (lazily: open files keep it until closed,
+ * those answers) and the reading of the device, detach the mount (lazily: open files keep it until closed,
  * answering ENOTCONN). Late replies then find nothing.
  */
 static napi_value js_unmount(napi_env env, napi_callback_info info)
@@ -200,7 +198,7 @@ static napi_value js_unmount(napi_env env, napi_callback_info info)
 	s->stopping = 1; /* before fuse_session_destroy calls lp_destroy */
 	lp_refuse(s);
 	lp_inval_stop(s);
-	lp_stop_readers(s);
+	lp_stop_reading(s);
 	fuse_session_unmount(s->se);
 	lp_drain(s);
 	discard(s);

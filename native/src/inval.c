@@ -9,6 +9,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include "lp.h"
 
 static void *inval_main(void *arg)
@@ -31,6 +33,9 @@ static void *inval_main(void *arg)
 		pthread_mutex_lock(&q->lock);
 	}
 	pthread_mutex_unlock(&q->lock);
+	uint64_t one = 1;
+	if (write(q->done_fd, &one, sizeof(one)) != sizeof(one))
+		fuse_log(FUSE_LOG_ERR, "lproxy: telling that the invalidations stopped: %s\n", strerror(errno));
 	return NULL;
 }
 
@@ -46,12 +51,19 @@ int lp_inval_start(struct lp_session *s)
 		pthread_mutex_destroy(&q->lock);
 		return err;
 	}
+	if ((q->done_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
+		err = errno;
+		pthread_cond_destroy(&q->cond);
+		pthread_mutex_destroy(&q->lock);
+		return err;
+	}
 	/* Signals are the JavaScript thread's business. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = pthread_create(&q->thread, NULL, inval_main, s);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
+		close(q->done_fd);
 		pthread_cond_destroy(&q->cond);
 		pthread_mutex_destroy(&q->lock);
 		return err;
@@ -91,8 +103,9 @@ int lp_inval_queue(struct lp_session *s, fuse_ino_t ino)
 
 /*
  * Stop the worker (JavaScript thread, the session still open). A notification in progress
- * may wait for a read to be answered: lp_refuse has answered every request, and the readers
- * answer new ones at once, so it ends. What is still queued no longer matters.
+ * may wait for a read to be answered: lp_refuse has answered every request, and this thread
+ * reads and answers new ones at once until the worker has stopped, so it ends. What is
+ * still queued no longer matters.
  */
 void lp_inval_stop(struct lp_session *s)
 {
@@ -104,7 +117,9 @@ void lp_inval_stop(struct lp_session *s)
 	q->stop = 1;
 	pthread_cond_signal(&q->cond);
 	pthread_mutex_unlock(&q->lock);
+	lp_serve_until(s, q->done_fd);
 	pthread_join(q->thread, NULL);
+	close(q->done_fd);
 	q->started = 0;
 	free(q->inos);
 	q->inos = NULL;

@@ -1,10 +1,10 @@
 /*
  * lproxy's binding of libfuse3's low-level API to Node.
  *
- * Reader threads receive requests from /dev/fuse and hand each one to JavaScript through a
- * thread-safe function without waiting for it; JavaScript answers later, on its own thread,
- * through the reply functions. No thread ever waits for JavaScript, so a request that waits
- * on a dead target holds nothing but its own small record.
+ * Requests are read from /dev/fuse on the JavaScript thread, polled by Node's event loop
+ * (readers.c), and handed to JavaScript through a thread-safe function's queue; JavaScript
+ * answers later through the reply functions. Nothing waits for an answer, so a request that
+ * waits on a dead target holds nothing but its own small record.
  */
 #ifndef LP_H
 #define LP_H
@@ -109,6 +109,7 @@ struct lp_inval {
 	pthread_t thread;
 	int started;
 	int stop;
+	int done_fd; /* eventfd: readable once the thread has stopped */
 	fuse_ino_t *inos;
 	size_t n, cap;
 };
@@ -121,7 +122,7 @@ struct lp_session {
 	double attr_timeout, entry_timeout;
 	unsigned max_background;
 	struct fuse_conn_info conn; /* as negotiated, for the init event */
-	int init_replied; /* INIT answered: the reader that sent the reply tells JavaScript */
+	int init_replied; /* INIT answered: once the reply is sent, JavaScript is told */
 
 	/* Pending requests by id (chained hash). */
 	pthread_mutex_t lock;
@@ -130,13 +131,12 @@ struct lp_session {
 	uint64_t next_id;
 
 	struct lp_pool *pool;
-	pthread_t *readers;
-	int nreaders;
-	int wake_fd;  /* eventfd: readable once the readers are to stop */
+	struct uv_poll_s *poll; /* the device in Node's event loop, until unmount (readers.c) */
+	void *rbuf;             /* the receive buffer the next request is read into */
 	int stopping; /* unmount asked for (JavaScript thread only) */
 	int refusing; /* unmounting: requests are answered ENOTCONN, never handed to JavaScript (under lock) */
 	struct lp_inval inval;
-	int ended;    /* a reader saw the kernel end the session */
+	int ended;    /* the kernel ended the session */
 };
 
 /* pending.c */
@@ -179,10 +179,12 @@ void lp_pool_unref(struct lp_pool *p);
 /* ops.c */
 extern const struct fuse_lowlevel_ops lp_ops;
 
-/* readers.c */
-int lp_start_readers(struct lp_session *s, int n);
-void lp_stop_readers(struct lp_session *s);
-/* The receive buffer the calling reader thread is processing; a write takes it over. */
+/* readers.c (JavaScript thread) */
+int lp_start_reading(struct lp_session *s, napi_env env);
+void lp_stop_reading(struct lp_session *s);
+/* Read and process requests, without JavaScript, until done_fd is readable (unmount). */
+void lp_serve_until(struct lp_session *s, int done_fd);
+/* The receive buffer of the request being processed; a write takes it over. */
 void *lp_reader_take_buffer(void);
 
 /* deliver.c */

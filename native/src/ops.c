@@ -308,7 +308,7 @@ static void lp_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 }
 
 /*
- * The data stay where the reader read them: the request takes the reader's buffer over,
+ * The data stay where they were read: the request takes the receive buffer over,
  * and JavaScript copies the data once, into the Buffer it keeps.
  */
 static void lp_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)

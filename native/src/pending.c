@@ -117,7 +117,7 @@ static void post_locked(struct lp_session *s, unsigned kind, uint64_t id)
 
 /*
  * libfuse calls this when the kernel interrupts a request (the caller got a signal), from
- * the reader thread that read the INTERRUPT, or at once from fuse_req_interrupt_func if it
+ * the processing of the INTERRUPT read from the device, or at once from fuse_req_interrupt_func if it
  * came first. The request may have been answered meanwhile: it is looked up by id.
  */
 static void on_interrupt(fuse_req_t req, void *data)
@@ -136,7 +136,7 @@ static void on_interrupt(fuse_req_t req, void *data)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Hand a request to JavaScript (reader thread). It is answered later by a reply function. */
+/* Hand a request to JavaScript (queued for its handler). It is answered later by a reply function. */
 void lp_submit(struct lp_session *s, struct lp_req *r)
 {
 	pthread_mutex_lock(&s->lock);
@@ -205,7 +205,7 @@ struct lp_req *lp_take(struct lp_session *s, uint64_t id)
 
 /*
  * Unmount begins (JavaScript thread): every request handed to JavaScript is answered
- * ENOTCONN now, and the readers answer new ones so, without JavaScript. The kernel then
+ * ENOTCONN now, and new ones are answered so as they are read, without JavaScript. The kernel then
  * holds no page locked for an answer that would never come (inval.c waits for them).
  */
 void lp_refuse(struct lp_session *s)
@@ -230,7 +230,7 @@ void lp_refuse(struct lp_session *s)
 }
 
 /*
- * The session is over and its channel closed (JavaScript thread, readers joined): what is
+ * The session is over and its channel closed (JavaScript thread, device no longer read): what is
  * still pending can no longer be answered, only freed.
  */
 void lp_drain(struct lp_session *s)

@@ -1,5 +1,5 @@
 /*
- * Receive buffers. A reader thread reads each request into one. A small write's data is
+ * Receive buffers. Each request is read into one (readers.c). A small write's data is
  * copied out and its buffer comes back at once; a large write's buffer becomes the Buffer
  * JavaScript keeps (no copy), and comes back when that Buffer is collected. Reusing them
  * keeps the hot path free of 1 MiB allocations and the page faults that come with them.

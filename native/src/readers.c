@@ -1,25 +1,28 @@
 /*
- * Reader threads: read requests from /dev/fuse and let libfuse decode them into the
- * callbacks of ops.c, which only queue them for JavaScript. A reader therefore never waits
- * for anything but the device, and two are plenty; more would only contend for it.
+ * Reading requests from /dev/fuse, on the JavaScript thread: the device is polled by Node's
+ * own event loop, and libfuse decodes each request into the callbacks of ops.c, which only
+ * queue it for JavaScript. A request thus wakes one thread, the one that answers it. A reader
+ * thread in between cost a second wake-up per request, from one CPU to another: on two
+ * cores that was most of a round trip through the mount.
  *
- * The device is non-blocking and polled together with an eventfd, so that unmount can stop
- * the readers before libfuse closes the device (a thread still reading a closed, and then
- * reused, descriptor would read someone else's file).
+ * Reading never blocks (the device is non-blocking), and a turn of the loop reads a bounded
+ * batch, so sockets are served between requests. At unmount the JavaScript thread serves the
+ * device synchronously until the page invalidations have stopped (lp_serve_until).
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
+#include <uv.h>
 #include "lp.h"
 
-/* What the calling reader is processing: a write takes its buffer over. */
-static __thread struct {
+/* Requests read in one turn of the event loop before the loop serves anything else. */
+#define LP_READ_BATCH 32
+
+/* The receive buffer of the request being processed: a write takes it over. */
+static struct {
 	void *mem;
 	int taken;
 } current;
@@ -38,90 +41,122 @@ static void session_ended(struct lp_session *s)
 		lp_post_event(s, LP_ENDED);
 }
 
-static void *reader_main(void *arg)
+/* Read and process one request: 1 if one was, 0 if none is waiting, -1 once the session is over. */
+static int read_one(struct lp_session *s)
 {
-	struct lp_session *s = arg;
 	int fd = fuse_session_fd(s->se);
-	struct pollfd pfd[2] = { { .fd = fd, .events = POLLIN }, { .fd = s->wake_fd, .events = POLLIN } };
-	void *mem = NULL;
 
-	while (!fuse_session_exited(s->se)) {
-		if (!mem && !(mem = lp_pool_get(s->pool))) {
-			fuse_log(FUSE_LOG_ERR, "lproxy: no memory for a request buffer\n");
-			break;
-		}
+	if (fuse_session_exited(s->se))
+		return -1;
+	if (!s->rbuf && !(s->rbuf = lp_pool_get(s->pool))) {
+		fuse_log(FUSE_LOG_ERR, "lproxy: no memory for a request buffer\n");
+		session_ended(s);
+		return -1;
+	}
+	ssize_t n = read(fd, s->rbuf, s->pool->size);
+	if (n < 0) {
+		/* ENOENT: interrupted before it was read. */
+		if (errno == ENOENT || errno == EINTR)
+			return 1;
+		if (errno == EAGAIN)
+			return 0;
+		if (errno != ENODEV)
+			fuse_log(FUSE_LOG_ERR, "lproxy: reading /dev/fuse: %s\n", strerror(errno));
+		session_ended(s);
+		return -1;
+	}
+	struct fuse_buf fb = { .size = (size_t)n, .mem = s->rbuf };
+	current.mem = s->rbuf;
+	current.taken = 0;
+	fuse_session_process_buf(s->se, &fb);
+	if (current.taken)
+		s->rbuf = NULL;
+	if (__atomic_exchange_n(&s->init_replied, 0, __ATOMIC_SEQ_CST))
+		lp_post_event(s, LP_INIT);
+	return 1;
+}
+
+static void stop_polling(struct lp_session *s);
+
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+	struct lp_session *s = h->data;
+	int r = 1;
+
+	(void)status; /* an error shows as the read's */
+	(void)events;
+	for (int i = 0; i < LP_READ_BATCH && r > 0; i++)
+		r = read_one(s);
+	if (r < 0)
+		stop_polling(s);
+}
+
+static void free_handle(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void stop_polling(struct lp_session *s)
+{
+	if (!s->poll)
+		return;
+	uv_poll_stop(s->poll);
+	uv_close((uv_handle_t *)s->poll, free_handle);
+	s->poll = NULL;
+}
+
+int lp_start_reading(struct lp_session *s, napi_env env)
+{
+	struct uv_loop_s *loop;
+	uv_poll_t *h;
+	int err;
+
+	if (napi_get_uv_event_loop(env, &loop) != napi_ok)
+		return EINVAL;
+	if (!(h = calloc(1, sizeof(*h))))
+		return ENOMEM;
+	/* uv_poll_init makes the descriptor non-blocking. */
+	if ((err = uv_poll_init(loop, h, fuse_session_fd(s->se)))) {
+		free(h);
+		return -err;
+	}
+	h->data = s;
+	if ((err = uv_poll_start(h, UV_READABLE, on_readable))) {
+		uv_close((uv_handle_t *)h, free_handle);
+		return -err;
+	}
+	s->poll = h;
+	return 0;
+}
+
+void lp_stop_reading(struct lp_session *s)
+{
+	stop_polling(s);
+	if (s->rbuf)
+		lp_pool_put(s->pool, s->rbuf);
+	s->rbuf = NULL;
+}
+
+void lp_serve_until(struct lp_session *s, int done_fd)
+{
+	struct pollfd pfd[2] = { { .fd = fuse_session_fd(s->se), .events = POLLIN }, { .fd = done_fd, .events = POLLIN } };
+
+	for (;;) {
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			fuse_log(FUSE_LOG_ERR, "lproxy: poll of /dev/fuse: %s\n", strerror(errno));
-			break;
+			return;
 		}
 		if (pfd[1].revents)
-			break;
-		ssize_t n = read(fd, mem, s->pool->size);
-		if (n < 0) {
-			/* EAGAIN: another reader took it; ENOENT: interrupted before it was read. */
-			if (errno == EAGAIN || errno == ENOENT || errno == EINTR)
-				continue;
-			if (errno != ENODEV)
-				fuse_log(FUSE_LOG_ERR, "lproxy: reading /dev/fuse: %s\n", strerror(errno));
-			session_ended(s);
-			break;
+			return;
+		if (pfd[0].revents) {
+			int r;
+			while ((r = read_one(s)) > 0)
+				;
+			/* The device is gone: nothing waits on it any more, only the done signal to come. */
+			if (r < 0)
+				pfd[0].fd = -1;
 		}
-		struct fuse_buf fb = { .size = (size_t)n, .mem = mem };
-		current.mem = mem;
-		current.taken = 0;
-		fuse_session_process_buf(s->se, &fb);
-		if (current.taken)
-			mem = NULL;
-		if (__atomic_load_n(&s->init_replied, __ATOMIC_RELAXED) && __atomic_exchange_n(&s->init_replied, 0, __ATOMIC_SEQ_CST))
-			lp_post_event(s, LP_INIT);
 	}
-	if (mem)
-		lp_pool_put(s->pool, mem);
-	return NULL;
-}
-
-int lp_start_readers(struct lp_session *s, int n)
-{
-	int fd = fuse_session_fd(s->se);
-	sigset_t all, old;
-	int err = 0;
-
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
-		return errno;
-	s->wake_fd = eventfd(0, EFD_CLOEXEC);
-	if (s->wake_fd < 0)
-		return errno;
-	s->readers = calloc(n, sizeof(*s->readers));
-	if (!s->readers)
-		return ENOMEM;
-	/* Signals are the JavaScript thread's business: readers inherit a full mask. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	for (s->nreaders = 0; s->nreaders < n; s->nreaders++) {
-		err = pthread_create(&s->readers[s->nreaders], NULL, reader_main, s);
-		if (err)
-			break;
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (err)
-		lp_stop_readers(s);
-	return err;
-}
-
-void lp_stop_readers(struct lp_session *s)
-{
-	uint64_t one = 1;
-
-	fuse_session_exit(s->se);
-	if (write(s->wake_fd, &one, sizeof(one)) != sizeof(one))
-		fuse_log(FUSE_LOG_ERR, "lproxy: waking the readers: %s\n", strerror(errno));
-	for (int i = 0; i < s->nreaders; i++)
-		pthread_join(s->readers[i], NULL);
-	s->nreaders = 0;
-	free(s->readers);
-	s->readers = NULL;
-	close(s->wake_fd);
-	s->wake_fd = -1;
 }

@@ -71,7 +71,7 @@ interface Handlers {
 
 /** The addon's exports. Replies return false for a request no longer pending. */
 interface Addon {
-  mount(mountpoint: string, options: string, config: { threads: number; attrTimeout: number; entryTimeout: number; maxBackground: number }, handlers: Handlers): void
+  mount(mountpoint: string, options: string, config: { attrTimeout: number; entryTimeout: number; maxBackground: number }, handlers: Handlers): void
   unmount(): void
   invalidateAttr(ino: number): void
   /** Queued for a thread of the addon: dropping a page waits for a read only JavaScript answers. */
@@ -92,8 +92,6 @@ interface Addon {
 const ADDON = fileURLToPath(new URL('../../native/build/Release/lproxy_fuse.node', import.meta.url))
 const EINTR = errnoOf('EINTR')
 const RENAME_NOREPLACE = 1
-/** Readers never wait for JavaScript: two keep /dev/fuse drained. */
-const READER_THREADS = 2
 /** Kernel read-ahead window: a few 1 MiB read requests in flight per sequential reader. */
 const READ_AHEAD_KIB = 4096
 /** How long mount waits for the kernel's INIT before tuning the connection regardless. */
@@ -139,7 +137,7 @@ export class LowLevelFuse implements FuseBinding {
     const fsname = o.fsname.replace(/[\\,]/g, (c) => `\\${c}`)
     const options = [`fsname=${fsname}`, 'subtype=lproxy', 'default_permissions', 'allow_other', o.dev ? 'dev' : 'nodev', ...(o.flags ?? [])].join(',')
     // Hard links are one kernel inode here, so the kernel may cache attributes as long as llite does.
-    const config = { threads: READER_THREADS, attrTimeout: o.attrTimeoutS, entryTimeout: o.attrTimeoutS, maxBackground: MAX_BACKGROUND }
+    const config = { attrTimeout: o.attrTimeoutS, entryTimeout: o.attrTimeoutS, maxBackground: MAX_BACKGROUND }
     const initialised = new Promise<void>((resolve) => (this.initialised = resolve))
     this.addon.mount(o.mountpoint, options, config, this.asCallers(this.handlers()))
     this.mounted = true

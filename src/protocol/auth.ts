@@ -2,15 +2,18 @@
  * Shared-key authentication of RPCs (Lustre's SSK, Heartbeat's authkeys), at the ptlrpc
  * message layer so both transports carry the same token: the HTTP header `x-lp-auth`, or
  * the binary header's auth string. A request's token is
- *   v1.<class>.<timestamp ms>.<nonce>.<body digest>.<MAC>
+ *   v2.<class>.<timestamp ms>.<nonce>.<body digest>.<MAC>
  * the MAC (HMAC-SHA256 with the class's key) covering the header's identity fields, the
  * class, timestamp, nonce and the body's digest: the header is checked before the body is
- * read, the body against the digest once it is. A reply's token `v1.<body digest>.<MAC>` is
+ * read, the body against the digest once it is. A reply's token `v2.<body digest>.<MAC>` is
  * bound to its request's nonce, so no reply can be answered to another request.
- * The body digest is SHA-256 over the frame as @http carries it: the JSON's length (u32 BE),
- * the JSON, the bulk.
+ * The body digest is SHA-256 over the JSON's length (u32 BE), the JSON, the bulk's length
+ * (u64 BE) and a GMAC of the bulk (AES-256-GCM's tag over it, nothing encrypted) under a key
+ * derived for this message alone from the class key, its nonce and its direction. GMAC runs
+ * at three times SHA-256's speed here (SHA-NI); each key authenticates one message, so a
+ * fixed IV never meets a second one, and without the class key nobody can derive it.
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createCipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { KEY_CLASSES, type KeyClass } from '../common/keyfile.js'
 import type { ReplyHeader, ReqHeader } from './wire.js'
 
@@ -29,7 +32,7 @@ export interface SigningKey {
  */
 export const AUTH_WINDOW_MS = 5 * 60_000
 
-const VERSION = 'v1'
+const VERSION = 'v2'
 const NONCE_BYTES = 16
 const B64 = '[A-Za-z0-9_-]'
 const REQ_TOKEN = new RegExp(`^${VERSION}\\.(${KEY_CLASSES.join('|')})\\.(\\d{1,15})\\.(${B64}{22})\\.(${B64}{43})\\.(${B64}{43})$`)
@@ -63,11 +66,28 @@ export function classAllows(need: KeyClass, signer: KeyClass): boolean {
   return need === 'fs' || need === signer
 }
 
-export function bodyDigest(json: Buffer, bulk: readonly Buffer[] = []): Buffer {
-  const len = Buffer.allocUnsafe(4)
+type Direction = 'req' | 'rep'
+
+const GMAC_IV = Buffer.alloc(12)
+
+/** The GMAC of the bulk under this message's own key. */
+function bulkTag(secret: Buffer, nonce: string, dir: Direction, bulk: readonly Buffer[]): Buffer {
+  const key = createHmac('sha256', secret).update(`lproxy-bulk-${VERSION}\n${dir}\n${nonce}`).digest()
+  const g = createCipheriv('aes-256-gcm', key, GMAC_IV)
+  for (const b of bulk) g.setAAD(b)
+  g.final()
+  return g.getAuthTag()
+}
+
+/** The digest a message's MAC covers: its JSON, and its bulk through a GMAC (see above). */
+export function bodyDigest(secret: Buffer, nonce: string, dir: Direction, json: Buffer, bulk: readonly Buffer[] = []): Buffer {
+  const len = Buffer.allocUnsafe(12)
   len.writeUInt32BE(json.length, 0)
-  const h = createHash('sha256').update(len).update(json)
-  for (const b of bulk) h.update(b)
+  const bulkBytes = bulk.reduce((n, b) => n + b.length, 0)
+  len.writeUInt32BE(Math.floor(bulkBytes / 2 ** 32), 4)
+  len.writeUInt32BE(bulkBytes >>> 0, 8)
+  const h = createHash('sha256').update(len.subarray(0, 4)).update(json).update(len.subarray(4))
+  if (bulkBytes) h.update(bulkTag(secret, nonce, dir, bulk))
   return h.digest()
 }
 
@@ -89,9 +109,9 @@ export interface SignedRequest {
   nonce: string
 }
 
-export function signRequest(key: SigningKey, h: ReqHeader, digest: Buffer, now: number): SignedRequest {
+export function signRequest(key: SigningKey, h: ReqHeader, json: Buffer, bulk: readonly Buffer[], now: number): SignedRequest {
   const nonce = randomBytes(NONCE_BYTES).toString('base64url')
-  const d = digest.toString('base64url')
+  const d = bodyDigest(key.secret, nonce, 'req', json, bulk).toString('base64url')
   const m = mac(key.secret, 'req', reqFields(h, key.cls, now, nonce, d)).toString('base64url')
   return { token: `${VERSION}.${key.cls}.${now}.${nonce}.${d}.${m}`, nonce }
 }
@@ -119,8 +139,9 @@ export function openRequest(token: string | undefined, h: ReqHeader, keyOf: (cls
   return { cls, ts, nonce, digest: Buffer.from(d, 'base64url') }
 }
 
-export function checkBody(p: RequestProof, json: Buffer, bulk: readonly Buffer[]): void {
-  if (!same(bodyDigest(json, bulk), p.digest)) throw new AuthError('body', 'the request body does not match its signed digest')
+/** The body against the digest the header signed (`secret`: the key of the class it proved). */
+export function checkBody(p: RequestProof, secret: Buffer, json: Buffer, bulk: readonly Buffer[]): void {
+  if (!same(bodyDigest(secret, p.nonce, 'req', json, bulk), p.digest)) throw new AuthError('body', 'the request body does not match its signed digest')
 }
 
 function replyFields(nonce: string, xid: number, code: number, r: ReplyHeader, digest: string): unknown[] {
@@ -128,7 +149,7 @@ function replyFields(nonce: string, xid: number, code: number, r: ReplyHeader, d
 }
 
 export function signReply(secret: Buffer, nonce: string, xid: number, code: number, r: ReplyHeader, json: Buffer, bulk: readonly Buffer[]): string {
-  const d = bodyDigest(json, bulk).toString('base64url')
+  const d = bodyDigest(secret, nonce, 'rep', json, bulk).toString('base64url')
   return `${VERSION}.${d}.${mac(secret, 'rep', replyFields(nonce, xid, code, r, d)).toString('base64url')}`
 }
 
@@ -140,5 +161,5 @@ export function verifyReply(secret: Buffer, nonce: string, xid: number, code: nu
   const [, d, given] = m as unknown as [string, string, string]
   if (!same(mac(secret, 'rep', replyFields(nonce, xid, code, r, d)), Buffer.from(given, 'base64url')))
     throw new AuthError('mac', "the reply's MAC does not verify: forged, or signed with another key")
-  if (!same(bodyDigest(json, bulk), Buffer.from(d, 'base64url'))) throw new AuthError('body', 'the reply body does not match its signed digest')
+  if (!same(bodyDigest(secret, nonce, 'rep', json, bulk), Buffer.from(d, 'base64url'))) throw new AuthError('body', 'the reply body does not match its signed digest')
 }

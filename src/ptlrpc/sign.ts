@@ -1,4 +1,4 @@
-import { AuthError, type SignedRequest, type SigningKey, bodyDigest, signRequest, verifyReply } from '../protocol/auth.js'
+import { AuthError, type SignedRequest, type SigningKey, signRequest, verifyReply } from '../protocol/auth.js'
 import type { ReplyHeader, ReqHeader } from '../protocol/wire.js'
 import { TransportError } from './lnd.js'
 
@@ -16,7 +16,7 @@ export class RequestSigner {
   ) {}
 
   sign(h: ReqHeader, json: Buffer, bulk: readonly Buffer[]): SignedRequest {
-    return signRequest(this.key, h, bodyDigest(json, bulk), this.now())
+    return signRequest(this.key, h, json, bulk, this.now())
   }
 
   /** Throws TransportError 'auth' for a served reply that is not the signed answer to `req`. */

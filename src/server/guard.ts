@@ -37,7 +37,7 @@ export class Guard {
   }
 
   admitBody(p: RequestProof, json: Buffer, bulk: readonly Buffer[]): void {
-    checkBody(p, json, bulk)
+    checkBody(p, this.keys[p.cls], json, bulk)
   }
 
   signReply(p: RequestProof, xid: number, code: number, r: ReplyHeader, json: Buffer, bulk: readonly Buffer[]): string {

@@ -16,7 +16,7 @@ import { realClock } from '../../src/common/clock.js'
 import { signingKeyOf, readKeyFile } from '../../src/common/keyfile.js'
 import { silentLogger } from '../../src/common/log.js'
 import { Mgc } from '../../src/mgc/mgc.js'
-import { bodyDigest, signRequest, type SigningKey } from '../../src/protocol/auth.js'
+import { signRequest, type SigningKey } from '../../src/protocol/auth.js'
 import { MsgReader, REPLY_LIMITS, type ReplyMsg, encodeRequest } from '../../src/protocol/msg.js'
 import type { MdtAttr } from '../../src/protocol/ops.js'
 import { H, RPC_PATH, encodeFrame, encodeReqHeader, type ReqHeader } from '../../src/protocol/wire.js'
@@ -201,7 +201,7 @@ describe.each([
         const capture = (client: string): { h: ReqHeader; json: Buffer; token: string } => {
           const h: ReqHeader = { target: MDT, op: 'connect', client, connCnt: 1, xid: 1, lastXid: 0, flags: [] }
           const json = Buffer.from(JSON.stringify({ a: {} }))
-          return { h, json, token: signRequest(fsKey!, h, bodyDigest(json), Date.now()).token }
+          return { h, json, token: signRequest(fsKey!, h, json, [], Date.now()).token }
         }
         const c1 = capture('replayed-tcp')
         expect(await sendTwiceTcp(MDS, port, Buffer.concat(encodeRequest(c1.h, c1.json, undefined, c1.token)))).toEqual([200, 401])

@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { silentLogger } from '../../src/common/log.js'
 import { type KeyFile, deriveKey, generateKey, readKeyFile, signingKeyOf, writeKeyFile } from '../../src/common/keyfile.js'
-import { AUTH_WINDOW_MS, AuthError, bodyDigest, signRequest, verifyReply, type SigningKey } from '../../src/protocol/auth.js'
+import { AUTH_WINDOW_MS, AuthError, signRequest, verifyReply, type SigningKey } from '../../src/protocol/auth.js'
 import type { ReplyHeader, ReqHeader } from '../../src/protocol/wire.js'
 import { answer, type FrontTarget } from '../../src/server/admit.js'
 import { Guard } from '../../src/server/guard.js'
@@ -28,7 +28,7 @@ function setup() {
 }
 
 function sign(key: SigningKey = fsKey, hdr: ReqHeader = h, at = T0, body = json, b = bulk) {
-  return signRequest(key, hdr, bodyDigest(body, b), at)
+  return signRequest(key, hdr, body, b, at)
 }
 
 function reason(fn: () => unknown): string {
@@ -50,6 +50,19 @@ describe('shared-key requests', () => {
     expect(() => guard.admitBody(p, json, bulk)).not.toThrow()
   })
 
+  it('checks the bulk by its bytes, however they are cut, and refuses any other bytes or a bulk moved into the JSON', () => {
+    const { guard } = setup()
+    const data = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyz')
+    const p = guard.admitHeader(h, sign(fsKey, h, T0, json, [data]).token)
+    expect(() => guard.admitBody(p, json, [data.subarray(0, 3), data.subarray(3, 20), data.subarray(20)])).not.toThrow()
+    const flipped = Buffer.from(data)
+    flipped[17]! ^= 1
+    expect(reason(() => guard.admitBody(p, json, [flipped]))).toBe('body')
+    expect(reason(() => guard.admitBody(p, json, [data.subarray(0, 35)]))).toBe('body')
+    expect(reason(() => guard.admitBody(p, json, [data, Buffer.alloc(1)]))).toBe('body')
+    expect(reason(() => guard.admitBody(p, Buffer.concat([json, data]), []))).toBe('body')
+  })
+
   it('refuses a tampered header field, a tampered body, another key, a missing or malformed token', () => {
     const { guard } = setup()
     for (const changed of [{ ...h, xid: 78 }, { ...h, client: 'c2' }, { ...h, handle: undefined }, { ...h, op: 'mdt_setattr' }, { ...h, flags: ['resend' as const] }, { ...h, transno: 5 }])
@@ -60,9 +73,9 @@ describe('shared-key requests', () => {
     const other = signingKeyOf(generateKey('spfs'), 'fs')
     expect(reason(() => guard.admitHeader(h, sign(other).token))).toBe('mac')
     expect(reason(() => guard.admitHeader(h, undefined))).toBe('missing')
-    expect(reason(() => guard.admitHeader(h, 'v1.fs.1.x.y.z'))).toBe('malformed')
+    expect(reason(() => guard.admitHeader(h, 'v2.fs.1.x.y.z'))).toBe('malformed')
     // The class is covered by the MAC: an fs signature relabelled admin does not pass.
-    expect(reason(() => guard.admitHeader({ ...h, op: 'mgs_set_param' }, sign(fsKey, { ...h, op: 'mgs_set_param' }).token.replace('v1.fs.', 'v1.admin.')))).toBe('mac')
+    expect(reason(() => guard.admitHeader({ ...h, op: 'mgs_set_param' }, sign(fsKey, { ...h, op: 'mgs_set_param' }).token.replace('v2.fs.', 'v2.admin.')))).toBe('mac')
   })
 
   it('refuses a request signed outside the time window, either way', () => {
@@ -174,7 +187,7 @@ describe('the front with a keyed target', () => {
   it('serves a signed request and signs its reply; a key of the wrong class is 403 EPERM', async () => {
     const { guard } = setup()
     const { calls, targets } = standIn(guard)
-    const s = signRequest(fsKey, h, bodyDigest(json), T0)
+    const s = signRequest(fsKey, h, json, [], T0)
     const a = await answer(targets, { header: () => h, auth: s.token, body: () => ({ json, bulk: [] }) }, silentLogger)
     expect(a.code).toBe(200)
     expect(calls).toHaveLength(1)
@@ -182,7 +195,7 @@ describe('the front with a keyed target', () => {
     const again = await answer(targets, { header: () => h, auth: s.token, body: () => ({ json, bulk: [] }) }, silentLogger)
     expect([again.code, again.header.status]).toEqual([401, -13])
     const set = { ...h, target: h.target, op: 'mdt_setattr' }
-    const wrong = signRequest(signingKeyOf(master, 'fs'), { ...set, op: 'ost_destroy' }, bodyDigest(json), T0)
+    const wrong = signRequest(signingKeyOf(master, 'fs'), { ...set, op: 'ost_destroy' }, json, [], T0)
     const tgt = standIn(guard)
     tgt.targets.set(h.target, { ...tgt.targets.get(h.target)!, kind: 'ost' })
     const b = await answer(tgt.targets, { header: () => ({ ...set, op: 'ost_destroy' }), auth: wrong.token, body: () => ({ json, bulk: [] }) }, silentLogger)

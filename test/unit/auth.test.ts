@@ -157,6 +157,22 @@ describe('shared-key replies', () => {
     expect(refused(() => signer.check('n', s, h.xid, 401, { ...r, status: -13 }, undefined, rj, []))).toBe(false)
     expect(reason(() => verifyReply(deriveKey(master, 'admin').secret, s.nonce, h.xid, 200, r, token, rj, []))).toBe('mac')
   })
+
+  it("covers a reply's bulk however it is cut, and refuses other bytes, a bulk moved into the JSON, or a v1 token", () => {
+    const { guard } = setup()
+    const signer = new RequestSigner(fsKey, () => T0)
+    const s = signer.sign(h, json, [])
+    const p = guard.admitHeader(h, s.token)
+    const data = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyz')
+    const token = guard.signReply(p, h.xid, 200, r, rj, [data])
+    expect(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, token, rj, [data.subarray(0, 5), data.subarray(5)])).not.toThrow()
+    const flipped = Buffer.from(data)
+    flipped[30]! ^= 4
+    expect(reason(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, token, rj, [flipped]))).toBe('mac')
+    expect(reason(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, token, rj, []))).toBe('mac')
+    expect(reason(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, token, Buffer.concat([rj, data]), []))).toBe('mac')
+    expect(reason(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, `v1.${token.slice(3)}.${token.slice(3)}`, rj, [data]))).toBe('malformed')
+  })
 })
 
 describe('the front with a keyed target', () => {

@@ -11,9 +11,9 @@
  * The request's body digest is SHA-256 over the JSON's length (u32 BE), the JSON, the bulk's
  * length (u64 BE) and a GMAC of the bulk (AES-256-GCM's tag over it, nothing encrypted) under
  * a key derived for this message alone from the class key, its nonce and its direction; a
- * reply's bulk enters its HMAC by a GMAC the same way. GMAC runs
- * at three times SHA-256's speed here (SHA-NI); each key authenticates one message, so a
- * fixed IV never meets a second one, and without the class key nobody can derive it.
+ * reply's bulk enters its HMAC by a GMAC the same way. GMAC runs at three times SHA-256's
+ * speed here (SHA-NI); each key authenticates one message, so a fixed IV never meets a
+ * second one, and without the class key nobody can derive it.
  */
 import { createCipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { KEY_CLASSES, type KeyClass } from '../common/keyfile.js'
@@ -107,8 +107,8 @@ function bodyDigest(secret: Buffer, nonce: string, json: Buffer, bulk: readonly 
   return h.digest()
 }
 
-function mac(secret: Buffer, what: 'req' | 'rep', fields: unknown[]): Buffer {
-  return createHmac('sha256', secret).update(`lproxy-${what}-${VERSION}\n${JSON.stringify(fields)}`).digest()
+function requestMac(secret: Buffer, fields: unknown[]): Buffer {
+  return createHmac('sha256', secret).update(`lproxy-req-${VERSION}\n${JSON.stringify(fields)}`).digest()
 }
 
 function reqFields(h: ReqHeader, cls: KeyClass, ts: number, nonce: string, digest: string): unknown[] {
@@ -128,7 +128,7 @@ export interface SignedRequest {
 export function signRequest(key: SigningKey, h: ReqHeader, json: Buffer, bulk: readonly Buffer[], now: number): SignedRequest {
   const nonce = newNonce()
   const d = bodyDigest(key.secret, nonce, json, bulk).toString('base64url')
-  const m = mac(key.secret, 'req', reqFields(h, key.cls, now, nonce, d)).toString('base64url')
+  const m = requestMac(key.secret, reqFields(h, key.cls, now, nonce, d)).toString('base64url')
   return { token: `${VERSION}.${key.cls}.${now}.${nonce}.${d}.${m}`, nonce }
 }
 
@@ -150,7 +150,7 @@ export function openRequest(token: string | undefined, h: ReqHeader, keyOf: (cls
   if (!m) throw new AuthError('malformed', 'malformed authentication token')
   const [, cls, tsText, nonce, d, given] = m as unknown as [string, KeyClass, string, string, string, string]
   const ts = Number(tsText)
-  if (!same(mac(keyOf(cls), 'req', reqFields(h, cls, ts, nonce, d)), Buffer.from(given, 'base64url')))
+  if (!same(requestMac(keyOf(cls), reqFields(h, cls, ts, nonce, d)), Buffer.from(given, 'base64url')))
     throw new AuthError('mac', `the request's MAC does not verify with the filesystem's ${cls} key`)
   return { cls, ts, nonce, digest: Buffer.from(d, 'base64url') }
 }

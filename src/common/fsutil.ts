@@ -12,20 +12,41 @@ let tmpSeq = 0
  */
 export async function writeFileAtomic(file: string, data: string | Uint8Array, guard?: () => Promise<void>): Promise<void> {
   await guard?.()
+  const tmp = await writeTemp(file, data, 'w')
+  // Refused now (fenced: the directory is another node's): the temp file stays as it is, since
+  // even removing it would be a write.
+  await guard?.()
+  await fsp.rename(tmp, file)
+  await fsyncDir(path.dirname(file))
+}
+
+/**
+ * Create `file` with `data`, whole or not at all, never replacing one that exists (EEXIST):
+ * written 0600 under a temporary name and linked in, so a kill midway leaves no empty or torn
+ * file behind.
+ */
+export async function writeFileExclusive(file: string, data: string | Uint8Array): Promise<void> {
+  const tmp = await writeTemp(file, data, 'wx')
+  try {
+    await fsp.link(tmp, file)
+  } finally {
+    await fsp.rm(tmp, { force: true })
+  }
+  await fsyncDir(path.dirname(file))
+}
+
+/** `data` in a new temporary file beside `file`, 0600 from the start and synced; its name. */
+async function writeTemp(file: string, data: string | Uint8Array, flag: 'w' | 'wx'): Promise<string> {
   // Unique per call: two writes of one file at once must not share (and steal) a temp file.
   const tmp = `${file}.tmp-${process.pid}-${++tmpSeq}`
-  const fh = await fsp.open(tmp, 'w', 0o600)
+  const fh = await fsp.open(tmp, flag, 0o600)
   try {
     await fh.writeFile(data)
     await fh.sync()
   } finally {
     await fh.close()
   }
-  // Refused now (fenced: the directory is another node's): the temp file stays as it is, since
-  // even removing it would be a write.
-  await guard?.()
-  await fsp.rename(tmp, file)
-  await fsyncDir(path.dirname(file))
+  return tmp
 }
 
 /** Write every byte of `parts` (writev may write less than asked), at `position` or, when null, where the file is. */

@@ -1,8 +1,7 @@
 import { promises as fsp } from 'node:fs'
 import { hkdfSync, randomBytes } from 'node:crypto'
-import path from 'node:path'
 import { z } from 'zod'
-import { fsyncDir } from './fsutil.js'
+import { writeFileExclusive } from './fsutil.js'
 
 /**
  * Shared-key files, as Lustre's SSK key files and Heartbeat's authkeys: one key a file, 0600.
@@ -68,26 +67,11 @@ export async function loadSigningKey(file: string, want: KeyClass): Promise<{ cl
 }
 
 /**
- * Written 0600 from the start (never chmod'ed after), whole under a temporary name and then
- * linked in: a kill midway leaves no empty or torn key file to be refused later, and an
- * existing file is never replaced (EEXIST).
+ * Written 0600 from the start (never chmod'ed after) and whole: a kill midway leaves no empty
+ * or torn key file to be refused later, and an existing file is never replaced (EEXIST).
  */
 export async function writeKeyFile(file: string, k: KeyFile): Promise<void> {
-  const text = JSON.stringify({ lproxy_key: 1, class: k.cls, fsname: k.fsname, key: k.secret.toString('hex') }) + '\n'
-  const tmp = `${file}.tmp-${process.pid}`
-  const fh = await fsp.open(tmp, 'wx', 0o600)
-  try {
-    await fh.writeFile(text)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  try {
-    await fsp.link(tmp, file)
-  } finally {
-    await fsp.rm(tmp, { force: true })
-  }
-  await fsyncDir(path.dirname(file))
+  await writeFileExclusive(file, JSON.stringify({ lproxy_key: 1, class: k.cls, fsname: k.fsname, key: k.secret.toString('hex') }) + '\n')
 }
 
 /** A key file, refused when anyone but its owner may read it (a shared key others can read authenticates nobody). */

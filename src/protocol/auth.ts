@@ -16,6 +16,7 @@
  * second one, and without the class key nobody can derive it.
  */
 import { createCipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { totalLength } from '../common/chunks.js'
 import { KEY_CLASSES, type KeyClass } from '../common/keyfile.js'
 import type { ReplyHeader, ReqHeader } from './wire.js'
 
@@ -93,13 +94,11 @@ function bulkTag(secret: Buffer, nonce: string, dir: Direction, bulk: readonly B
   return g.getAuthTag()
 }
 
-const lengthOf = (bulk: readonly Buffer[]): number => bulk.reduce((n, b) => n + b.length, 0)
-
 /** The digest a request's MAC covers: its JSON, and its bulk through a GMAC (see above). */
 function bodyDigest(secret: Buffer, nonce: string, json: Buffer, bulk: readonly Buffer[] = []): Buffer {
   const len = Buffer.allocUnsafe(12)
   len.writeUInt32BE(json.length, 0)
-  const bulkBytes = lengthOf(bulk)
+  const bulkBytes = totalLength(bulk)
   len.writeUInt32BE(Math.floor(bulkBytes / 2 ** 32), 4)
   len.writeUInt32BE(bulkBytes >>> 0, 8)
   const h = createHash('sha256').update(len.subarray(0, 4)).update(json).update(len.subarray(4))
@@ -162,7 +161,7 @@ export function checkBody(p: RequestProof, secret: Buffer, json: Buffer, bulk: r
 
 /** A reply's MAC: its header fields with its request's nonce, the lengths, then its JSON and its bulk's GMAC, in one HMAC. */
 function replyMac(secret: Buffer, nonce: string, xid: number, code: number, r: ReplyHeader, json: Buffer, bulk: readonly Buffer[]): Buffer {
-  const bulkBytes = lengthOf(bulk)
+  const bulkBytes = totalLength(bulk)
   const fields = [nonce, xid, code, r.status, r.transno, r.lastCommitted, [...r.flags].sort().join(','), r.error ?? '', json.length, bulkBytes]
   const h = createHmac('sha256', secret).update(`lproxy-rep-${VERSION}\n${JSON.stringify(fields)}\n`).update(json)
   if (bulkBytes) h.update(bulkTag(secret, nonce, 'rep', bulk))

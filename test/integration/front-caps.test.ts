@@ -102,6 +102,16 @@ async function open(p: number, local: string): Promise<Peer> {
   return peer.ready()
 }
 
+/** Run `fn` while `step` sends a little more every `ms`; the trickle stops however `fn` ends. */
+async function trickling(ms: number, step: () => unknown, fn: () => Promise<void>): Promise<void> {
+  const timer = setInterval(step, ms)
+  try {
+    await fn()
+  } finally {
+    clearInterval(timer)
+  }
+}
+
 async function pollUntil(what: string, fn: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
   const end = performance.now() + ms
   while (!(await fn())) {
@@ -193,13 +203,10 @@ describe('deadlines (slowloris)', () => {
     const head = await open(s.port, '127.0.106.1')
     const bytes = request('slow', 1)
     head.sock.write(bytes.subarray(0, 1))
-    const trickle = setInterval(() => head.sock.writable && head.sock.write(bytes.subarray(1, 2)), 50)
-    try {
+    await trickling(50, () => head.sock.writable && head.sock.write(bytes.subarray(1, 2)), async () => {
       expect(await silent.closedWithin(2000)).toBe(true)
       expect(await head.closedWithin(2000)).toBe(true)
-    } finally {
-      clearInterval(trickle)
-    }
+    })
     // Closed once its head's deadline passed, not before.
     expect((await head.closed) - t0).toBeGreaterThanOrEqual(250)
     expect(head.replies()[0]).toMatchObject({ code: 408, header: { status: -110, error: expect.stringMatching(/request head not complete within 300 ms/) } })
@@ -216,12 +223,9 @@ describe('deadlines (slowloris)', () => {
     const t0 = performance.now()
     p.sock.write(msg.subarray(0, msg.length - 500))
     let at = msg.length - 500
-    const trickle = setInterval(() => p.sock.writable && at < msg.length && p.sock.write(msg.subarray(at, ++at)), 20)
-    try {
+    await trickling(20, () => p.sock.writable && at < msg.length && p.sock.write(msg.subarray(at, ++at)), async () => {
       expect(await p.closedWithin(3000)).toBe(true)
-    } finally {
-      clearInterval(trickle)
-    }
+    })
     expect((await p.closed) - t0).toBeGreaterThanOrEqual(750)
     expect(p.replies()[0]).toMatchObject({ code: 408, header: { error: expect.stringMatching(/request body of \d+ bytes not complete within \d+ ms/) } })
     await pollUntil('connection freed', async () => (await s.conns()) === 0)
@@ -238,17 +242,15 @@ describe('deadlines (slowloris)', () => {
     body.sock.write(text.slice(0, headEnd + 5))
     let h = 10
     let b = headEnd + 5
-    const trickle = setInterval(() => {
+    const step = () => {
       if (head.sock.writable && h < headEnd) head.sock.write(text.slice(h, ++h))
       if (body.sock.writable && b < text.length) body.sock.write(text.slice(b, ++b))
-    }, 30)
-    try {
+    }
+    await trickling(30, step, async () => {
       // The head's check runs every 500 ms; the body (412 bytes) is due 712 ms after its head.
       expect(await head.closedWithin(3000)).toBe(true)
       expect(await body.closedWithin(3000)).toBe(true)
-    } finally {
-      clearInterval(trickle)
-    }
+    })
     expect(head.text).toMatch(/^HTTP\/1.1 408 [^]*x-lp-status: -110/)
     expect(body.text).toMatch(/^HTTP\/1.1 408 [^]*x-lp-status: -110[^]*request%20body%20of%20412%20bytes/)
     await pollUntil('connections freed', async () => (await s.conns()) === 0)

@@ -58,6 +58,10 @@ static void session_finalize(napi_env env, void *data, void *hint)
 			napi_delete_reference(env, s->handlers[i]);
 	if (s->recv)
 		napi_delete_reference(env, s->recv);
+	if (s->actx)
+		napi_async_destroy(env, s->actx);
+	if (s->resource)
+		napi_delete_reference(env, s->resource);
 	if (s->pool)
 		lp_pool_unref(s->pool);
 	lp_pending_destroy(s);

@@ -313,3 +313,26 @@ void lp_call_js(napi_env env, napi_value js_cb, void *context, void *data)
 	if (call(env, s, (enum lp_op)kind, (size_t)argc, argv) == napi_pending_exception)
 		handler_threw(env, s, r);
 }
+
+/*
+ * Messages collected while a batch was read on this thread (readers.c), delivered as the
+ * thread-safe function would deliver them, in a callback scope: promise jobs and next ticks
+ * run when it closes, as after any call from the event loop into JavaScript.
+ */
+void lp_deliver(struct lp_session *s, const uint64_t *words, size_t n)
+{
+	napi_env env = s->env;
+	napi_handle_scope hs;
+	napi_callback_scope cs;
+	napi_value resource;
+
+	if (!n)
+		return;
+	napi_open_handle_scope(env, &hs);
+	napi_get_reference_value(env, s->resource, &resource);
+	napi_open_callback_scope(env, resource, s->actx, &cs);
+	for (size_t i = 0; i < n; i++)
+		lp_call_js(env, NULL, s, (void *)(uintptr_t)words[i]);
+	napi_close_callback_scope(env, cs);
+	napi_close_handle_scope(env, hs);
+}

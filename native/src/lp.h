@@ -114,6 +114,10 @@ struct lp_inval {
 	size_t n, cap;
 };
 
+/* Messages a batch of requests read on the JavaScript thread may post: each request, an interrupt for each, an event or two. */
+#define LP_READ_BATCH 32
+#define LP_DIRECT_MAX (2 * LP_READ_BATCH + 4)
+
 struct lp_session {
 	struct fuse_session *se;
 	napi_threadsafe_function tsfn;
@@ -132,6 +136,16 @@ struct lp_session {
 
 	struct lp_pool *pool;
 	struct uv_poll_s *poll; /* the device in Node's event loop, until unmount (readers.c) */
+	/*
+	 * Messages posted while the JavaScript thread reads a batch (under lock): delivered by
+	 * direct calls once the batch is read, not through the thread-safe function (readers.c).
+	 */
+	int collecting;
+	size_t ndirect;
+	uint64_t direct[LP_DIRECT_MAX];
+	napi_env env;               /* the JavaScript thread's, once reading began */
+	napi_async_context actx;    /* the context direct deliveries run in */
+	napi_ref resource;
 	void *rbuf;             /* the receive buffer the next request is read into */
 	int stopping; /* unmount asked for (JavaScript thread only) */
 	int refusing; /* unmounting: requests are answered ENOTCONN, never handed to JavaScript (under lock) */
@@ -149,6 +163,8 @@ struct lp_req *lp_find(struct lp_session *s, uint64_t id);
 struct lp_req *lp_take(struct lp_session *s, uint64_t id);
 void lp_drain(struct lp_session *s);
 void lp_post_event(struct lp_session *s, enum lp_op op);
+/* Stop collecting, and take what was collected (at most LP_DIRECT_MAX words). */
+size_t lp_take_direct(struct lp_session *s, uint64_t *words);
 void lp_refuse(struct lp_session *s);
 
 /*
@@ -189,6 +205,7 @@ void *lp_reader_take_buffer(void);
 
 /* deliver.c */
 void lp_call_js(napi_env env, napi_value js_cb, void *context, void *data);
+void lp_deliver(struct lp_session *s, const uint64_t *words, size_t n);
 extern const char *const lp_handler_names[LP_NOPS];
 
 /* reply.c */

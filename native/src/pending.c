@@ -109,10 +109,29 @@ void lp_req_free(struct lp_session *s, struct lp_req *r)
 	free(r);
 }
 
-static void post_locked(struct lp_session *s, unsigned kind, uint64_t id)
+static napi_status post_locked(struct lp_session *s, unsigned kind, uint64_t id)
 {
+	if (s->collecting) {
+		if (s->ndirect < LP_DIRECT_MAX) {
+			s->direct[s->ndirect++] = (uintptr_t)lp_msg(kind, id);
+			return napi_ok;
+		}
+		/* Full: this and what follows take the queue, delivered after what was collected, in order. */
+		s->collecting = 0;
+	}
 	/* The queue is unbounded: a non-blocking call never waits. */
-	napi_call_threadsafe_function(s->tsfn, lp_msg(kind, id), napi_tsfn_nonblocking);
+	return napi_call_threadsafe_function(s->tsfn, lp_msg(kind, id), napi_tsfn_nonblocking);
+}
+
+size_t lp_take_direct(struct lp_session *s, uint64_t *words)
+{
+	pthread_mutex_lock(&s->lock);
+	size_t n = s->ndirect;
+	memcpy(words, s->direct, n * sizeof(*words));
+	s->ndirect = 0;
+	s->collecting = 0;
+	pthread_mutex_unlock(&s->lock);
+	return n;
 }
 
 /*
@@ -167,7 +186,7 @@ void lp_submit(struct lp_session *s, struct lp_req *r)
 	napi_status st = napi_ok;
 	if (!refused) {
 		r->posted = 1;
-		st = napi_call_threadsafe_function(s->tsfn, lp_msg(LP_MSG_REQUEST, r->id), napi_tsfn_nonblocking);
+		st = post_locked(s, LP_MSG_REQUEST, r->id);
 		if (st == napi_ok && r->interrupted)
 			post_locked(s, LP_INTERRUPT, r->id);
 	}

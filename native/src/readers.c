@@ -6,8 +6,11 @@
  * cores that was most of a round trip through the mount.
  *
  * Reading never blocks (the device is non-blocking), and a turn of the loop reads a bounded
- * batch, so sockets are served between requests. At unmount the JavaScript thread serves the
- * device synchronously until the page invalidations have stopped (lp_serve_until).
+ * batch, so sockets are served between requests. The batch's requests are then handed to
+ * their handlers by direct calls, in the same turn: through the thread-safe function each
+ * cost a write to its eventfd, a turn of the loop and a read back. At unmount the JavaScript
+ * thread serves the device synchronously until the page invalidations have stopped
+ * (lp_serve_until).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,9 +20,6 @@
 #include <unistd.h>
 #include <uv.h>
 #include "lp.h"
-
-/* Requests read in one turn of the event loop before the loop serves anything else. */
-#define LP_READ_BATCH 32
 
 /* The receive buffer of the request being processed: a write takes it over. */
 static struct {
@@ -81,14 +81,20 @@ static void stop_polling(struct lp_session *s);
 static void on_readable(uv_poll_t *h, int status, int events)
 {
 	struct lp_session *s = h->data;
+	uint64_t words[LP_DIRECT_MAX];
 	int r = 1;
 
 	(void)status; /* an error shows as the read's */
 	(void)events;
+	pthread_mutex_lock(&s->lock);
+	s->collecting = 1;
+	pthread_mutex_unlock(&s->lock);
 	for (int i = 0; i < LP_READ_BATCH && r > 0; i++)
 		r = read_one(s);
+	size_t n = lp_take_direct(s, words);
 	if (r < 0)
 		stop_polling(s);
+	lp_deliver(s, words, n);
 }
 
 static void free_handle(uv_handle_t *h)
@@ -113,6 +119,14 @@ int lp_start_reading(struct lp_session *s, napi_env env)
 
 	if (napi_get_uv_event_loop(env, &loop) != napi_ok)
 		return EINVAL;
+	if (!s->actx) {
+		napi_value resource, name;
+		if (napi_create_object(env, &resource) != napi_ok || napi_create_reference(env, resource, 1, &s->resource) != napi_ok ||
+		    napi_create_string_utf8(env, "lproxy-fuse", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+		    napi_async_init(env, resource, name, &s->actx) != napi_ok)
+			return ENOMEM;
+	}
+	s->env = env;
 	if (!(h = calloc(1, sizeof(*h))))
 		return ENOMEM;
 	/* uv_poll_init makes the descriptor non-blocking. */

@@ -15,8 +15,9 @@
  * speed here (SHA-NI); each key authenticates one message, so a fixed IV never meets a
  * second one, and without the class key nobody can derive it.
  */
-import { createCipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createCipheriv, createHash, createHmac, timingSafeEqual } from 'node:crypto'
 import { totalLength } from '../common/chunks.js'
+import { randomText } from '../common/random.js'
 import { KEY_CLASSES, type KeyClass } from '../common/keyfile.js'
 import type { ReplyHeader, ReqHeader } from './wire.js'
 
@@ -73,18 +74,6 @@ type Direction = 'req' | 'rep'
 
 const GMAC_IV = Buffer.alloc(12)
 
-/** Random bytes for nonces, drawn 4 KiB at a time: a randomBytes call per request cost as much as its MAC. */
-const noncePool = { bytes: Buffer.alloc(0), at: 0 }
-
-function newNonce(): string {
-  if (noncePool.at + NONCE_BYTES > noncePool.bytes.length) {
-    noncePool.bytes = randomBytes(256 * NONCE_BYTES)
-    noncePool.at = 0
-  }
-  noncePool.at += NONCE_BYTES
-  return noncePool.bytes.toString('base64url', noncePool.at - NONCE_BYTES, noncePool.at)
-}
-
 /** The GMAC of the bulk under this message's own key. */
 function bulkTag(secret: Buffer, nonce: string, dir: Direction, bulk: readonly Buffer[]): Buffer {
   const key = createHmac('sha256', secret).update(`lproxy-bulk-${VERSION}\n${dir}\n${nonce}`).digest()
@@ -125,7 +114,7 @@ export interface SignedRequest {
 }
 
 export function signRequest(key: SigningKey, h: ReqHeader, json: Buffer, bulk: readonly Buffer[], now: number): SignedRequest {
-  const nonce = newNonce()
+  const nonce = randomText(NONCE_BYTES, 'base64url')
   const d = bodyDigest(key.secret, nonce, json, bulk).toString('base64url')
   const m = requestMac(key.secret, reqFields(h, key.cls, now, nonce, d)).toString('base64url')
   return { token: `${VERSION}.${key.cls}.${now}.${nonce}.${d}.${m}`, nonce }

@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto'
 import { z } from 'zod'
 import { LpError } from '../../protocol/errno.js'
+import { randomText } from '../../common/random.js'
 import { MAX_LINK, dirLayoutSchema, fidSchema, handleSchema, layoutSchema, nameSchema, type Cred, type DirEntry, type Layout, type MdtAttr, type OpArgs, type PreVersions } from '../../protocol/ops.js'
 import type { Redo } from '../target/backend.js'
 
@@ -545,7 +545,7 @@ export class Namespace {
   }
 
   private openHandle(fid: number, client: string, flags: number, forced?: string): string {
-    const h = forced ?? randomBytes(8).toString('hex')
+    const h = forced ?? randomText(8, 'hex')
     this.setOpen(h, { client, fid, flags })
     return h
   }

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { promises as fsp } from 'node:fs'
+import { promises as fsp, readFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -21,7 +21,7 @@ export interface BenchReport {
   date: string
   command: string
   git: { commit: string; dirty: boolean } | null
-  host: { cpus: number; mem_gib: number; kernel: string; node: string; loadavg_start: number[]; loadavg_end: number[] }
+  host: { cpus: number; mem_gib: number; kernel: string; node: string; loadavg_start: number[]; loadavg_end: number[]; idle: IdleInfo }
   settings: { tool: 'native' | 'fio'; workload: Workload; stripe_count: number; cluster_params: Record<string, string>; /** Signed RPCs (a shared key) and mutual TLS on the embedded cluster. */ keyed: boolean; tls: boolean; failover: FailoverSpec | null }
   runs: RunResult[]
 }
@@ -35,8 +35,31 @@ export async function gitInfo(): Promise<BenchReport['git']> {
   }
 }
 
+/**
+ * How an idle CPU here wakes: the cpuidle driver, and in a VM guest haltpoll's polling window
+ * (0: every idle CPU halts, and waking it costs an exit to the host). A small RPC or FUSE call
+ * is mostly wake-ups, so figures taken under different settings do not compare.
+ */
+export interface IdleInfo {
+  cpuidle_driver: string | null
+  guest_halt_poll_ns: number | null
+}
+
+function sysText(file: string): string | null {
+  try {
+    return readFileSync(file, 'utf8').trim()
+  } catch {
+    return null
+  }
+}
+
+export function idleInfo(): IdleInfo {
+  const poll = sysText('/sys/module/haltpoll/parameters/guest_halt_poll_ns')
+  return { cpuidle_driver: sysText('/sys/devices/system/cpu/cpuidle/current_driver'), guest_halt_poll_ns: poll === null ? null : Number(poll) }
+}
+
 export function hostInfo(): Omit<BenchReport['host'], 'loadavg_end'> {
-  return { cpus: os.cpus().length, mem_gib: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), node: process.version, loadavg_start: os.loadavg() }
+  return { cpus: os.cpus().length, mem_gib: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), node: process.version, loadavg_start: os.loadavg(), idle: idleInfo() }
 }
 
 /** bench-20250101-120000, failover-hard-..., compare-...: what it was, and when. */

@@ -14,6 +14,7 @@ import type { ReqHeader } from '../../src/protocol/wire.js'
 import { createFront, type Front } from '../../src/server/front.js'
 import type { FrontLimits } from '../../src/server/limits.js'
 import type { TargetReply } from '../../src/server/target/target.js'
+import { pollUntil } from '../helpers/poll.js'
 
 const HOST = '127.0.105.1'
 const TARGET = 'spfs-OST0001'
@@ -109,14 +110,6 @@ async function trickling(ms: number, step: () => unknown, fn: () => Promise<void
     await fn()
   } finally {
     clearInterval(timer)
-  }
-}
-
-async function pollUntil(what: string, fn: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
-  const end = performance.now() + ms
-  while (!(await fn())) {
-    if (performance.now() > end) throw new Error(`not within ${ms} ms: ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
   }
 }
 

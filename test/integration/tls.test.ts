@@ -24,6 +24,7 @@ import { MSG_MAGIC } from '../../src/protocol/msg.js'
 import { Transport, TransportError } from '../../src/ptlrpc/transport.js'
 import { MDT0 as MDT, OST1 as OST, clientImports } from '../helpers/imports.js'
 import { NodeSet, NodeStartError, formatMgsMdt, formatOst, type NodeProc } from '../helpers/nodes.js'
+import { pollUntil } from '../helpers/poll.js'
 
 const PORT = 31000
 const MDS = '127.0.109.1'
@@ -78,21 +79,18 @@ async function attempt(material: TlsMaterial | undefined, nid: string): Promise<
   }
 }
 
-async function until(what: string, ok: () => Promise<boolean>, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
-
 describe('mutual TLS', () => {
   it('serves a client with a certificate from the CA on @tcp and @http, and the nodes talk to each other over TLS', async () => {
     // Registration with the MGS and the MDT's OSP connection to the OST go node to node.
-    await until('the MDT to connect to the OST', async () => {
-      const st = await oss.admin<NodeStatus>({ cmd: 'status' })
-      return st.tls && st.mounts.some((m) => m.targets.some((t) => t.clients.some((c) => /mdtlov/.test(c.uuid) && c.connected)))
-    })
+    await pollUntil(
+      'the MDT to connect to the OST',
+      async () => {
+        const st = await oss.admin<NodeStatus>({ cmd: 'status' })
+        return st.tls && st.mounts.some((m) => m.targets.some((t) => t.clients.some((c) => /mdtlov/.test(c.uuid) && c.connected)))
+      },
+      15_000,
+      100,
+    )
     const data = randomBytes(3 << 20)
     for (const net of ['tcp', 'http'] as const) {
       const cl = clientImports({ port: PORT, mdsNid: `${MDS}@${net}`, ossNid: `${OSS}@${net}`, tls: client })

@@ -20,6 +20,8 @@ const fsKey = signingKeyOf(master, 'fs')
 const h: ReqHeader = { target: 'spfs-MDT0000', op: 'mdt_getattr', client: 'c1', handle: '00000000000000aa', connCnt: 2, xid: 77, lastXid: 70, flags: [] }
 const json = Buffer.from(JSON.stringify({ a: { fid: 1 } }))
 const bulk = [Buffer.from('some'), Buffer.from('bytes')]
+// Small bulk enters a MAC as its bytes, large bulk (past 64 KiB) through its GMAC: tests check both.
+const bulks = [Buffer.from('0123456789abcdefghijklmnopqrstuvwxyz'), Buffer.from(Array.from({ length: 100 * 1024 + 7 }, (_, i) => (i * 31) % 251))]
 
 function setup() {
   let wall = T0
@@ -52,15 +54,17 @@ describe('shared-key requests', () => {
 
   it('checks the bulk by its bytes, however they are cut, and refuses any other bytes or a bulk moved into the JSON', () => {
     const { guard } = setup()
-    const data = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyz')
-    const p = guard.admitHeader(h, sign(fsKey, h, T0, json, [data]).token)
-    expect(() => guard.admitBody(p, json, [data.subarray(0, 3), data.subarray(3, 20), data.subarray(20)])).not.toThrow()
-    const flipped = Buffer.from(data)
-    flipped[17]! ^= 1
-    expect(reason(() => guard.admitBody(p, json, [flipped]))).toBe('body')
-    expect(reason(() => guard.admitBody(p, json, [data.subarray(0, 35)]))).toBe('body')
-    expect(reason(() => guard.admitBody(p, json, [data, Buffer.alloc(1)]))).toBe('body')
-    expect(reason(() => guard.admitBody(p, Buffer.concat([json, data]), []))).toBe('body')
+    for (const data of bulks) {
+      const p = guard.admitHeader(h, sign(fsKey, h, T0, json, [data]).token)
+      const n = data.length
+      expect(() => guard.admitBody(p, json, [data.subarray(0, 3), data.subarray(3, n - 16), data.subarray(n - 16)])).not.toThrow()
+      const flipped = Buffer.from(data)
+      flipped[n - 19]! ^= 1
+      expect(reason(() => guard.admitBody(p, json, [flipped]))).toBe('body')
+      expect(reason(() => guard.admitBody(p, json, [data.subarray(0, n - 1)]))).toBe('body')
+      expect(reason(() => guard.admitBody(p, json, [data, Buffer.alloc(1)]))).toBe('body')
+      expect(reason(() => guard.admitBody(p, Buffer.concat([json, data]), []))).toBe('body')
+    }
   })
 
   it('refuses a tampered header field, a tampered body, another key, a missing or malformed token', () => {
@@ -75,7 +79,7 @@ describe('shared-key requests', () => {
     expect(reason(() => guard.admitHeader(h, undefined))).toBe('missing')
     expect(reason(() => guard.admitHeader(h, 'v2.fs.1.x.y.z'))).toBe('malformed')
     // The class is covered by the MAC: an fs signature relabelled admin does not pass.
-    expect(reason(() => guard.admitHeader({ ...h, op: 'mgs_set_param' }, sign(fsKey, { ...h, op: 'mgs_set_param' }).token.replace('v2.fs.', 'v2.admin.')))).toBe('mac')
+    expect(reason(() => guard.admitHeader({ ...h, op: 'mgs_set_param' }, sign(fsKey, { ...h, op: 'mgs_set_param' }).token.replace('v3.fs.', 'v3.admin.')))).toBe('mac')
   })
 
   it('refuses a request signed outside the time window, either way', () => {
@@ -158,20 +162,22 @@ describe('shared-key replies', () => {
     expect(reason(() => verifyReply(deriveKey(master, 'admin').secret, s.nonce, h.xid, 200, r, token, rj, []))).toBe('mac')
   })
 
-  it("covers a reply's bulk however it is cut, and refuses other bytes, a bulk moved into the JSON, or a v1 token", () => {
+  it("covers a reply's bulk however it is cut, and refuses other bytes, a bulk moved into the JSON, or an older version's token", () => {
     const { guard } = setup()
     const signer = new RequestSigner(fsKey, () => T0)
     const s = signer.sign(h, json, [])
     const p = guard.admitHeader(h, s.token)
-    const data = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyz')
-    const token = guard.signReply(p, h.xid, 200, r, rj, [data])
-    expect(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, token, rj, [data.subarray(0, 5), data.subarray(5)])).not.toThrow()
-    const flipped = Buffer.from(data)
-    flipped[30]! ^= 4
-    expect(reason(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, token, rj, [flipped]))).toBe('mac')
-    expect(reason(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, token, rj, []))).toBe('mac')
-    expect(reason(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, token, Buffer.concat([rj, data]), []))).toBe('mac')
-    expect(reason(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, `v1.${token.slice(3)}.${token.slice(3)}`, rj, [data]))).toBe('malformed')
+    for (const data of bulks) {
+      const token = guard.signReply(p, h.xid, 200, r, rj, [data])
+      expect(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, token, rj, [data.subarray(0, 5), data.subarray(5)])).not.toThrow()
+      const flipped = Buffer.from(data)
+      flipped[30]! ^= 4
+      expect(reason(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, token, rj, [flipped]))).toBe('mac')
+      expect(reason(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, token, rj, []))).toBe('mac')
+      expect(reason(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, token, Buffer.concat([rj, data]), []))).toBe('mac')
+      expect(reason(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, `v1.${token.slice(3)}.${token.slice(3)}`, rj, [data]))).toBe('malformed')
+      expect(reason(() => verifyReply(fsKey.secret, s.nonce, h.xid, 200, r, `v2.${token.slice(3)}`, rj, [data]))).toBe('malformed')
+    }
   })
 })
 

@@ -1,16 +1,19 @@
+import { type Clock, realClock } from '../common/clock.js'
 import type { FuseFs } from '../fuse/binding.js'
 import { O_ACCMODE, O_RDONLY } from '../llite/file.js'
 import type { Owner, SetAttr, Statfs } from '../llite/llite.js'
 import { toStat, type PosixStat } from '../llite/stat.js'
 import { LpError } from '../protocol/errno.js'
 import type { DirEntry, FileType, MdtAttr } from '../protocol/ops.js'
+import { CloseBatcher } from '../mdc/closes.js'
+import { CLOSE_BATCH, CLOSE_DELAY_MS } from '../mdc/mdc.js'
 
 /**
  * The floor of lproxy's design for metadata, as `lproxy selftest` times it: a filesystem with
  * no work of its own beneath lproxy's FUSE binding. Each call waits for as many RPCs as llite
  * waits for in the same call when its caches hold what they hold in the bench's metadata mix
  * (a create, a close that sends the data, an unlink: one each; a stat: none), and sends the
- * close that llite sends after release without waiting for it. The RPCs go to a stand-in
+ * MDT closes in batches after release has answered, as llite's mdc does. The RPCs go to a stand-in
  * that answers at once; only their count comes from here. Files live in memory, so that the
  * mix can read them back.
  */
@@ -37,16 +40,18 @@ export class FloorFs implements FuseFs {
   private readonly handles = new Map<number, Handle>()
   private nextFid = FLOOR_ROOT + 1
   private nextFd = 1
+  private readonly closes: CloseBatcher
 
   constructor(
     private readonly rpc: Rpc,
-    private readonly now: () => number = Date.now,
+    private readonly clock: Clock = realClock,
   ) {
+    this.closes = new CloseBatcher(() => this.rpc().catch(() => undefined), clock, { max: CLOSE_BATCH, delayMs: CLOSE_DELAY_MS })
     this.nodes.set(FLOOR_ROOT, this.node(FLOOR_ROOT, 'dir', 0o755, { uid: 0, gid: 0 }, FLOOR_ROOT))
   }
 
   private node(fid: number, type: FileType, mode: number, who: Owner, parent?: number): Node {
-    const t = this.now()
+    const t = this.clock.wallNow()
     const attr: MdtAttr = { fid, type, mode: mode & 0o7777, uid: who.uid, gid: who.gid, nlink: type === 'dir' ? 2 : 1, atime: t, mtime: t, ctime: t, size: 0, parent }
     return { attr, entries: type === 'dir' ? new Map() : undefined, data: Buffer.alloc(0), opens: 0 }
   }
@@ -105,7 +110,7 @@ export class FloorFs implements FuseFs {
     const n = this.get(fid)
     await this.rpc()
     if (s.size !== undefined) n.data = resized(n.data, s.size)
-    Object.assign(n.attr, { mode: s.mode ?? n.attr.mode, uid: s.uid ?? n.attr.uid, gid: s.gid ?? n.attr.gid, atime: s.atime ?? n.attr.atime, mtime: s.mtime ?? n.attr.mtime, ctime: this.now() })
+    Object.assign(n.attr, { mode: s.mode ?? n.attr.mode, uid: s.uid ?? n.attr.uid, gid: s.gid ?? n.attr.gid, atime: s.atime ?? n.attr.atime, mtime: s.mtime ?? n.attr.mtime, ctime: this.clock.wallNow() })
     return this.statOf(n.attr)
   }
 
@@ -198,7 +203,7 @@ export class FloorFs implements FuseFs {
     const end = off + data.length
     if (end > h.node.data.length) h.node.data = resized(h.node.data, end)
     data.copy(h.node.data, off)
-    h.node.attr.mtime = this.now()
+    h.node.attr.mtime = this.clock.wallNow()
     h.dirty = true
     return data.length
   }
@@ -217,13 +222,13 @@ export class FloorFs implements FuseFs {
 
   async fsyncdir(): Promise<void> {}
 
-  /** The MDT close goes after release has answered, as llite's does. */
+  /** The MDT close leaves after release has answered, with others, as llite's does. */
   async release(fd: number): Promise<void> {
     const { node } = this.handle(fd)
     this.handles.delete(fd)
     node.opens -= 1
     this.forget(node)
-    void this.rpc().catch(() => undefined)
+    this.closes.add(String(fd))
   }
 
   private forget(n: Node): void {

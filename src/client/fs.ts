@@ -77,7 +77,7 @@ export class ClientFs {
     const mdt = this.config.targets.find((t) => t.kind === 'mdt')
     if (!mdt) throw new LpError('ENODEV', `filesystem '${this.config.fsname}' has no MDT registered with the MGS yet`)
     const mdtImp = this.newImport(mdt, 'mdc')
-    this.mdc = new Mdc(mdtImp)
+    this.mdc = new Mdc(mdtImp, { clock: this.o.clock, log })
     const oscs = new Map<number, Osc>()
     const caches = new Map<number, OscWriteback>()
     // Renewed by a getattr of the file, as its caller when a caller's request needs it.

@@ -622,18 +622,13 @@ export class Llite {
     let failed: unknown
     await this.writeBack(f).catch((e) => (failed = e))
     this.files.delete(fd)
-    try {
-      await this.mdc.close(f.handle)
-    } catch (e) {
-      // An eviction already dropped our opens on the MDT: nothing is left to close.
-      if (!(e instanceof LpError && (e.code === 'EBADF' || e.code === 'EIO'))) throw e
-    }
+    this.mdc.close(f.handle)
     if (failed) throw failed
   }
 
-  /** Write back every open file's cached data, waiting at most `ms` (unmount). */
+  /** Write back every open file's cached data, and send the closes waiting, waiting at most `ms` (unmount). */
   async writeBackAll(ms: number): Promise<void> {
-    const all = Promise.all([...this.files.values()].map((f) => (f.layout ? this.lov.flush(f.fid, f.layout) : undefined)))
+    const all = Promise.all([...[...this.files.values()].map((f) => (f.layout ? this.lov.flush(f.fid, f.layout) : undefined)), this.mdc.flushCloses()])
     await pTimeout(all, { milliseconds: ms, message: new LpError('ETIMEDOUT', `cached data not written back within ${ms} ms`) })
   }
 

@@ -2,8 +2,17 @@ import type { DirEntry, DirLayout, FileType, Layout, MdtAttr, OpArgs, OpReplies,
 import type { Import } from '../ptlrpc/import.js'
 import type { RequestOptions } from '../ptlrpc/import.js'
 import type { RpcReply } from '../ptlrpc/request.js'
+import type { Clock } from '../common/clock.js'
 import { currentCred } from '../common/cred.js'
+import type { Logger } from '../common/log.js'
 import { StatsSet } from '../common/stats.js'
+import { LpError } from '../protocol/errno.js'
+import { CloseBatcher } from './closes.js'
+
+/** Closes wait at most this long for others to leave with (closes.ts), */
+export const CLOSE_DELAY_MS = 50
+/** and leave at once when this many wait (at most MAX_CLOSE_BATCH). */
+export const CLOSE_BATCH = 32
 
 /** mdc.*.md_stats: the MDT RPCs this client asked for, by Lustre's names where it has one. */
 const MD_STATS = {
@@ -41,8 +50,14 @@ const MD_STAT_OF: Partial<Record<keyof OpReplies, keyof typeof MD_STATS>> = {
 /** The metadata client: one typed call per MDT RPC. */
 export class Mdc {
   readonly mdStats = new StatsSet(MD_STATS)
+  private readonly closes: CloseBatcher
 
-  constructor(readonly imp: Import) {}
+  constructor(
+    readonly imp: Import,
+    o: { clock: Clock; log: Logger },
+  ) {
+    this.closes = new CloseBatcher((handles) => this.sendCloses(handles, o.log), o.clock, { max: CLOSE_BATCH, delayMs: CLOSE_DELAY_MS })
+  }
 
   private request<O extends keyof OpReplies>(op: O, args: object, opts?: RequestOptions): Promise<RpcReply<OpReplies[O]>> {
     const stat = MD_STAT_OF[op]
@@ -137,8 +152,24 @@ export class Mdc {
     return this.as('mdt_open', { fid, flags })
   }
 
-  async close(handle: string): Promise<void> {
-    await this.request('mdt_close', { handle })
+  /** The MDT forgets an open: the handle leaves with the next batch of closes. */
+  close(handle: string): void {
+    this.closes.add(handle)
+  }
+
+  /** Sends the closes waiting; settles once every close sent is answered (unmount). */
+  flushCloses(): Promise<void> {
+    return this.closes.flush()
+  }
+
+  private async sendCloses(handles: string[], log: Logger): Promise<void> {
+    try {
+      await this.request('mdt_close', { handles })
+    } catch (e) {
+      // Evicted (the MDT dropped our opens) or unmounting (a disconnect drops them): nothing is left to close.
+      if (!(e instanceof LpError && (e.code === 'EIO' || e.code === 'ESHUTDOWN')))
+        log.warn({ target: this.imp.target, err: (e as Error).message }, `${this.imp.target}: closing ${handles.length} open handles failed`)
+    }
   }
 
   async statfs(): Promise<StatfsReply & { objects?: number }> {

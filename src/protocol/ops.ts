@@ -24,6 +24,8 @@ export const MAX_IO = 64 * 1024 * 1024
 export const MAX_STRIPES = 64
 /** FIDs per ost_destroy: the MDT's OSP sends the objects of removed files in batches. */
 export const MAX_DESTROY_BATCH = 1024
+/** Open handles one mdt_close may close (mdc sends its closes in batches: mdc/closes.ts). */
+export const MAX_CLOSE_BATCH = 64
 /** Names per mdt_batch_lookup, and objects per ost_getattr: statahead asks for many files at once. */
 export const MAX_LOOKUP_BATCH = 256
 export const MAX_GLIMPSE_OBJECTS = 4096
@@ -320,7 +322,7 @@ export const OPS = {
     }),
   },
   mdt_open: { kinds: ['mdt'], modifying: true, args: z.object({ ...cred, fid: fidSchema, flags: u32 }) },
-  mdt_close: { kinds: ['mdt'], modifying: true, args: z.object({ handle: handleSchema }) },
+  mdt_close: { kinds: ['mdt'], modifying: true, args: z.object({ handles: z.array(handleSchema).min(1).max(MAX_CLOSE_BATCH) }) },
 
   // Object storage target
   ost_write: {

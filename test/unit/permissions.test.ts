@@ -285,7 +285,7 @@ describe("the caller's identity on the client", () => {
   it('the mdc packs the current caller into MDT requests, and none outside a caller', async () => {
     const sent: unknown[] = []
     const imp = { request: async (_op: string, a: unknown) => (sent.push(a), { body: { attr: {} } }) } as unknown as Import
-    const mdc = new Mdc(imp)
+    const mdc = new Mdc(imp, { clock: new ManualClock(), log: silentLogger })
     await asCaller(ALICE, () => mdc.getattr(5))
     await mdc.getattr(6)
     expect(sent).toEqual([{ fid: 5, cred: ALICE }, { fid: 6 }])

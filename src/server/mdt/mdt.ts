@@ -180,7 +180,8 @@ export class MdtBackend implements Backend {
         case 'mdt_open':
           return ns.open(args as OpArgs<'mdt_open'>, ctx.client, replay)
         case 'mdt_close':
-          ns.close((args as OpArgs<'mdt_close'>).handle, ctx.client)
+          // A batch: a handle this client no longer holds (an eviction dropped it) is passed over, not refused.
+          for (const h of (args as OpArgs<'mdt_close'>).handles) if (ns.openBy(h) === ctx.client) ns.close(h, ctx.client)
           return {}
         default:
           throw new LpError('EOPNOTSUPP', `MDT does not modify with '${op}'`)

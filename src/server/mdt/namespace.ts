@@ -762,6 +762,11 @@ export class Namespace {
     return { attr: this.attr(i), handle: this.openHandle(i.fid, client, a.flags, replay?.handle) }
   }
 
+  /** The client holding an open handle, if it is open. */
+  openBy(handle: string): string | undefined {
+    return this.opens.get(handle)?.client
+  }
+
   close(handle: string, client: string): void {
     const o = this.opens.get(handle)
     if (!o || o.client !== client) throw new LpError('EBADF', `no open handle ${handle} for this client`)

@@ -2,8 +2,9 @@
  * lproxy's binding of libfuse3's low-level API to Node.
  *
  * Requests are read from /dev/fuse on the JavaScript thread, polled by Node's event loop
- * (readers.c), and handed to JavaScript through a thread-safe function's queue; JavaScript
- * answers later through the reply functions. Nothing waits for an answer, so a request that
+ * (readers.c), and handed to their JavaScript handlers in the same turn of the loop (or, when
+ * posted from another thread, through a thread-safe function's queue); JavaScript answers
+ * later through the reply functions. Nothing waits for an answer, so a request that
  * waits on a dead target holds nothing but its own small record.
  */
 #ifndef LP_H

@@ -23,8 +23,8 @@ export class CloseBatcher {
 
   add(handle: string): void {
     this.pending.push(handle)
-    if (this.pending.length >= this.o.max) void this.flush()
-    else this.timer ??= this.clock.setTimeout(() => void this.flush(), this.o.delayMs)
+    if (this.pending.length >= this.o.max) this.sendPending()
+    else this.timer ??= this.clock.setTimeout(() => this.sendPending(), this.o.delayMs)
   }
 
   /** Handles waiting to leave. */
@@ -34,12 +34,15 @@ export class CloseBatcher {
 
   /** Sends what waits now; settles once every batch sent so far is answered. */
   flush(): Promise<void> {
+    this.sendPending()
+    return Promise.all(this.sending).then(() => undefined)
+  }
+
+  private sendPending(): void {
     this.timer?.cancel()
     this.timer = null
-    if (this.pending.length) {
-      const p: Promise<void> = this.send(this.pending.splice(0)).finally(() => this.sending.delete(p))
-      this.sending.add(p)
-    }
-    return Promise.all(this.sending).then(() => undefined)
+    if (!this.pending.length) return
+    const p: Promise<void> = this.send(this.pending.splice(0)).finally(() => this.sending.delete(p))
+    this.sending.add(p)
   }
 }

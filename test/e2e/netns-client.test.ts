@@ -91,8 +91,10 @@ describe('client-side network faults', () => {
     const lost = await logged(/^spfs-OST0001: Connection to spfs-OST0001 .* was lost/, cutAt, 3 * TIMEOUT_S * 1000)
     expect(lost.why).toMatch(/\(ping\) timed out/)
     // The pinger's deadline: the next ping within obd_timeout/4, its answer within obd_timeout,
-    // the liveness ping's within max(1 s, obd_timeout/20); and a second for a loaded machine.
-    expect(lost.time - cutAt).toBeLessThan(1250 * TIMEOUT_S + 2000)
+    // the liveness ping's within max(1 s, obd_timeout/20). The exact schedule is import.test.ts's
+    // (on a fake clock); here timers run late on a machine busy with the other suites (1.1 s
+    // seen), so three seconds of slack, still under the servers' obd_timeout.
+    expect(lost.time - cutAt).toBeLessThan(1250 * TIMEOUT_S + 3000)
     let settled = false
     const blocked = write(`${mnt}/o1/cut`, 1, 'a').then(
       (digest) => ({ digest, error: null }),

@@ -1,4 +1,4 @@
-import { describe, it, expect, afterAll, afterEach } from 'vitest'
+import { describe, it, expect, afterAll, afterEach, vi } from 'vitest'
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { realClock, type Clock } from '../../src/common/clock.js'
@@ -147,5 +147,31 @@ describe('multiple-mount protection', () => {
     await realClock.sleep(3 * INTERVAL)
     expect(await readMmp(dir)).toEqual(intruder)
     expect(await fsp.readdir(dir)).toEqual(['mmp'])
+  })
+  it('a heartbeat stopped between its temp file and the rename does not land over the block a partner wrote meanwhile', async () => {
+    const dir = await tempDir('lp-mmp')
+    // The clock a stopped process finds on waking: everything it checked is old.
+    let asleep = 0
+    const clock: Clock = { ...realClock, now: () => realClock.now() + asleep }
+    let holder: MmpBlock | undefined
+    await mmp(dir, 1, (b) => (holder = b), clock).acquire()
+    const intruder: MmpBlock = { seq: 7, state: 'active', node: 'oss2', nid: '127.0.20.2@tcp', pid: 2, time: Date.now() }
+    const open = fsp.open.bind(fsp)
+    const spy = vi.spyOn(fsp, 'open').mockImplementation(async (...args: Parameters<typeof fsp.open>) => {
+      const fh = await open(...args)
+      if (String(args[0]).startsWith(path.join(dir, 'mmp.tmp'))) {
+        spy.mockRestore()
+        // Stopped here, past its check interval; the partner takes the target meanwhile.
+        asleep += 20 * INTERVAL
+        await writeFileAtomic(path.join(dir, 'mmp'), JSON.stringify(intruder))
+      }
+      return fh
+    })
+    try {
+      await expect.poll(() => holder, { timeout: 5000, interval: 10 }).toEqual(intruder)
+    } finally {
+      spy.mockRestore()
+    }
+    expect(await readMmp(dir)).toEqual(intruder)
   })
 })

@@ -20,6 +20,7 @@ import { LpError } from '../../protocol/errno.js'
  * sequence is younger than the recorded interval. A node resumed after a SIGSTOP (its timers
  * all overdue, fired in any order) therefore reads the block again before its first write,
  * and once another node's sequence is seen nothing of this node reaches the target again.
+ * The heartbeat itself asks again between its temp file and the rename that puts it in place.
  */
 const BlockSchema = z.object({
   seq: z.number().int(),
@@ -115,7 +116,12 @@ export class Mmp implements Fence {
     return !!b && b.nid === this.o.nid && b.pid === process.pid && (b.seq === this.seq || b.seq === this.prevSeq)
   }
 
-  private async write(seq: number, state: MmpBlock['state']): Promise<void> {
+  /**
+   * Write our block. `held`: the block is ours already (a heartbeat, the clean mark), so it is
+   * checked again between the temp file and the rename: a node stopped (SIGSTOP) in the middle
+   * of a write would otherwise rename its stale block over the one a partner wrote meanwhile.
+   */
+  private async write(seq: number, state: MmpBlock['state'], held: boolean): Promise<void> {
     const b: MmpBlock = {
       seq,
       state,
@@ -128,7 +134,7 @@ export class Mmp implements Fence {
     this.prevSeq = this.seq
     this.seq = seq
     const t0 = this.o.clock.now()
-    await writeFileAtomic(this.file(), JSON.stringify(b))
+    await writeFileAtomic(this.file(), JSON.stringify(b), held ? () => this.check() : undefined)
     this.recordedMs = b.interval!
     // ext4 adapts the same way: a slow write stretches the interval the next block records.
     const max = Math.max(this.o.intervalMs, this.o.maxIntervalMs ?? MMP_MAX_INTERVAL_MS)
@@ -155,7 +161,7 @@ export class Mmp implements Fence {
       const again = await readMmp(this.o.dir)
       if (again && (again.seq !== before.seq || again.state !== before.state)) throw this.refusal(again)
     }
-    await this.write(randomInt(1, 2 ** 31), 'active')
+    await this.write(randomInt(1, 2 ** 31), 'active', false)
     // Another node may have raced us through the same check: make sure our sequence stayed.
     await this.o.clock.sleep(wait)
     const t0 = this.o.clock.now()
@@ -177,7 +183,7 @@ export class Mmp implements Fence {
       // Stopped between that read and now (SIGSTOP): read again before writing.
       await this.check()
       if (this.stopped) return
-      await this.write(this.seq + 1, 'active')
+      await this.write(this.seq + 1, 'active', true)
     } catch {
       if (this.holder) return
       // A transient read or write error is not proof of a foreign node; try again next interval.
@@ -224,7 +230,7 @@ export class Mmp implements Fence {
     // A heartbeat being written now must not land after (and over) the clean mark.
     await this.ticking
     // Only over our own block: a node resumed after its partner took over must not mark it clean.
-    if (clean) await this.check().then(() => this.write(this.seq + 1, 'clean'), () => undefined)
+    if (clean) await this.check().then(() => this.write(this.seq + 1, 'clean', true), () => undefined)
   }
 }
 

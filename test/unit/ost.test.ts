@@ -2,6 +2,7 @@ import { describe, it, expect, afterAll, afterEach } from 'vitest'
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { MAX_TOMBSTONES, OstBackend } from '../../src/server/ost/ost.js'
+import { ObjectStore } from '../../src/server/ost/store.js'
 import { MAX_FILE_SIZE, type ObjAttr, type OstListEntry } from '../../src/protocol/ops.js'
 import type { Redo } from '../../src/server/target/backend.js'
 import { LpError } from '../../src/protocol/errno.js'
@@ -72,6 +73,25 @@ class Model {
 const pat = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + seed * 13) % 251))
 
 describe('OST objects', () => {
+  it('the object store zeroes what an object does not give, whatever the buffer held before', async () => {
+    const store = new ObjectStore(await tempDir('lp-ost'))
+    await store.load()
+    await store.write(3, 0, 4096, [pat(100, 5)], 1)
+    const read = async (fid: number, off: number, n: number) => {
+      const buf = Buffer.alloc(n, 0xee)
+      await store.read(fid, 0, off, buf)
+      return buf
+    }
+    try {
+      // No such object; past the end; a hole, then bytes, then past the end.
+      expect((await read(9, 0, 8192)).equals(Buffer.alloc(8192))).toBe(true)
+      expect((await read(3, 8192, 4096)).equals(Buffer.alloc(4096))).toBe(true)
+      expect((await read(3, 4000, 300)).equals(Buffer.concat([Buffer.alloc(96), pat(100, 5), Buffer.alloc(104)]))).toBe(true)
+    } finally {
+      await store.close()
+    }
+  })
+
   it('reads fold every uncommitted write: overlapping, sparse, partial ranges', async () => {
     const o = await setup()
     const m = new Model()

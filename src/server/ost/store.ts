@@ -147,20 +147,27 @@ export class ObjectStore {
     }
   }
 
-  /** Read committed bytes into `buf` (holes and past-EOF stay as they are: zero). */
+  /**
+   * Read committed bytes into `buf`, which may hold anything before: what the file does not
+   * give (no object, past its end) is zeroed, so that no byte of old memory leaves the node.
+   */
   async read(fid: number, stripe: number, off: number, buf: Buffer): Promise<void> {
-    const key = objKey(fid, stripe)
-    const st = this.objects.get(key)
-    if (!st || off >= st.size) return
-    // Destroyed meanwhile (a commit applying its destroy): it reads as zeros.
-    const fh = await this.handle(key, false)
-    if (!fh) return
-    const want = Math.min(buf.length, st.size - off)
     let done = 0
-    while (done < want) {
-      const { bytesRead } = await fh.read(buf, done, want - done, off + done)
-      if (bytesRead === 0) break
-      done += bytesRead
+    try {
+      const key = objKey(fid, stripe)
+      const st = this.objects.get(key)
+      if (!st || off >= st.size) return
+      // Destroyed meanwhile (a commit applying its destroy): it reads as zeros.
+      const fh = await this.handle(key, false)
+      if (!fh) return
+      const want = Math.min(buf.length, st.size - off)
+      while (done < want) {
+        const { bytesRead } = await fh.read(buf, done, want - done, off + done)
+        if (bytesRead === 0) break
+        done += bytesRead
+      }
+    } finally {
+      buf.fill(0, done)
     }
   }
 

@@ -49,9 +49,12 @@ export class ReadAhead {
     for (const start of this.chunks.keys()) if (start + C <= off - 2 * C) this.chunks.delete(start)
     const stop = Math.max(off + len, Math.min(this.end + this.window, this.limit()))
     for (let c = first; c < stop; c += C) if (!this.chunks.has(c)) this.load(c)
+    // Taken before waiting: a concurrent read out of sequence clears the window meanwhile.
+    const needed: Array<[number, Promise<Buffer[]>]> = []
+    for (let c = first; c < off + len; c += C) needed.push([c, this.chunks.get(c)!])
     const parts: Buffer[] = []
-    for (let c = first; c < off + len; c += C) {
-      const data = await this.chunks.get(c)!
+    for (const [c, chunk] of needed) {
+      const data = await chunk
       const from = Math.max(off, c) - c
       const to = Math.min(off + len, c + C) - c
       parts.push(...slice(data, from, to))

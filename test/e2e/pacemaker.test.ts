@@ -4,6 +4,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { workspace, type Workspace } from '../helpers/cluster.js'
 import { ensureHaPackages } from '../helpers/ha.js'
+import { noInternalErrors } from '../helpers/log.js'
 import { sh } from '../helpers/sh.js'
 
 /**
@@ -108,7 +109,11 @@ afterAll(async () => {
   await lab('down', ws.dir)
   for (const n of nodes.values()) n.kill('SIGKILL')
   for (const m of MARKERS) rmSync(m, { force: true })
-  ws.destroy()
+  try {
+    noInternalErrors(path.join(ws.dir, 'client.log'))
+  } finally {
+    ws.destroy()
+  }
 }, 120_000)
 
 /** A writer of the striped file for `secs`, the fault `at` seconds in; then the checks. */

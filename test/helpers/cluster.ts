@@ -7,6 +7,7 @@ import { afterAll } from 'vitest'
 import type { MoveResult } from '../../src/cluster/fail.js'
 import type { ClusterFile } from '../../src/cluster/layout.js'
 import type { ClusterStatus } from '../../src/cluster/status.js'
+import { noInternalErrors } from './log.js'
 
 /**
  * End-to-end helpers: run the real `lproxy` CLI (compiled, in dist/) against real node
@@ -190,6 +191,7 @@ export async function startCluster(o: ClusterOptions): Promise<ClusterHandle> {
     },
     async down() {
       await ws.ok(['cluster', 'down', ...dirArgs], 90_000)
+      noInternalErrors(path.join(dir, 'logs'))
     },
   }
 }

@@ -25,6 +25,7 @@ import { nodeSocket } from '../../src/common/rundir.js'
 import type { TlsFiles } from '../../src/common/tls.js'
 import { tlsArgs } from '../../src/cluster/spawn.js'
 import { formatTarget, type TargetConfig } from '../../src/server/target/config.js'
+import { noInternalErrors } from './log.js'
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export const NODE_MAIN = path.join(REPO, 'dist/server/main.js')
@@ -174,9 +175,12 @@ export class NodeProc {
  * that it serves them, rejects with NodeStartError when it reports a failure (e.g. EBUSY from
  * MMP) or exits first. The child inherits the environment, LPROXY_RUN_DIR included.
  */
+/** Where a node logs unless told. */
+const defaultLog = (o: StartOptions) => path.join(path.dirname(o.dir), `${o.nid}.log`)
+
 export async function startNode(o: StartOptions): Promise<NodeProc> {
   if (!existsSync(NODE_MAIN)) throw new Error(`${NODE_MAIN} is missing: build first (npx tsc -p tsconfig.json)`)
-  const args = ['--nid', o.nid, '--port', String(o.port), '--dir', o.dir, '--log', o.log ?? path.join(path.dirname(o.dir), `${o.nid}.log`)]
+  const args = ['--nid', o.nid, '--port', String(o.port), '--dir', o.dir, '--log', o.log ?? defaultLog(o)]
   if (o.params) args.push('--params', JSON.stringify(o.params))
   if (o.metrics) args.push('--metrics', o.metrics)
   if (o.tls) args.push(...tlsArgs(o.tls))
@@ -212,6 +216,8 @@ export async function startNode(o: StartOptions): Promise<NodeProc> {
  */
 export class NodeSet {
   private readonly procs = new Set<NodeProc>()
+  /** The log of every node started, checked for internal errors at cleanup. */
+  private readonly logs = new Set<string>()
   private runDirSet = false
 
   /**
@@ -231,6 +237,7 @@ export class NodeSet {
 
   /** Start a node (see startNode); cleanup() also waits for starts still under way. */
   start(o: StartOptions): Promise<NodeProc> {
+    this.logs.add(o.log ?? defaultLog(o))
     const p = startNode(o).then((n) => {
       this.procs.add(n)
       void n.exited.then(() => this.procs.delete(n))
@@ -249,6 +256,11 @@ export class NodeSet {
     // A start racing a failure elsewhere (Promise.all) must not leave its node behind.
     await Promise.all([...this.starting])
     await Promise.all([...this.procs].map((n) => n.kill9()))
-    await removeTempDirs()
+    try {
+      noInternalErrors(...this.logs)
+    } finally {
+      this.logs.clear()
+      await removeTempDirs()
+    }
   }
 }

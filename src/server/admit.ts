@@ -130,8 +130,17 @@ export async function admitBody(a: Admitted, req: Pick<Incoming, 'body' | 'peer'
 
 function failed(e: unknown, log: Logger): Answer {
   if (e instanceof BadRequest) return refusal(e)
-  log.error({ err: e }, 'request handling failed')
+  logFailure(e, log)
   return refusal(new BadRequest(500, 'EIO', `internal error: ${(e as Error).message}`))
+}
+
+/**
+ * A request that failed other than by a refusal: an error here, unless the peer closed the
+ * connection while its request was being read (killed, or gave up), which is nothing of ours.
+ */
+export function logFailure(e: unknown, log: Logger): void {
+  if ((e as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET') log.debug({ err: (e as Error).message }, 'the peer closed its connection before its request was read')
+  else log.error({ err: e }, 'request handling failed')
 }
 
 export function refusal(e: BadRequest): Answer {

@@ -4,7 +4,7 @@ import { totalLength } from '../common/chunks.js'
 import type { Logger } from '../common/log.js'
 import { MAX_BODY } from '../protocol/msg.js'
 import { H, RPC_PATH, SMALL_FRAME, authToken, decodeReqHeader, encodeFrame, encodeReplyHeader, splitFrame } from '../protocol/wire.js'
-import { type Answer, BadRequest, type FrontTarget, answer, peerNid, refusal } from './admit.js'
+import { type Answer, BadRequest, type FrontTarget, answer, logFailure, peerNid, refusal } from './admit.js'
 import { bodyDeadlineMs, type Guards } from './limits.js'
 
 /**
@@ -22,7 +22,7 @@ export function createHttpFront(targets: Map<string, FrontTarget>, log: Logger, 
   // No Host required: a NID names the node, and node's own bare 400 for its absence would carry no errno.
   const server = http.createServer({ requestTimeout: 0, connectionsCheckingInterval: HEAD_CHECK_MS, requireHostHeader: false }, (req, res) => {
     handle(req, res).catch((e) => {
-      log.error({ err: e }, 'request handling failed')
+      logFailure(e, log)
       res.destroy()
     })
   })

@@ -34,8 +34,9 @@ export class ReadAhead {
   async read(off: number, len: number): Promise<Buffer[] | null> {
     const C = this.tun.chunk
     // The kernel sends its own read-ahead requests concurrently, so a sequential reader's
-    // requests arrive a little out of order: near the run's end still counts as sequential.
-    if (Math.abs(off - this.end) > 2 * C) {
+    // requests arrive out of order, by as much as the kernel's window (MiBs, many chunks of a
+    // small stripe): near the run's end, or within our own window of it, still counts.
+    if (Math.abs(off - this.end) > Math.max(2 * C, this.window)) {
       this.streak = 0
       this.window = 0
       this.chunks.clear()

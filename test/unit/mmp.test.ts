@@ -174,4 +174,31 @@ describe('multiple-mount protection', () => {
     }
     expect(await readMmp(dir)).toEqual(intruder)
   })
+
+  it("a clean release refused between its temp file and the rename leaves the partner's block, and the stop goes on", async () => {
+    const dir = await tempDir('lp-mmp')
+    let asleep = 0
+    // No heartbeat during the test (a long interval), and no real waiting in acquire.
+    const clock: Clock = { ...realClock, now: () => realClock.now() + asleep, sleep: async () => undefined }
+    const m = new Mmp({ dir, intervalMs: 60_000, clock, node: 'oss1', nid: '127.0.20.1@tcp', onForeign: () => undefined })
+    live.push(m)
+    await m.acquire()
+    const intruder: MmpBlock = { seq: 9, state: 'active', node: 'oss2', nid: '127.0.20.2@tcp', pid: 2, time: Date.now() }
+    const open = fsp.open.bind(fsp)
+    const spy = vi.spyOn(fsp, 'open').mockImplementation(async (...args: Parameters<typeof fsp.open>) => {
+      const fh = await open(...args)
+      if (String(args[0]).startsWith(path.join(dir, 'mmp.tmp'))) {
+        spy.mockRestore()
+        asleep += 10 * 60_000
+        await writeFileAtomic(path.join(dir, 'mmp'), JSON.stringify(intruder))
+      }
+      return fh
+    })
+    try {
+      await m.release(true)
+    } finally {
+      spy.mockRestore()
+    }
+    expect(await readMmp(dir)).toEqual(intruder)
+  })
 })

@@ -230,7 +230,9 @@ export class Mmp implements Fence {
     // A heartbeat being written now must not land after (and over) the clean mark.
     await this.ticking
     // Only over our own block: a node resumed after its partner took over must not mark it clean.
-    if (clean) await this.check().then(() => this.write(this.seq + 1, 'clean', true), () => undefined)
+    // Refused (fenced meanwhile, even between temp file and rename) or failed, the block stays
+    // as it is, and the next start waits as after a crash: the stop itself goes on.
+    if (clean) await this.check().then(() => this.write(this.seq + 1, 'clean', true)).catch(() => undefined)
   }
 }
 

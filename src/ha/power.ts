@@ -14,6 +14,7 @@ const run = promisify(execFile)
 
 /** A SIGKILLed process is gone at once; bounded in case it sits in uninterruptible sleep. */
 const KILL_WAIT_MS = 5000
+const KILL_ROUNDS = 10
 
 async function pids(): Promise<number[]> {
   return (await fsp.readdir('/proc')).filter((d) => /^\d+$/.test(d)).map(Number)
@@ -57,11 +58,20 @@ export async function nodeProcesses(nid: string): Promise<number[]> {
 
 /** SIGKILL the machine of `nid`; returns the PIDs killed. */
 export async function killMachine(nid: string): Promise<number[]> {
-  const victims = [...new Set([...(await nodeProcesses(nid)), ...(await namespaceProcesses(nid))])].filter((p) => p !== process.pid)
-  for (const p of victims) signal(p, 'SIGKILL')
-  const left = await waitGone(victims, KILL_WAIT_MS)
-  if (left.length) throw new Error(`still running after SIGKILL: ${left.join(', ')}`)
-  return victims
+  const killed = new Set<number>()
+  // A process may fork between a listing and the kill (a monitor of the HA stack): list
+  // again, after the last victims are gone, until a listing finds no one.
+  for (let round = 0; round < KILL_ROUNDS; round++) {
+    const victims = [...new Set([...(await nodeProcesses(nid)), ...(await namespaceProcesses(nid))])].filter((p) => p !== process.pid)
+    if (victims.length === 0) return [...killed]
+    for (const p of victims) {
+      signal(p, 'SIGKILL')
+      killed.add(p)
+    }
+    const left = await waitGone(victims, KILL_WAIT_MS)
+    if (left.length) throw new Error(`still running after SIGKILL: ${left.join(', ')}`)
+  }
+  throw new Error(`${nid}'s processes kept forking through ${KILL_ROUNDS} rounds of SIGKILL`)
 }
 
 /** The NIDs that server nodes run on now (the plugs a fence `list` shows). */

@@ -226,7 +226,15 @@ case $cmd in
   node) node_run "$3" ;;
   in) shift; in_node "$@" ;;
   inside) node_inside "$3" ;;
-  crash) ip netns pids lpha-$2 | xargs -r kill -9 ;;
+  crash) # its processes fork and exit meanwhile (monitors): kill what is listed until none is
+    for _ in $(seq 100); do
+      pids=$(ip netns pids lpha-$2)
+      [ -n "$pids" ] || exit 0
+      kill -9 $pids 2>/dev/null || true
+      sleep 0.05
+    done
+    echo "lab.sh crash $2: still running: $(ip netns pids lpha-$2 | tr '\n' ' ')" >&2
+    exit 1 ;;
   cut) ip link set lpha-$2-h down ;;
   heal) ip link set lpha-$2-h up ;;
   *) echo "usage: $0 net|node|cut|heal|down ..." >&2; exit 2 ;;

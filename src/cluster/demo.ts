@@ -9,7 +9,8 @@ import { logOf } from './layout.js'
 import { LocalCluster } from './local.js'
 import { recoverySplit, type RecoverySplit } from './split.js'
 import { clusterUp } from './up.js'
-import { copyTree, verifyTree, type CopyStats } from './workload.js'
+import { copyTreeInThread, verifyTreeInThread } from './treejob.js'
+import type { CopyStats, VerifyStats } from './workload.js'
 
 /**
  * `npm start`: the main job on the embedded cluster. Bring it up, copy a real tree into the
@@ -33,7 +34,7 @@ export interface DemoReport {
   failover: MoveResult | null
   split: RecoverySplit[]
   replayed: { requests: number; bytes: number }
-  verified: { files: number; bytes: number; mismatches: string[] }
+  verified: VerifyStats
 }
 
 interface ImportStatus {
@@ -63,7 +64,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     await fsp.mkdir(dst)
     o.say(`${clock()} copying ${o.source} (${mib(total)}) into ${dst}`)
     let failover: Promise<MoveResult> | null = null
-    const copy = await copyTree(o.source, dst, (bytes) => {
+    const copy = await copyTreeInThread(o.source, dst, (bytes) => {
       if (!o.fail || failover || bytes < total * o.failAt) return
       o.say(`${clock()} ${mib(bytes)} copied: failing ${o.fail} (power-off, then its partner takes over)`)
       failover = LocalCluster.open(dir).then((lc) => clusterFail(lc, { what: o.fail!, mode: 'kill', takeover: true, deadtimeMs: 1000 }))
@@ -79,7 +80,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     const st = await callJsonSocket<{ imports: ImportStatus[] }>(clientSocket(mnt), { cmd: 'status' })
     const replayed = st.imports.reduce((a, i) => ({ requests: a.requests + i.replayed_requests, bytes: a.bytes + i.replayed_bytes }), { requests: 0, bytes: 0 })
     o.say(`${clock()} verifying every byte`)
-    const verified = await verifyTree(o.source, dst)
+    const verified = await verifyTreeInThread(o.source, dst)
     return { copy, failover: moved, split, replayed, verified }
   } finally {
     const lc = await LocalCluster.open(dir).catch(() => null)

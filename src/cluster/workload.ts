@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { createReadStream, promises as fsp } from 'node:fs'
+import fs from 'node:fs'
 import path from 'node:path'
 
 /**
@@ -17,15 +17,25 @@ export interface CopyStats {
   ms: number
 }
 
+export interface VerifyStats {
+  files: number
+  bytes: number
+  mismatches: string[]
+}
+
 const CHUNK = 1024 * 1024
 
-export async function copyTree(src: string, dst: string, onProgress: (bytes: number) => void): Promise<CopyStats> {
+/**
+ * Copies `src` into `dst` with plain blocking syscalls, as `cp -r` does: run it in a thread
+ * of its own (treeworker.ts), never on an event loop that must go on meanwhile.
+ */
+export function copyTree(src: string, dst: string, onProgress: (bytes: number) => void): CopyStats {
   const st: CopyStats = { files: 0, dirs: 0, symlinks: 0, bytes: 0, errors: [], longestOp: { ms: 0, what: '' }, ms: 0 }
   const t0 = Date.now()
-  const timed = async <T>(what: string, fn: () => Promise<T>): Promise<T | undefined> => {
+  const timed = <T>(what: string, fn: () => T): T | undefined => {
     const s = Date.now()
     try {
-      return await fn()
+      return fn()
     } catch (e) {
       st.errors.push(`${what}: ${(e as Error).message}`)
       return undefined
@@ -34,87 +44,87 @@ export async function copyTree(src: string, dst: string, onProgress: (bytes: num
       if (ms > st.longestOp.ms) st.longestOp = { ms, what }
     }
   }
-  const walk = async (rel: string): Promise<void> => {
-    for (const e of await fsp.readdir(path.join(src, rel), { withFileTypes: true })) {
+  const buf = Buffer.allocUnsafe(CHUNK)
+  const copyFile = (from: string, to: string, rel: string): void => {
+    const src = fs.openSync(from, 'r')
+    const out = timed(`create ${rel}`, () => fs.openSync(to, 'wx'))
+    try {
+      if (out === undefined) return
+      for (let off = 0; ; ) {
+        const n = fs.readSync(src, buf, 0, CHUNK, off)
+        if (!n) break
+        timed(`write ${rel}@${off}`, () => writeFully(out, buf.subarray(0, n), off))
+        off += n
+        st.bytes += n
+        onProgress(st.bytes)
+      }
+    } finally {
+      fs.closeSync(src)
+      if (out !== undefined) timed(`close ${rel}`, () => fs.closeSync(out))
+    }
+  }
+  const walk = (rel: string): void => {
+    for (const e of fs.readdirSync(path.join(src, rel), { withFileTypes: true })) {
       const r = path.join(rel, e.name)
       const from = path.join(src, r)
       const to = path.join(dst, r)
       if (e.isDirectory()) {
-        await timed(`mkdir ${r}`, () => fsp.mkdir(to))
+        timed(`mkdir ${r}`, () => fs.mkdirSync(to))
         st.dirs += 1
-        await walk(r)
+        walk(r)
       } else if (e.isSymbolicLink()) {
-        const target = await fsp.readlink(from)
-        await timed(`symlink ${r}`, () => fsp.symlink(target, to))
+        const target = fs.readlinkSync(from)
+        timed(`symlink ${r}`, () => fs.symlinkSync(target, to))
         st.symlinks += 1
       } else if (e.isFile()) {
-        await copyFile(from, to, r, timed, (n) => {
-          st.bytes += n
-          onProgress(st.bytes)
-        })
+        copyFile(from, to, r)
         st.files += 1
       }
     }
   }
-  await walk('')
+  walk('')
   st.ms = Date.now() - t0
   return st
 }
 
-async function copyFile(
-  from: string,
-  to: string,
-  rel: string,
-  timed: <T>(what: string, fn: () => Promise<T>) => Promise<T | undefined>,
-  progress: (n: number) => void,
-): Promise<void> {
-  const src = await fsp.open(from, 'r')
-  const out = await timed(`create ${rel}`, () => fsp.open(to, 'wx'))
-  try {
-    if (!out) return
-    const buf = Buffer.alloc(CHUNK)
-    for (let off = 0; ; ) {
-      const { bytesRead } = await src.read(buf, 0, CHUNK, off)
-      if (!bytesRead) break
-      await timed(`write ${rel}@${off}`, () => out.write(buf, 0, bytesRead, off))
-      off += bytesRead
-      progress(bytesRead)
-    }
-  } finally {
-    await src.close()
-    if (out) await timed(`close ${rel}`, () => out.close())
-  }
+function writeFully(fd: number, data: Buffer, at: number): void {
+  for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done, data.length - done, at + done)
 }
 
-export async function sha256(file: string): Promise<string> {
+function sha256(file: string, buf: Buffer): string {
   const h = createHash('sha256')
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer)
+  const fd = fs.openSync(file, 'r')
+  try {
+    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n))
+  } finally {
+    fs.closeSync(fd)
+  }
   return h.digest('hex')
 }
 
-/** Compare every regular file and symlink of `src` with its copy; returns the mismatches. */
-export async function verifyTree(src: string, dst: string): Promise<{ files: number; bytes: number; mismatches: string[] }> {
-  const out = { files: 0, bytes: 0, mismatches: [] as string[] }
-  const walk = async (rel: string): Promise<void> => {
-    for (const e of await fsp.readdir(path.join(src, rel), { withFileTypes: true })) {
+/** Compares every regular file and symlink of `src` with its copy (blocking, as copyTree). */
+export function verifyTree(src: string, dst: string): VerifyStats {
+  const out: VerifyStats = { files: 0, bytes: 0, mismatches: [] }
+  const buf = Buffer.allocUnsafe(CHUNK)
+  const walk = (rel: string): void => {
+    for (const e of fs.readdirSync(path.join(src, rel), { withFileTypes: true })) {
       const r = path.join(rel, e.name)
       const a = path.join(src, r)
       const b = path.join(dst, r)
       try {
-        if (e.isDirectory()) await walk(r)
+        if (e.isDirectory()) walk(r)
         else if (e.isSymbolicLink()) {
-          if ((await fsp.readlink(a)) !== (await fsp.readlink(b))) out.mismatches.push(r)
+          if (fs.readlinkSync(a) !== fs.readlinkSync(b)) out.mismatches.push(r)
         } else if (e.isFile()) {
-          const [ha, hb, sa] = await Promise.all([sha256(a), sha256(b), fsp.stat(a)])
-          if (ha !== hb) out.mismatches.push(r)
+          if (sha256(a, buf) !== sha256(b, buf)) out.mismatches.push(r)
           out.files += 1
-          out.bytes += sa.size
+          out.bytes += fs.statSync(a).size
         }
       } catch (err) {
         out.mismatches.push(`${r}: ${(err as Error).message}`)
       }
     }
   }
-  await walk('')
+  walk('')
   return out
 }

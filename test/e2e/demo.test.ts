@@ -1,0 +1,36 @@
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { expect, test } from 'vitest'
+import { workspace } from '../helpers/cluster.js'
+import { noInternalErrors } from '../helpers/log.js'
+
+/**
+ * `npm start`'s job, `lproxy demo`, on a small tree: the embedded cluster up, the tree copied
+ * by the application thread while oss1 is killed and oss2 takes ost1 over, every byte read
+ * back and compared, the cluster torn down, nothing left running.
+ */
+test('lproxy demo copies a tree across a failover of oss1 and verifies every byte', async () => {
+  const ws = workspace('lproxy-demo-')
+  const src = path.join(ws.dir, 'src')
+  let files = 0
+  for (let d = 0; d < 8; d++) {
+    mkdirSync(path.join(src, `d${d}`, 'sub'), { recursive: true })
+    for (let f = 0; f < 20; f++, files++) writeFileSync(path.join(src, `d${d}`, f % 2 ? 'sub' : '', `f${f}`), Buffer.alloc(1000 + 997 * f, d * 31 + f))
+    symlinkSync(`../d${(d + 1) % 8}/f0`, path.join(src, `d${d}`, 'up'))
+  }
+  // Several MiB in one file: the failure lands in the middle of the copy's bytes.
+  writeFileSync(path.join(src, 'big'), Buffer.alloc(6 * 2 ** 20 + 123, 7))
+  files += 1
+  const cluster = path.join(ws.dir, 'cluster')
+  const r = await ws.cli(['demo', '--source', src, '--dir', cluster, '--net', '127.0.139', '--port', '26300', '--fail', 'oss1', '--fail-at', '0.3'], 240_000)
+  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0)
+  expect(r.stdout).toMatch(/failing oss1 \(power-off, then its partner takes over\)/)
+  expect(r.stdout).toMatch(/failover: {4}oss1 killed; ost1 on oss2 after/)
+  expect(r.stdout).toContain(`copied ${files} files, 16 directories, 8 symlinks`)
+  expect(r.stdout).toContain('application: 0 errors')
+  expect(r.stdout).toMatch(new RegExp(`verified: {4}${files} files, ${6 * 2 ** 20 + 123 + 8 * (20 * 1000 + 997 * 190)} bytes, 0 mismatches`))
+  expect(existsSync(path.join(cluster, 'logs', 'client.log'))).toBe(true)
+  noInternalErrors(path.join(cluster, 'logs'))
+  expect(ws.processes()).toEqual([])
+  expect(ws.mounts()).toEqual([])
+}, 300_000)

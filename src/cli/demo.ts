@@ -1,6 +1,7 @@
+import os from 'node:os'
 import type { Command } from 'commander'
 import { DEFAULT_NET, DEFAULT_PORT } from '../cluster/layout.js'
-import { mib, runDemo } from '../cluster/demo.js'
+import { mib, runDemo, type DemoReport } from '../cluster/demo.js'
 import { command } from './server.js'
 import { numberParser, portParser } from './parse.js'
 
@@ -15,15 +16,32 @@ export function registerDemoCommand(program: Command): void {
     .option('--dir <dir>', 'cluster directory to keep (default: a temporary one, removed)')
     .action(async (o: { source: string; fail: string; failAt: number; net: string; port: number; dir?: string }) => {
       const say = (l: string) => process.stdout.write(l + '\n')
-      const r = await runDemo({
-        source: o.source,
-        fail: o.fail === 'none' ? null : o.fail,
-        failAt: o.failAt,
-        net: o.net,
-        port: o.port,
-        dir: o.dir,
-        say,
-      })
+      // Ctrl-C (or a kill) stops the copy and still tears the cluster down: nothing is left running or mounted.
+      const stop = new AbortController()
+      const onSignal = (sig: NodeJS.Signals) => {
+        say(`${sig}: stopping the copy, tearing the cluster down`)
+        stop.abort(sig)
+      }
+      process.once('SIGINT', onSignal).once('SIGTERM', onSignal)
+      let r: DemoReport
+      try {
+        r = await runDemo({
+          source: o.source,
+          fail: o.fail === 'none' ? null : o.fail,
+          failAt: o.failAt,
+          net: o.net,
+          port: o.port,
+          dir: o.dir,
+          say,
+          signal: stop.signal,
+        })
+      } catch (e) {
+        if (!stop.signal.aborted) throw e
+        process.exitCode = 128 + os.constants.signals[stop.signal.reason as NodeJS.Signals]
+        return
+      } finally {
+        process.off('SIGINT', onSignal).off('SIGTERM', onSignal)
+      }
       const c = r.copy
       say('')
       say(`summary: ${c.files} files, ${mib(c.bytes)} copied in ${(c.ms / 1000).toFixed(1)} s (${(c.bytes / 1e6 / (c.ms / 1000)).toFixed(1)} MB/s)`)

@@ -27,6 +27,8 @@ export interface DemoOptions {
   /** Keep the cluster directory (default: a temporary one, removed at the end). */
   dir?: string
   say: (line: string) => void
+  /** Stops the demo (Ctrl-C): the copy ends where it is, the cluster is torn down all the same. */
+  signal?: AbortSignal
 }
 
 export interface DemoReport {
@@ -48,7 +50,28 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   const dir = o.dir ?? (await fsp.mkdtemp(path.join(os.tmpdir(), 'lproxy-demo-')))
   const t0 = Date.now()
   const clock = () => `+${((Date.now() - t0) / 1000).toFixed(1)}s`
-  try {
+  const fo: { move: Promise<MoveResult> | null } = { move: null }
+  let down: Promise<void> | null = null
+  const teardown = () =>
+    (down ??= (async () => {
+      // A takeover under way ends first: a node it started after the teardown looked would be left running.
+      await fo.move?.catch(() => undefined)
+      const lc = await LocalCluster.open(dir).catch(() => null)
+      if (lc) await clusterDown(lc, { purge: !o.dir })
+      else if (!o.dir) await fsp.rm(dir, { recursive: true, force: true })
+      o.say(`${clock()} cluster down${o.dir ? '' : ', directory removed'}`)
+    })())
+  // Stopped, the demo tears down at once: the copy may be blocked in the mount (a node down for
+  // good, in failover mode), and only the teardown (the daemon gone) ends that.
+  const onAbort = () => void teardown().catch(() => undefined)
+  o.signal?.addEventListener('abort', onAbort, { once: true })
+  const stopped = new Promise<never>((_, reject) => {
+    if (o.signal?.aborted) reject(o.signal.reason)
+    o.signal?.addEventListener('abort', () => reject(o.signal!.reason), { once: true })
+  })
+  stopped.catch(() => undefined)
+
+  const demo = async (): Promise<DemoReport> => {
     // Scaled-down Lustre constants: obd_timeout 20 s, commits every second.
     const up = await clusterUp({
       dir,
@@ -63,13 +86,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     const dst = path.join(mnt, path.basename(o.source))
     await fsp.mkdir(dst)
     o.say(`${clock()} copying ${o.source} (${mib(total)}) into ${dst}`)
-    let failover: Promise<MoveResult> | null = null
     const copy = await copyTreeInThread(o.source, dst, (bytes) => {
-      if (!o.fail || failover || bytes < total * o.failAt) return
+      if (!o.fail || fo.move || bytes < total * o.failAt) return
       o.say(`${clock()} ${mib(bytes)} copied: failing ${o.fail} (power-off, then its partner takes over)`)
-      failover = LocalCluster.open(dir).then((lc) => clusterFail(lc, { what: o.fail!, mode: 'kill', takeover: true, deadtimeMs: 1000 }))
-    })
-    const moved = failover ? await (failover as Promise<MoveResult>) : null
+      fo.move = LocalCluster.open(dir).then((lc) => clusterFail(lc, { what: o.fail!, mode: 'kill', takeover: true, deadtimeMs: 1000 }))
+    }, o.signal)
+    const moved = fo.move ? await fo.move : null
     if (moved) for (const e of moved.timeline) o.say(`   failover +${(e.ms / 1000).toFixed(2)}s: ${e.event}`)
     o.say(`${clock()} copied ${copy.files} files, ${copy.dirs} directories, ${copy.symlinks} symlinks in ${(copy.ms / 1000).toFixed(1)} s`)
     const split = moved
@@ -80,13 +102,18 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     const st = await callJsonSocket<{ imports: ImportStatus[] }>(clientSocket(mnt), { cmd: 'status' })
     const replayed = st.imports.reduce((a, i) => ({ requests: a.requests + i.replayed_requests, bytes: a.bytes + i.replayed_bytes }), { requests: 0, bytes: 0 })
     o.say(`${clock()} verifying every byte`)
-    const verified = await verifyTreeInThread(o.source, dst)
+    const verified = await verifyTreeInThread(o.source, dst, o.signal)
     return { copy, failover: moved, split, replayed, verified }
+  }
+
+  const run = demo()
+  // Once stopped, what the copy was blocked in fails as the mount goes: nothing waits for it then.
+  run.catch(() => undefined)
+  try {
+    return await Promise.race([run, stopped])
   } finally {
-    const lc = await LocalCluster.open(dir).catch(() => null)
-    if (lc) await clusterDown(lc, { purge: !o.dir })
-    else if (!o.dir) await fsp.rm(dir, { recursive: true, force: true })
-    o.say(`${clock()} cluster down${o.dir ? '' : ', directory removed'}`)
+    o.signal?.removeEventListener('abort', onAbort)
+    await teardown()
   }
 }
 

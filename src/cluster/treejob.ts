@@ -13,17 +13,27 @@ export type TreeMessage = { type: 'progress'; bytes: number } | { type: 'done'; 
 
 const ENTRY = new URL('./treeworker.js', import.meta.url)
 
-export function copyTreeInThread(src: string, dst: string, onProgress: (bytes: number) => void): Promise<CopyStats> {
-  return run({ kind: 'copy', src, dst }, onProgress) as Promise<CopyStats>
+export function copyTreeInThread(src: string, dst: string, onProgress: (bytes: number) => void, signal?: AbortSignal): Promise<CopyStats> {
+  return run({ kind: 'copy', src, dst }, onProgress, signal) as Promise<CopyStats>
 }
 
-export function verifyTreeInThread(src: string, dst: string): Promise<VerifyStats> {
-  return run({ kind: 'verify', src, dst }, () => undefined) as Promise<VerifyStats>
+export function verifyTreeInThread(src: string, dst: string, signal?: AbortSignal): Promise<VerifyStats> {
+  return run({ kind: 'verify', src, dst }, () => undefined, signal) as Promise<VerifyStats>
 }
 
-function run(job: TreeJob, onProgress: (bytes: number) => void): Promise<CopyStats | VerifyStats> {
+/**
+ * An abort rejects at once and stops the thread at its next step: a syscall it is blocked in
+ * (a close waiting for a failover) ends only when the mount answers or goes away.
+ */
+function run(job: TreeJob, onProgress: (bytes: number) => void, signal?: AbortSignal): Promise<CopyStats | VerifyStats> {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason)
     const w = new Worker(ENTRY, { workerData: job })
+    const onAbort = () => {
+      reject(signal!.reason)
+      void w.terminate()
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
     let result: CopyStats | VerifyStats | null = null
     w.on('message', (m: TreeMessage) => {
       if (m.type === 'progress') onProgress(m.bytes)
@@ -31,6 +41,10 @@ function run(job: TreeJob, onProgress: (bytes: number) => void): Promise<CopySta
     })
     w.once('error', reject)
     // Its messages are all delivered before 'exit'.
-    w.once('exit', (code) => (result ? resolve(result) : reject(new Error(`the ${job.kind} thread exited (code ${code}) without a result`))))
+    w.once('exit', (code) => {
+      signal?.removeEventListener('abort', onAbort)
+      if (result) resolve(result)
+      else reject(new Error(`the ${job.kind} thread exited (code ${code}) without a result`))
+    })
   })
 }

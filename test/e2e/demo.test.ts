@@ -1,17 +1,18 @@
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
+import { once } from 'node:events'
 import { expect, test } from 'vitest'
 import { workspace } from '../helpers/cluster.js'
 import { noInternalErrors } from '../helpers/log.js'
+import { pollUntil } from '../helpers/poll.js'
 
 /**
  * `npm start`'s job, `lproxy demo`, on a small tree: the embedded cluster up, the tree copied
  * by the application thread while oss1 is killed and oss2 takes ost1 over, every byte read
  * back and compared, the cluster torn down, nothing left running.
  */
-test('lproxy demo copies a tree across a failover of oss1 and verifies every byte', async () => {
-  const ws = workspace('lproxy-demo-')
-  const src = path.join(ws.dir, 'src')
+/** A tree of 161 files (8 MiB), 16 directories and 8 symlinks; returns the number of files. */
+function makeTree(src: string): number {
   let files = 0
   for (let d = 0; d < 8; d++) {
     mkdirSync(path.join(src, `d${d}`, 'sub'), { recursive: true })
@@ -20,7 +21,13 @@ test('lproxy demo copies a tree across a failover of oss1 and verifies every byt
   }
   // Several MiB in one file: the failure lands in the middle of the copy's bytes.
   writeFileSync(path.join(src, 'big'), Buffer.alloc(6 * 2 ** 20 + 123, 7))
-  files += 1
+  return files + 1
+}
+
+test('lproxy demo copies a tree across a failover of oss1 and verifies every byte', async () => {
+  const ws = workspace('lproxy-demotest-')
+  const src = path.join(ws.dir, 'src')
+  const files = makeTree(src)
   const cluster = path.join(ws.dir, 'cluster')
   const r = await ws.cli(['demo', '--source', src, '--dir', cluster, '--net', '127.0.139', '--port', '26300', '--fail', 'oss1', '--fail-at', '0.3'], 240_000)
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0)
@@ -34,3 +41,28 @@ test('lproxy demo copies a tree across a failover of oss1 and verifies every byt
   expect(ws.processes()).toEqual([])
   expect(ws.mounts()).toEqual([])
 }, 300_000)
+
+test('Ctrl-C stops the demo and tears its cluster down, even with the copy blocked on servers that are gone', async () => {
+  const ws = workspace('lproxy-demotest-')
+  const src = path.join(ws.dir, 'src')
+  makeTree(src)
+  const cluster = path.join(ws.dir, 'cluster')
+  const demo = ws.spawnCli(['demo', '--source', src, '--dir', cluster, '--net', '127.0.144', '--port', '26310', '--fail', 'none'])
+  let out = ''
+  demo.stdout!.on('data', (d: Buffer) => (out += d.toString()))
+  demo.stderr!.on('data', (d: Buffer) => (out += d.toString()))
+  const exit = once(demo, 'exit')
+  await pollUntil('the copy started', () => out.includes('copying'), 60_000)
+  // Every server node dies for good: in failover mode the application's I/O waits for them forever.
+  const servers = ws.processes().filter((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('dist/server/main.js'))
+  expect(servers).toHaveLength(3)
+  for (const p of servers) process.kill(p, 'SIGKILL')
+  demo.kill('SIGINT')
+  const [code] = await exit
+  expect(code, out).toBe(130)
+  expect(out).toContain('SIGINT: stopping the copy, tearing the cluster down')
+  expect(out).toMatch(/cluster down\n/)
+  expect(out).not.toContain('summary')
+  expect(ws.processes()).toEqual([])
+  expect(ws.mounts()).toEqual([])
+}, 180_000)

@@ -1,4 +1,4 @@
-import { execFile, spawnSync } from 'node:child_process'
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -46,6 +46,11 @@ export class Workspace {
         },
       )
     })
+  }
+
+  /** Start `lproxy ARGS` with this workspace's run dir, for a test that acts while it runs (signals it, reads its output as it comes). */
+  spawnCli(args: string[]): ChildProcess {
+    return spawn(process.execPath, [BIN, ...args], { cwd: this.dir, env: { ...process.env, LPROXY_RUN_DIR: this.runDir }, stdio: ['ignore', 'pipe', 'pipe'] })
   }
 
   /** Run `lproxy ARGS` and return its stdout; throws with its stderr unless it exits 0. */

@@ -66,7 +66,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
     say(`${sig}: stopping the workload and cleaning up`)
     for (const w of liveWorkers) w.kill('SIGKILL')
     await cleanup.run(say)
-    process.exit(130)
+    process.exit(128 + os.constants.signals[sig])
   }
   process.once('SIGINT', interrupted)
   process.once('SIGTERM', interrupted)

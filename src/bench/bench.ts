@@ -16,7 +16,7 @@ import { plan, type Workload } from './jobs.js'
 import type { Live } from './live.js'
 import { defaultName, gitInfo, hostInfo, writeReport, type BenchReport } from './report.js'
 import { runOn, type RunResult } from './run.js'
-import { liveWorkers } from './runner.js'
+import { killWorkers } from './runner.js'
 
 /**
  * `lproxy bench`: the workloads on the embedded cluster (or an existing mount), optionally
@@ -62,14 +62,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
   const host = hostInfo()
   const say = (l: string) => o.live.say(l)
   const cleanup = new Cleanup()
-  const interrupted = async (sig: NodeJS.Signals) => {
-    say(`${sig}: stopping the workload and cleaning up`)
-    for (const w of liveWorkers) w.kill('SIGKILL')
-    await cleanup.run(say)
-    process.exit(128 + os.constants.signals[sig])
-  }
-  process.once('SIGINT', interrupted)
-  process.once('SIGTERM', interrupted)
+  const untrap = cleanup.trap(say, killWorkers)
   const runs: RunResult[] = []
   const skipped: BenchOutcome['skipped'] = []
   const tool = o.fio ? 'fio' : 'native'
@@ -108,8 +101,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
     }
   } finally {
     await cleanup.run(say)
-    process.off('SIGINT', interrupted)
-    process.off('SIGTERM', interrupted)
+    untrap()
   }
   const kind = o.compare ? 'compare' : o.failover ? `failover-${o.failover.mode}` : 'bench'
   const report: BenchReport = {

@@ -1,3 +1,4 @@
+import { once } from 'node:events'
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { PlannedJob, StreamSpec } from './jobs.js'
@@ -15,7 +16,18 @@ export interface Progress {
 }
 
 /** The processes of a running job, so that an interrupted harness can end them. */
-export const liveWorkers = new Set<ChildProcess>()
+const liveWorkers = new Set<ChildProcess>()
+
+/** Kills every workload process still running (an interrupted run: their mount is about to go), and waits until they are gone. */
+export async function killWorkers(): Promise<void> {
+  await Promise.all(
+    [...liveWorkers].map((w) => {
+      const gone = w.exitCode !== null || w.signalCode !== null ? Promise.resolve() : once(w, 'exit').then(() => undefined)
+      w.kill('SIGKILL')
+      return gone
+    }),
+  )
+}
 
 export async function runStreams(job: PlannedJob, t0: number, onProgress: (p: Progress) => void): Promise<JobRun> {
   const workers = job.streams.map((s) => new Worker(s))

@@ -17,6 +17,7 @@ import { Guard } from '../server/guard.js'
 import { realClock } from '../common/clock.js'
 import { readKeyFile, signingKeyOf } from '../common/keyfile.js'
 import type { SigningKey } from '../protocol/auth.js'
+import { Cleanup } from './cleanup.js'
 import type { Figure } from './figures.js'
 import { FloorFs, type Rpc } from './floorfs.js'
 import { ChildMount } from './fs/child.js'
@@ -25,6 +26,7 @@ import { plan } from './jobs.js'
 import { Live } from './live.js'
 import { compactJson, defaultName, gitInfo, hostInfo } from './report.js'
 import { runOn } from './run.js'
+import { killWorkers } from './runner.js'
 import { median } from './timeline.js'
 
 /**
@@ -143,22 +145,31 @@ export async function runSelftest(o: SelftestOptions, say: (line: string) => voi
     await readKeyFile(o.keyFile)
     process.env[KEY_ENV] = path.resolve(o.keyFile)
   }
-  const pki = o.tls ? await selftestPki(o.host) : null
-  const kinds: FloorKind[] = ['echo', 'tcp', 'http', ...(pki ? TLS_KINDS : [])]
-  const cells = kinds.flatMap((kind) => placements(o.cpus, o.taskset).map((where) => ({ kind, where, runs: [] as number[] })))
-  try {
-    // Round-robin over the kinds, so that a machine whose load drifts weighs on each alike.
-    for (let i = 0; i < o.repeat; i++) for (const c of cells) c.runs.push(await measure(c.kind, c.where, o, pki ?? ''))
-  } finally {
-    if (pki) await fsp.rm(pki, { recursive: true, force: true })
-  }
-  for (const { kind, where, runs } of cells) {
-    const f: FloorFigure = { kind, placement: where.placement, runs_us: runs, median_us: median(runs)! }
-    say(`${kind.padEnd(8)} ${where.placement.padEnd(9)} ${f.median_us.toFixed(0).padStart(5)} us per round trip (runs: ${runs.map((r) => r.toFixed(0)).join(', ')})`)
-    figures.push(f)
-  }
+  // Ctrl-C leaves no server, client or floor mount running and no directory behind.
+  const cleanup = new Cleanup()
+  const untrap = cleanup.trap(say, killWorkers)
   const meta: MetaFloor[] = []
-  if (o.metaFiles) for (const mode of FLOOR_MODES) meta.push(await metaFloor(mode, o, say))
+  try {
+    const pki = o.tls ? await selftestPki(o.host) : null
+    const rmPki = cleanup.push('the certificates', async () => void (pki && (await fsp.rm(pki, { recursive: true, force: true }))))
+    const kinds: FloorKind[] = ['echo', 'tcp', 'http', ...(pki ? TLS_KINDS : [])]
+    const cells = kinds.flatMap((kind) => placements(o.cpus, o.taskset).map((where) => ({ kind, where, runs: [] as number[] })))
+    try {
+      // Round-robin over the kinds, so that a machine whose load drifts weighs on each alike.
+      for (let i = 0; i < o.repeat; i++) for (const c of cells) c.runs.push(await measure(c.kind, c.where, o, pki ?? '', cleanup))
+    } finally {
+      await rmPki()
+    }
+    for (const { kind, where, runs } of cells) {
+      const f: FloorFigure = { kind, placement: where.placement, runs_us: runs, median_us: median(runs)! }
+      say(`${kind.padEnd(8)} ${where.placement.padEnd(9)} ${f.median_us.toFixed(0).padStart(5)} us per round trip (runs: ${runs.map((r) => r.toFixed(0)).join(', ')})`)
+      figures.push(f)
+    }
+    if (o.metaFiles) for (const mode of FLOOR_MODES) meta.push(await metaFloor(mode, o, say, cleanup))
+  } finally {
+    await cleanup.run(say)
+    untrap()
+  }
   const report: SelftestReport = {
     name: o.name ?? defaultName('selftest', date),
     date: date.toISOString(),
@@ -190,9 +201,10 @@ async function material(kind: FloorKind, pki: string, who: 'server' | 'client'):
 }
 
 /** One repetition: a server process, then a client process that reports microseconds per round trip. */
-async function measure(kind: FloorKind, where: Where, o: SelftestOptions, pki: string): Promise<number> {
+async function measure(kind: FloorKind, where: Where, o: SelftestOptions, pki: string, cleanup: Cleanup): Promise<number> {
   const server = start(where.server, ['serve', kind, o.host, String(o.port), pki])
   let client: ChildProcess | null = null
+  const stopBoth = cleanup.push(`the ${kind} server and client`, () => Promise.all([server, client].map((c) => c && stop(c))).then(() => undefined))
   try {
     await listening(server, kind, o)
     client = start(where.client, ['client', kind, o.host, String(o.port), String(o.count), pki])
@@ -203,7 +215,7 @@ async function measure(kind: FloorKind, where: Where, o: SelftestOptions, pki: s
     if (!Number.isFinite(us) || us <= 0) throw new Error(`${kind} client: unexpected output '${out}'`)
     return us
   } finally {
-    await Promise.all([server, client].map((c) => c && stop(c)))
+    await stopBoth()
   }
 }
 
@@ -211,13 +223,16 @@ async function measure(kind: FloorKind, where: Where, o: SelftestOptions, pki: s
  * The bench's metadata mix, `repeat` times, on a floor mount (a child process, like the peers
  * of --compare) whose RPCs a stand-in server answers; the processes on the scheduler's CPUs.
  */
-async function metaFloor(mode: FloorMode, o: SelftestOptions, say: (line: string) => void): Promise<MetaFloor> {
+async function metaFloor(mode: FloorMode, o: SelftestOptions, say: (line: string) => void, cleanup: Cleanup): Promise<MetaFloor> {
   const work = await memoryDir('lproxy-selftest-')
+  const rmWork = cleanup.push('the floor mount\'s directory', () => fsp.rm(work, { recursive: true, force: true }))
   const mnt = path.join(work, 'mnt')
   await fsp.mkdir(mnt)
   const server = start(null, ['serve', 'tcp', o.host, String(o.port)])
+  const stopServer = cleanup.push('the stand-in server', () => stop(server))
   const what = mode === 'binding' ? 'no RPCs' : `RPCs answered at once (${mode === 'rpcs' ? '@tcp' : '@http'})`
   const fs = new ChildMount(`floor-${mode}`, `lproxy's FUSE binding over FloorFs, ${what}`, mnt, [process.execPath, ...DATA_PROCESS_FLAGS, SELF, 'floor', mode, o.host, String(o.port), mnt])
+  const close = cleanup.push('the floor mount', () => fs.close())
   try {
     await listening(server, 'tcp', o)
     await fs.mount()
@@ -230,9 +245,9 @@ async function metaFloor(mode: FloorMode, o: SelftestOptions, say: (line: string
     say(`meta  ${mode.padEnd(9)} creates ${fig(meta.creates)}, stats ${fig(meta.stats)}, unlinks ${fig(meta.unlinks)} per s`)
     return meta
   } finally {
-    await fs.close()
-    await stop(server)
-    await fsp.rm(work, { recursive: true, force: true })
+    await close()
+    await stopServer()
+    await rmWork()
   }
 }
 

@@ -2,10 +2,12 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { once } from 'node:events'
 import type { BenchReport } from '../../src/bench/report.js'
 import { onPath } from '../../src/bench/install.js'
 import { placements, type SelftestReport } from '../../src/bench/selftest.js'
 import { workspace } from '../helpers/cluster.js'
+import { pollUntil } from '../helpers/poll.js'
 
 /**
  * `lproxy bench` end to end, tiny: every job on a fresh embedded cluster, a node killed in
@@ -84,13 +86,6 @@ describe('lproxy selftest', () => {
       }
       expect(r.stdout).toContain(`meta  ${m.mode.padEnd(9)} creates ${m.creates.median!.toFixed(0)} (runs:`)
     }
-    const cmdline = (pid: string) => {
-      try {
-        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')
-      } catch {
-        return ''
-      }
-    }
     expect(readdirSync('/proc').filter((e) => /^\d+$/.test(e) && /selftest\.js (serve \w+|floor \w+) 127\.0\.60\.200 26100/.test(cmdline(e)))).toEqual([])
     // The floor mounts are gone, and their directories with them.
     expect(readFileSync('/proc/mounts', 'utf8')).not.toMatch(/lproxy-selftest-/)
@@ -100,4 +95,32 @@ describe('lproxy selftest', () => {
     expect(bad.code).toBe(2)
     expect(bad.stderr).toMatch(/--host 10\.0\.0\.1: a loopback address/)
   })
+
+  it('on Ctrl-C in the middle of the mix, ends its processes and its floor mount, removes its directory, exits 130', async () => {
+    const ws = workspace('lproxy-selftest-')
+    const st = ws.spawnCli(['selftest', '--host', '127.0.60.201', '--port', '26110', '--count', '200', '--repeat', '1', '--meta-files', '1000000', '--out', path.join(ws.dir, 'out')])
+    let out = ''
+    st.stdout!.on('data', (d: Buffer) => (out += d.toString()))
+    st.stderr!.on('data', (d: Buffer) => (out += d.toString()))
+    const exit = once(st, 'exit')
+    await pollUntil('the mix runs on the floor mount', () => out.includes('floor-binding meta'), 120_000)
+    const work = /\/dev\/shm\/lproxy-selftest-[^/\s]+/.exec(readFileSync('/proc/mounts', 'utf8'))?.[0]
+    expect(work).toBeDefined()
+    st.kill('SIGINT')
+    const [code] = await exit
+    expect(code, out).toBe(130)
+    expect(out).toContain('SIGINT: stopping the workload and cleaning up')
+    expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(work)
+    expect(existsSync(work!)).toBe(false)
+    // The stand-in server, the floor mount's process and the mix's worker.
+    expect(readdirSync('/proc').filter((e) => /^\d+$/.test(e) && (cmdline(e).includes(work!) || / 127\.0\.60\.201 26110/.test(cmdline(e)))).map(cmdline)).toEqual([])
+  })
 })
+
+function cmdline(pid: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')
+  } catch {
+    return ''
+  }
+}

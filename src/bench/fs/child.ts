@@ -15,6 +15,9 @@ const EXIT_WAIT_MS = 5000
 export class ChildMount implements BenchFs {
   private child: ChildProcess | null = null
   private exited: Promise<void> = Promise.resolve()
+  /** Closed (the run's end, or an interrupt): a remount under way ends first, and none follows. */
+  private closed = false
+  private remounting: Promise<unknown> = Promise.resolve()
 
   constructor(
     readonly name: string,
@@ -26,6 +29,7 @@ export class ChildMount implements BenchFs {
   ) {}
 
   async mount(): Promise<void> {
+    if (this.closed) throw new Error(`${this.name}: closed, not mounted again`)
     let stderr = ''
     const child = spawn(this.argv[0]!, this.argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] })
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-4096)))
@@ -62,8 +66,9 @@ export class ChildMount implements BenchFs {
   }
 
   async remount(): Promise<string> {
-    await this.unmount()
-    await this.mount()
+    const r = this.unmount().then(() => this.mount())
+    this.remounting = r
+    await r
     return 'remounted (new client process)'
   }
 
@@ -72,6 +77,8 @@ export class ChildMount implements BenchFs {
   }
 
   async close(): Promise<void> {
+    this.closed = true
+    await this.remounting.catch(() => undefined)
     await this.unmount()
     await this.after()
   }

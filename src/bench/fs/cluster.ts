@@ -19,7 +19,10 @@ export interface BenchCluster {
 
 export async function benchCluster(o: { dir?: string; net: string; port: number; params: Record<string, string>; tls: boolean; key: boolean; stripeCount: number; netns?: boolean }): Promise<BenchCluster> {
   const dir = o.dir ? path.resolve(o.dir) : await memoryDir('lproxy-bench-')
+  let fs: LproxyMount | null = null
   const down = async () => {
+    // No remount of the bench may race the teardown (an interrupt lands between phases).
+    await fs?.close()
     const lc = await LocalCluster.open(dir).catch(() => null)
     if (lc) await clusterDown(lc, { purge: !o.dir })
     else if (!o.dir) await fsp.rm(dir, { recursive: true, force: true })
@@ -27,7 +30,7 @@ export async function benchCluster(o: { dir?: string; net: string; port: number;
   try {
     const up = await clusterUp({ dir, mount: true, net: o.net, port: o.port, params: o.params, tls: o.tls, key: o.key, reformat: true, netns: o.netns })
     const settings = Object.entries(o.params).map(([k, v]) => `${k}=${v}`).join(', ') || 'default settings'
-    const fs = new LproxyMount(up.cluster.mount.mountpoint, `embedded cluster in ${dir} on ${await storageOf(dir)} (net ${o.net}${o.netns ? ' in network namespaces' : ''}, port ${o.port}${o.key ? ', shared key' : ', no key'}${o.tls ? ', mutual TLS' : ''}), ${settings}`, o.stripeCount)
+    fs = new LproxyMount(up.cluster.mount.mountpoint, `embedded cluster in ${dir} on ${await storageOf(dir)} (net ${o.net}${o.netns ? ' in network namespaces' : ''}, port ${o.port}${o.key ? ', shared key' : ', no key'}${o.tls ? ', mutual TLS' : ''}), ${settings}`, o.stripeCount)
     return { dir, fs, down }
   } catch (e) {
     await down().catch(() => undefined)

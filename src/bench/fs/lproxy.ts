@@ -22,6 +22,9 @@ export class LproxyMount implements BenchFs {
   readonly name = 'lproxy'
   /** Replay counters of the daemons that remounts ended. */
   private readonly ended = { requests: 0, bytes: 0 }
+  /** Closed (before the cluster's teardown): a remount under way ends first, and none follows. */
+  private closed = false
+  private remounting: Promise<unknown> = Promise.resolve()
 
   constructor(
     readonly mountpoint: string,
@@ -41,6 +44,14 @@ export class LproxyMount implements BenchFs {
   }
 
   async remount(): Promise<string> {
+    if (this.closed) throw new Error('lproxy: closed, not mounted again')
+    const r = this.mountAgain()
+    this.remounting = r
+    await r
+    return 'remounted (new mount daemon)'
+  }
+
+  private async mountAgain(): Promise<void> {
     const st = await this.status()
     const args = await daemonArgs(st.pid)
     for (const i of st.imports) {
@@ -49,7 +60,6 @@ export class LproxyMount implements BenchFs {
     }
     await umountFs(this.mountpoint)
     await mountFs(args)
-    return 'remounted (new mount daemon)'
   }
 
   async probe(): Promise<Probe> {
@@ -66,7 +76,10 @@ export class LproxyMount implements BenchFs {
   }
 
   /** The mount stays: the cluster's teardown, or its owner, unmounts it. */
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.closed = true
+    await this.remounting.catch(() => undefined)
+  }
 }
 
 /** The arguments a mount daemon was started with (src/client/mount.ts spawns it with these flags). */

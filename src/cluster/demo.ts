@@ -50,12 +50,14 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   const dir = o.dir ?? (await fsp.mkdtemp(path.join(os.tmpdir(), 'lproxy-demo-')))
   const t0 = Date.now()
   const clock = () => `+${((Date.now() - t0) / 1000).toFixed(1)}s`
-  const fo: { move: Promise<MoveResult> | null } = { move: null }
+  /** What starts nodes: the cluster's bring-up, then the failover's takeover. */
+  const starts: { up: Promise<unknown> | null; move: Promise<MoveResult> | null } = { up: null, move: null }
   let down: Promise<void> | null = null
   const teardown = () =>
     (down ??= (async () => {
-      // A takeover under way ends first: a node it started after the teardown looked would be left running.
-      await fo.move?.catch(() => undefined)
+      // What starts nodes ends first: a node started after the teardown looked would be left running.
+      await starts.up?.catch(() => undefined)
+      await starts.move?.catch(() => undefined)
       const lc = await LocalCluster.open(dir).catch(() => null)
       if (lc) await clusterDown(lc, { purge: !o.dir })
       else if (!o.dir) await fsp.rm(dir, { recursive: true, force: true })
@@ -73,7 +75,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
 
   const demo = async (): Promise<DemoReport> => {
     // Scaled-down Lustre constants: obd_timeout 20 s, commits every second.
-    const up = await clusterUp({
+    const bringUp = clusterUp({
       dir,
       mount: true,
       net: o.net,
@@ -81,17 +83,20 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       params: { 'sys.timeout': '20', commit_interval: '1', mmp_interval: '0.5' },
       reformat: true,
     })
+    starts.up = bringUp
+    const up = await bringUp
+    o.signal?.throwIfAborted()
     const mnt = up.cluster.mount.mountpoint
     o.say(`${clock()} cluster up in ${dir}: ${up.placements.map((p) => `${p.target} on ${p.node}`).join(', ')}; mounted on ${mnt}`)
     const dst = path.join(mnt, path.basename(o.source))
     await fsp.mkdir(dst)
     o.say(`${clock()} copying ${o.source} (${mib(total)}) into ${dst}`)
     const copy = await copyTreeInThread(o.source, dst, (bytes) => {
-      if (!o.fail || fo.move || bytes < total * o.failAt) return
+      if (!o.fail || starts.move || bytes < total * o.failAt) return
       o.say(`${clock()} ${mib(bytes)} copied: failing ${o.fail} (power-off, then its partner takes over)`)
-      fo.move = LocalCluster.open(dir).then((lc) => clusterFail(lc, { what: o.fail!, mode: 'kill', takeover: true, deadtimeMs: 1000 }))
+      starts.move = LocalCluster.open(dir).then((lc) => clusterFail(lc, { what: o.fail!, mode: 'kill', takeover: true, deadtimeMs: 1000 }))
     }, o.signal)
-    const moved = fo.move ? await fo.move : null
+    const moved = starts.move ? await starts.move : null
     if (moved) for (const e of moved.timeline) o.say(`   failover +${(e.ms / 1000).toFixed(2)}s: ${e.event}`)
     o.say(`${clock()} copied ${copy.files} files, ${copy.dirs} directories, ${copy.symlinks} symlinks in ${(copy.ms / 1000).toFixed(1)} s`)
     const split = moved

@@ -11,6 +11,14 @@ import { pollUntil } from '../helpers/poll.js'
  * by the application thread while oss1 is killed and oss2 takes ost1 over, every byte read
  * back and compared, the cluster torn down, nothing left running.
  */
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+  } catch {
+    return '' // gone meanwhile
+  }
+}
+
 /** A tree of 161 files (8 MiB), 16 directories and 8 symlinks; returns the number of files. */
 function makeTree(src: string): number {
   let files = 0
@@ -54,7 +62,7 @@ test('Ctrl-C stops the demo and tears its cluster down, even with the copy block
   const exit = once(demo, 'exit')
   await pollUntil('the copy started', () => out.includes('copying'), 60_000)
   // Every server node dies for good: in failover mode the application's I/O waits for them forever.
-  const servers = ws.processes().filter((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('dist/server/main.js'))
+  const servers = ws.processes().filter((p) => cmdline(p).includes('dist/server/main.js'))
   expect(servers).toHaveLength(3)
   for (const p of servers) process.kill(p, 'SIGKILL')
   demo.kill('SIGINT')
@@ -63,6 +71,26 @@ test('Ctrl-C stops the demo and tears its cluster down, even with the copy block
   expect(out).toContain('SIGINT: stopping the copy, tearing the cluster down')
   expect(out).toMatch(/cluster down\n/)
   expect(out).not.toContain('summary')
+  expect(ws.processes()).toEqual([])
+  expect(ws.mounts()).toEqual([])
+}, 180_000)
+
+test('Ctrl-C while the cluster comes up: the bring-up ends first, then everything is torn down', async () => {
+  const ws = workspace('lproxy-demotest-')
+  const src = path.join(ws.dir, 'src')
+  makeTree(src)
+  const demo = ws.spawnCli(['demo', '--source', src, '--dir', path.join(ws.dir, 'cluster'), '--net', '127.0.148', '--port', '26320'])
+  let out = ''
+  demo.stdout!.on('data', (d: Buffer) => (out += d.toString()))
+  demo.stderr!.on('data', (d: Buffer) => (out += d.toString()))
+  const exit = once(demo, 'exit')
+  // The first server node runs: the bring-up is under way.
+  await pollUntil('a node of the cluster started', () => ws.processes().some((p) => cmdline(p).includes('dist/server/main.js')), 60_000)
+  demo.kill('SIGINT')
+  const [code] = await exit
+  expect(code, out).toBe(130)
+  expect(out).toMatch(/^SIGINT: stopping the copy, tearing the cluster down\n/)
+  expect(out).not.toContain('copying')
   expect(ws.processes()).toEqual([])
   expect(ws.mounts()).toEqual([])
 }, 180_000)

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 
 import path from 'node:path'
 import { once } from 'node:events'
 import { expect, test } from 'vitest'
-import { workspace } from '../helpers/cluster.js'
+import { workspace, type Workspace } from '../helpers/cluster.js'
 import { noInternalErrors } from '../helpers/log.js'
 import { pollUntil } from '../helpers/poll.js'
 
@@ -32,6 +32,26 @@ function makeTree(src: string): number {
   return files + 1
 }
 
+/** `lproxy demo` on a small tree in a fresh workspace, running: its output so far, and its exit code once it ends. */
+function startDemo(args: string[]): { ws: Workspace; output: () => string; interrupt: () => Promise<number | null> } {
+  const ws = workspace('lproxy-demotest-')
+  const src = path.join(ws.dir, 'src')
+  makeTree(src)
+  const demo = ws.spawnCli(['demo', '--source', src, '--dir', path.join(ws.dir, 'cluster'), ...args])
+  let out = ''
+  demo.stdout!.on('data', (d: Buffer) => (out += d.toString()))
+  demo.stderr!.on('data', (d: Buffer) => (out += d.toString()))
+  const exit = once(demo, 'exit')
+  return {
+    ws,
+    output: () => out,
+    interrupt: async () => {
+      demo.kill('SIGINT')
+      return (await exit)[0] as number | null
+    },
+  }
+}
+
 test('lproxy demo copies a tree across a failover of oss1 and verifies every byte', async () => {
   const ws = workspace('lproxy-demotest-')
   const src = path.join(ws.dir, 'src')
@@ -51,46 +71,27 @@ test('lproxy demo copies a tree across a failover of oss1 and verifies every byt
 }, 300_000)
 
 test('Ctrl-C stops the demo and tears its cluster down, even with the copy blocked on servers that are gone', async () => {
-  const ws = workspace('lproxy-demotest-')
-  const src = path.join(ws.dir, 'src')
-  makeTree(src)
-  const cluster = path.join(ws.dir, 'cluster')
-  const demo = ws.spawnCli(['demo', '--source', src, '--dir', cluster, '--net', '127.0.144', '--port', '26310', '--fail', 'none'])
-  let out = ''
-  demo.stdout!.on('data', (d: Buffer) => (out += d.toString()))
-  demo.stderr!.on('data', (d: Buffer) => (out += d.toString()))
-  const exit = once(demo, 'exit')
-  await pollUntil('the copy started', () => out.includes('copying'), 60_000)
+  const { ws, output, interrupt } = startDemo(['--net', '127.0.144', '--port', '26310', '--fail', 'none'])
+  await pollUntil('the copy started', () => output().includes('copying'), 60_000)
   // Every server node dies for good: in failover mode the application's I/O waits for them forever.
   const servers = ws.processes().filter((p) => cmdline(p).includes('dist/server/main.js'))
   expect(servers).toHaveLength(3)
   for (const p of servers) process.kill(p, 'SIGKILL')
-  demo.kill('SIGINT')
-  const [code] = await exit
-  expect(code, out).toBe(130)
-  expect(out).toContain('SIGINT: stopping the copy, tearing the cluster down')
-  expect(out).toMatch(/cluster down\n/)
-  expect(out).not.toContain('summary')
+  expect(await interrupt(), output()).toBe(130)
+  expect(output()).toContain('SIGINT: stopping the copy, tearing the cluster down')
+  expect(output()).toMatch(/cluster down\n/)
+  expect(output()).not.toContain('summary')
   expect(ws.processes()).toEqual([])
   expect(ws.mounts()).toEqual([])
 }, 180_000)
 
 test('Ctrl-C while the cluster comes up: the bring-up ends first, then everything is torn down', async () => {
-  const ws = workspace('lproxy-demotest-')
-  const src = path.join(ws.dir, 'src')
-  makeTree(src)
-  const demo = ws.spawnCli(['demo', '--source', src, '--dir', path.join(ws.dir, 'cluster'), '--net', '127.0.148', '--port', '26320'])
-  let out = ''
-  demo.stdout!.on('data', (d: Buffer) => (out += d.toString()))
-  demo.stderr!.on('data', (d: Buffer) => (out += d.toString()))
-  const exit = once(demo, 'exit')
+  const { ws, output, interrupt } = startDemo(['--net', '127.0.148', '--port', '26320'])
   // The first server node runs: the bring-up is under way.
   await pollUntil('a node of the cluster started', () => ws.processes().some((p) => cmdline(p).includes('dist/server/main.js')), 60_000)
-  demo.kill('SIGINT')
-  const [code] = await exit
-  expect(code, out).toBe(130)
-  expect(out).toMatch(/^SIGINT: stopping the copy, tearing the cluster down\n/)
-  expect(out).not.toContain('copying')
+  expect(await interrupt(), output()).toBe(130)
+  expect(output()).toMatch(/^SIGINT: stopping the copy, tearing the cluster down\n/)
+  expect(output()).not.toContain('copying')
   expect(ws.processes()).toEqual([])
   expect(ws.mounts()).toEqual([])
 }, 180_000)

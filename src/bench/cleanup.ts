@@ -1,4 +1,4 @@
-import os from 'node:os'
+import { signalExitCode } from '../cluster/proc.js'
 
 /**
  * Everything the harness starts (the cluster, peer mounts and their servers, temporary
@@ -34,7 +34,7 @@ export class Cleanup {
       this.stopping = first()
         .catch((e: unknown) => say(`stopping the workload failed: ${(e as Error).message}`))
         .then(() => this.undo(say))
-        .finally(() => process.exit(128 + os.constants.signals[sig]))
+        .finally(() => process.exit(signalExitCode(sig)))
     }
     process.once('SIGINT', onSignal).once('SIGTERM', onSignal)
     return () => void process.off('SIGINT', onSignal).off('SIGTERM', onSignal)

@@ -151,7 +151,7 @@ export async function runSelftest(o: SelftestOptions, say: (line: string) => voi
   const meta: MetaFloor[] = []
   try {
     const pki = o.tls ? await selftestPki(o.host) : null
-    const rmPki = cleanup.push('the certificates', async () => void (pki && (await fsp.rm(pki, { recursive: true, force: true }))))
+    const rmPki = pki ? cleanup.push('the certificates', () => fsp.rm(pki, { recursive: true, force: true })) : async () => undefined
     const kinds: FloorKind[] = ['echo', 'tcp', 'http', ...(pki ? TLS_KINDS : [])]
     const cells = kinds.flatMap((kind) => placements(o.cpus, o.taskset).map((where) => ({ kind, where, runs: [] as number[] })))
     try {

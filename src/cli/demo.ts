@@ -1,6 +1,6 @@
-import os from 'node:os'
 import type { Command } from 'commander'
 import { DEFAULT_NET, DEFAULT_PORT } from '../cluster/layout.js'
+import { signalExitCode } from '../cluster/proc.js'
 import { mib, runDemo, type DemoReport } from '../cluster/demo.js'
 import { command } from './server.js'
 import { numberParser, portParser } from './parse.js'
@@ -37,7 +37,7 @@ export function registerDemoCommand(program: Command): void {
         })
       } catch (e) {
         if (!stop.signal.aborted) throw e
-        process.exitCode = 128 + os.constants.signals[stop.signal.reason as NodeJS.Signals]
+        process.exitCode = signalExitCode(stop.signal.reason as NodeJS.Signals)
         return
       } finally {
         process.off('SIGINT', onSignal).off('SIGTERM', onSignal)

@@ -65,11 +65,14 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     })())
   // Stopped, the demo tears down at once: the copy may be blocked in the mount (a node down for
   // good, in failover mode), and only the teardown (the daemon gone) ends that.
-  const onAbort = () => void teardown().catch(() => undefined)
-  o.signal?.addEventListener('abort', onAbort, { once: true })
+  let onAbort: () => void = () => undefined
   const stopped = new Promise<never>((_, reject) => {
-    if (o.signal?.aborted) reject(o.signal.reason)
-    o.signal?.addEventListener('abort', () => reject(o.signal!.reason), { once: true })
+    onAbort = () => {
+      void teardown().catch(() => undefined)
+      reject(o.signal!.reason)
+    }
+    if (o.signal?.aborted) onAbort()
+    else o.signal?.addEventListener('abort', onAbort, { once: true })
   })
   stopped.catch(() => undefined)
 

@@ -1,3 +1,4 @@
+import os from 'node:os'
 import { promises as fsp } from 'node:fs'
 import { parseNid, formatNid } from '../protocol/nid.js'
 
@@ -45,6 +46,11 @@ export async function isNodeProcess(pid: number, nid: string): Promise<boolean> 
   } catch {
     return false
   }
+}
+
+/** The exit status a shell reports for a process ended by `sig` (130 for SIGINT), for a command stopped by one. */
+export function signalExitCode(sig: NodeJS.Signals): number {
+  return 128 + os.constants.signals[sig]
 }
 
 /** Signal a PID; a PID that is already gone is not an error. */

@@ -46,12 +46,12 @@ export function copyTree(src: string, dst: string, onProgress: (bytes: number) =
   }
   const buf = Buffer.allocUnsafe(CHUNK)
   const copyFile = (from: string, to: string, rel: string): void => {
-    const src = fs.openSync(from, 'r')
+    const input = fs.openSync(from, 'r')
     const out = timed(`create ${rel}`, () => fs.openSync(to, 'wx'))
     try {
       if (out === undefined) return
       for (let off = 0; ; ) {
-        const n = fs.readSync(src, buf, 0, CHUNK, off)
+        const n = fs.readSync(input, buf, 0, CHUNK, off)
         if (!n) break
         timed(`write ${rel}@${off}`, () => writeFully(out, buf.subarray(0, n), off))
         off += n
@@ -59,7 +59,7 @@ export function copyTree(src: string, dst: string, onProgress: (bytes: number) =
         onProgress(st.bytes)
       }
     } finally {
-      fs.closeSync(src)
+      fs.closeSync(input)
       if (out !== undefined) timed(`close ${rel}`, () => fs.closeSync(out))
     }
   }

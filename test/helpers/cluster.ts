@@ -39,7 +39,7 @@ export class Workspace {
       execFile(
         process.execPath,
         [BIN, ...args],
-        { cwd: this.dir, env: { ...process.env, LPROXY_RUN_DIR: this.runDir }, timeout: timeoutMs },
+        { ...this.cliOptions(), timeout: timeoutMs },
         (err, stdout, stderr) => {
           const code = err ? (typeof err.code === 'number' ? err.code : 128) : 0
           resolve({ code, stdout, stderr })
@@ -50,7 +50,11 @@ export class Workspace {
 
   /** Start `lproxy ARGS` with this workspace's run dir, for a test that acts while it runs (signals it, reads its output as it comes). */
   spawnCli(args: string[]): ChildProcess {
-    return spawn(process.execPath, [BIN, ...args], { cwd: this.dir, env: { ...process.env, LPROXY_RUN_DIR: this.runDir }, stdio: ['ignore', 'pipe', 'pipe'] })
+    return spawn(process.execPath, [BIN, ...args], { ...this.cliOptions(), stdio: ['ignore', 'pipe', 'pipe'] })
+  }
+
+  private cliOptions(): { cwd: string; env: NodeJS.ProcessEnv } {
+    return { cwd: this.dir, env: { ...process.env, LPROXY_RUN_DIR: this.runDir } }
   }
 
   /** Run `lproxy ARGS` and return its stdout; throws with its stderr unless it exits 0. */

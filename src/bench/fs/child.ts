@@ -3,6 +3,7 @@ import { promises as fsp } from 'node:fs'
 import { promisify } from 'node:util'
 import { isMounted } from '../../common/mounts.js'
 import { sleep } from '../../cluster/proc.js'
+import { Remounts } from './remounts.js'
 import type { BenchFs, Probe } from './types.js'
 
 /**
@@ -15,9 +16,7 @@ const EXIT_WAIT_MS = 5000
 export class ChildMount implements BenchFs {
   private child: ChildProcess | null = null
   private exited: Promise<void> = Promise.resolve()
-  /** Closed (the run's end, or an interrupt): a remount under way ends first, and none follows. */
-  private closed = false
-  private remounting: Promise<unknown> = Promise.resolve()
+  private readonly remounts = new Remounts()
 
   constructor(
     readonly name: string,
@@ -29,7 +28,6 @@ export class ChildMount implements BenchFs {
   ) {}
 
   async mount(): Promise<void> {
-    if (this.closed) throw new Error(`${this.name}: closed, not mounted again`)
     let stderr = ''
     const child = spawn(this.argv[0]!, this.argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] })
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-4096)))
@@ -66,9 +64,10 @@ export class ChildMount implements BenchFs {
   }
 
   async remount(): Promise<string> {
-    const r = this.unmount().then(() => this.mount())
-    this.remounting = r
-    await r
+    await this.remounts.run(this.name, async () => {
+      await this.unmount()
+      await this.mount()
+    })
     return 'remounted (new client process)'
   }
 
@@ -77,8 +76,7 @@ export class ChildMount implements BenchFs {
   }
 
   async close(): Promise<void> {
-    this.closed = true
-    await this.remounting.catch(() => undefined)
+    await this.remounts.close()
     await this.unmount()
     await this.after()
   }

@@ -5,6 +5,7 @@ import { netnsOf } from '../../common/netns.js'
 import { cmdline } from '../../cluster/proc.js'
 import { callJsonSocket } from '../../common/jsonsock.js'
 import { clientSocket } from '../../common/rundir.js'
+import { Remounts } from './remounts.js'
 import type { BenchFs, ImportState, Probe } from './types.js'
 
 /**
@@ -22,9 +23,7 @@ export class LproxyMount implements BenchFs {
   readonly name = 'lproxy'
   /** Replay counters of the daemons that remounts ended. */
   private readonly ended = { requests: 0, bytes: 0 }
-  /** Closed (before the cluster's teardown): a remount under way ends first, and none follows. */
-  private closed = false
-  private remounting: Promise<unknown> = Promise.resolve()
+  private readonly remounts = new Remounts()
 
   constructor(
     readonly mountpoint: string,
@@ -44,10 +43,7 @@ export class LproxyMount implements BenchFs {
   }
 
   async remount(): Promise<string> {
-    if (this.closed) throw new Error('lproxy: closed, not mounted again')
-    const r = this.mountAgain()
-    this.remounting = r
-    await r
+    await this.remounts.run(this.name, () => this.mountAgain())
     return 'remounted (new mount daemon)'
   }
 
@@ -77,8 +73,7 @@ export class LproxyMount implements BenchFs {
 
   /** The mount stays: the cluster's teardown, or its owner, unmounts it. */
   async close(): Promise<void> {
-    this.closed = true
-    await this.remounting.catch(() => undefined)
+    await this.remounts.close()
   }
 }
 

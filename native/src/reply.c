@@ -128,19 +128,21 @@ static void entry_of(struct answer *a, napi_value o, struct fuse_entry_param *e)
 
 /*
  * Open handles keep no page cache from earlier opens: coherence is close-to-open. A handle
- * opened `direct` (JavaScript's choice) bypasses the page cache for its I/O.
+ * opened `direct` (JavaScript's choice) bypasses the page cache for its I/O; one opened
+ * `noflush` is closed without a FLUSH request (it has nothing to write back).
  */
-static struct fuse_file_info file_of(napi_env env, napi_value fh, napi_value direct)
+static struct fuse_file_info file_of(napi_env env, napi_value fh, napi_value direct, napi_value noflush)
 {
 	struct fuse_file_info fi;
 	double d = 0;
-	bool dio = false;
+	bool dio = false, nf = false;
 	memset(&fi, 0, sizeof(fi));
 	napi_get_value_double(env, fh, &d);
 	fi.fh = (uint64_t)clamp(d, 0, MAX_EXACT);
-	if (direct)
-		napi_get_value_bool(env, direct, &dio);
+	napi_get_value_bool(env, direct, &dio);
+	napi_get_value_bool(env, noflush, &nf);
 	fi.direct_io = dio;
+	fi.noflush = nf;
 	return fi;
 }
 
@@ -168,7 +170,7 @@ static napi_value reply_entry(napi_env env, napi_callback_info info)
 	return end(&a);
 }
 
-/* replyCreate(id, stat, fh, direct) */
+/* replyCreate(id, stat, fh, direct, noflush) */
 static napi_value reply_create(napi_env env, napi_callback_info info)
 {
 	struct answer a;
@@ -176,7 +178,7 @@ static napi_value reply_create(napi_env env, napi_callback_info info)
 	if (!begin(env, info, 3, &a))
 		return not_pending(env);
 	entry_of(&a, a.argv[1], &e);
-	struct fuse_file_info fi = file_of(env, a.argv[2], a.argv[3]);
+	struct fuse_file_info fi = file_of(env, a.argv[2], a.argv[3], a.argv[4]);
 	fuse_reply_create(a.r->req, &e, &fi);
 	return end(&a);
 }
@@ -215,13 +217,13 @@ static napi_value reply_readlink(napi_env env, napi_callback_info info)
 	return end(&a);
 }
 
-/* replyOpen(id, fh, direct): open and opendir */
+/* replyOpen(id, fh, direct, noflush): open and opendir */
 static napi_value reply_open(napi_env env, napi_callback_info info)
 {
 	struct answer a;
 	if (!begin(env, info, 2, &a))
 		return not_pending(env);
-	struct fuse_file_info fi = file_of(env, a.argv[1], a.argv[2]);
+	struct fuse_file_info fi = file_of(env, a.argv[1], a.argv[2], a.argv[3]);
 	fuse_reply_open(a.r->req, &fi);
 	return end(&a);
 }

@@ -11,6 +11,9 @@ export const O_TRUNC = 0o1000
 /** An open file: its FID and layout, the MDT's open handle, its read-ahead state. */
 export class OpenFile {
   ra: ReadAhead | null = null
+  /** The whole file, read with the open (a small one): what the file had then, as read-ahead's chunks are. */
+  whole: Buffer[] | undefined
+
 
   constructor(
     readonly fd: number,
@@ -19,4 +22,15 @@ export class OpenFile {
     readonly flags: number,
     readonly handle: string,
   ) {}
+
+  /** The file changed under us, or its OST was lost: what was read before is stale. */
+  dropReadData(): void {
+    this.ra?.invalidate()
+    this.whole = undefined
+  }
+
+  /** Opened for writing: only such a handle has data of its own to write back, and errors of it to hear at close. */
+  get writable(): boolean {
+    return (this.flags & O_ACCMODE) !== O_RDONLY
+  }
 }

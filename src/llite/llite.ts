@@ -20,6 +20,8 @@ import { counted, LliteStats } from './stats.js'
  * directly, a FUSE binding adapts it, and paths.ts resolves paths for path-based callers.
  */
 export const ROOT_FID = 1
+/** Bytes of a single-stripe file read with its open (a file smaller than this is read whole). */
+export const READ_ON_OPEN = 64 * 1024
 
 /** What setattr changes; times are wall-clock ms. */
 export interface SetAttr {
@@ -456,15 +458,17 @@ export class Llite {
     if (a.type === 'dir' && (flags & O_ACCMODE) !== O_RDONLY) throw new LpError('EISDIR', `FID ${a.fid} is a directory`)
     const w = this.cache.watch()
     try {
-      const early = this.earlyGlimpse(a, flags)
+      const early = this.earlyRead(a, flags)
       const r = await this.mdc.open(a.fid, flags)
       const g = await early
       // Close-to-open: an open sees what other clients wrote before it, its size glimpsed afresh.
       const kept = g && !w.touched.has(a.fid) && !w.cleared && isDeepStrictEqual(r.attr.layout, a.layout) ? g : undefined
       this.cache.dropAttr(r.attr.fid)
       this.cache.setAttr(r.attr)
-      if (kept) this.keepGlimpse(a.fid, a.layout!, kept)
-      return this.register(r.attr, r.handle, flags)
+      if (kept) this.keepGlimpse(a.fid, a.layout!, kept.glimpse)
+      const fd = this.register(r.attr, r.handle, flags)
+      if (kept?.whole) this.file(fd).whole = kept.whole
+      return fd
     } finally {
       this.cache.unwatch(w)
     }
@@ -475,11 +479,21 @@ export class Llite {
    * first read): sent with the open, it does not wait for the open's reply. Sent after the
    * open began, it sees whatever another client's close had written. Advisory: on failure the
    * size is glimpsed when asked for. Writers do not wait for it (their OST may be down).
+   *
+   * A single-stripe file's first READ_ON_OPEN bytes are read instead (the read's reply says
+   * what a glimpse would): a file that ends within them comes back whole, and its reads then
+   * wait for no RPC, as Lustre's read-on-open of a small file's data with its open.
    */
-  private earlyGlimpse(a: MdtAttr, flags: number): Promise<Glimpse | undefined> | undefined {
+  private async earlyRead(a: MdtAttr, flags: number): Promise<{ glimpse: Glimpse; whole?: Buffer[] } | undefined> {
     if (a.type !== 'reg' || !a.layout || (flags & O_ACCMODE) === O_WRONLY) return undefined
     if (this.lov.cachedSize(a.fid, a.layout) || this.lov.lost(a.layout)) return undefined
-    return this.lov.glimpse(a.fid, a.layout).catch(() => undefined)
+    try {
+      const head = await this.lov.readHead(a.fid, a.layout, READ_ON_OPEN)
+      if (!head) return { glimpse: await this.lov.glimpse(a.fid, a.layout) }
+      return { glimpse: head.glimpse, whole: head.glimpse.size < READ_ON_OPEN ? slice(head.data, 0, head.glimpse.size) : undefined }
+    } catch {
+      return undefined
+    }
   }
 
   /**
@@ -501,6 +515,7 @@ export class Llite {
     // So is a file with a stripe on a lost OST: its glimpsed size counted that stripe as empty
     // (decided question 3), and only the OST read itself can tell the reader its bytes are gone.
     if (!this.lov.cachedSize(f.fid, layout) && !this.lov.lost(layout)) {
+      if (f.whole) return slice(f.whole, off, off + len)
       const size = this.cache.attr(f.fid)?.glimpse?.size
       if (size !== undefined && off >= size) return []
       f.ra ??= new ReadAhead(
@@ -542,7 +557,7 @@ export class Llite {
     const fids = new Set<number>()
     for (const f of this.files.values()) {
       if (!on(f.layout)) continue
-      f.ra?.invalidate()
+      f.dropReadData()
       fids.add(f.fid)
     }
     this.cache.dropGlimpses((a) => on(a.layout))
@@ -559,7 +574,7 @@ export class Llite {
 
   /** This client changed the file's data: read-ahead of any of its open files is stale. */
   private dataChanged(fid: number): void {
-    for (const f of this.files.values()) if (f.fid === fid) f.ra?.invalidate()
+    for (const f of this.files.values()) if (f.fid === fid) f.dropReadData()
   }
 
   /** A write-back error of the file not reported yet is reported now, once. */
@@ -595,9 +610,15 @@ export class Llite {
     this.reportError(f)
   }
 
-  /** close(2) of one descriptor: write back the file's cached data and report its errors. */
+  /**
+   * close(2) of one descriptor: write back the file's cached data and report its errors. A
+   * read-only one has nothing to write back, and a write-back error is for a writer's close to
+   * report (as NFS flushes only handles open for writing): the FUSE binding closes read-only
+   * handles without a FLUSH at all.
+   */
   async flush(fd: number): Promise<void> {
-    await this.writeBack(this.file(fd))
+    const f = this.file(fd)
+    if (f.writable) await this.writeBack(f)
   }
 
   /** Returns once the file's data are committed on its OSTs and (unless datasync) the MDT. */
@@ -620,7 +641,7 @@ export class Llite {
   async release(fd: number): Promise<void> {
     const f = this.file(fd)
     let failed: unknown
-    await this.writeBack(f).catch((e) => (failed = e))
+    if (f.writable) await this.writeBack(f).catch((e) => (failed = e))
     this.files.delete(fd)
     this.mdc.close(f.handle)
     if (failed) throw failed

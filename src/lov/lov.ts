@@ -119,7 +119,7 @@ export class Lov {
     const extents = mapExtent(layout, off, len)
     const only = extents.length === 1 ? extents[0]! : null
     if (only && !this.wb(only.ost).cachedEnd(fid, only.stripe)) {
-      const got = await this.osc(only.ost).read(fid, only.stripe, only.objOff, only.len)
+      const got = (await this.osc(only.ost).read(fid, only.stripe, only.objOff, only.len)).data
       const short = len - totalLength(got)
       return short ? { data: [...got, Buffer.alloc(short)], complete: false } : { data: got, complete: true }
     }
@@ -133,7 +133,7 @@ export class Lov {
           wb.overlay(fid, e.stripe, e.objOff, piece)
           return true
         }
-        const got = await this.osc(e.ost).read(fid, e.stripe, e.objOff, e.len)
+        const got = (await this.osc(e.ost).read(fid, e.stripe, e.objOff, e.len)).data
         const n = totalLength(got)
         copyFrom(got, piece, 0, 0, n)
         wb.overlay(fid, e.stripe, e.objOff, piece)
@@ -141,6 +141,20 @@ export class Lov {
       }),
     )
     return { data: [buf], complete: parts.every(Boolean) }
+  }
+
+  /**
+   * The first `len` bytes of a single-stripe file and its size, from one ost_read (the reply
+   * says what a glimpse would): a small file is then read whole with its open. Undefined
+   * where that cannot be (more stripes, bytes of its own in the write-back cache, an OST too
+   * old to say): the caller glimpses.
+   */
+  async readHead(fid: number, layout: GrantedLayout, len: number): Promise<{ data: Buffer[]; glimpse: Glimpse } | undefined> {
+    if (layout.osts.length !== 1 || this.cachedSize(fid, layout)) return undefined
+    this.note(fid, layout)
+    const { data, attr } = await this.osc(layout.osts[0]!).read(fid, 0, 0, len)
+    if (attr === undefined) return undefined
+    return { data, glimpse: { size: fileSizeFrom(layout, [attr?.size ?? null]), blocks: attr?.blocks ?? 0, mtime: attr?.mtime ?? 0 } }
   }
 
   /** File size from its objects. */

@@ -60,10 +60,14 @@ export class Osc {
     }
   }
 
-  /** The bytes, in the reply's chunks: fewer than asked where the object ends. */
-  async read(fid: number, stripe: number, offset: number, length: number): Promise<Buffer[]> {
+  /**
+   * The bytes, in the reply's chunks (fewer than asked where the object ends), and the
+   * object's attributes as the OST read them (null: no object; undefined: an older OST).
+   */
+  async read(fid: number, stripe: number, offset: number, length: number): Promise<{ data: Buffer[]; attr?: ObjAttr | null }> {
     const end = this.rpcStats.begin('read', length)
-    return (await this.capa([fid], (capa) => this.imp.request('ost_read', { fid, stripe, offset, length, capa: capa(fid) })).finally(end)).bulk
+    const r = await this.capa([fid], (capa) => this.imp.request<OpReplies['ost_read']>('ost_read', { fid, stripe, offset, length, capa: capa(fid) })).finally(end)
+    return { data: r.bulk, attr: r.body.attr }
   }
 
   async punch(fid: number, stripe: number, size: number, mtime: number): Promise<void> {

@@ -440,7 +440,8 @@ export interface OpReplies {
   mdt_open: { attr: MdtAttr; handle: string }
   mdt_close: Record<string, never>
   ost_write: { offset: number; size: number; pre_versions: PreVersions }
-  ost_read: { length: number }
+  /** attr: the object's, as the read saw it (null: no object yet), so a read can stand in for a glimpse (absent from an older OST). */
+  ost_read: { length: number; attr?: ObjAttr | null }
   ost_punch: { pre_versions: PreVersions }
   ost_getattr: { attrs: (ObjAttr | null)[] }
   ost_destroy: { pre_versions: PreVersions }

@@ -195,4 +195,30 @@ print(b' '.join(seen).decode())"`)
     await c.ws.ok(['mount', '--mgsnode', c.mgsnode, '--port', String(c.port), '-o', `fuse=native,timeout=${TIMEOUT}`, '--log', log2, mnt])
     expect(await sh(`md5sum < "${mnt}/kept"`)).toBe(await sh('seq 1 20000 | md5sum'))
   })
+
+  it('closes read-only handles without a FLUSH request: only the writer\'s close waits for one (counted by the daemon)', async () => {
+    const mnt3 = path.join(c.dir, 'mnt3')
+    const log3 = path.join(c.dir, 'logs', 'native-client-3.log')
+    await sh(`mkdir -p "${mnt3}"`)
+    await c.ws.ok(['mount', '--mgsnode', c.mgsnode, '--port', String(c.port), '-o', `fuse=native,timeout=${TIMEOUT}`, '--log', log3, mnt3])
+    try {
+      const out = await sh(`cd "${mnt3}"; python3 -c "
+import os
+fd = os.open('ro', os.O_CREAT | os.O_WRONLY, 0o644)
+os.write(fd, b'x' * 5000)
+os.close(fd)
+got = set()
+for i in range(20):
+    fd = os.open('ro', os.O_RDONLY)
+    got.add(len(os.read(fd, 10000)))
+    os.close(fd)
+print(sorted(got))"`)
+      expect(out.trim()).toBe('[5000]')
+    } finally {
+      await c.ws.ok(['umount', mnt3])
+    }
+    const closed = (await readFile(log3, 'utf8')).split('\n').filter((l) => l.includes('FUSE session closed'))
+    expect(closed).toHaveLength(1)
+    expect((JSON.parse(closed[0]!) as { flushes: number }).flushes).toBe(1)
+  })
 })

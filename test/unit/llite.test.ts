@@ -2,7 +2,7 @@ import pino from 'pino'
 import { describe, expect, it } from 'vitest'
 import { ManualClock } from '../../src/common/clock.js'
 import { O_EXCL, O_RDONLY, O_TRUNC, O_WRONLY } from '../../src/llite/file.js'
-import { Llite } from '../../src/llite/llite.js'
+import { Llite, READ_ON_OPEN } from '../../src/llite/llite.js'
 import type { Glimpse, Lov } from '../../src/lov/lov.js'
 import type { Mdc } from '../../src/mdc/mdc.js'
 import { LpError } from '../../src/protocol/errno.js'
@@ -333,12 +333,16 @@ describe('special files and name limits (issue 20)', () => {
 })
 
 describe('open of a regular file', () => {
-  /** An MDT whose opens answer when the test says so; OSTs that count glimpses. */
+  /** An MDT whose opens answer when the test says so; OSTs that count glimpses, reads with the open and other reads. */
   function rig() {
     const clock = new ManualClock()
     const opens: Array<() => void> = []
     const glimpses: number[] = []
+    const heads: number[] = []
+    const reads: number[] = []
     let size = 4096
+    let oldOst = false
+    const content = () => Buffer.alloc(size, 7)
     const mdc = {
       getattr: async (fid: number) => file(fid),
       open: (fid: number) => new Promise((resolve) => opens.push(() => resolve({ attr: file(fid), handle: '00000000000000aa' }))),
@@ -348,6 +352,17 @@ describe('open of a regular file', () => {
         glimpses.push(fid)
         return { size, blocks: 8, mtime: 0 }
       },
+      readHead: async (fid: number, _l: Layout, len: number) => {
+        heads.push(fid)
+        return oldOst ? undefined : { data: [content().subarray(0, len)], glimpse: { size, blocks: 8, mtime: 0 } }
+      },
+      read: async (fid: number, _l: Layout, off: number, len: number) => {
+        reads.push(fid)
+        const data = content().subarray(off, off + len)
+        return { data: [data, Buffer.alloc(len - data.length)], complete: data.length === len }
+      },
+      write: async () => undefined,
+      takeError: () => undefined,
       cachedSize: () => 0,
       lost: () => false,
     } as unknown as Lov
@@ -359,24 +374,83 @@ describe('open of a regular file', () => {
       opens.shift()!()
       return p
     }
-    return { ll, glimpses, open, grow: (n: number) => (size = n) }
+    return { ll, glimpses, heads, reads, open, grow: (n: number) => (size = n), old: () => (oldOst = true) }
   }
 
-  it('for reading, glimpses the size with the open, so the stat after it waits for no RPC', async () => {
+  it('for reading, reads a small file whole with the open: the stat and the reads after it wait for no RPC', async () => {
     const r = rig()
-    await r.open(10, O_RDONLY, () => expect(r.glimpses).toEqual([10]))
+    const fd = await r.open(10, O_RDONLY, () => expect(r.heads).toEqual([10]))
     expect((await r.ll.stat(10)).size).toBe(4096)
-    expect(r.glimpses).toEqual([10])
+    expect(Buffer.concat(await r.ll.read(fd, 0, 65536))).toEqual(Buffer.alloc(4096, 7))
+    expect(Buffer.concat(await r.ll.read(fd, 4000, 4096))).toEqual(Buffer.alloc(96, 7))
+    expect(await r.ll.read(fd, 8192, 4096)).toEqual([])
+    expect([r.glimpses, r.reads]).toEqual([[], []])
+  })
+
+  it('reads a larger file as before, and an older OST (no attributes in its read reply) is glimpsed instead', async () => {
+    const r = rig()
+    r.grow(READ_ON_OPEN)
+    const fd = await r.open(10, O_RDONLY)
+    expect((await r.ll.stat(10)).size).toBe(READ_ON_OPEN)
+    expect(Buffer.concat(await r.ll.read(fd, 0, 4096))).toEqual(Buffer.alloc(4096, 7))
+    expect(r.reads).toEqual([10])
+    r.old()
+    r.grow(100)
+    await r.open(11, O_RDONLY, () => expect(r.heads).toEqual([10, 11]))
+    expect((await r.ll.stat(11)).size).toBe(100)
+    expect(r.glimpses).toEqual([11])
+  })
+
+  it('drops the bytes read with the open once this client writes the file', async () => {
+    const r = rig()
+    const fd = await r.open(10, O_RDONLY)
+    const w = await r.open(10, O_WRONLY)
+    expect(r.heads).toEqual([10])
+    await r.ll.write(w, Buffer.from('new'), 0)
+    await r.ll.read(fd, 0, 4096)
+    expect(r.reads).toEqual([10])
   })
 
   it('for writing only, sends no glimpse; and one overtaken by a write of this client is not kept', async () => {
     const r = rig()
     await r.open(10, O_WRONLY)
-    expect(r.glimpses).toEqual([])
+    expect([r.glimpses, r.heads]).toEqual([[], []])
     const fd = await r.open(11, O_RDONLY, () => r.ll.cache.grow(11, 8192, 1))
     expect(r.ll.fidOf(fd)).toBe(11)
     r.grow(8192)
     expect((await r.ll.stat(11)).size).toBe(8192)
-    expect(r.glimpses).toEqual([11, 11])
+    expect([r.heads, r.glimpses]).toEqual([[11], [11]])
+  })
+})
+
+describe('close of a read-only handle', () => {
+  it("writes nothing back and leaves the file's write-back error to the close of its writer", async () => {
+    const flushes: number[] = []
+    let pending: LpError | undefined
+    const mdc = {
+      getattr: async (fid: number) => file(fid),
+      open: async (fid: number) => ({ attr: file(fid), handle: '00000000000000aa' }),
+      close: () => undefined,
+    } as unknown as Mdc
+    const lov = {
+      glimpse: async (): Promise<Glimpse> => ({ size: 0, blocks: 0, mtime: 0 }),
+      cachedSize: () => 0,
+      lost: () => false,
+      flush: async (fid: number) => void flushes.push(fid),
+      takeError: () => {
+        const e = pending
+        pending = undefined
+        return e
+      },
+    } as unknown as Lov
+    const ll = lliteOver(mdc, lov)
+    const writer = await ll.open(10, O_WRONLY)
+    const reader = await ll.open(10, O_RDONLY)
+    pending = new LpError('ENOSPC', 'no space left on ost1')
+    await ll.flush(reader)
+    await ll.release(reader)
+    expect(flushes).toEqual([])
+    await expect(ll.flush(writer)).rejects.toMatchObject({ code: 'ENOSPC' })
+    expect(flushes).toEqual([10])
   })
 })

@@ -8,22 +8,29 @@ import type { ObjAttr } from '../../src/protocol/ops.js'
 /** Glimpses of many files (statahead's batch) over fake OSCs that record their getattr calls. */
 const MiB = 1 << 20
 
-function lovOver(sizes: Record<string, number>, invalid: Set<number> = new Set()) {
+function lovOver(sizes: Record<string, number>, invalid: Set<number> = new Set(), old: Set<number> = new Set()) {
   const calls: Array<[number, string[]]> = []
+  const attrOf = (fid: number, stripe: number): ObjAttr | null => {
+    const size = sizes[`${fid}.${stripe}`]
+    return size === undefined ? null : { size, blocks: size / 512, mtime: fid }
+  }
   const osc = (index: number) =>
     ({
       index,
       imp: { invalid: invalid.has(index) },
+      read: async (fid: number, stripe: number, off: number, len: number) => {
+        calls.push([index, [`read ${fid}.${stripe} ${off}+${len}`]])
+        const data = Buffer.alloc(Math.max(0, Math.min(len, (attrOf(fid, stripe)?.size ?? 0) - off)), 1)
+        return { data: [data], attr: old.has(index) ? undefined : attrOf(fid, stripe) }
+      },
       getattr: async (objects: Array<{ fid: number; stripe: number }>): Promise<(ObjAttr | null)[]> => {
         calls.push([index, objects.map((o) => `${o.fid}.${o.stripe}`)])
         if (invalid.has(index)) throw new LpError('ESHUTDOWN', 'failed out')
-        return objects.map((o) => {
-          const size = sizes[`${o.fid}.${o.stripe}`]
-          return size === undefined ? null : { size, blocks: size / 512, mtime: o.fid }
-        })
+        return objects.map((o) => attrOf(o.fid, o.stripe))
       },
     }) as unknown as Osc
-  const lov = new Lov(new Map([1, 2].map((i) => [i, osc(i)])), new Map<number, OscWriteback>())
+  const wb = { cachedEnd: () => 0 } as unknown as OscWriteback
+  const lov = new Lov(new Map([1, 2].map((i) => [i, osc(i)])), new Map([1, 2].map((i) => [i, wb])))
   return { lov, calls }
 }
 
@@ -50,5 +57,21 @@ describe('glimpseMany', () => {
   it('counts the stripes on a failed-out OST as empty', async () => {
     const { lov } = lovOver({ '10.0': MiB, '10.1': MiB / 2, '11.0': 100 }, new Set([2]))
     expect((await lov.glimpseMany(files)).map((g) => g.size)).toEqual([MiB, 0, 0])
+  })
+})
+
+describe('readHead', () => {
+  it("reads a single-stripe file's first bytes, sized by the read's reply as a glimpse would; not a striped file, nor from an OST that does not say", async () => {
+    const { lov, calls } = lovOver({ '11.0': 100, '13.0': MiB }, new Set(), new Set([2]))
+    const one = { stripe_size: MiB, osts: [1] }
+    expect(await lov.readHead(12, one, 4096)).toEqual({ data: [Buffer.alloc(0)], glimpse: { size: 0, blocks: 0, mtime: 0 } })
+    expect(await lov.readHead(13, one, 4096)).toEqual({ data: [Buffer.alloc(4096, 1)], glimpse: { size: MiB, blocks: MiB / 512, mtime: 13 } })
+    expect(await lov.readHead(11, { stripe_size: MiB, osts: [2] }, 4096)).toBeUndefined()
+    expect(await lov.readHead(10, { stripe_size: MiB, osts: [1, 2] }, 4096)).toBeUndefined()
+    expect(calls).toEqual([
+      [1, ['read 12.0 0+4096']],
+      [1, ['read 13.0 0+4096']],
+      [2, ['read 11.0 0+4096']],
+    ])
   })
 })

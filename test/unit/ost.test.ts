@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { MAX_TOMBSTONES, OstBackend } from '../../src/server/ost/ost.js'
 import { ObjectStore } from '../../src/server/ost/store.js'
-import { MAX_FILE_SIZE, type ObjAttr, type OstListEntry } from '../../src/protocol/ops.js'
+import { MAX_FILE_SIZE, type ObjAttr, type OpReplies, type OstListEntry } from '../../src/protocol/ops.js'
 import type { Redo } from '../../src/server/target/backend.js'
 import { LpError } from '../../src/protocol/errno.js'
 import { tempDir, removeTempDirs } from '../helpers/nodes.js'
@@ -38,13 +38,17 @@ async function setup(dir?: string) {
     apply('ost_write', { fid, stripe, offset, append }, Buffer.isBuffer(data) ? data : Buffer.from(data))
   const punch = (fid: number, stripe: number, size: number) => apply('ost_punch', { fid, stripe, size })
   const destroy = (...fids: number[]) => apply('ost_destroy', { fids })
-  const read = async (fid: number, stripe: number, offset = 0, length = 1 << 20) => {
-    const r = await b.query('ost_read', { fid, stripe, offset, length }, Q)
-    expect((r.body as { length: number }).length).toBe(r.bulk!.length)
-    return r.bulk!
-  }
   const attrs = async (...objs: Array<[number, number]>) =>
     ((await b.query('ost_getattr', { objects: objs.map(([fid, stripe]) => ({ fid, stripe })) }, Q)).body as { attrs: (ObjAttr | null)[] }).attrs
+  const read = async (fid: number, stripe: number, offset = 0, length = 1 << 20) => {
+    const [glimpsed] = await attrs([fid, stripe])
+    const r = await b.query('ost_read', { fid, stripe, offset, length }, Q)
+    const body = r.body as OpReplies['ost_read']
+    expect(body.length).toBe(r.bulk!.length)
+    // Every read can stand in for a glimpse: it says what ost_getattr says of the object.
+    expect(body.attr).toEqual(glimpsed)
+    return r.bulk!
+  }
   const objects = async () => ((await b.query('statfs', {}, Q)).body as { objects: number }).objects
   /** Commit the first `n` redo records (all by default), as the committer does after the journal. */
   const commit = async (n = redo.length) => b.afterCommit(redo.splice(0, n))

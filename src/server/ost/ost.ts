@@ -175,6 +175,12 @@ export class OstBackend implements Backend {
     return st ? { exists: true, size: st.size, mtime: st.mtime } : { exists: false, size: 0, mtime: 0 }
   }
 
+  /** What a glimpse learns of an object, as of now: null if there is none. */
+  private attrOf(fid: number, stripe: number): ObjAttr | null {
+    const c = this.current(fid, stripe)
+    return c.exists ? { size: c.size, blocks: Math.ceil(c.size / 512), mtime: c.mtime } : null
+  }
+
   private push(fid: number, stripe: number, op: PendingOp): void {
     const key = objKey(fid, stripe)
     const cur = this.current(fid, stripe)
@@ -301,11 +307,7 @@ export class OstBackend implements Backend {
       }
       case 'ost_getattr': {
         const a = args as OpArgs<'ost_getattr'>
-        const attrs: (ObjAttr | null)[] = a.objects.map((o) => {
-          const c = this.current(o.fid, o.stripe)
-          return c.exists ? { size: c.size, blocks: Math.ceil(c.size / 512), mtime: c.mtime } : null
-        })
-        return { body: { attrs } }
+        return { body: { attrs: a.objects.map((o) => this.attrOf(o.fid, o.stripe)) } }
       }
       case 'ost_list': {
         const a = args as OpArgs<'ost_list'>
@@ -345,11 +347,12 @@ export class OstBackend implements Backend {
     // Take the pending ops before reading the file: a commit applying some of them meanwhile
     // only writes the same bytes we fold in again.
     const ops = [...(this.overlays.get(key)?.ops ?? [])]
-    const cur = this.current(fid, stripe)
-    const n = Math.max(0, Math.min(length, cur.size - offset))
+    // The attributes the bytes are of, taken with them: the reply can stand in for a glimpse.
+    const attr = this.attrOf(fid, stripe)
+    const n = Math.max(0, Math.min(length, (attr?.size ?? 0) - offset))
     // Not zeroed here: store.read fills every byte (zeroing 1 MiB cost 5% of an OSS's CPU when read).
     const buf = Buffer.allocUnsafe(n)
-    if (n === 0) return { body: { length: 0 }, bulk: buf }
+    if (n === 0) return { body: { length: 0, attr }, bulk: buf }
     await this.store.read(fid, stripe, offset, buf)
     const end = offset + n
     for (const op of ops) {
@@ -361,7 +364,7 @@ export class OstBackend implements Backend {
         if (op.size < end) buf.fill(0, Math.max(0, op.size - offset))
       } else if (op.k === 'd') buf.fill(0)
     }
-    return { body: { length: n }, bulk: buf }
+    return { body: { length: n, attr }, bulk: buf }
   }
 
   dropClient(): Redo[] {

@@ -28,6 +28,12 @@ export class ObjectStore {
   private readonly handles = new Map<string, fsp.FileHandle>()
   private readonly dirty = new Set<string>()
   private readonly dirtyDirs = new Set<string>()
+  /**
+   * Evicted handles being synced (if dirty) and closed, off the path of the request that
+   * evicted them (each is a thread-pool round trip); a checkpoint waits for them, and fails
+   * with the first sync that did.
+   */
+  private readonly closing = new Set<Promise<unknown>>()
 
   constructor(
     private readonly root: string,
@@ -79,8 +85,11 @@ export class ObjectStore {
     if (this.handles.size >= MAX_OPEN) {
       const [oldKey, old] = this.handles.entries().next().value as [string, fsp.FileHandle]
       this.handles.delete(oldKey)
-      if (this.dirty.delete(oldKey)) await old.sync()
-      await old.close()
+      const synced = this.dirty.delete(oldKey) ? old.sync() : Promise.resolve()
+      const done = synced.finally(() => old.close().catch(() => undefined))
+      // Kept (failed, it fails the next checkpoint) until a checkpoint has waited for it.
+      this.closing.add(done)
+      done.catch(() => undefined)
     }
     try {
       fh = await fsp.open(this.file(key), constants.O_RDWR | (create ? constants.O_CREAT : 0), 0o600)
@@ -173,6 +182,9 @@ export class ObjectStore {
 
   /** Make every committed change durable (checkpoint). */
   async syncAll(): Promise<void> {
+    const closing = [...this.closing]
+    for (const p of closing) this.closing.delete(p)
+    await Promise.all(closing)
     for (const key of [...this.dirty]) {
       const fh = this.handles.get(key)
       if (fh) await fh.sync()
@@ -186,6 +198,8 @@ export class ObjectStore {
   }
 
   async close(): Promise<void> {
+    await Promise.allSettled([...this.closing])
+    this.closing.clear()
     for (const fh of this.handles.values()) await fh.close().catch(() => undefined)
     this.handles.clear()
   }

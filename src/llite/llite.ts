@@ -20,7 +20,7 @@ import { counted, LliteStats } from './stats.js'
  * directly, a FUSE binding adapts it, and paths.ts resolves paths for path-based callers.
  */
 export const ROOT_FID = 1
-/** Bytes of a single-stripe file read with its open (a file smaller than this is read whole). */
+/** Bytes of a file read with its open for reading (a file that ends within them is read whole). */
 export const READ_ON_OPEN = 64 * 1024
 
 /** What setattr changes; times are wall-clock ms. */
@@ -480,9 +480,9 @@ export class Llite {
    * open began, it sees whatever another client's close had written. Advisory: on failure the
    * size is glimpsed when asked for. Writers do not wait for it (their OST may be down).
    *
-   * A single-stripe file's first READ_ON_OPEN bytes are read instead (the read's reply says
-   * what a glimpse would): a file that ends within them comes back whole, and its reads then
-   * wait for no RPC, as Lustre's read-on-open of a small file's data with its open.
+   * Its first READ_ON_OPEN bytes (at most its first stripe) are read instead, the read's reply
+   * saying what a glimpse would: a file that ends within them comes back whole, and its reads
+   * then wait for no RPC, as Lustre reads a small file's data with its open.
    */
   private async earlyRead(a: MdtAttr, flags: number): Promise<{ glimpse: Glimpse; whole?: Buffer[] } | undefined> {
     if (a.type !== 'reg' || !a.layout || (flags & O_ACCMODE) === O_WRONLY) return undefined
@@ -490,7 +490,8 @@ export class Llite {
     try {
       const head = await this.lov.readHead(a.fid, a.layout, READ_ON_OPEN)
       if (!head) return { glimpse: await this.lov.glimpse(a.fid, a.layout) }
-      return { glimpse: head.glimpse, whole: head.glimpse.size < READ_ON_OPEN ? slice(head.data, 0, head.glimpse.size) : undefined }
+      const size = head.glimpse.size
+      return { glimpse: head.glimpse, whole: size <= totalLength(head.data) ? slice(head.data, 0, size) : undefined }
     } catch {
       return undefined
     }

@@ -1,6 +1,6 @@
 import { copyFrom, totalLength } from '../common/chunks.js'
 import { LpError } from '../protocol/errno.js'
-import { MAX_GLIMPSE_OBJECTS, type DirLayout, type GrantedLayout, type Layout, type StatfsReply } from '../protocol/ops.js'
+import { MAX_GLIMPSE_OBJECTS, type DirLayout, type GrantedLayout, type Layout, type ObjAttr, type StatfsReply } from '../protocol/ops.js'
 import type { CapaCache } from '../osc/capas.js'
 import type { Osc } from '../osc/osc.js'
 import type { OscWriteback } from '../osc/writeback.js'
@@ -16,6 +16,17 @@ export interface Glimpse {
   size: number
   blocks: number
   mtime: number
+}
+
+/** A file's glimpse from its objects' attributes, one per stripe (null: no object, or on a failed-out OST). */
+function glimpseOf(layout: Layout, attrs: Array<ObjAttr | null>): Glimpse {
+  let blocks = 0
+  let mtime = 0
+  for (const a of attrs) {
+    blocks += a?.blocks ?? 0
+    mtime = Math.max(mtime, a?.mtime ?? 0)
+  }
+  return { size: fileSizeFrom(layout, attrs.map((a) => a?.size ?? null)), blocks, mtime }
 }
 
 /** A layout naming an OST this client was not configured with is an I/O error, not a crash. */
@@ -144,17 +155,22 @@ export class Lov {
   }
 
   /**
-   * The first `len` bytes of a single-stripe file and its size, from one ost_read (the reply
-   * says what a glimpse would): a small file is then read whole with its open. Undefined
-   * where that cannot be (more stripes, bytes of its own in the write-back cache, an OST too
-   * old to say): the caller glimpses.
+   * A file's first `len` bytes (at most its first stripe's) and its glimpse, with one RPC per
+   * OST as a glimpse: the first stripe's ost_read, whose reply says what ost_getattr would, and
+   * the other stripes' ost_getattr. A small file is then read whole with its open. Undefined
+   * where that cannot be (bytes of its own in the write-back cache, an OST too old to say):
+   * the caller glimpses.
    */
   async readHead(fid: number, layout: GrantedLayout, len: number): Promise<{ data: Buffer[]; glimpse: Glimpse } | undefined> {
-    if (layout.osts.length !== 1 || this.cachedSize(fid, layout)) return undefined
+    if (this.cachedSize(fid, layout)) return undefined
     this.note(fid, layout)
-    const { data, attr } = await this.osc(layout.osts[0]!).read(fid, 0, 0, len)
-    if (attr === undefined) return undefined
-    return { data, glimpse: { size: fileSizeFrom(layout, [attr?.size ?? null]), blocks: attr?.blocks ?? 0, mtime: attr?.mtime ?? 0 } }
+    const [first, ...others] = layout.osts
+    const [head, rest] = await Promise.all([
+      this.osc(first!).read(fid, 0, 0, Math.min(len, layout.stripe_size)),
+      Promise.all(others.map(async (ost, i) => (await this.osc(ost).getattr([{ fid, stripe: i + 1 }]))[0] ?? null)),
+    ])
+    if (head.attr === undefined) return undefined
+    return { data: head.data, glimpse: glimpseOf(layout, [head.attr, ...rest]) }
   }
 
   /** File size from its objects. */
@@ -169,8 +185,7 @@ export class Lov {
    */
   async glimpseMany(files: Array<{ fid: number; layout: GrantedLayout }>): Promise<Glimpse[]> {
     for (const f of files) this.note(f.fid, f.layout)
-    const sizes = files.map((f) => f.layout.osts.map((): number | null => null))
-    const got = files.map(() => ({ blocks: 0, mtime: 0 }))
+    const attrs = files.map((f) => f.layout.osts.map((): ObjAttr | null => null))
     const byOst = new Map<number, Array<{ file: number; stripe: number }>>()
     files.forEach((f, file) =>
       f.layout.osts.forEach((ost, stripe) => {
@@ -183,24 +198,18 @@ export class Lov {
       [...byOst].map(async ([ost, objs]) => {
         for (let at = 0; at < objs.length; at += MAX_GLIMPSE_OBJECTS) {
           const part = objs.slice(at, at + MAX_GLIMPSE_OBJECTS)
-          let attrs
+          let got
           try {
-            attrs = await this.osc(ost).getattr(part.map((o) => ({ fid: files[o.file]!.fid, stripe: o.stripe })))
+            got = await this.osc(ost).getattr(part.map((o) => ({ fid: files[o.file]!.fid, stripe: o.stripe })))
           } catch (e) {
             if (e instanceof LpError && (e.code === 'ESHUTDOWN' || e.code === 'EIO') && this.osc(ost).imp.invalid) return
             throw e
           }
-          attrs.forEach((a, k) => {
-            if (!a) return
-            const o = part[k]!
-            sizes[o.file]![o.stripe] = a.size
-            got[o.file]!.blocks += a.blocks
-            got[o.file]!.mtime = Math.max(got[o.file]!.mtime, a.mtime)
-          })
+          got.forEach((a, k) => (attrs[part[k]!.file]![part[k]!.stripe] = a))
         }
       }),
     )
-    return files.map((f, i) => ({ size: fileSizeFrom(f.layout, sizes[i]!), ...got[i]! }))
+    return files.map((f, i) => glimpseOf(f.layout, attrs[i]!))
   }
 
   /** Truncate (or extend) every object to its share of `size`. */

@@ -61,17 +61,30 @@ describe('glimpseMany', () => {
 })
 
 describe('readHead', () => {
-  it("reads a single-stripe file's first bytes, sized by the read's reply as a glimpse would; not a striped file, nor from an OST that does not say", async () => {
-    const { lov, calls } = lovOver({ '11.0': 100, '13.0': MiB }, new Set(), new Set([2]))
+  it("reads a file's first bytes, sized by the first stripe's read reply and the other stripes' getattr, as a glimpse would", async () => {
+    const { lov, calls } = lovOver({ '13.0': MiB, '14.0': 100, '15.0': 64 * 1024, '15.1': 10 })
     const one = { stripe_size: MiB, osts: [1] }
     expect(await lov.readHead(12, one, 4096)).toEqual({ data: [Buffer.alloc(0)], glimpse: { size: 0, blocks: 0, mtime: 0 } })
     expect(await lov.readHead(13, one, 4096)).toEqual({ data: [Buffer.alloc(4096, 1)], glimpse: { size: MiB, blocks: MiB / 512, mtime: 13 } })
-    expect(await lov.readHead(11, { stripe_size: MiB, osts: [2] }, 4096)).toBeUndefined()
-    expect(await lov.readHead(10, { stripe_size: MiB, osts: [1, 2] }, 4096)).toBeUndefined()
+    expect(await lov.readHead(14, { stripe_size: MiB, osts: [1, 2] }, 4096)).toEqual({ data: [Buffer.alloc(100, 1)], glimpse: { size: 100, blocks: 100 / 512, mtime: 14 } })
+    // Never past the first stripe: 64 KiB stripes, the second holding 10 bytes.
+    expect(await lov.readHead(15, { stripe_size: 64 * 1024, osts: [1, 2] }, 1 << 20)).toEqual({
+      data: [Buffer.alloc(64 * 1024, 1)],
+      glimpse: { size: 64 * 1024 + 10, blocks: (64 * 1024 + 10) / 512, mtime: 15 },
+    })
     expect(calls).toEqual([
       [1, ['read 12.0 0+4096']],
       [1, ['read 13.0 0+4096']],
-      [2, ['read 11.0 0+4096']],
+      [1, ['read 14.0 0+4096']],
+      [2, ['14.1']],
+      [1, ['read 15.0 0+65536']],
+      [2, ['15.1']],
     ])
+  })
+
+  it('gives up where the first stripe\'s OST does not say its attributes (older): the caller glimpses', async () => {
+    const { lov } = lovOver({ '11.0': 100 }, new Set(), new Set([2]))
+    expect(await lov.readHead(11, { stripe_size: MiB, osts: [2] }, 4096)).toBeUndefined()
+    expect(await lov.readHead(11, { stripe_size: MiB, osts: [2, 1] }, 4096)).toBeUndefined()
   })
 })

@@ -488,7 +488,9 @@ export class Llite {
     if (a.type !== 'reg' || !a.layout || (flags & O_ACCMODE) === O_WRONLY) return undefined
     if (this.lov.cachedSize(a.fid, a.layout) || this.lov.lost(a.layout)) return undefined
     try {
-      const head = await this.lov.readHead(a.fid, a.layout, READ_ON_OPEN)
+      // A file known to be larger is glimpsed: its OST would read bytes nobody may ask for.
+      const known = this.cache.attr(a.fid)?.glimpse?.size
+      const head = known !== undefined && known > READ_ON_OPEN ? undefined : await this.lov.readHead(a.fid, a.layout, READ_ON_OPEN)
       if (!head) return { glimpse: await this.lov.glimpse(a.fid, a.layout) }
       const size = head.glimpse.size
       return { glimpse: head.glimpse, whole: size <= totalLength(head.data) ? slice(head.data, 0, size) : undefined }

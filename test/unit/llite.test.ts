@@ -401,6 +401,14 @@ describe('open of a regular file', () => {
     expect(r.glimpses).toEqual([11])
   })
 
+  it('glimpses a file it knows to be larger than what it would read, rather than reading its head', async () => {
+    const r = rig()
+    r.grow(READ_ON_OPEN + 1)
+    await r.open(10, O_RDONLY)
+    await r.open(10, O_RDONLY)
+    expect([r.heads, r.glimpses]).toEqual([[10], [10]])
+  })
+
   it('drops the bytes read with the open once this client writes the file', async () => {
     const r = rig()
     const fd = await r.open(10, O_RDONLY)

@@ -1,4 +1,4 @@
-import { describe, it, expect, afterAll, afterEach } from 'vitest'
+import { describe, it, expect, afterAll, afterEach, vi } from 'vitest'
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { MAX_TOMBSTONES, OstBackend } from '../../src/server/ost/ost.js'
@@ -91,6 +91,25 @@ describe('OST objects', () => {
       expect((await read(9, 0, 8192)).equals(Buffer.alloc(8192))).toBe(true)
       expect((await read(3, 8192, 4096)).equals(Buffer.alloc(4096))).toBe(true)
       expect((await read(3, 4000, 300)).equals(Buffer.concat([Buffer.alloc(96), pat(100, 5), Buffer.alloc(104)]))).toBe(true)
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('closes the handles it evicts past its open limit behind the request, and forgets them once closed, also with no checkpoint', async () => {
+    const store = new ObjectStore(await tempDir('lp-ost'))
+    await store.load()
+    try {
+      for (let fid = 1; fid <= 200; fid++) await store.write(fid, 0, 0, [pat(10, fid)], 1)
+      await store.syncAll()
+      expect(store.closingHandles).toBe(0)
+      // Reads only, as an OST that never checkpoints: what they evict is forgotten once closed.
+      const buf = Buffer.alloc(10)
+      for (let fid = 1; fid <= 200; fid++) {
+        await store.read(fid, 0, 0, buf)
+        expect(buf.equals(pat(10, fid))).toBe(true)
+      }
+      await vi.waitFor(() => expect(store.closingHandles).toBe(0), { timeout: 5000, interval: 10 })
     } finally {
       await store.close()
     }

@@ -87,9 +87,12 @@ export class ObjectStore {
       this.handles.delete(oldKey)
       const synced = this.dirty.delete(oldKey) ? old.sync() : Promise.resolve()
       const done = synced.finally(() => old.close().catch(() => undefined))
-      // Kept (failed, it fails the next checkpoint) until a checkpoint has waited for it.
       this.closing.add(done)
-      done.catch(() => undefined)
+      // Done, it is forgotten (an OST that only serves reads may never checkpoint); failed, it stays for the next checkpoint to fail with.
+      done.then(
+        () => this.closing.delete(done),
+        () => undefined,
+      )
     }
     try {
       fh = await fsp.open(this.file(key), constants.O_RDWR | (create ? constants.O_CREAT : 0), 0o600)
@@ -195,6 +198,11 @@ export class ObjectStore {
       await fsyncDir(dir)
       this.dirtyDirs.delete(dir)
     }
+  }
+
+  /** Evicted handles not yet closed, or whose sync failed and no checkpoint has reported. */
+  get closingHandles(): number {
+    return this.closing.size
   }
 
   async close(): Promise<void> {

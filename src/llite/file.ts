@@ -14,7 +14,6 @@ export class OpenFile {
   /** The whole file, read with the open (a small one): what the file had then, as read-ahead's chunks are. */
   whole: Buffer[] | undefined
 
-
   constructor(
     readonly fd: number,
     readonly fid: number,

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url'
 import pTimeout from 'p-timeout'
 import { LpError, errnoOf } from '../protocol/errno.js'
 import type { Owner, SetAttr, Statfs } from '../llite/llite.js'
-import { O_ACCMODE, O_RDONLY, O_WRONLY } from '../llite/file.js'
+import { O_ACCMODE, O_WRONLY, writes } from '../llite/file.js'
 import type { PosixStat } from '../llite/stat.js'
 import type { FuseBinding, FuseFs, FuseMountOptions } from './binding.js'
 import { DirListings, type Listing } from './dirs.js'
@@ -107,8 +107,8 @@ const owner = (r: Req): Owner => ({ uid: r.uid, gid: r.gid })
  */
 const direct = (flags: number) => (flags & O_ACCMODE) === O_WRONLY
 
-/** A read-only handle has nothing to write back at close (llite's flush): its close sends no FLUSH, one round trip fewer. */
-const noflush = (flags: number) => (flags & O_ACCMODE) === O_RDONLY
+/** A handle that does not write has nothing to write back at close (llite's flush): its close sends no FLUSH, one round trip fewer. */
+const noflush = (flags: number) => !writes(flags)
 
 export class LowLevelFuse implements FuseBinding {
   private readonly addon: Addon

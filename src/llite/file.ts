@@ -8,6 +8,9 @@ export const O_APPEND = 0o2000
 export const O_EXCL = 0o200
 export const O_TRUNC = 0o1000
 
+/** Open flags that write: only a handle opened so has data of its own to write back, and errors of it to hear at close. */
+export const writes = (flags: number): boolean => (flags & O_ACCMODE) !== O_RDONLY
+
 /** An open file: its FID and layout, the MDT's open handle, its read-ahead state. */
 export class OpenFile {
   ra: ReadAhead | null = null
@@ -28,8 +31,7 @@ export class OpenFile {
     this.whole = undefined
   }
 
-  /** Opened for writing: only such a handle has data of its own to write back, and errors of it to hear at close. */
   get writable(): boolean {
-    return (this.flags & O_ACCMODE) !== O_RDONLY
+    return writes(this.flags)
   }
 }

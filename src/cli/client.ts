@@ -12,7 +12,7 @@ import { parseSize } from './size.js'
 export function registerClientCommands(program: Command): void {
   command(program, 'mount', 'mount a filesystem (like mount -t lustre); returns once the mount answers')
     .requiredOption('--mgsnode <nids>', "MGS NIDs, failover NIDs separated by ':' (e.g. mds16@tcp0:mds17@tcp0)")
-    .option('-o, --options <opts>', 'comma-separated mount options: timeout=N, noir, actimeo=S, max_dirty_mb=N, max_unstable_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, fuse=native|libfuse2, keyfile=PATH (the shared key), tls,ca=PATH,cert=PATH,key=PATH (mutual TLS to every node), metrics=ADDR:PORT', '')
+    .option('-o, --options <opts>', 'comma-separated mount options: timeout=N, noir, actimeo=S, max_dirty_mb=N, max_unstable_mb=N, max_pages_per_rpc=N, max_rpcs_in_flight=N, max_read_ahead_per_file_mb=N, max_read_ahead_mb=N, fuse=native|libfuse2, keyfile=PATH (the shared key), tls,ca=PATH,cert=PATH,key=PATH (mutual TLS to every node), metrics=ADDR:PORT', '')
     .option('--port <port>', 'the filesystem-wide port of the servers', portParser, DEFAULT_PORT)
     .option('--log <file>', "the mount daemon's pino JSON log")
     .argument('<mountpoint>')

@@ -108,6 +108,7 @@ export class ClientFs {
       gid: process.getgid?.() ?? 0,
       readAheadChunk: options.maxPagesPerRpc * 4096,
       maxReadAheadPerFile: options.maxReadAheadPerFileMb * MiB,
+      maxReadAhead: options.maxReadAheadMb * MiB,
     })
     // Evicted by the MDT: what we cached of the namespace may be stale, and our opens are gone.
     mdtImp.on('invalidate', () => this.llite.cache.clear())

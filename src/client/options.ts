@@ -23,6 +23,8 @@ export interface ClientOptions {
   maxRpcsInFlight: number
   /** Read-ahead window per sequentially read file, MiB (max_read_ahead_per_file_mb). */
   maxReadAheadPerFileMb: number
+  /** Read-ahead held for all files, MiB (max_read_ahead_mb). */
+  maxReadAheadMb: number
   /** FUSE binding: lproxy's libfuse3 one when built, else fuse-native (`fuse=native|libfuse2` forces one). */
   fuse: FuseKind
   /** Device nodes in the mount may be opened (off with `nodev`, as mount(8)'s; libfuse's own default is off). */
@@ -46,6 +48,7 @@ const NUMERIC = {
   max_pages_per_rpc: 'maxPagesPerRpc',
   max_rpcs_in_flight: 'maxRpcsInFlight',
   max_read_ahead_per_file_mb: 'maxReadAheadPerFileMb',
+  max_read_ahead_mb: 'maxReadAheadMb',
 } as const satisfies Record<string, keyof ClientOptions>
 
 type NumericOption = (typeof NUMERIC)[keyof typeof NUMERIC]

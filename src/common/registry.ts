@@ -1,3 +1,4 @@
+import os from 'node:os'
 import { z } from 'zod'
 import { MAX_LOOKUP_BATCH } from '../protocol/ops.js'
 import { nidPatternList } from '../protocol/nid.js'
@@ -67,6 +68,9 @@ const nidPatterns = z.string().superRefine((v, ctx) => {
 /** Lustre's OSC_MAX_DIRTY_MB_MAX. */
 const MAX_DIRTY_MB = 2048
 
+/** Lustre's default read-ahead budget of a mount: 1/32 of the memory, at most 1 GiB. */
+const READ_AHEAD_MB = Math.min(1024, Math.floor(os.totalmem() / 2 ** 20 / 32))
+
 export const NUMBER_PARAMS: readonly NumberParam[] = [
   { name: 'timeout', aliases: { target: 'sys.timeout' }, scopes: ['mount', 'client', 'target'], bounds: seconds(1, 3600), default: 100, help: 'obd_timeout: RPC deadlines, pings and reconnects derive from it' },
   { name: 'actimeo', scopes: ['mount'], bounds: seconds(0, 3600), default: 1, help: 'attribute and entry cache lifetime (NFS\'s actimeo)' },
@@ -75,6 +79,7 @@ export const NUMBER_PARAMS: readonly NumberParam[] = [
   { name: 'max_pages_per_rpc', scopes: ['mount', 'client'], bounds: int(1, 16384), default: 1024, help: 'largest write RPC, in 4 KiB pages' },
   { name: 'max_rpcs_in_flight', scopes: ['mount', 'client'], bounds: int(1, 256), default: 8, help: 'write RPCs in flight per OST' },
   { name: 'max_read_ahead_per_file_mb', scopes: ['mount'], bounds: int(0, 4096), default: 32, help: 'read-ahead window per sequentially read file, MiB' },
+  { name: 'max_read_ahead_mb', scopes: ['mount', 'client'], bounds: int(0, 65536), default: READ_AHEAD_MB, help: 'MiB read ahead (and read with small files\' opens) held for all files of the mount' },
   { name: 'statahead_max', scopes: ['client'], bounds: int(0, 8192), default: 128, help: 'names fetched ahead of a listing process, per directory (0: off)' },
   { name: 'statahead_batch_max', scopes: ['client'], bounds: int(1, MAX_LOOKUP_BATCH), default: 64, help: 'names per statahead batch RPC' },
   { name: 'statahead_agl', scopes: ['client'], bounds: int(0, 1), default: 1, help: 'statahead glimpses the sizes too' },

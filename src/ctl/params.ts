@@ -33,7 +33,7 @@ export function paramTable(fs: ClientFs): Param[] {
     if (d.osc) out.push(...oscParams(fs, d.osc, at))
     if (d.type === 'mdc') out.push({ path: at('md_stats'), get: () => ({ snapshot_time: snapshot(fs), ...fs.mdc.mdStats.view() }) })
   }
-  out.push(...stataheadParams(fs), { path: ['llite', `${fs.config.fsname}-${fs.id}`, 'stats'], get: () => ({ snapshot_time: snapshot(fs), ...fs.llite.stats.set.view() }) })
+  out.push(...stataheadParams(fs), ...readAheadParams(fs), { path: ['llite', `${fs.config.fsname}-${fs.id}`, 'stats'], get: () => ({ snapshot_time: snapshot(fs), ...fs.llite.stats.set.view() }) })
   return out
 }
 
@@ -52,6 +52,16 @@ function stataheadParams(fs: ClientFs): Param[] {
     { path: at('statahead_batch_max'), get: () => t.batch, set: (v) => void (t.batch = setting('statahead_batch_max', v)) },
     { path: at('statahead_agl'), get: () => (t.agl ? 1 : 0), set: (v) => void (t.agl = setting('statahead_agl', v) === 1) },
     { path: at('statahead_stats'), get: () => ({ ...sa.stats }) },
+  ]
+}
+
+/** llite.<fsname>-<id>.max_read_ahead_mb, and what the budget holds and refused. */
+function readAheadParams(fs: ClientFs): Param[] {
+  const b = fs.llite.readAhead
+  const at = (leaf: string) => ['llite', `${fs.config.fsname}-${fs.id}`, leaf]
+  return [
+    { path: at('max_read_ahead_mb'), get: () => b.maxBytes / MiB, set: (v) => void (b.maxBytes = setting('max_read_ahead_mb', v) * MiB) },
+    { path: at('read_ahead_stats'), get: () => ({ snapshot_time: snapshot(fs), held_bytes: b.heldBytes, 'hit max r-a issue': b.refused }) },
   ]
 }
 

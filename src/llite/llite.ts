@@ -9,6 +9,7 @@ import type { Mdc } from '../mdc/mdc.js'
 import type { Glimpse, Lov } from '../lov/lov.js'
 import { MetaCache } from './cache.js'
 import { OpenFile, O_ACCMODE, O_APPEND, O_EXCL, O_RDONLY, O_TRUNC, O_WRONLY } from './file.js'
+import { ReadAheadBudget } from './rabudget.js'
 import { ReadAhead } from './readahead.js'
 import { Statahead, type StataheadTunables } from './statahead.js'
 import { toStat, typeOf, type PosixStat } from './stat.js'
@@ -68,9 +69,10 @@ export interface LliteOptions {
   /** Owner of new files when the caller is not known (a binding that does not tell). */
   uid: number
   gid: number
-  /** Bytes per read-ahead RPC (capped at the stripe size) and the largest window per file. */
+  /** Bytes per read-ahead RPC (capped at the stripe size), the largest window per file, and the most held for all files. */
   readAheadChunk: number
   maxReadAheadPerFile: number
+  maxReadAhead: number
   /** Statahead's tunables (Lustre's defaults when unset). */
   statahead?: StataheadTunables
 }
@@ -91,6 +93,7 @@ export class Llite {
   readonly cache: MetaCache
   readonly statahead: Statahead
   readonly stats: LliteStats
+  readonly readAhead: ReadAheadBudget
   private readonly files = new Map<number, OpenFile>()
   private nextFd = 1
   private readonly dataLostListeners: Array<(fids: number[]) => void> = []
@@ -103,6 +106,7 @@ export class Llite {
     this.cache = new MetaCache(o.clock, o.attrTimeoutMs)
     this.statahead = new Statahead(o.clock, o.mdc, o.lov, this.cache, o.log, o.statahead)
     this.stats = new LliteStats(o.clock)
+    this.readAhead = new ReadAheadBudget(o.maxReadAhead)
   }
 
   private now(): number {
@@ -424,7 +428,7 @@ export class Llite {
 
   private register(a: MdtAttr, handle: string, flags: number): number {
     const fd = this.nextFd++
-    this.files.set(fd, new OpenFile(fd, a.fid, a.layout, flags, handle))
+    this.files.set(fd, new OpenFile(fd, a.fid, a.layout, flags, handle, this.readAhead))
     return fd
   }
 
@@ -467,7 +471,7 @@ export class Llite {
       this.cache.setAttr(r.attr)
       if (kept) this.keepGlimpse(a.fid, a.layout!, kept.glimpse)
       const fd = this.register(r.attr, r.handle, flags)
-      if (kept?.whole) this.file(fd).whole = kept.whole
+      if (kept?.whole) this.file(fd).keepWhole(kept.whole)
       return fd
     } finally {
       this.cache.unwatch(w)
@@ -524,6 +528,7 @@ export class Llite {
       f.ra ??= new ReadAhead(
         (o, n) => this.readDirect(f.fid, layout, o, n),
         { chunk: Math.min(layout.stripe_size, this.o.readAheadChunk), maxWindow: this.o.maxReadAheadPerFile },
+        this.readAhead,
         // Nothing is read ahead past the end of the file as glimpsed.
         () => this.cache.attr(f.fid)?.glimpse?.size ?? Infinity,
       )
@@ -646,6 +651,7 @@ export class Llite {
     let failed: unknown
     if (f.writable) await this.writeBack(f).catch((e) => (failed = e))
     this.files.delete(fd)
+    f.dropReadData()
     this.mdc.close(f.handle)
     if (failed) throw failed
   }

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
 import { startCluster, type ClusterHandle } from '../helpers/cluster.js'
 import { importOf } from '../helpers/ctl.js'
+import { pollUntil } from '../helpers/poll.js'
 import { sh } from '../helpers/sh.js'
 
 /**
@@ -181,6 +182,46 @@ describe('statahead', () => {
     expect((await stats()).hits - on.hits).toBeGreaterThan(150)
     const bad = await c.ws.cli(['set_param', 'llite.*.statahead_batch_max=0'])
     expect([bad.code, bad.stderr.trim()]).toEqual([1, `lproxy: statahead_batch_max: '0' is not an integer from 1 to 256`])
+  })
+})
+
+describe('read-ahead budget', () => {
+  /** Opens f1..f6 at once, reads 3 MiB of each in turns (128 KiB reads), checks the bytes, asks read_ahead_stats before closing them. */
+  const readAll = `
+    const fs = require("fs"); const { execFileSync } = require("child_process");
+    const [dir, cli] = process.argv.slice(1);
+    const fds = [1, 2, 3, 4, 5, 6].map((i) => fs.openSync(dir + "/f" + i, "r"));
+    const buf = Buffer.alloc(128 << 10); let bad = 0;
+    for (let off = 0; off < 3 << 20; off += buf.length) fds.forEach((fd, i) => {
+      const n = fs.readSync(fd, buf, 0, buf.length, off);
+      for (let k = 0; k < buf.length; k += 4096) if (n !== buf.length || buf[k] !== ((off + k) / 4096 + i + 1) % 251 || buf[k + 4095] !== buf[k]) bad++;
+    });
+    const held = JSON.parse(execFileSync(process.execPath, [cli, "get_param", "--json", "llite.*.read_ahead_stats"], { cwd: dir }))[0].value;
+    fds.forEach((fd) => fs.closeSync(fd));
+    console.log(JSON.stringify({ bad, ...held }));`
+  const stats = async () => (JSON.parse(await lp(`get_param --json 'llite.*.read_ahead_stats'`)) as Array<{ value: { held_bytes: number } }>)[0]!.value
+
+  it('holds at most llite.*.max_read_ahead_mb for all the files being read, and nothing once they are closed', async () => {
+    const d = `${mnt}/ra`
+    // Page p of file i holds (p + i) % 251: a page from elsewhere shows.
+    const write = `const fs = require("fs"); for (let i = 1; i <= 6; i++) { const b = Buffer.alloc(6 << 20); for (let p = 0; p < b.length / 4096; p++) b.fill((p + i) % 251, p * 4096, (p + 1) * 4096); fs.writeFileSync("${d}/f" + i, b) }`
+    await sh(`mkdir "${d}" && node "${cli}" setstripe -c 1 -i 2 "${d}" && node -e '${write}'`, { env: env() })
+    const max = Number(await lp(`get_param -n 'llite.*.max_read_ahead_mb'`))
+    expect(max).toBeGreaterThan(4)
+    await lp(`set_param 'llite.*.max_read_ahead_mb=4'`)
+    try {
+      await sh('echo 1 > /proc/sys/vm/drop_caches')
+      const got = JSON.parse(await sh(`node -e '${readAll}' "${d}" "${cli}"`, { env: env() })) as { bad: number; held_bytes: number; 'hit max r-a issue': number }
+      expect(got.bad).toBe(0)
+      // Six sequential readers, each window up to max_read_ahead_per_file_mb (32): 4 MiB held at most.
+      expect(got.held_bytes).toBeLessThanOrEqual(4 << 20)
+      expect(got['hit max r-a issue']).toBeGreaterThan(0)
+      await pollUntil('the closed files gave their read-ahead back', async () => (await stats()).held_bytes === 0)
+    } finally {
+      await lp(`set_param 'llite.*.max_read_ahead_mb=${max}'`)
+    }
+    const bad = await c.ws.cli(['set_param', 'llite.*.max_read_ahead_mb=-1'])
+    expect([bad.code, bad.stderr.trim()]).toEqual([1, `lproxy: max_read_ahead_mb: '-1' is not an integer from 0 to 65536`])
   })
 })
 

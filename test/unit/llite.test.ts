@@ -13,7 +13,7 @@ const layout: Layout = { stripe_size: 1 << 20, osts: [1] }
 const file = (fid: number, l = layout): MdtAttr => ({ fid, type: 'reg', mode: 0o644, uid: 0, gid: 0, nlink: 1, atime: 0, mtime: 0, ctime: 0, size: 0, layout: l })
 
 function lliteOver(mdc: Mdc, lov: Lov, clock = new ManualClock()): Llite {
-  return new Llite({ mdc, lov, clock, log: pino({ level: 'silent' }), attrTimeoutMs: 1000, uid: 0, gid: 0, readAheadChunk: 1 << 20, maxReadAheadPerFile: 1 << 24 })
+  return new Llite({ mdc, lov, clock, log: pino({ level: 'silent' }), attrTimeoutMs: 1000, uid: 0, gid: 0, readAheadChunk: 1 << 20, maxReadAheadPerFile: 1 << 24, maxReadAhead: 1 << 30 })
 }
 
 /** An MDT whose lookups answer only when the test says so, and OSTs that count glimpses. */
@@ -346,6 +346,7 @@ describe('open of a regular file', () => {
     const mdc = {
       getattr: async (fid: number) => file(fid),
       open: (fid: number) => new Promise((resolve) => opens.push(() => resolve({ attr: file(fid), handle: '00000000000000aa' }))),
+      close: () => undefined,
     } as unknown as Mdc
     const lov = {
       glimpse: async (fid: number): Promise<Glimpse> => {
@@ -385,6 +386,24 @@ describe('open of a regular file', () => {
     expect(Buffer.concat(await r.ll.read(fd, 4000, 4096))).toEqual(Buffer.alloc(96, 7))
     expect(await r.ll.read(fd, 8192, 4096)).toEqual([])
     expect([r.glimpses, r.reads]).toEqual([[], []])
+  })
+
+  it("keeps a small file's bytes within the mount's read-ahead budget, and gives them back at close", async () => {
+    const r = rig()
+    r.ll.readAhead.maxBytes = 6000
+    const a = await r.open(10, O_RDONLY)
+    expect(r.ll.readAhead.heldBytes).toBe(4096)
+    // No room for another: its reads go to the OST.
+    const b = await r.open(11, O_RDONLY)
+    expect([r.ll.readAhead.heldBytes, r.ll.readAhead.refused]).toEqual([4096, 1])
+    expect(Buffer.concat(await r.ll.read(b, 0, 4096))).toEqual(Buffer.alloc(4096, 7))
+    expect(r.reads).toEqual([11])
+    await r.ll.release(a)
+    await r.ll.release(b)
+    expect(r.ll.readAhead.heldBytes).toBe(0)
+    const c = await r.open(12, O_RDONLY)
+    expect(Buffer.concat(await r.ll.read(c, 0, 4096))).toEqual(Buffer.alloc(4096, 7))
+    expect([r.reads, r.ll.readAhead.heldBytes]).toEqual([[11], 4096])
   })
 
   it('reads a larger file as before, and an older OST (no attributes in its read reply) is glimpsed instead', async () => {

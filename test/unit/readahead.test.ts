@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { copyFrom, slice, totalLength } from '../../src/common/chunks.js'
+import { ReadAheadBudget } from '../../src/llite/rabudget.js'
 import { ReadAhead } from '../../src/llite/readahead.js'
 
 const FILE = Buffer.from(Array.from({ length: 100_000 }, (_, i) => (i * 31 + 7) & 0xff))
@@ -39,7 +40,7 @@ describe('chunk lists', () => {
 
 describe('read-ahead', () => {
   const C = 8192
-  function reader(size = FILE.length) {
+  function reader(size = FILE.length, budget = new ReadAheadBudget(Infinity)) {
     const fetched: number[] = []
     const ra = new ReadAhead(
       async (off, len) => {
@@ -47,6 +48,7 @@ describe('read-ahead', () => {
         return pieces(FILE.subarray(Math.min(off, size), Math.min(off + len, size)), off + 1)
       },
       { chunk: C, maxWindow: 4 * C },
+      budget,
       () => size,
     )
     return { ra, fetched }
@@ -96,5 +98,45 @@ describe('read-ahead', () => {
     expect(await ra.read(90_000, 100)).toBeNull()
     ra.invalidate()
     expect(Buffer.concat((await across)!).equals(FILE.subarray(C - 500, C + 500))).toBe(true)
+  })
+
+  it('holds no more than the budget across files: a chunk it refuses is read directly, and a closed file gives its chunks back', async () => {
+    const budget = new ReadAheadBudget(6 * C)
+    const files = [reader(FILE.length, budget), reader(FILE.length, budget), reader(FILE.length, budget)]
+    let direct = 0
+    for (let off = 0; off < 40_000; off += 4000) {
+      for (const { ra } of files) {
+        const r = await ra.read(off, 4000)
+        if (r) expect(Buffer.concat(r).equals(FILE.subarray(off, off + 4000))).toBe(true)
+        else direct += 1
+        expect(budget.heldBytes).toBeLessThanOrEqual(6 * C)
+      }
+    }
+    // Unbounded, each file would hold its window of 4 chunks and the 2 behind the reader.
+    expect(budget.refused).toBeGreaterThan(0)
+    expect(direct).toBeGreaterThan(6)
+    expect(files.reduce((n, f) => n + f.fetched.length, 0)).toBeGreaterThan(0)
+    for (const { ra } of files) ra.invalidate()
+    expect(budget.heldBytes).toBe(0)
+  })
+
+  it('gives back the budget of a chunk whose fetch failed', async () => {
+    const budget = new ReadAheadBudget(Infinity)
+    let fail = true
+    const ra = new ReadAhead(
+      async (off, len) => {
+        if (fail) throw new Error('EIO')
+        return [FILE.subarray(off, off + len)]
+      },
+      { chunk: C, maxWindow: 4 * C },
+      budget,
+    )
+    expect(await ra.read(0, 100)).toBeNull()
+    await expect(ra.read(100, 100)).rejects.toThrow('EIO')
+    await new Promise((r) => setImmediate(r))
+    expect(budget.heldBytes).toBe(0)
+    fail = false
+    expect(Buffer.concat((await ra.read(300, 100))!).equals(FILE.subarray(300, 400))).toBe(true)
+    expect(budget.heldBytes).toBeGreaterThan(0)
   })
 })

@@ -56,7 +56,7 @@ function rig(statahead = { max: 8, batch: 4, agl: true }) {
     cachedSize: () => 0,
     lost: () => false,
   } as unknown as Lov
-  const ll = new Llite({ mdc, lov, clock, log: pino({ level: 'silent' }), attrTimeoutMs: 1000, uid: 0, gid: 0, readAheadChunk: 1 << 20, maxReadAheadPerFile: 1 << 24, statahead })
+  const ll = new Llite({ mdc, lov, clock, log: pino({ level: 'silent' }), attrTimeoutMs: 1000, uid: 0, gid: 0, readAheadChunk: 1 << 20, maxReadAheadPerFile: 1 << 24, maxReadAhead: 1 << 30, statahead })
   /** Let every batch sent so far answer. */
   const release = async () => {
     while (pending.length) pending.shift()!()

@@ -299,15 +299,15 @@ static napi_value element(napi_env env, napi_value array, uint32_t i)
 }
 
 /*
- * replyDir(id, names, inos, types): a directory listing, '.' and '..' included, as
- * parallel arrays (types are S_IFMT bits). Entry i has offset i + 1, so a readdir at
- * offset k resumes at entry k; as many entries as the kernel's buffer holds are sent.
+ * replyDir(id, names, inos, types, offs): directory entries as parallel arrays (types are
+ * S_IFMT bits), each with the offset a readdir resumes after it at; the caller gives those
+ * that follow the request's offset. As many as the kernel's buffer holds are sent.
  */
 static napi_value reply_dir(napi_env env, napi_callback_info info)
 {
 	struct answer a;
 	uint32_t n = 0;
-	if (!begin(env, info, 4, &a))
+	if (!begin(env, info, 5, &a))
 		return not_pending(env);
 	size_t size = a.r->size, used = 0;
 	char *buf = malloc(size ? size : 1);
@@ -316,16 +316,17 @@ static napi_value reply_dir(napi_env env, napi_callback_info info)
 		return end(&a);
 	}
 	napi_get_array_length(env, a.argv[1], &n);
-	for (uint32_t i = a.r->off > 0 ? (uint32_t)a.r->off : 0; i < n; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		char name[1024];
-		double ino = 0, type = 0;
+		double ino = 0, type = 0, off = 0;
 		/* An entry that is not a string is left out (name would be uninitialised). */
 		if (napi_get_value_string_utf8(env, element(env, a.argv[1], i), name, sizeof(name), NULL) != napi_ok)
 			continue;
 		napi_get_value_double(env, element(env, a.argv[2], i), &ino);
 		napi_get_value_double(env, element(env, a.argv[3], i), &type);
+		napi_get_value_double(env, element(env, a.argv[4], i), &off);
 		struct stat st = { .st_ino = (ino_t)clamp(ino, 0, MAX_EXACT), .st_mode = (mode_t)clamp(type, 0, MAX_U32) };
-		size_t len = fuse_add_direntry(a.r->req, buf + used, size - used, name, &st, (off_t)i + 1);
+		size_t len = fuse_add_direntry(a.r->req, buf + used, size - used, name, &st, (off_t)clamp(off, 1, MAX_EXACT));
 		if (len > size - used)
 			break;
 		used += len;

@@ -1,10 +1,10 @@
 import { type Clock, realClock } from '../common/clock.js'
 import type { FuseFs } from '../fuse/binding.js'
 import { O_ACCMODE, O_RDONLY } from '../llite/file.js'
-import type { Owner, SetAttr, Statfs } from '../llite/llite.js'
+import type { DirPage, Owner, SetAttr, Statfs } from '../llite/llite.js'
 import { toStat, type PosixStat } from '../llite/stat.js'
 import { LpError } from '../protocol/errno.js'
-import type { DirEntry, FileType, MdtAttr } from '../protocol/ops.js'
+import type { FileType, MdtAttr } from '../protocol/ops.js'
 import { CloseBatcher } from '../mdc/closes.js'
 import { CLOSE_BATCH, CLOSE_DELAY_MS } from '../mdc/mdc.js'
 
@@ -122,10 +122,12 @@ export class FloorFs implements FuseFs {
     throw new LpError('EINVAL', `FID ${fid} is not a symlink`)
   }
 
-  async listDir(fid: number): Promise<{ attr: MdtAttr; entries: DirEntry[] }> {
-    const entries = this.dir(fid)
+  /** A page of entries; FIDs only grow, so an entry's FID serves as its cookie. */
+  async listDirPage(fid: number, cookie: number, count: number): Promise<DirPage> {
+    const all = [...this.dir(fid)].filter(([, f]) => f > cookie)
     await this.rpc()
-    return { attr: this.get(fid).attr, entries: [...entries].map(([name, f]) => ({ name, fid: f, type: this.get(f).attr.type })) }
+    const entries = all.slice(0, count).map(([name, f]) => ({ name, fid: f, type: this.get(f).attr.type, cookie: f }))
+    return { attr: this.get(fid).attr, entries, next: all.length > count ? entries.at(-1)!.fid : null }
   }
 
   async mkdir(parent: number, name: string, mode: number, owner?: Owner): Promise<MdtAttr> {

@@ -15,7 +15,7 @@ export type FuseKind = 'auto' | 'native' | 'libfuse2'
  */
 export type FuseFs = Pick<
   Llite,
-  | 'attr' | 'lookupStat' | 'stat' | 'statOf' | 'setattr' | 'ftruncate' | 'readlink' | 'listDir' | 'mkdir' | 'symlink' | 'unlink'
+  | 'attr' | 'lookupStat' | 'stat' | 'statOf' | 'setattr' | 'ftruncate' | 'readlink' | 'listDirPage' | 'mkdir' | 'symlink' | 'unlink'
   | 'mknod' | 'rename' | 'link' | 'create' | 'open' | 'uncached' | 'onDataLost' | 'read' | 'write' | 'flush' | 'fsync' | 'fsyncdir' | 'release' | 'statfs'
 >
 

@@ -86,7 +86,7 @@ interface Addon {
   /** Read data as pieces, sent with one writev (never joined). */
   replyBuf(id: number, data: Buffer[]): boolean
   replyStatfs(id: number, s: Statfs): boolean
-  replyDir(id: number, names: string[], inos: number[], types: number[]): boolean
+  replyDir(id: number, names: string[], inos: number[], types: number[], offs: number[]): boolean
 }
 
 const ADDON = fileURLToPath(new URL('../../native/build/Release/lproxy_fuse.node', import.meta.url))
@@ -201,7 +201,7 @@ export class LowLevelFuse implements FuseBinding {
     const log = this.o.log
     const done = (r: Req) => () => a.replyErr(r.id, 0)
     const entry = (r: Req) => (st: PosixStat) => a.replyEntry(r.id, st)
-    const dir = (r: Req) => (ls: Listing) => a.replyDir(r.id, ls.names, ls.inos, ls.types)
+    const dir = (r: Req) => (ls: Listing) => a.replyDir(r.id, ls.names, ls.inos, ls.types, ls.offs)
     return {
       init: (info) => {
         log.info(info, 'FUSE session initialised')

@@ -21,6 +21,9 @@ import { counted, LliteStats } from './stats.js'
  * directly, a FUSE binding adapts it, and paths.ts resolves paths for path-based callers.
  */
 export const ROOT_FID = 1
+/** Directory entries per mdt_readdir. */
+export const READDIR_PAGE = 1000
+
 /** Bytes of a file read with its open for reading (a file that ends within them is read whole). */
 export const READ_ON_OPEN = 64 * 1024
 
@@ -75,6 +78,23 @@ export interface LliteOptions {
   maxReadAhead: number
   /** Statahead's tunables (Lustre's defaults when unset). */
   statahead?: StataheadTunables
+}
+
+export interface DirPage {
+  attr: MdtAttr
+  entries: DirEntry[]
+  next: number | null
+}
+
+/** Every entry of a directory after `from` (0: all of them), from its pages. */
+export async function wholeListing(page: (cookie: number) => Promise<{ entries: DirEntry[]; next: number | null }>, from = 0): Promise<DirEntry[]> {
+  const all: DirEntry[] = []
+  for (let cookie: number | null = from; cookie !== null; ) {
+    const p: { entries: DirEntry[]; next: number | null } = await page(cookie)
+    all.push(...p.entries)
+    cookie = p.next
+  }
+  return all
 }
 
 export interface Statfs {
@@ -255,19 +275,25 @@ export class Llite {
 
   // ---- namespace ----
 
-  async readdir(fid: number): Promise<DirEntry[]> {
-    return (await this.listDir(fid)).entries
+  /** Every entry of a directory. */
+  readdir(fid: number): Promise<DirEntry[]> {
+    return wholeListing((c) => this.listDirPage(fid, c, READDIR_PAGE))
   }
 
-  /** A directory's attributes (its parent, for '..', among them) and its entries. */
+  /**
+   * A directory's attributes (its parent, for '..', among them) and up to `count` of its
+   * entries after `cookie` (0: from its start), each with the cookie a listing resumes after it
+   * at; `next` is null at the end. The names go to the cache, and to statahead as the order a
+   * listing gave them.
+   */
   @counted('readdir')
-  async listDir(fid: number): Promise<{ attr: MdtAttr; entries: DirEntry[] }> {
+  async listDirPage(fid: number, cookie: number, count: number): Promise<DirPage> {
     const attr = await this.attr(fid)
     if (attr.type !== 'dir') throw new LpError('ENOTDIR', `FID ${fid} is not a directory`)
-    const entries = await this.mdc.readdir(fid)
-    for (const e of entries) this.cache.setEntry(fid, e.name, e.fid)
-    this.statahead.listed(fid, entries)
-    return { attr, entries }
+    const page = await this.mdc.readdirPage(fid, cookie, count)
+    for (const e of page.entries) this.cache.setEntry(fid, e.name, e.fid)
+    this.statahead.listed(fid, page.entries, cookie === 0)
+    return { attr, entries: page.entries, next: page.next }
   }
 
   /** Make `name` in the directory `p` (its attributes, as the caller already has them). */

@@ -29,11 +29,21 @@ export const NUMBERED: NameSequence = {
   },
 }
 
-/** A directory's names in the order its listing gave them; indexed only once a lookup asks, since most listings are never followed. */
+/** A directory's names in the order its listing gave them, page after page; indexed only once a lookup asks, since most listings are never followed. */
 export class ListingOrder implements NameSequence {
   private index: Map<string, number> | undefined
+  private readonly names: string[] = []
 
-  constructor(private readonly names: string[]) {}
+  append(names: readonly string[]): void {
+    for (const n of names) {
+      this.index?.set(n, this.names.length)
+      this.names.push(n)
+    }
+  }
+
+  get length(): number {
+    return this.names.length
+  }
 
   private at(name: string): number | undefined {
     this.index ??= new Map(this.names.map((n, i) => [n, i]))

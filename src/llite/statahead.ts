@@ -139,11 +139,17 @@ export class Statahead {
     return undefined
   }
 
-  /** A listing of `dir` was read: a process may now look its names up in that order. */
-  listed(dir: number, entries: ReadonlyArray<{ name: string }>): void {
+  /**
+   * A page of a listing of `dir` was read (`first`: the listing's start; a later page goes on
+   * the listing kept): a process may now look its names up in that order.
+   */
+  listed(dir: number, entries: ReadonlyArray<{ name: string }>, first = true): void {
+    const kept = this.listings.get(dir)
     this.listings.delete(dir)
-    if (this.tunables.max <= 0 || entries.length > MAX_LISTED_NAMES) return
-    this.listings.set(dir, new ListingOrder(entries.map((e) => e.name)))
+    const listing = first ? new ListingOrder() : kept
+    if (this.tunables.max <= 0 || !listing || listing.length + entries.length > MAX_LISTED_NAMES) return
+    listing.append(entries.map((e) => e.name))
+    this.listings.set(dir, listing)
     if (this.listings.size > MAX_LISTINGS) this.listings.delete(this.listings.keys().next().value!)
   }
 

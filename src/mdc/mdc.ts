@@ -84,16 +84,9 @@ export class Mdc {
     return (await this.as('mdt_batch_lookup', { parent, names })).attrs
   }
 
-  /** Every entry of a directory, page by page. */
-  async readdir(fid: number, pageSize = 1000): Promise<DirEntry[]> {
-    const all: DirEntry[] = []
-    let cookie = 0
-    for (;;) {
-      const r = await this.as('mdt_readdir', { fid, cookie, count: pageSize })
-      all.push(...r.entries)
-      if (r.next === null) return all
-      cookie = r.next
-    }
+  /** Up to `count` entries after `cookie`; `next`: the cookie the following page starts after (null: the end). */
+  readdirPage(fid: number, cookie: number, count: number): Promise<{ entries: DirEntry[]; next: number | null }> {
+    return this.as('mdt_readdir', { fid, cookie, count })
   }
 
   async create(a: {

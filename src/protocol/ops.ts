@@ -151,6 +151,8 @@ export interface DirEntry {
   name: string
   fid: number
   type: FileType
+  /** Where a listing resumes after this entry (mdt_readdir's cookie): stable while the entry lives. Absent from older MDTs. */
+  cookie?: number
 }
 
 export interface StatfsReply {

@@ -1,6 +1,7 @@
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startCluster, type ClusterHandle } from '../helpers/cluster.js'
+import { PY_LIBC_DIR } from '../helpers/pydir.js'
 import { sh, shFails } from '../helpers/sh.js'
 
 /**
@@ -43,6 +44,7 @@ afterAll(async () => {
 function py(body: string): string {
   return `python3 - <<'PY'
 import ctypes, errno, os, socket, stat, time
+${PY_LIBC_DIR}
 def t(label, f):
     try:
         f()
@@ -50,14 +52,6 @@ def t(label, f):
     except OSError as e:
         r = errno.errorcode[e.errno]
     print(label, r)
-class Dirent(ctypes.Structure):
-    _fields_ = [('ino', ctypes.c_uint64), ('off', ctypes.c_int64), ('reclen', ctypes.c_ushort), ('type', ctypes.c_ubyte), ('name', ctypes.c_char * 256)]
-libc = ctypes.CDLL(None)
-libc.opendir.argtypes = [ctypes.c_char_p]
-libc.opendir.restype = ctypes.c_void_p
-libc.readdir.argtypes = [ctypes.c_void_p]
-libc.readdir.restype = ctypes.POINTER(Dirent)
-libc.closedir.argtypes = [ctypes.c_void_p]
 def d_types(d):
     h = libc.opendir(d.encode())
     out = []

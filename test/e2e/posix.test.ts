@@ -2,6 +2,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { startCluster, type ClusterHandle } from '../helpers/cluster.js'
+import { PY_LIBC_DIR } from '../helpers/pydir.js'
 import { sh, shFails } from '../helpers/sh.js'
 
 /**
@@ -124,6 +125,37 @@ print(open('ap2').read())"`)
     await sh(`mkdir "${mnt}/many" && cd "${mnt}/many" && for i in $(seq 1 2500); do : > f$i; done`, { timeoutMs: 120_000 })
     expect((await sh(`ls "${mnt}/many" | wc -l`)).trim()).toBe('2500')
     expect((await sh(`ls -U "${mnt}/many" | sort | uniq | wc -l`)).trim()).toBe('2500')
+  })
+
+  it('resumes a listing read in many calls, through changes, telldir, seekdir and rewinddir, each name that stays listed once', async () => {
+    const out = await sh(`cd "${mnt}/many" && python3 - <<'PY'
+import os
+${PY_LIBC_DIR}
+def rd(h, n):
+    out = []
+    for _ in range(n):
+        e = libc.readdir(h)
+        if not e: break
+        out.append(e.contents.name.decode())
+    return out
+h = libc.opendir(b'.')
+seen = rd(h, 300)
+# Half of the names not read yet go, and new ones come, while the listing is under way.
+for i in range(1251, 2501, 2): os.unlink('f%d' % i)
+for i in range(40): open('new%d' % i, 'w').close()
+seen += rd(h, 100000)
+stay = set('f%d' % i for i in range(1, 2501) if i <= 1250 or i % 2 == 0)
+print('stayed', len(stay - set(seen)), 'twice', len(seen) - len(set(seen)), 'dots', seen[:2])
+libc.rewinddir(h)
+first = rd(h, 700)
+at = libc.telldir(h)
+after = rd(h, 5)
+rd(h, 400)
+libc.seekdir(h, at)
+print('seekdir', rd(h, 5) == after, 'rewind', first[:2], len(first))
+libc.closedir(h)
+PY`)
+    expect(out.trim().split('\n')).toEqual(["stayed 0 twice 0 dots ['.', '..']", "seekdir True rewind ['.', '..'] 700"])
   })
 
   it('df shows the filesystem by its source, mgsnode:/fsname, as a Lustre mount', async () => {

@@ -289,6 +289,29 @@ describe('namespace: readdir', () => {
     expect(errno(() => f.ns.readdir(f.ns.lookup(d, 'f1').fid, 0, 10))).toBe('ENOTDIR')
   })
 
+  it('resumes a page where the last one stopped, also when the entry it read past goes, comes back, or another listing interleaves', () => {
+    const f = fresh()
+    const d = f.mkdir(ROOT_FID, 'd')
+    for (let i = 0; i < 10; i++) f.file(d, `f${i}`)
+    const page = (cookie: number, n: number) => f.ns.readdir(d, cookie, n)
+    const a1 = page(0, 3)
+    expect(a1.entries.map((e) => [e.name, e.cookie])).toEqual([['f0', 1], ['f1', 2], ['f2', 3]])
+    expect(a1.next).toBe(3)
+    // f3 was read past by that page; it goes and comes back (with a new cookie, at the end).
+    f.unlink(d, 'f3')
+    const b1 = page(0, 5)
+    f.file(d, 'f3')
+    const a2 = page(a1.next!, 3)
+    expect(a2.entries.map((e) => e.name)).toEqual(['f4', 'f5', 'f6'])
+    const b2 = page(b1.next!, 100)
+    expect([...b1.entries, ...b2.entries].map((e) => e.name)).toEqual(['f0', 'f1', 'f2', 'f4', 'f5', 'f6', 'f7', 'f8', 'f9', 'f3'])
+    const a3 = page(a2.next!, 100)
+    expect(a3.entries.map((e) => e.name)).toEqual(['f7', 'f8', 'f9', 'f3'])
+    expect([a3.next, b2.next]).toEqual([null, null])
+    // Every entry's cookie resumes right after it.
+    for (const e of [...a1.entries, ...a2.entries]) expect(page(e.cookie!, 1).entries[0]!.cookie).toBeGreaterThan(e.cookie!)
+  })
+
   it('gives a renamed entry a new cookie at the end', () => {
     const f = fresh()
     for (const n of ['a', 'b', 'c']) f.file(ROOT_FID, n)

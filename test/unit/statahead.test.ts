@@ -122,6 +122,19 @@ describe('statahead', () => {
     expect(r.batches).toHaveLength(2)
   })
 
+  it('follows a listing read in pages across their boundary', async () => {
+    const r = rig()
+    const order = ['zz', 'f7', 'aa', 'f1', 'mm', 'f30', 'bb', 'f2', 'cc', 'dd']
+    order.forEach((n, i) => r.names.has(n) || r.names.set(n, 200 + i))
+    r.ll.statahead.listed(1, order.slice(0, 5).map((name) => ({ name })))
+    r.ll.statahead.listed(1, order.slice(5).map((name) => ({ name })), false)
+    for (const n of order.slice(0, 3)) await r.stat(n)
+    expect(r.batches).toEqual([
+      ['f1', 'mm', 'f30', 'bb'],
+      ['f2', 'cc', 'dd'],
+    ])
+  })
+
   it('makes a lookup of a name on the way wait for its batch instead of asking again', async () => {
     const r = rig()
     for (const n of ['f0', 'f1', 'f2']) await r.stat(n)

@@ -129,6 +129,21 @@ export const nsImageSchema: z.ZodType<NsImage> = z.object({
   fidNext: u.optional(),
 })
 
+/**
+ * A listing under way: the iterator its last page stopped in, and the entry it read past the
+ * page. A directory's entries iterate in cookie order (a name is always appended with the next
+ * cookie), and a live iterator sees later additions and removals, so the next page resumes
+ * here instead of walking the directory from its start.
+ */
+interface Cursor {
+  dir: Map<string, Dirent>
+  it: MapIterator<[string, Dirent]>
+  pending: [string, Dirent]
+}
+
+/** Listings resumable at once, the latest kept (a page past them walks from the start). */
+const MAX_CURSORS = 256
+
 /** FIDs per range the MDT grants itself (Lustre's sequence width is 0x20000). */
 export const FID_RANGE = 0x10000
 const FID_LIMIT = 0x100000000
@@ -142,6 +157,7 @@ export class Namespace {
   maxOpensPerClient = MAX_OPENS_PER_CLIENT
   /** Each directory's parent, derived from the entries (a directory has one name): '..' and rename's loop check. */
   private parents = new Map<number, number>()
+  private readonly cursors = new Map<string, Cursor>()
   readonly llog = new Map<number, Layout>()
   /**
    * FIDs come from ranges (Lustre's sequence controller): `fidEnd` is the end of the last one
@@ -432,18 +448,34 @@ export class Namespace {
     })
   }
 
+  /** Up to `count` entries after `cookie`, each with its own cookie; `next`: where the following page starts (null: none). */
   readdir(fid: number, cookie: number, count: number): { entries: DirEntry[]; next: number | null } {
+    const dir = this.dir(fid)
+    const key = `${fid}/${cookie}`
+    const saved = this.cursors.get(key)
+    this.cursors.delete(key)
+    const resumed = saved?.dir === dir ? saved : undefined
+    const it = resumed?.it ?? dir.entries()
+    let pending = resumed?.pending
     const entries: DirEntry[] = []
     let last = cookie
-    for (const [name, d] of this.dir(fid)) {
-      if (d.c <= cookie) continue
-      if (entries.length === count) return { entries, next: last }
+    for (;;) {
+      const e = pending ?? it.next().value
+      pending = undefined
+      if (!e) return { entries, next: null }
+      const [name, d] = e
+      // Before the cookie, or the entry a page read past and that went since.
+      if (d.c <= cookie || dir.get(name) !== d) continue
+      if (entries.length === count) {
+        this.cursors.set(`${fid}/${last}`, { dir, it, pending: e })
+        if (this.cursors.size > MAX_CURSORS) this.cursors.delete(this.cursors.keys().next().value!)
+        return { entries, next: last }
+      }
       const i = this.inodes.get(d.fid)
       if (!i) continue
-      entries.push({ name, fid: d.fid, type: i.type })
+      entries.push({ name, fid: d.fid, type: i.type, cookie: d.c })
       last = d.c
     }
-    return { entries, next: null }
   }
 
   isOpen(fid: number): boolean {

@@ -36,6 +36,20 @@ interface Page {
 }
 
 const DIR = typeBits('dir')
+/** Entries offered per reply: the kernel asks for a page (4 KiB) at a time, and asks again for what did not fit. */
+const PER_REPLY = 512
+
+/** The index of the first entry past `cookie` (entries are in cookie order). */
+function firstAfter(entries: Cookied[], cookie: number): number {
+  let lo = 0
+  let hi = entries.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (entries[mid]!.cookie > cookie) hi = mid
+    else lo = mid + 1
+  }
+  return lo
+}
 
 /** A page read after `from` holds what follows `cookie` if `cookie` falls within it. */
 function covers(p: Page, cookie: number): boolean {
@@ -74,7 +88,8 @@ export class DirListings {
     }
     if (offset < 1) add('.', fid, DIR, 1)
     if (offset < 2) add('..', page.parent, DIR, 2)
-    for (const e of page.entries) if (e.cookie > cookie) add(e.name, e.fid, typeBits(e.type), e.cookie + 2)
+    const from = firstAfter(page.entries, cookie)
+    for (const e of page.entries.slice(from, from + PER_REPLY)) add(e.name, e.fid, typeBits(e.type), e.cookie + 2)
     return out
   }
 

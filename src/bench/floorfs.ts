@@ -1,7 +1,7 @@
 import { type Clock, realClock } from '../common/clock.js'
 import type { FuseFs } from '../fuse/binding.js'
 import { O_ACCMODE, O_RDONLY } from '../llite/file.js'
-import type { DirPage, Owner, SetAttr, Statfs } from '../llite/llite.js'
+import { READ_ON_OPEN, type DirPage, type Owner, type SetAttr, type Statfs } from '../llite/llite.js'
 import { toStat, type PosixStat } from '../llite/stat.js'
 import { LpError } from '../protocol/errno.js'
 import type { FileType, MdtAttr } from '../protocol/ops.js'
@@ -12,7 +12,8 @@ import { CLOSE_BATCH, CLOSE_DELAY_MS } from '../mdc/mdc.js'
  * The floor of lproxy's design for metadata, as `lproxy selftest` times it: a filesystem with
  * no work of its own beneath lproxy's FUSE binding. Each call waits for as many RPCs as llite
  * waits for in the same call when its caches hold what they hold in the bench's metadata mix
- * (a create, a close that sends the data, an unlink: one each; a stat: none), and sends the
+ * (a create, a close that sends the data, an unlink, an open: one each; a stat, and a read
+ * of a file its open read whole: none), and sends the
  * MDT closes in batches after release has answered, as llite's mdc does. The RPCs go to a stand-in
  * that answers at once; only their count comes from here. Files live in memory, so that the
  * mix can read them back.
@@ -195,7 +196,8 @@ export class FloorFs implements FuseFs {
   /** One RPC, as an OST read is. */
   async read(fd: number, off: number, len: number): Promise<Buffer[]> {
     const { node } = this.handle(fd)
-    await this.rpc()
+    // llite reads a small file with its open (alongside the MDT open: one round trip there).
+    if (node.data.length > READ_ON_OPEN) await this.rpc()
     return [node.data.subarray(Math.min(off, node.data.length), Math.min(off + len, node.data.length))]
   }
 

@@ -39,18 +39,6 @@ const DIR = typeBits('dir')
 /** Entries offered per reply: the kernel asks for a page (4 KiB) at a time, and asks again for what did not fit. */
 const PER_REPLY = 512
 
-/** The index of the first entry past `cookie` (entries are in cookie order). */
-function firstAfter(entries: Cookied[], cookie: number): number {
-  let lo = 0
-  let hi = entries.length
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    if (entries[mid]!.cookie > cookie) hi = mid
-    else lo = mid + 1
-  }
-  return lo
-}
-
 /** A page read after `from` holds what follows `cookie` if `cookie` falls within it. */
 function covers(p: Page, cookie: number): boolean {
   return p.from <= cookie && (p.next === null || cookie < p.next)
@@ -88,8 +76,8 @@ export class DirListings {
     }
     if (offset < 1) add('.', fid, DIR, 1)
     if (offset < 2) add('..', page.parent, DIR, 2)
-    const from = firstAfter(page.entries, cookie)
-    for (const e of page.entries.slice(from, from + PER_REPLY)) add(e.name, e.fid, typeBits(e.type), e.cookie + 2)
+    const from = page.entries.findIndex((e) => e.cookie > cookie)
+    if (from >= 0) for (const e of page.entries.slice(from, from + PER_REPLY)) add(e.name, e.fid, typeBits(e.type), e.cookie + 2)
     return out
   }
 
@@ -104,7 +92,10 @@ export class DirListings {
       // A server that does not name the parent: '..' shows as the directory itself.
       const parent = attr.parent ?? fid
       if (entries.every(cookied)) return { from: cookie, parent, entries, next }
-      const all = cookie === 0 ? [...entries, ...(next === null ? [] : await this.rest(fid, next))] : await this.rest(fid, 0)
+      // An older MDT: the whole directory, numbered here (the page just read is its start if `cookie` is 0).
+      let all: DirEntry[]
+      if (cookie !== 0) all = await this.rest(fid, 0)
+      else all = next === null ? entries : [...entries, ...(await this.rest(fid, next))]
       return { from: 0, parent, entries: all.map((e, i) => ({ ...e, cookie: i + 1 })), next: null }
     } catch (e) {
       if (offset > 0 && isLpError(e, 'ENOENT')) return null
@@ -112,7 +103,7 @@ export class DirListings {
     }
   }
 
-  /** What follows `cookie`, to the end: from an MDT that gives entries no cookies (an older one) the whole directory is read, numbered here, and kept until a rewind. */
+  /** Every entry after `cookie`, to the end of the directory. */
   private rest(fid: number, cookie: number): Promise<DirEntry[]> {
     return wholeListing((c) => this.llite.listDirPage(fid, c, READDIR_PAGE), cookie)
   }

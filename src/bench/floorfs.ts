@@ -12,11 +12,10 @@ import { CLOSE_BATCH, CLOSE_DELAY_MS } from '../mdc/mdc.js'
  * The floor of lproxy's design for metadata, as `lproxy selftest` times it: a filesystem with
  * no work of its own beneath lproxy's FUSE binding. Each call waits for as many RPCs as llite
  * waits for in the same call when its caches hold what they hold in the bench's metadata mix
- * (a create, a close that sends the data, an unlink, an open: one each; a stat, and a read
- * of a file its open read whole: none), and sends the
- * MDT closes in batches after release has answered, as llite's mdc does. The RPCs go to a stand-in
- * that answers at once; only their count comes from here. Files live in memory, so that the
- * mix can read them back.
+ * (a create, a close that sends the data, an unlink, an open: one each; a stat, and a read of
+ * a file its open read whole: none), and sends the MDT closes in batches after release has
+ * answered, as llite's mdc does. The RPCs go to a stand-in that answers at once; only their
+ * count comes from here. Files live in memory, so that the mix can read them back.
  */
 export type Rpc = () => Promise<void>
 
@@ -193,7 +192,7 @@ export class FloorFs implements FuseFs {
     return fd
   }
 
-  /** One RPC, as an OST read is. */
+  /** One RPC, as an OST read is; none for a file an open reads whole. */
   async read(fd: number, off: number, len: number): Promise<Buffer[]> {
     const { node } = this.handle(fd)
     // llite reads a small file with its open (alongside the MDT open: one round trip there).

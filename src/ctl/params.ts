@@ -33,7 +33,7 @@ export function paramTable(fs: ClientFs): Param[] {
     if (d.osc) out.push(...oscParams(fs, d.osc, at))
     if (d.type === 'mdc') out.push({ path: at('md_stats'), get: () => ({ snapshot_time: snapshot(fs), ...fs.mdc.mdStats.view() }) })
   }
-  out.push(...stataheadParams(fs), ...readAheadParams(fs), { path: ['llite', `${fs.config.fsname}-${fs.id}`, 'stats'], get: () => ({ snapshot_time: snapshot(fs), ...fs.llite.stats.set.view() }) })
+  out.push(...stataheadParams(fs), ...readAheadParams(fs), { path: lliteAt(fs)('stats'), get: () => ({ snapshot_time: snapshot(fs), ...fs.llite.stats.set.view() }) })
   return out
 }
 
@@ -42,11 +42,16 @@ function snapshot(fs: ClientFs): number {
   return Math.round(fs.client.clock.wallNow()) / 1000
 }
 
+/** The path of a parameter of the mount's llite device: llite.<fsname>-<id>.<leaf>. */
+function lliteAt(fs: ClientFs): (leaf: string) => string[] {
+  return (leaf) => ['llite', `${fs.config.fsname}-${fs.id}`, leaf]
+}
+
 /** llite.<fsname>-<id>.statahead_*, Lustre's names for the statahead tunables and counters. */
 function stataheadParams(fs: ClientFs): Param[] {
   const sa = fs.llite.statahead
   const t = sa.tunables
-  const at = (leaf: string) => ['llite', `${fs.config.fsname}-${fs.id}`, leaf]
+  const at = lliteAt(fs)
   return [
     { path: at('statahead_max'), get: () => t.max, set: (v) => void (t.max = setting('statahead_max', v)) },
     { path: at('statahead_batch_max'), get: () => t.batch, set: (v) => void (t.batch = setting('statahead_batch_max', v)) },
@@ -58,7 +63,7 @@ function stataheadParams(fs: ClientFs): Param[] {
 /** llite.<fsname>-<id>.max_read_ahead_mb, and what the budget holds and refused. */
 function readAheadParams(fs: ClientFs): Param[] {
   const b = fs.llite.readAhead
-  const at = (leaf: string) => ['llite', `${fs.config.fsname}-${fs.id}`, leaf]
+  const at = lliteAt(fs)
   return [
     { path: at('max_read_ahead_mb'), get: () => b.maxBytes / MiB, set: (v) => void (b.maxBytes = setting('max_read_ahead_mb', v) * MiB) },
     { path: at('read_ahead_stats'), get: () => ({ snapshot_time: snapshot(fs), held_bytes: b.heldBytes, 'hit max r-a issue': b.refused }) },

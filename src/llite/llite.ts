@@ -4,7 +4,7 @@ import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import { slice, totalLength } from '../common/chunks.js'
 import { LpError, isLpError } from '../protocol/errno.js'
-import { nameError, targetError, type DirEntry, type DirLayout, type DirsChanged, type FileType, type Layout, type MdtAttr, type OpArgs } from '../protocol/ops.js'
+import { nameError, targetError, type DirEntry, type DirLayout, type DirsChanged, type FileType, type Layout, type MdtAttr, type OpArgs, type OpReplies } from '../protocol/ops.js'
 import type { Mdc } from '../mdc/mdc.js'
 import type { Glimpse, Lov } from '../lov/lov.js'
 import { MetaCache } from './cache.js'
@@ -80,17 +80,14 @@ export interface LliteOptions {
   statahead?: StataheadTunables
 }
 
-export interface DirPage {
-  attr: MdtAttr
-  entries: DirEntry[]
-  next: number | null
-}
+/** A page of a listing, with the directory's attributes. */
+export type DirPage = OpReplies['mdt_readdir'] & { attr: MdtAttr }
 
 /** Every entry of a directory after `from` (0: all of them), from its pages. */
-export async function wholeListing(page: (cookie: number) => Promise<{ entries: DirEntry[]; next: number | null }>, from = 0): Promise<DirEntry[]> {
+export async function wholeListing(page: (cookie: number) => Promise<OpReplies['mdt_readdir']>, from = 0): Promise<DirEntry[]> {
   const all: DirEntry[] = []
   for (let cookie: number | null = from; cookie !== null; ) {
-    const p: { entries: DirEntry[]; next: number | null } = await page(cookie)
+    const p: OpReplies['mdt_readdir'] = await page(cookie)
     all.push(...p.entries)
     cookie = p.next
   }

@@ -1,4 +1,4 @@
-import type { DirEntry, DirLayout, FileType, Layout, MdtAttr, OpArgs, OpReplies, StatfsReply } from '../protocol/ops.js'
+import type { DirLayout, FileType, Layout, MdtAttr, OpArgs, OpReplies, StatfsReply } from '../protocol/ops.js'
 import type { Import } from '../ptlrpc/import.js'
 import type { RequestOptions } from '../ptlrpc/import.js'
 import type { RpcReply } from '../ptlrpc/request.js'
@@ -85,7 +85,7 @@ export class Mdc {
   }
 
   /** Up to `count` entries after `cookie`; `next`: the cookie the following page starts after (null: the end). */
-  readdirPage(fid: number, cookie: number, count: number): Promise<{ entries: DirEntry[]; next: number | null }> {
+  readdirPage(fid: number, cookie: number, count: number): Promise<OpReplies['mdt_readdir']> {
     return this.as('mdt_readdir', { fid, cookie, count })
   }
 

@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { LpError } from '../../protocol/errno.js'
 import { randomText } from '../../common/random.js'
-import { MAX_LINK, dirLayoutSchema, fidSchema, handleSchema, layoutSchema, nameSchema, type Cred, type DirEntry, type Layout, type MdtAttr, type OpArgs, type PreVersions } from '../../protocol/ops.js'
+import { MAX_LINK, dirLayoutSchema, fidSchema, handleSchema, layoutSchema, nameSchema, type Cred, type DirEntry, type Layout, type MdtAttr, type OpArgs, type OpReplies, type PreVersions } from '../../protocol/ops.js'
 import type { Redo } from '../target/backend.js'
 
 /**
@@ -449,7 +449,7 @@ export class Namespace {
   }
 
   /** Up to `count` entries after `cookie`, each with its own cookie; `next`: where the following page starts (null: none). */
-  readdir(fid: number, cookie: number, count: number): { entries: DirEntry[]; next: number | null } {
+  readdir(fid: number, cookie: number, count: number): OpReplies['mdt_readdir'] {
     const dir = this.dir(fid)
     const key = `${fid}/${cookie}`
     const saved = this.cursors.get(key)

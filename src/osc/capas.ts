@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache'
 import { CAPA_RENEW_MS, capaRenewable } from '../protocol/capa.js'
 import { LpError } from '../protocol/errno.js'
 import type { Capa } from '../protocol/ops.js'
@@ -13,14 +14,17 @@ export const MAX_CAPAS = 16384
  * is sent, nothing renewed.
  */
 export class CapaCache {
-  private readonly capas = new Map<number, Capa>()
+  /** The least recently used dropped past `max` (a Map emptied from its front walks the holes it leaves: 6 us per note past 16,384 files). */
+  private readonly capas: LRUCache<number, Capa>
   private readonly renewing = new Map<number, Promise<Capa | undefined>>()
 
   constructor(
     private readonly renew: (fid: number) => Promise<Capa | undefined>,
     private readonly now: () => number = Date.now,
-    private readonly max = MAX_CAPAS,
-  ) {}
+    max = MAX_CAPAS,
+  ) {
+    this.capas = new LRUCache({ max })
+  }
 
   get size(): number {
     return this.capas.size
@@ -28,12 +32,10 @@ export class CapaCache {
 
   note(fid: number, capa: Capa | undefined): void {
     if (!capa) return
-    const had = this.capas.get(fid)
+    const had = this.capas.peek(fid)
     // A later grant may be narrower (a lookup's read-only after an open's read-write): keep the wider while it lasts.
     if (had && had.ops === 'rw' && capa.ops === 'r' && had.expiry - this.now() > CAPA_RENEW_MS) return
-    this.capas.delete(fid)
     this.capas.set(fid, capa)
-    if (this.capas.size > this.max) this.capas.delete(this.capas.keys().next().value!)
   }
 
   /** The capability to send for `fid`: renewed first when it is about to expire. */

@@ -125,6 +125,25 @@ describe('the nonce cache', () => {
     expect(c.admit('n5', T0 + 5, T0 + 10)).toBe(true)
   })
 
+  it('forgets in the order it admitted, round and round its cap', () => {
+    const c = new NonceCache(3)
+    for (let i = 0; i < 10; i++) expect(c.admit(`n${i}`, T0 + i, T0 + 10)).toBe(true)
+    expect(c.size).toBe(3)
+    for (const n of ['n7', 'n8', 'n9']) expect(c.admit(n, T0 + 20, T0 + 10)).toBe(false)
+    expect(c.admit('n6', T0 + 6, T0 + 10)).toBe(false)
+    expect(c.admit('x', T0 + 6.5, T0 + 10)).toBe(true)
+    // n7 went for x: its own timestamp is the floor now, and n8 still remembered.
+    expect(c.admit('y', T0 + 7, T0 + 10)).toBe(false)
+    expect(c.admit('n8', T0 + 20, T0 + 10)).toBe(false)
+    // The window passes n8, n9 and x, the ring's last: all forgotten, each new one admitted.
+    const later = T0 + AUTH_WINDOW_MS + 9.5
+    expect(c.admit('z', T0 + 30, later)).toBe(true)
+    expect(c.size).toBe(1)
+    expect(c.admit('n9', T0 + 30, later)).toBe(true)
+    expect(c.admit('z', T0 + 30, later)).toBe(false)
+    expect(c.admit('w', T0 + 9.5, later)).toBe(false)
+  })
+
   it('forgets what the window refuses anyway', () => {
     const c = new NonceCache(10)
     c.admit('a', T0, T0)

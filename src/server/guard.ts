@@ -32,7 +32,14 @@ export class Guard {
     const now = this.clock.wallNow()
     if (Math.abs(now - p.ts) > AUTH_WINDOW_MS)
       throw new AuthError('stale', `the request was signed ${Math.round((now - p.ts) / 1000)} s from this server's clock, outside ±${AUTH_WINDOW_MS / 1000} s`)
-    if (!this.nonces.admit(p.nonce, p.ts, now)) throw new AuthError('replay', 'replayed request (its nonce was seen already)')
+    if (!this.nonces.admit(p.nonce, p.ts, now)) {
+      if (p.ts > this.nonces.refusedUpTo) throw new AuthError('replay', 'replayed request (its nonce was seen already)')
+      // Past its cap the cache forgot nonces younger than the window: it cannot tell this one from a replay.
+      throw new AuthError(
+        'stale',
+        `the request was signed ${Math.round((now - p.ts) / 1000)} s before this server's clock, before the oldest request it can still tell from a replay (it keeps the newest ${this.nonces.cap} nonces, signed since ${Math.round((now - this.nonces.refusedUpTo) / 1000)} s ago): is the client's clock behind?`,
+      )
+    }
     return p
   }
 

@@ -25,7 +25,7 @@ export class NonceCache {
   private floor = -Infinity
   private nextExpiry = -Infinity
 
-  constructor(cap = MAX_NONCES) {
+  constructor(readonly cap = MAX_NONCES) {
     this.seen = new LRUCache({
       max: cap,
       dispose: (ts, _nonce, reason) => {
@@ -44,6 +44,11 @@ export class NonceCache {
 
   get size(): number {
     return this.seen.size
+  }
+
+  /** Requests signed at or before this are refused: the window's start, or the newest nonce forgotten past the cap. */
+  get refusedUpTo(): number {
+    return this.floor
   }
 
   /** Nonces from before the window need no memory: their timestamps are refused anyway. */

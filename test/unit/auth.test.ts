@@ -100,6 +100,16 @@ describe('shared-key requests', () => {
     expect(reason(() => guard.admitHeader(h, s.token))).toBe('stale')
   })
 
+  it('past its nonce cap, refuses what it can no longer tell from a replay as signed too early, and says why', () => {
+    const guard = new Guard(master, { wallNow: () => T0 + 10_000 }, new NonceCache(2))
+    for (const at of [T0, T0 + 1000, T0 + 2000]) expect(reason(() => guard.admitHeader(h, sign(fsKey, h, at).token))).toBe('accepted')
+    // The nonce signed at T0 was forgotten: nothing signed then or earlier gets in, nonce new or not.
+    const late = sign(fsKey, h, T0)
+    expect(reason(() => guard.admitHeader(h, late.token))).toBe('stale')
+    expect(() => guard.admitHeader(h, late.token)).toThrow(/signed 10 s before this server's clock.*newest 2 nonces, signed since 10 s ago.*clock behind/)
+    expect(reason(() => guard.admitHeader(h, sign(fsKey, h, T0 + 500).token))).toBe('accepted')
+  })
+
   it('takes a key of the class the op needs: admin for configuration changes, node for registration and destroys', () => {
     const { guard } = setup()
     const op = (o: string, cls: 'fs' | 'node' | 'admin') => reason(() => guard.admitHeader({ ...h, op: o }, sign(signingKeyOf(master, cls), { ...h, op: o }).token))

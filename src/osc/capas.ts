@@ -3,7 +3,7 @@ import { CAPA_RENEW_MS, capaRenewable } from '../protocol/capa.js'
 import { LpError } from '../protocol/errno.js'
 import type { Capa } from '../protocol/ops.js'
 
-/** Files whose capability a client keeps; past it the oldest is dropped, and fetched again from the MDT if used. */
+/** Files whose capability a client keeps; past it the least recently used is dropped, and fetched again from the MDT if used. */
 export const MAX_CAPAS = 16384
 
 /**

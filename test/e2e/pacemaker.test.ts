@@ -4,7 +4,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { workspace, type Workspace } from '../helpers/cluster.js'
 import { ensureHaPackages } from '../helpers/ha.js'
-import { noInternalErrors } from '../helpers/log.js'
+import { logTails, noInternalErrors } from '../helpers/log.js'
 import { sh } from '../helpers/sh.js'
 
 /**
@@ -97,7 +97,11 @@ async function waitStripedOverBoth(probe: string): Promise<void> {
     const f = `${mnt}/w/${probe}-${i}`
     const out = await sh(`touch "${f}" && node "${LPROXY}" getstripe "${f}" && rm "${f}"`, { env: clientEnv() })
     if (/lmm_stripe_count:\s+2/.test(out)) return
-    if (Date.now() > end) throw new Error(`new files are not striped over both OSTs: ${out}`)
+    if (Date.now() > end) {
+      // What the client's imports say and last logged: why one OST is not in use.
+      const status = await sh(`node "${LPROXY}" status`, { env: clientEnv() }).catch((e: Error) => e.message)
+      throw new Error(`new files are not striped over both OSTs: ${out}\n${status}\n${logTails([path.join(ws.dir, 'client.log')])}`)
+    }
     await new Promise((r) => setTimeout(r, 1000))
   }
 }

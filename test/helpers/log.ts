@@ -48,3 +48,14 @@ export function noInternalErrors(...where: string[]): void {
   }
   if (found.length) throw new Error(`${found.length} internal errors logged, the first: ${found.slice(0, 3).join(' | ')}`)
 }
+
+/** The last `n` lines of each log file that exists, headed by its name: for a failure's message, so a slow or stuck start can be read from CI's output. */
+export function logTails(files: Iterable<string>, n = 15): string {
+  const out: string[] = []
+  for (const f of files) {
+    if (!existsSync(f)) continue
+    const lines = readFileSync(f, 'utf8').trimEnd().split('\n')
+    out.push(`--- ${path.basename(f)}, its last ${Math.min(n, lines.length)} lines:`, ...lines.slice(-n))
+  }
+  return out.join('\n')
+}

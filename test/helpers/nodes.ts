@@ -25,7 +25,7 @@ import { nodeSocket } from '../../src/common/rundir.js'
 import type { TlsFiles } from '../../src/common/tls.js'
 import { tlsArgs } from '../../src/cluster/spawn.js'
 import { formatTarget, type TargetConfig } from '../../src/server/target/config.js'
-import { noInternalErrors } from './log.js'
+import { logTails, noInternalErrors } from './log.js'
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export const NODE_MAIN = path.join(REPO, 'dist/server/main.js')
@@ -250,6 +250,11 @@ export class NodeSet {
 
   get running(): NodeProc[] {
     return [...this.procs]
+  }
+
+  /** `e` with the end of every node's log: what a wait that timed out was waiting behind. */
+  withLogs(e: unknown): Error {
+    return new Error(`${(e as Error).message}\n${logTails(this.logs)}`)
   }
 
   async cleanup(): Promise<void> {

@@ -43,7 +43,9 @@ describe('@http NIDs', () => {
       async () => (await oss.admin<NodeStatus>({ cmd: 'status' })).mounts.some((m) => m.targets.some((t) => t.clients.some((c) => /mdtlov/.test(c.uuid) && c.connected))),
       15_000,
       100,
-    )
+    ).catch((e: unknown) => {
+      throw nodes.withLogs(e)
+    })
 
     const cl = client(OSS)
     const data = [randomBytes(100_000), randomBytes(3 << 20), randomBytes(5)]

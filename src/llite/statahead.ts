@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache'
 import type { Clock } from '../common/clock.js'
 import type { Logger } from '../common/log.js'
 import type { Lov } from '../lov/lov.js'
@@ -75,8 +76,9 @@ export interface StataheadStats {
 }
 
 export class Statahead {
-  private readonly dirs = new Map<number, DirState>()
-  private readonly listings = new Map<number, ListingOrder>()
+  /** Read with peek(): the first followed is the first forgotten, as the last listed is kept longest. */
+  private readonly dirs = new LRUCache<number, DirState>({ max: MAX_DIRS })
+  private readonly listings = new LRUCache<number, ListingOrder>({ max: MAX_LISTINGS })
   readonly stats: StataheadStats = { batches: 0, names: 0, hits: 0, stale: 0, expired: 0, failed: 0 }
 
   constructor(
@@ -95,7 +97,7 @@ export class Statahead {
   access(parent: number, name: string): Promise<void> | undefined {
     // With no attribute cache (actimeo=0) nothing fetched ahead could be kept.
     if (this.tunables.max <= 0 || this.cache.ttlMs <= 0) return undefined
-    const s = this.dirs.get(parent)
+    const s = this.dirs.peek(parent)
     if (!s) {
       this.follow(parent, { last: name, streak: 0, order: NUMBERED, ahead: new Map(), ended: false, window: this.tunables.max })
       return undefined
@@ -133,7 +135,7 @@ export class Statahead {
   /** The order in which `name` follows the last name looked up: the one followed so far, else the listing's, else the numbered one. */
   private orderOf(parent: number, s: DirState, name: string): NameSequence | undefined {
     if (s.order.follows(s.last, name)) return s.order
-    const listing = this.listings.get(parent)
+    const listing = this.listings.peek(parent)
     if (listing && listing !== s.order && listing.follows(s.last, name)) return listing
     if (s.order !== NUMBERED && NUMBERED.follows(s.last, name)) return NUMBERED
     return undefined
@@ -144,18 +146,16 @@ export class Statahead {
    * the listing kept): a process may now look its names up in that order.
    */
   listed(dir: number, entries: ReadonlyArray<{ name: string }>, first = true): void {
-    const kept = this.listings.get(dir)
+    const kept = this.listings.peek(dir)
     this.listings.delete(dir)
     const listing = first ? new ListingOrder() : kept
     if (this.tunables.max <= 0 || !listing || listing.length + entries.length > MAX_LISTED_NAMES) return
     listing.append(entries.map((e) => e.name))
     this.listings.set(dir, listing)
-    if (this.listings.size > MAX_LISTINGS) this.listings.delete(this.listings.keys().next().value!)
   }
 
   private follow(parent: number, s: DirState): void {
     this.dirs.set(parent, s)
-    if (this.dirs.size > MAX_DIRS) this.dirs.delete(this.dirs.keys().next().value!)
   }
 
   /** Ask for batches until statahead_max names are ahead of the process. */

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { LRUCache } from 'lru-cache'
 import { LpError } from '../../protocol/errno.js'
 import { randomText } from '../../common/random.js'
 import { MAX_LINK, dirLayoutSchema, fidSchema, handleSchema, layoutSchema, nameSchema, type Cred, type DirEntry, type Layout, type MdtAttr, type OpArgs, type OpReplies, type PreVersions } from '../../protocol/ops.js'
@@ -157,7 +158,7 @@ export class Namespace {
   maxOpensPerClient = MAX_OPENS_PER_CLIENT
   /** Each directory's parent, derived from the entries (a directory has one name): '..' and rename's loop check. */
   private parents = new Map<number, number>()
-  private readonly cursors = new Map<string, Cursor>()
+  private readonly cursors = new LRUCache<string, Cursor>({ max: MAX_CURSORS })
   readonly llog = new Map<number, Layout>()
   /**
    * FIDs come from ranges (Lustre's sequence controller): `fidEnd` is the end of the last one
@@ -452,7 +453,7 @@ export class Namespace {
   readdir(fid: number, cookie: number, count: number): OpReplies['mdt_readdir'] {
     const dir = this.dir(fid)
     const key = `${fid}/${cookie}`
-    const saved = this.cursors.get(key)
+    const saved = this.cursors.peek(key)
     this.cursors.delete(key)
     const resumed = saved?.dir === dir ? saved : undefined
     const it = resumed?.it ?? dir.entries()
@@ -468,7 +469,6 @@ export class Namespace {
       if (d.c <= cookie || dir.get(name) !== d) continue
       if (entries.length === count) {
         this.cursors.set(`${fid}/${last}`, { dir, it, pending: e })
-        if (this.cursors.size > MAX_CURSORS) this.cursors.delete(this.cursors.keys().next().value!)
         return { entries, next: last }
       }
       const i = this.inodes.get(d.fid)

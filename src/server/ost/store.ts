@@ -1,5 +1,6 @@
 import { promises as fsp, constants } from 'node:fs'
 import path from 'node:path'
+import { LRUCache } from 'lru-cache'
 import { fsyncDir, mkdirDurable, writevAll } from '../../common/fsutil.js'
 import type { Fence } from '../target/mmp.js'
 import { bulkLength } from '../../protocol/wire.js'
@@ -25,7 +26,13 @@ export class ObjectStore {
   readonly objects = new Map<string, ObjStat>()
   /** fid -> stripes present, for destroy by fid. */
   readonly byFid = new Map<number, Set<number>>()
-  private readonly handles = new Map<string, fsp.FileHandle>()
+  /** Open object files, the least recently used closed past MAX_OPEN (retire). */
+  private readonly handles = new LRUCache<string, fsp.FileHandle>({
+    max: MAX_OPEN,
+    dispose: (fh, key, reason) => {
+      if (reason === 'evict') this.retire(key, fh)
+    },
+  })
   private readonly dirty = new Set<string>()
   private readonly dirtyDirs = new Set<string>()
   /**
@@ -76,24 +83,7 @@ export class ObjectStore {
   /** An open handle on the object's file; `create` false: null when the file is gone (never recreate it for a read). */
   private async handle(key: string, create = true): Promise<fsp.FileHandle | null> {
     let fh = this.handles.get(key)
-    if (fh) {
-      // Most recently used last, so the oldest is closed first.
-      this.handles.delete(key)
-      this.handles.set(key, fh)
-      return fh
-    }
-    if (this.handles.size >= MAX_OPEN) {
-      const [oldKey, old] = this.handles.entries().next().value as [string, fsp.FileHandle]
-      this.handles.delete(oldKey)
-      const synced = this.dirty.delete(oldKey) ? old.sync() : Promise.resolve()
-      const done = synced.finally(() => old.close().catch(() => undefined))
-      this.closing.add(done)
-      // Done, it is forgotten (an OST that only serves reads may never checkpoint); failed, it stays for the next checkpoint to fail with.
-      done.then(
-        () => this.closing.delete(done),
-        () => undefined,
-      )
-    }
+    if (fh) return fh
     try {
       fh = await fsp.open(this.file(key), constants.O_RDWR | (create ? constants.O_CREAT : 0), 0o600)
     } catch (e) {
@@ -103,6 +93,18 @@ export class ObjectStore {
     this.handles.set(key, fh)
     if (create) this.dirtyDirs.add(path.dirname(this.file(key)))
     return fh
+  }
+
+  /** An evicted handle: synced if dirty, then closed, off the path of the request that evicted it. */
+  private retire(key: string, fh: fsp.FileHandle): void {
+    const synced = this.dirty.delete(key) ? fh.sync() : Promise.resolve()
+    const done = synced.finally(() => fh.close().catch(() => undefined))
+    this.closing.add(done)
+    // Done, it is forgotten (an OST that only serves reads may never checkpoint); failed, it stays for the next checkpoint to fail with.
+    done.then(
+      () => this.closing.delete(done),
+      () => undefined,
+    )
   }
 
   /**
@@ -149,7 +151,7 @@ export class ObjectStore {
   async destroy(fid: number): Promise<void> {
     for (const stripe of [...(this.byFid.get(fid) ?? [])]) {
       const key = objKey(fid, stripe)
-      const fh = this.handles.get(key)
+      const fh = this.handles.peek(key)
       this.handles.delete(key)
       this.dirty.delete(key)
       await fh?.close()
@@ -189,7 +191,7 @@ export class ObjectStore {
     for (const p of closing) this.closing.delete(p)
     await Promise.all(closing)
     for (const key of [...this.dirty]) {
-      const fh = this.handles.get(key)
+      const fh = this.handles.peek(key)
       if (fh) await fh.sync()
       this.dirty.delete(key)
     }

@@ -1,5 +1,5 @@
 import { describe, it, expect, afterAll, afterEach, vi } from 'vitest'
-import { promises as fsp } from 'node:fs'
+import { promises as fsp, readlinkSync } from 'node:fs'
 import path from 'node:path'
 import { MAX_TOMBSTONES, OstBackend } from '../../src/server/ost/ost.js'
 import { ObjectStore } from '../../src/server/ost/store.js'
@@ -111,6 +111,79 @@ describe('OST objects', () => {
       }
       await vi.waitFor(() => expect(store.closingHandles).toBe(0), { timeout: 5000, interval: 10 })
     } finally {
+      await store.close()
+    }
+  })
+
+  it('requests reaching an unopened object at once share one open: none is left open after close, nor on a destroyed file', async () => {
+    const dir = await tempDir('lp-ost')
+    /** This process's descriptors on files under the store (a removed file's too: its link reads "… (deleted)"). */
+    const fdsUnder = async () => {
+      const links = await Promise.all(
+        (await fsp.readdir('/proc/self/fd')).map((fd) => fsp.readlink(`/proc/self/fd/${fd}`).catch(() => '')),
+      )
+      return links.filter((l) => l.startsWith(dir)).length
+    }
+    const writer = new ObjectStore(dir)
+    await writer.load()
+    for (const fid of [1, 2]) await writer.write(fid, 0, 0, [pat(10, fid)], 1)
+    await writer.close()
+    expect(await fdsUnder()).toBe(0)
+    const store = new ObjectStore(dir)
+    await store.load()
+    try {
+      const bufs = [0, 1, 2].map(() => Buffer.alloc(10))
+      await Promise.all([...bufs.map((b) => store.read(1, 0, 0, b)), store.write(1, 0, 10, [pat(5, 9)], 2)])
+      for (const b of bufs) expect(b.equals(pat(10, 1))).toBe(true)
+      expect(await fdsUnder()).toBe(1)
+      // A destroy that arrives while a read is opening the object closes what that open gives.
+      await Promise.all([store.read(2, 0, 0, Buffer.alloc(10)), store.destroy(2)])
+      expect(await fdsUnder()).toBe(1)
+    } finally {
+      await store.close()
+    }
+    expect(await fdsUnder()).toBe(0)
+  })
+
+  it('a checkpoint has synced every object written before it, also those that reads evict while it syncs', async () => {
+    const dir = await tempDir('lp-ost')
+    const store = new ObjectStore(dir)
+    await store.load()
+    const probe = await fsp.open(dir, 'r')
+    const proto = Object.getPrototypeOf(probe) as fsp.FileHandle
+    await probe.close()
+    const realSync = proto.sync
+    /** Files whose sync has completed. */
+    const synced = new Set<string>()
+    let checkpoint = false
+    let evicting: Promise<unknown> | undefined
+    const spy = vi.spyOn(proto, 'sync').mockImplementation(async function (this: fsp.FileHandle) {
+      // Read at once: an await here would let a close slip in before the real sync.
+      const file = readlinkSync(`/proc/self/fd/${this.fd}`)
+      if (checkpoint && !evicting) {
+        // The checkpoint's first sync: meanwhile, reads of 64 other objects evict every open one.
+        const buf = Buffer.alloc(10)
+        evicting = Promise.all(Array.from({ length: 64 }, (_, i) => store.read(101 + i, 0, 0, buf)))
+        await evicting
+      } else if (evicting && /^\d+\.\d+$/.test(path.basename(file))) {
+        // The evicted objects sync on a slow disk: the checkpoint must still wait for them.
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      await realSync.call(this)
+      synced.add(path.basename(file))
+    })
+    try {
+      // Objects 101..164 on disk, then 1..64 written: the cache (64) holds those, all dirty.
+      for (let fid = 101; fid <= 164; fid++) await store.write(fid, 0, 0, [pat(10, fid)], 1)
+      await store.syncAll()
+      for (let fid = 1; fid <= 64; fid++) await store.write(fid, 0, 0, [pat(10, fid)], 2)
+      synced.clear()
+      checkpoint = true
+      await store.syncAll()
+      expect(evicting).toBeDefined()
+      expect(Array.from({ length: 64 }, (_, i) => i + 1).filter((fid) => !synced.has(`${fid}.0`))).toEqual([])
+    } finally {
+      spy.mockRestore()
       await store.close()
     }
   })

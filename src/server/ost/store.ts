@@ -22,18 +22,30 @@ export function objKey(fid: number, stripe: number): string {
 
 const MAX_OPEN = 64
 
+/** An object file open in the store: closed once evicted and no request uses it any more. */
+interface OpenObject {
+  readonly fh: fsp.FileHandle
+  /** Written since its last sync. */
+  dirty: boolean
+  /** Requests between their first and last syscall on it. */
+  users: number
+  /** Evicted or destroyed while in use: called by the last user. */
+  idle?: () => void
+}
+
 export class ObjectStore {
   readonly objects = new Map<string, ObjStat>()
   /** fid -> stripes present, for destroy by fid. */
   readonly byFid = new Map<number, Set<number>>()
   /** Open object files, the least recently used closed past MAX_OPEN (retire). */
-  private readonly handles = new LRUCache<string, fsp.FileHandle>({
+  private readonly handles = new LRUCache<string, OpenObject>({
     max: MAX_OPEN,
-    dispose: (fh, key, reason) => {
-      if (reason === 'evict') this.retire(key, fh)
+    dispose: (o, _key, reason) => {
+      if (reason === 'evict') this.retire(o)
     },
   })
-  private readonly dirty = new Set<string>()
+  /** Opens under way, shared: two requests reaching an unopened object must not both open it (the second would replace, and leak, the first). */
+  private readonly opening = new Map<string, Promise<OpenObject | null>>()
   private readonly dirtyDirs = new Set<string>()
   /**
    * Evicted handles being synced (if dirty) and closed, off the path of the request that
@@ -80,25 +92,79 @@ export class ObjectStore {
     if (s && !s.size) this.byFid.delete(fid)
   }
 
-  /** An open handle on the object's file; `create` false: null when the file is gone (never recreate it for a read). */
-  private async handle(key: string, create = true): Promise<fsp.FileHandle | null> {
-    let fh = this.handles.get(key)
-    if (fh) return fh
+  /** The object's open file; `create` false: null when the file is gone (never recreate it for a read). */
+  private handle(key: string, create: boolean): Promise<OpenObject | null> {
+    const o = this.handles.get(key)
+    if (o) return Promise.resolve(o)
+    const under = this.opening.get(key)
+    // A read's open that found no file does not serve a write: that one opens again, creating.
+    if (under) return under.then((o) => o ?? (create ? this.handle(key, create) : null))
+    const opened = this.open(key, create).finally(() => this.opening.delete(key))
+    this.opening.set(key, opened)
+    return opened
+  }
+
+  private async open(key: string, create: boolean): Promise<OpenObject | null> {
+    let fh: fsp.FileHandle
     try {
       fh = await fsp.open(this.file(key), constants.O_RDWR | (create ? constants.O_CREAT : 0), 0o600)
     } catch (e) {
       if (!create && (e as NodeJS.ErrnoException).code === 'ENOENT') return null
       throw e
     }
-    this.handles.set(key, fh)
+    const o: OpenObject = { fh, dirty: false, users: 0 }
+    this.handles.set(key, o)
     if (create) this.dirtyDirs.add(path.dirname(this.file(key)))
-    return fh
+    return o
+  }
+
+  /**
+   * Run `io` on the object's open file, which stays open until it is done: other requests may
+   * evict it from the cache between two of its syscalls. `create` (fenced: it may create the
+   * file): open it if missing; otherwise null, and `io` not run, when there is no file.
+   */
+  private async using<T>(key: string, create: boolean, io: (o: OpenObject) => Promise<T>): Promise<T | null> {
+    const o = create ? await this.fenced(() => this.handle(key, true)) : await this.handle(key, false)
+    return o && this.pinned(o, () => io(o))
+  }
+
+  /**
+   * Change the object's file (creating it if missing), then mark it dirty: also when a syscall
+   * failed after others landed, and after any sync that ran meanwhile (which may have missed them).
+   */
+  private async changing(key: string, io: (fh: fsp.FileHandle) => Promise<void>): Promise<void> {
+    await this.using(key, true, async (o) => {
+      try {
+        await io(o.fh)
+      } finally {
+        o.dirty = true
+      }
+    })
+  }
+
+  /** Run `io` with `o` kept open: pinned at once, synchronously, so no eviction closes it first. */
+  private async pinned<T>(o: OpenObject, io: () => Promise<T>): Promise<T> {
+    o.users++
+    try {
+      return await io()
+    } finally {
+      if (--o.users === 0) o.idle?.()
+    }
+  }
+
+  /** Close an open object file once no request uses it, synced first if dirty and `sync`. */
+  private async release(o: OpenObject, sync: boolean): Promise<void> {
+    if (o.users) await new Promise<void>((resolve) => (o.idle = resolve))
+    try {
+      if (sync && o.dirty) await o.fh.sync()
+    } finally {
+      await o.fh.close().catch(() => undefined)
+    }
   }
 
   /** An evicted handle: synced if dirty, then closed, off the path of the request that evicted it. */
-  private retire(key: string, fh: fsp.FileHandle): void {
-    const synced = this.dirty.delete(key) ? fh.sync() : Promise.resolve()
-    const done = synced.finally(() => fh.close().catch(() => undefined))
+  private retire(o: OpenObject): void {
+    const done = this.release(o, true)
     this.closing.add(done)
     // Done, it is forgotten (an OST that only serves reads may never checkpoint); failed, it stays for the next checkpoint to fail with.
     done.then(
@@ -119,42 +185,42 @@ export class ObjectStore {
 
   async write(fid: number, stripe: number, off: number, data: readonly Buffer[], mtime: number): Promise<void> {
     const key = objKey(fid, stripe)
-    const fh = (await this.fenced(() => this.handle(key)))!
-    await this.fenced(() => writevAll(fh, data, off))
-    // The object's mtime is the write's, not the (later) commit's: it must survive a restart.
-    await this.fenced(() => fh.utimes(mtime / 1000, mtime / 1000))
+    await this.changing(key, async (fh) => {
+      await this.fenced(() => writevAll(fh, data, off))
+      // The object's mtime is the write's, not the (later) commit's: it must survive a restart.
+      await this.fenced(() => fh.utimes(mtime / 1000, mtime / 1000))
+    })
     const prev = this.objects.get(key)
     const len = bulkLength(data)
     const size = Math.max(prev?.size ?? 0, len ? off + len : 0)
     this.track(fid, stripe, { size, blocks: Math.ceil(size / 512), mtime })
-    this.dirty.add(key)
   }
 
   async truncate(fid: number, stripe: number, size: number, mtime: number): Promise<void> {
-    const key = objKey(fid, stripe)
-    const fh = (await this.fenced(() => this.handle(key)))!
-    await this.fenced(() => fh.truncate(size))
-    await this.fenced(() => fh.utimes(mtime / 1000, mtime / 1000))
+    await this.changing(objKey(fid, stripe), async (fh) => {
+      await this.fenced(() => fh.truncate(size))
+      await this.fenced(() => fh.utimes(mtime / 1000, mtime / 1000))
+    })
     this.track(fid, stripe, { size, blocks: Math.ceil(size / 512), mtime })
-    this.dirty.add(key)
   }
 
   async setMtime(fid: number, stripe: number, mtime: number): Promise<void> {
     const key = objKey(fid, stripe)
     const st = this.objects.get(key)
     if (!st) return
-    const fh = (await this.fenced(() => this.handle(key)))!
-    await this.fenced(() => fh.utimes(mtime / 1000, mtime / 1000))
+    // Synced at the checkpoint like any change: the journal that holds it goes then.
+    await this.changing(key, (fh) => this.fenced(() => fh.utimes(mtime / 1000, mtime / 1000)))
     st.mtime = mtime
   }
 
   async destroy(fid: number): Promise<void> {
     for (const stripe of [...(this.byFid.get(fid) ?? [])]) {
       const key = objKey(fid, stripe)
-      const fh = this.handles.peek(key)
+      // An open under way would cache a handle on the removed file.
+      await this.opening.get(key)?.catch(() => undefined)
+      const o = this.handles.peek(key)
       this.handles.delete(key)
-      this.dirty.delete(key)
-      await fh?.close()
+      if (o) await this.release(o, false)
       await this.fenced(() => fsp.rm(this.file(key), { force: true }))
       this.dirtyDirs.add(path.dirname(this.file(key)))
       this.untrack(fid, stripe)
@@ -171,15 +237,15 @@ export class ObjectStore {
       const key = objKey(fid, stripe)
       const st = this.objects.get(key)
       if (!st || off >= st.size) return
-      // Destroyed meanwhile (a commit applying its destroy): it reads as zeros.
-      const fh = await this.handle(key, false)
-      if (!fh) return
       const want = Math.min(buf.length, st.size - off)
-      while (done < want) {
-        const { bytesRead } = await fh.read(buf, done, want - done, off + done)
-        if (bytesRead === 0) break
-        done += bytesRead
-      }
+      // Destroyed meanwhile (a commit applying its destroy): no file, it reads as zeros.
+      await this.using(key, false, async (o) => {
+        while (done < want) {
+          const { bytesRead } = await o.fh.read(buf, done, want - done, off + done)
+          if (bytesRead === 0) break
+          done += bytesRead
+        }
+      })
     } finally {
       buf.fill(0, done)
     }
@@ -187,14 +253,20 @@ export class ObjectStore {
 
   /** Make every committed change durable (checkpoint). */
   async syncAll(): Promise<void> {
+    for (const [key, o] of [...this.handles.entries()]) {
+      // Evicted since (by a read, say): it syncs itself, below.
+      if (this.handles.peek(key) !== o || !o.dirty) continue
+      // Cleared first: a write landing during the sync marks it again.
+      o.dirty = false
+      await this.pinned(o, () => o.fh.sync()).catch((e: unknown) => {
+        o.dirty = true
+        throw e
+      })
+    }
+    // After the open ones: those evicted while they synced sync themselves.
     const closing = [...this.closing]
     for (const p of closing) this.closing.delete(p)
     await Promise.all(closing)
-    for (const key of [...this.dirty]) {
-      const fh = this.handles.peek(key)
-      if (fh) await fh.sync()
-      this.dirty.delete(key)
-    }
     // New and removed objects are directory entries: they must be durable before the journal goes.
     for (const dir of [...this.dirtyDirs]) {
       await fsyncDir(dir)
@@ -208,9 +280,10 @@ export class ObjectStore {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([...this.closing])
+    await Promise.allSettled([...this.opening.values(), ...this.closing])
     this.closing.clear()
-    for (const fh of this.handles.values()) await fh.close().catch(() => undefined)
+    const open = [...this.handles.values()]
     this.handles.clear()
+    await Promise.allSettled(open.map((o) => this.release(o, false)))
   }
 }

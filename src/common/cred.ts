@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { readFileSync } from 'node:fs'
+import { LRUCache } from 'lru-cache'
 import type { Cred } from '../protocol/ops.js'
 
 /**
@@ -39,20 +40,22 @@ export function procGroups(pid: number): number[] {
  * newgrp/setgroups is seen within `ttlMs`. Pids are reused, hence short.
  */
 export class GroupCache {
-  private readonly byPid = new Map<number, { groups: number[]; at: number }>()
+  /** Past `max` pids, the one least recently asked for goes, in constant time (a busy node runs thousands). */
+  private readonly byPid: LRUCache<number, { groups: number[]; at: number }>
 
   constructor(
     private readonly now: () => number,
     private readonly ttlMs = 1000,
-    private readonly max = 4096,
+    max = 4096,
     private readonly read: (pid: number) => number[] = procGroups,
-  ) {}
+  ) {
+    this.byPid = new LRUCache({ max })
+  }
 
   groups(pid: number): number[] {
     const t = this.now()
     const hit = this.byPid.get(pid)
     if (hit && t - hit.at < this.ttlMs) return hit.groups
-    if (this.byPid.size >= this.max) for (const [p, e] of this.byPid) if (t - e.at >= this.ttlMs || this.byPid.size >= this.max) this.byPid.delete(p)
     const groups = pid > 0 ? this.read(pid) : []
     this.byPid.set(pid, { groups, at: t })
     return groups

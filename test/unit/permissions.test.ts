@@ -265,6 +265,11 @@ describe("the caller's identity on the client", () => {
     cache.groups(9)
     cache.groups(7)
     expect(reads).toEqual([7, 7, 8, 9, 7])
+    // The one least recently asked for goes: 7, not 9 (asked for again since 7 was read).
+    cache.groups(9)
+    cache.groups(10)
+    cache.groups(9)
+    expect(reads).toEqual([7, 7, 8, 9, 7, 10])
     // Pid 0 (a request the kernel makes itself) has no process to read.
     expect(cache.groups(0)).toEqual([])
   })

@@ -1,5 +1,6 @@
 import path from 'node:path'
 import { z } from 'zod'
+import { exactly } from '../common/exact.js'
 import { readJson, writeFileAtomic } from '../common/fsutil.js'
 import type { TlsFiles } from '../common/tls.js'
 import { DEFAULT_PORT } from '../protocol/nid.js'
@@ -65,20 +66,22 @@ export interface ClusterFile {
 }
 
 const pid = z.number().int().min(1).optional()
-const clusterFileSchema: z.ZodType<ClusterFile> = z.object({
-  version: z.literal(1),
-  fsname: z.string(),
-  net: z.string(),
-  port: z.number().int().min(1).max(65535),
-  nodes: z.record(z.string(), z.object({ nid: z.string(), pid })),
-  targets: z.record(z.string(), z.object({ names: z.array(z.string()), dir: z.string(), primary: z.string(), failover: z.string() })),
-  mount: z.object({ mountpoint: z.string(), enabled: z.boolean(), pid, pidStart: z.number().min(0).optional() }),
-  params: z.record(z.string(), z.string()),
-  failout: z.array(z.string()),
-  keyed: z.boolean().optional(),
-  netns: z.string().regex(/^\d{1,3}$/).optional(),
-  tls: z.boolean().optional(),
-})
+const clusterFileSchema = exactly<ClusterFile>()(
+  z.object({
+    version: z.literal(1),
+    fsname: z.string(),
+    net: z.string(),
+    port: z.number().int().min(1).max(65535),
+    nodes: z.record(z.string(), z.object({ nid: z.string(), pid })),
+    targets: z.record(z.string(), z.object({ names: z.array(z.string()), dir: z.string(), primary: z.string(), failover: z.string() })),
+    mount: z.object({ mountpoint: z.string(), enabled: z.boolean(), pid, pidStart: z.number().min(0).optional() }),
+    params: z.record(z.string(), z.string()),
+    failout: z.array(z.string()),
+    keyed: z.boolean().optional(),
+    netns: z.string().regex(/^\d{1,3}$/).optional(),
+    tls: z.boolean().optional(),
+  }),
+)
 
 export const CLUSTER_FILE = 'cluster.json'
 export const OSTS = ['ost1', 'ost2']

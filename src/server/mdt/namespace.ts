@@ -1,8 +1,9 @@
 import { z } from 'zod'
+import { exactly } from '../../common/exact.js'
 import { LRUCache } from 'lru-cache'
 import { LpError } from '../../protocol/errno.js'
 import { randomText } from '../../common/random.js'
-import { MAX_LINK, dirLayoutSchema, fidSchema, handleSchema, layoutSchema, nameSchema, type Cred, type DirEntry, type Layout, type MdtAttr, type OpArgs, type OpReplies, type PreVersions } from '../../protocol/ops.js'
+import { FILE_TYPES, MAX_LINK, dirLayoutSchema, fidSchema, handleSchema, layoutSchema, nameSchema, type Cred, type DirEntry, type Layout, type MdtAttr, type OpArgs, type OpReplies, type PreVersions } from '../../protocol/ops.js'
 import type { Redo } from '../target/backend.js'
 
 /**
@@ -100,35 +101,40 @@ export interface NsImage {
 export const MAX_OPENS_PER_CLIENT = 65536
 
 const u = z.number().int().min(0)
-const inodeSchema: z.ZodType<Inode> = z.object({
-  fid: fidSchema,
-  type: z.enum(['reg', 'dir', 'lnk']),
-  mode: u.max(0o7777),
-  uid: u.max(0xffffffff),
-  gid: u.max(0xffffffff),
-  nlink: u,
-  atime: z.number().finite(),
-  mtime: z.number().finite(),
-  ctime: z.number().finite(),
-  size: u,
-  layout: layoutSchema.optional(),
-  dir_layout: dirLayoutSchema.optional(),
-  target: z.string().optional(),
-  change: u.optional(),
-  parent: fidSchema.optional(),
-  next_cookie: u.optional(),
-  ver: u.optional(),
-})
+const inodeSchema = exactly<Inode>()(
+  z.object({
+    fid: fidSchema,
+    type: z.enum(FILE_TYPES),
+    mode: u.max(0o7777),
+    uid: u.max(0xffffffff),
+    gid: u.max(0xffffffff),
+    nlink: u,
+    atime: z.number().finite(),
+    mtime: z.number().finite(),
+    ctime: z.number().finite(),
+    size: u,
+    layout: layoutSchema.optional(),
+    dir_layout: dirLayoutSchema.optional(),
+    target: z.string().optional(),
+    rdev: u.max(0xffffffff).optional(),
+    change: u.optional(),
+    parent: fidSchema.optional(),
+    next_cookie: u.optional(),
+    ver: u.optional(),
+  }),
+)
 
 /** A namespace image as the MDT reads it back from its snapshot. */
-export const nsImageSchema: z.ZodType<NsImage> = z.object({
-  inodes: z.array(inodeSchema),
-  dirs: z.array(z.tuple([fidSchema, z.array(z.tuple([nameSchema, z.object({ fid: fidSchema, c: u })]))])),
-  opens: z.array(z.tuple([handleSchema, z.object({ client: z.string().min(1).max(128), fid: fidSchema, flags: u.max(0xffffffff) })])),
-  llog: z.array(z.tuple([fidSchema, layoutSchema])),
-  fidEnd: u.optional(),
-  fidNext: u.optional(),
-})
+export const nsImageSchema = exactly<NsImage>()(
+  z.object({
+    inodes: z.array(inodeSchema),
+    dirs: z.array(z.tuple([fidSchema, z.array(z.tuple([nameSchema, z.object({ fid: fidSchema, c: u })]))])),
+    opens: z.array(z.tuple([handleSchema, z.object({ client: z.string().min(1).max(128), fid: fidSchema, flags: u.max(0xffffffff) })])),
+    llog: z.array(z.tuple([fidSchema, layoutSchema])),
+    fidEnd: u.optional(),
+    fidNext: u.optional(),
+  }),
+)
 
 /**
  * A listing under way: the iterator its last page stopped in, and the entry it read past the

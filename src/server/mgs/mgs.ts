@@ -1,5 +1,6 @@
 import path from 'node:path'
 import { z } from 'zod'
+import { exactly } from '../../common/exact.js'
 import type { Clock } from '../../common/clock.js'
 import { readJson, writeFileAtomic } from '../../common/fsutil.js'
 import { LpError } from '../../protocol/errno.js'
@@ -10,23 +11,25 @@ import type { Fence } from '../target/mmp.js'
 
 const u = z.number().int().min(0)
 /** The MGS's configuration log as it reads it back from disk. */
-const fsConfigSchema: z.ZodType<FsConfig> = z.object({
-  fsname: z.string().min(1).max(8),
-  port: z.number().int().min(1).max(65535),
-  seq: u,
-  targets: z.array(
-    z.object({
-      name: z.string().min(1).max(64),
-      kind: z.enum(['mgs', 'mdt', 'ost']),
-      index: u.max(0xffff),
-      nids: z.array(z.string().min(1).max(128)).max(16),
-      mode: z.enum(['failover', 'failout']),
-      active: z.boolean(),
-      current_nid: z.string().min(1).max(128).optional(),
-      instance: u,
-    }),
-  ),
-})
+const fsConfigSchema = exactly<FsConfig>()(
+  z.object({
+    fsname: z.string().min(1).max(8),
+    port: z.number().int().min(1).max(65535),
+    seq: u,
+    targets: z.array(
+      z.object({
+        name: z.string().min(1).max(64),
+        kind: z.enum(['mgs', 'mdt', 'ost']),
+        index: u.max(0xffff),
+        nids: z.array(z.string().min(1).max(128)).max(16),
+        mode: z.enum(['failover', 'failout']),
+        active: z.boolean(),
+        current_nid: z.string().min(1).max(128).optional(),
+        instance: u,
+      }),
+    ),
+  }),
+)
 /**
  * The management service: the filesystem's configuration (targets, their NIDs and modes,
  * permanent parameters), written through on every change, and the imperative-recovery

@@ -71,7 +71,12 @@ const offsetSchema = z
   .int()
   .min(0)
   .refine((n) => n <= MAX_FILE_SIZE, { message: `past the maximum file size ${MAX_FILE_SIZE}`, params: { errno: 'EFBIG' } })
-const timeSchema = z.number().finite()
+/**
+ * A time in ms since the epoch, within a JS Date's range (±8.64e15 ms, ±275,760 years): past
+ * it, the OST's utimes at commit fails (EINVAL), and with it the whole committed batch.
+ */
+export const MAX_TIME_MS = 8.64e15
+const timeSchema = z.number().min(-MAX_TIME_MS).max(MAX_TIME_MS)
 const modeSchema = z.number().int().min(0).max(0o7777)
 export const handleSchema = z.string().regex(/^[0-9a-f]{16}$/)
 

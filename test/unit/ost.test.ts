@@ -3,7 +3,7 @@ import { promises as fsp, readlinkSync } from 'node:fs'
 import path from 'node:path'
 import { MAX_TOMBSTONES, OstBackend } from '../../src/server/ost/ost.js'
 import { ObjectStore } from '../../src/server/ost/store.js'
-import { MAX_FILE_SIZE, type ObjAttr, type OpReplies, type OstListEntry } from '../../src/protocol/ops.js'
+import { MAX_FILE_SIZE, MAX_TIME_MS, type ObjAttr, type OpReplies, type OstListEntry } from '../../src/protocol/ops.js'
 import type { Redo } from '../../src/server/target/backend.js'
 import { LpError } from '../../src/protocol/errno.js'
 import { tempDir, removeTempDirs } from '../helpers/nodes.js'
@@ -184,6 +184,21 @@ describe('OST objects', () => {
       expect(Array.from({ length: 64 }, (_, i) => i + 1).filter((fid) => !synced.has(`${fid}.0`))).toEqual([])
     } finally {
       spy.mockRestore()
+      await store.close()
+    }
+  })
+
+  it('applies the extreme times the protocol admits to an object file', async () => {
+    const store = new ObjectStore(await tempDir('lp-ost'))
+    await store.load()
+    try {
+      for (const mtime of [MAX_TIME_MS, -MAX_TIME_MS]) {
+        await store.write(1, 0, 0, [pat(10, 1)], mtime)
+        await store.setMtime(1, 0, mtime)
+        await store.truncate(1, 0, 5, mtime)
+      }
+      await store.syncAll()
+    } finally {
       await store.close()
     }
   })

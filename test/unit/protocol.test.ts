@@ -13,7 +13,7 @@ import {
   H,
   type ReqHeader,
 } from '../../src/protocol/wire.js'
-import { MAX_NIOBUFS, MAX_SYMLINK, OPS, nameError, targetError } from '../../src/protocol/ops.js'
+import { MAX_NIOBUFS, MAX_SYMLINK, MAX_TIME_MS, OPS, nameError, targetError } from '../../src/protocol/ops.js'
 
 describe('NIDs', () => {
   it('parses host@tcp and host@tcpN, with names or IPv4 addresses', () => {
@@ -326,6 +326,15 @@ describe('ost_write niobufs', () => {
     expect(parse({ niobufs: [{ offset: 0, length: 0 }] })).toBe(false)
     expect(parse({ niobufs: Array.from({ length: MAX_NIOBUFS + 1 }, (_, i) => ({ offset: i * 8192, length: 4096 })) })).toBe(false)
     expect(parse({ niobufs: Array.from({ length: MAX_NIOBUFS }, (_, i) => ({ offset: i * 8192, length: 4096 })) })).toBe(true)
+  })
+})
+
+describe('times', () => {
+  it("are refused past a JS Date's range, before they reach an OST's utimes", () => {
+    const setattr = (mtime: number) => OPS.ost_setattr.args.safeParse({ fid: 1, stripe: 0, mtime }).success
+    const touch = (mtime: number) => OPS.mdt_setattr.args.safeParse({ fid: 1, mtime }).success
+    for (const ok of [0, -1, Date.now(), MAX_TIME_MS, -MAX_TIME_MS]) expect([setattr(ok), touch(ok)]).toEqual([true, true])
+    for (const bad of [1e22, MAX_TIME_MS + 1, -MAX_TIME_MS - 1, Infinity, NaN]) expect([setattr(bad), touch(bad)]).toEqual([false, false])
   })
 })
 

@@ -522,6 +522,22 @@ describe('identity on a keyed filesystem', () => {
     expect((await unkeyed.call('connect')).status).toBe(0)
   })
 
+  it("an MDT's OSP UUID connects with the node key alone: with another key it is refused (EPERM) and the OSP in place stays", async () => {
+    const clock = new ManualClock()
+    const t = await open(await tempDir('lp-ident'), clock)
+    const osp = new TestClient(t, 'spfs-MDT0000-mdtlov-6aa0e1d2_UUID', 'node')
+    await osp.connect()
+    const squatter = new TestClient(t, 'spfs-MDT0000-mdtlov-0_UUID', 'fs')
+    const r = await squatter.call('connect')
+    expect([r.status, r.error]).toEqual([-1, `${t.name}: spfs-MDT0000-mdtlov-0_UUID names an MDT's OSP: its connect must be signed with the filesystem's node key, not the fs key`])
+    expect(t.clients().map((c) => c.uuid)).toEqual(['spfs-MDT0000-mdtlov-6aa0e1d2_UUID'])
+    expect((await osp.call('ping')).status).toBe(0)
+    // The MDT restarted: its new OSP, with the node key, replaces the old one.
+    const next = new TestClient(t, 'spfs-MDT0000-mdtlov-77_UUID', 'node')
+    await next.connect()
+    expect(t.clients().map((c) => c.uuid)).toEqual(['spfs-MDT0000-mdtlov-77_UUID'])
+  })
+
   it('a connect for recovery must name the export handle', async () => {
     const dir = await tempDir('lp-ident')
     const clock = new ManualClock()

@@ -19,6 +19,9 @@ import { Checkpoints, journalForStart } from './ondisk.js'
 import { Recovery, type RecoveryStatusView } from './recovery.js'
 import { TargetStats } from './stats.js'
 
+/** The UUID of an MDT's OSP (<MDT>-mdtlov-<hex>_UUID), new at each MDT start. */
+const OSP_UUID = /^(.+-mdtlov-)[0-9a-f]+_UUID$/
+
 export interface TargetTunables {
   obdTimeoutMs: number
   commitIntervalMs: number
@@ -422,6 +425,9 @@ export class Target {
   private connect(h: ReqHeader, args: { prev_handle?: string }, signer: KeyClass | null): Promise<TargetReply> | TargetReply {
     const uuid = h.client
     const now = this.o.clock.now()
+    // An OSP's connect evicts the OSP before it: on a keyed filesystem, a server's act alone.
+    if (signer && signer !== 'node' && OSP_UUID.test(uuid))
+      return this.fail(new LpError('EPERM', `${this.name}: ${uuid} names an MDT's OSP: its connect must be signed with the filesystem's node key, not the ${signer} key`))
     this.dropOldOsp(uuid)
     const existing = this.exports.get(uuid)
     // A connect of this same import from an older connection, arriving late, must not take the export back.
@@ -483,7 +489,7 @@ export class Target {
    * its llog holds), so it goes at once instead of holding up recovery or the evictor.
    */
   private dropOldOsp(uuid: string): void {
-    const m = /^(.+-mdtlov-)[0-9a-f]+_UUID$/.exec(uuid)
+    const m = OSP_UUID.exec(uuid)
     if (!m) return
     for (const old of new Set([...this.exports.keys(), ...this.lastrcvd.clients.keys()]))
       if (old !== uuid && old.startsWith(m[1]!)) this.evict(old, `replaced by the MDT's new OSP ${uuid}`)

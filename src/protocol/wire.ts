@@ -198,7 +198,8 @@ export function encodeReplyHeader(h: ReplyHeader): Record<string, string> {
     [H.lastCommitted]: String(h.lastCommitted),
   }
   if (h.flags.length) out[H.flags] = h.flags.join(',')
-  if (h.error) out[H.error] = encodeURIComponent(h.error)
+  // Well-formed first: a message may quote a request's string holding a lone surrogate, which encodeURIComponent throws on.
+  if (h.error) out[H.error] = encodeURIComponent(h.error.toWellFormed())
   return out
 }
 

@@ -291,6 +291,8 @@ describe('wire codec', () => {
     expect(decodeReplyHeader(encodeReplyHeader(r))).toEqual(r)
     const ok = { status: 0, transno: 0, lastCommitted: 5, flags: [] }
     expect(decodeReplyHeader(encodeReplyHeader(ok))).toEqual({ ...ok, error: undefined })
+    // A message quoting a request's lone surrogate: replaced, not a thrown URIError (a reset connection).
+    expect(decodeReplyHeader(encodeReplyHeader({ ...r, error: "no filesystem '\ud800x'" })).error).toBe("no filesystem '\ufffdx'")
   })
 
   it.each([

@@ -226,10 +226,16 @@ export class MsgReader<V = undefined> {
     return this.have ? {} : null
   }
 
-  /** Every message `chunk` completes goes to `each`, in order, before a malformed one throws. */
-  push(chunk: Buffer, each: (m: RequestMsg<V> | ReplyMsg) => void): void {
-    this.chunks.push(chunk)
-    this.have += chunk.length
+  /**
+   * Every message `chunk` completes goes to `each`, in order, before a malformed one throws.
+   * `each` returning false stops there: the rest stays buffered, unparsed (its headers
+   * unchecked), until the next push, which may be of an empty chunk.
+   */
+  push(chunk: Buffer, each: (m: RequestMsg<V> | ReplyMsg) => unknown): void {
+    if (chunk.length) {
+      this.chunks.push(chunk)
+      this.have += chunk.length
+    }
     for (;;) {
       if (!this.cur) {
         const fixed = this.type === 'request' ? REQ_FIXED : REPLY_FIXED
@@ -251,7 +257,7 @@ export class MsgReader<V = undefined> {
         m.dropping -= n
         if (m.dropping > 0) break
         this.cur = null
-        each({ type: 'request', ...m.head!, json: Buffer.alloc(0), bulk: [], verdict: m.verdict })
+        if (each({ type: 'request', ...m.head!, json: Buffer.alloc(0), bulk: [], verdict: m.verdict }) === false) return
         continue
       }
       const { strings, json, bulk } = m
@@ -260,7 +266,7 @@ export class MsgReader<V = undefined> {
       const str = this.take(strings)
       const body = this.take(json)
       const head = m.head ?? (this.type === 'request' ? requestHead(m.fixed, str) : undefined)
-      each(head ? { type: 'request', ...head, json: body, bulk: this.takeChunks(bulk), verdict: m.verdict } : reply(m, str, body, this.takeChunks(bulk)))
+      if (each(head ? { type: 'request', ...head, json: body, bulk: this.takeChunks(bulk), verdict: m.verdict } : reply(m, str, body, this.takeChunks(bulk))) === false) return
     }
   }
 

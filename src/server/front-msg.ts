@@ -11,6 +11,7 @@ import { ConnDeadline, type Guards } from './limits.js'
  * socket's own buffers then hold the client back, so a flood of writes costs bounded memory.
  */
 const MAX_INFLIGHT = 64
+const EMPTY = Buffer.alloc(0)
 
 /**
  * The front of `@tcp` NIDs on one connection: binary messages (protocol/msg.ts), many in
@@ -59,10 +60,43 @@ export function serveMsgs(sock: net.Socket, targets: Map<string, FrontTarget>, l
     }
   }
 
+  /**
+   * Serve the messages `chunk` completes (none: those already buffered), up to the cap: a
+   * chunk may hold hundreds of small requests, each asking for a large reply. Past it, or while
+   * replies wait in the socket's buffer, they wait in the reader, unparsed, until there is room.
+   * False once the connection is broken.
+   */
+  const room = (): boolean => inflight < MAX_INFLIGHT && !sock.writableNeedDrain
+  let taking = false
+  const take = (chunk: Buffer): boolean => {
+    // A refusal answered at once calls flow() from within: the loop below goes on by itself.
+    if (taking) return true
+    taking = true
+    let done = 0
+    try {
+      reader.push(chunk, (m) => {
+        done++
+        void serve(m as RequestMsg<Admission>)
+        return room()
+      })
+    } catch (e) {
+      const error = (e as Error).message
+      log.warn({ remote: sock.remoteAddress, err: error }, `malformed message from ${sock.remoteAddress}: ${error}; closing the connection`)
+      breakOff(e instanceof MsgError ? e.xid : 0, 400, 'EPROTO', error)
+      return false
+    } finally {
+      taking = false
+    }
+    // A message completed: what is left is the next one's, started now.
+    if (done) under = 'none'
+    return true
+  }
+
   // Back-pressure: stop reading while replies wait in the socket's buffer or targets are busy.
   const flow = (): void => {
     if (broken) return
-    const hold = inflight >= MAX_INFLIGHT || sock.writableNeedDrain
+    if (room() && !take(EMPTY)) return
+    const hold = !room()
     if (hold && !sock.isPaused()) sock.pause()
     else if (!hold && sock.isPaused()) {
       sock.resume()
@@ -74,21 +108,7 @@ export function serveMsgs(sock: net.Socket, targets: Map<string, FrontTarget>, l
   sock.on('drain', flow)
 
   sock.on('data', (chunk: Buffer) => {
-    if (broken) return
-    let done = 0
-    try {
-      reader.push(chunk, (m) => {
-        done++
-        void serve(m as RequestMsg<Admission>)
-      })
-    } catch (e) {
-      const error = (e as Error).message
-      log.warn({ remote: sock.remoteAddress, err: error }, `malformed message from ${sock.remoteAddress}: ${error}; closing the connection`)
-      return breakOff(e instanceof MsgError ? e.xid : 0, 400, 'EPROTO', error)
-    }
-    // A message completed: what is left in this chunk is the next one's, started now.
-    if (done) under = 'none'
-    flow()
+    if (!broken && take(chunk)) flow()
   })
 
   // After a malformed or late frame: the requests before it are answered, then the error, then the end.

@@ -1,4 +1,5 @@
-import { describe, it, expect, afterAll } from 'vitest'
+import { describe, it, expect, afterAll, vi } from 'vitest'
+import net from 'node:net'
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import { ManualClock } from '../../src/common/clock.js'
@@ -14,6 +15,7 @@ import { Client } from 'undici'
 import { createFront, type FrontTarget } from '../../src/server/front.js'
 import { RPC_PATH, decodeReplyHeader, encodeFrame, encodeReqHeader } from '../../src/protocol/wire.js'
 import { errnoOf } from '../helpers/errno.js'
+import { MsgReader, REPLY_LIMITS, encodeRequest, type ReplyMsg } from '../../src/protocol/msg.js'
 
 afterAll(removeTempDirs)
 
@@ -141,6 +143,45 @@ describe('the front', () => {
       expect(seen).toEqual(['127.0.0.1@http'])
     } finally {
       await http.close()
+      await front.close()
+    }
+  })
+
+  it('has at most 64 binary requests of a connection at its targets, also when one chunk carries 200; the rest are served as they leave', async () => {
+    let at = 0
+    let most = 0
+    const waiting: Array<() => void> = []
+    const target: FrontTarget = {
+      kind: 'ost',
+      handle: async () => {
+        most = Math.max(most, ++at)
+        await new Promise<void>((resolve) => waiting.push(resolve))
+        at--
+        return { http: 200, status: 0, transno: 0, lastCommitted: 0, flags: [], body: {} }
+      },
+    }
+    const front = createFront(new Map([['spfs-OST0001', target]]), silentLogger)
+    await new Promise<void>((resolve) => front.server.listen(29091, '127.0.90.1', resolve))
+    const sock = net.createConnection(29091, '127.0.90.1')
+    const replies = new MsgReader('reply', REPLY_LIMITS)
+    const xids: number[] = []
+    sock.on('data', (c: Buffer) => replies.push(c, (m) => void xids.push((m as ReplyMsg).xid)))
+    try {
+      const reqs = Array.from({ length: 200 }, (_, i) =>
+        encodeRequest({ target: 'spfs-OST0001', op: 'ost_read', client: 'c', connCnt: 1, xid: i + 1, lastXid: 0, flags: [] }, { a: { fid: 1, stripe: 0, offset: 0, length: 1 << 20 } }),
+      )
+      sock.write(Buffer.concat(reqs.flat()))
+      await vi.waitFor(() => expect(at).toBe(64), { timeout: 5000, interval: 5 })
+      // Each one answered lets the next one in, never more than 64 at once.
+      while (xids.length < 200) {
+        waiting.shift()?.()
+        await vi.waitFor(() => expect(at + xids.length).toBe(Math.min(200, xids.length + 64)), { timeout: 5000, interval: 1 })
+      }
+      expect(most).toBe(64)
+      expect(xids).toEqual(Array.from({ length: 200 }, (_, i) => i + 1))
+    } finally {
+      sock.destroy()
+      for (const w of waiting) w()
       await front.close()
     }
   })

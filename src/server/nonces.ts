@@ -6,6 +6,12 @@ import { AUTH_WINDOW_MS } from '../protocol/auth.js'
  * again is refused. Bounded: past `cap` nonces the oldest is forgotten and the floor rises to
  * its timestamp, so a request signed at or before the floor is refused as too old: nothing
  * forgotten can come back, and under a flood the window only narrows.
+ *
+ * A timestamp ahead of the server's clock (the window allows skew both ways) raises the floor
+ * only to when it was admitted: else a flood signed minutes ahead would lift the floor past the
+ * clock, and every honest request would be refused until it caught up. Such a nonce, forgotten,
+ * could be sent again until the floor passes its timestamp: only a client whose clock runs
+ * ahead is exposed, by as much, and a resent change is still caught by its xid.
  */
 export const MAX_NONCES = 200_000
 /**
@@ -14,22 +20,28 @@ export const MAX_NONCES = 200_000
  */
 const EXPIRE_EVERY_MS = 1000
 
+/** A nonce's request: when it was signed (by the client's clock) and admitted (by this server's). */
+interface Admitted {
+  ts: number
+  at: number
+}
+
 export class NonceCache {
   /**
-   * Nonce -> its request's timestamp, in the order admitted (nearly time order: clients'
+   * Nonce -> its request's timestamps, in the order admitted (nearly time order: clients'
    * clocks differ a little); never reordered, as only has() and peek() read it. Not a Map
    * emptied from its front: V8 walks a Map's deleted entries until it rehashes, and past the
    * cap each request paid 26 us for it.
    */
-  private readonly seen: LRUCache<string, number>
+  private readonly seen: LRUCache<string, Admitted>
   private floor = -Infinity
   private nextExpiry = -Infinity
 
   constructor(readonly cap = MAX_NONCES) {
     this.seen = new LRUCache({
       max: cap,
-      dispose: (ts, _nonce, reason) => {
-        if (reason === 'evict') this.floor = Math.max(this.floor, ts)
+      dispose: ({ ts, at }, _nonce, reason) => {
+        if (reason === 'evict') this.floor = Math.max(this.floor, Math.min(ts, at))
       },
     })
   }
@@ -38,7 +50,7 @@ export class NonceCache {
   admit(nonce: string, ts: number, now: number): boolean {
     this.expire(now)
     if (ts <= this.floor || this.seen.has(nonce)) return false
-    this.seen.set(nonce, ts)
+    this.seen.set(nonce, { ts, at: now })
     return true
   }
 
@@ -58,7 +70,7 @@ export class NonceCache {
     const limit = now - AUTH_WINDOW_MS
     const old: string[] = []
     for (const nonce of this.seen.rkeys()) {
-      if (this.seen.peek(nonce)! >= limit) break
+      if (this.seen.peek(nonce)!.ts >= limit) break
       old.push(nonce)
     }
     for (const nonce of old) this.seen.delete(nonce)

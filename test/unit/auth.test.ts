@@ -154,6 +154,16 @@ describe('the nonce cache', () => {
     expect(c.admit('w', T0 + 9.5, later)).toBe(false)
   })
 
+  it('past its cap, a flood signed ahead of the clock raises the floor only to when it came: honest requests still get in', () => {
+    const c = new NonceCache(3)
+    const ahead = T0 + 290_000
+    for (let i = 0; i < 10; i++) expect(c.admit(`flood${i}`, ahead + i, T0 + i)).toBe(true)
+    expect(c.refusedUpTo).toBe(T0 + 6)
+    // Signed a moment ago, by a client on time: admitted (refused as stale when the floor was the flood's timestamps).
+    expect(c.admit('honest', T0 + 8, T0 + 10)).toBe(true)
+    expect(c.admit('early', T0 + 5, T0 + 10)).toBe(false)
+  })
+
   it('forgets what the window refuses anyway', () => {
     const c = new NonceCache(10)
     c.admit('a', T0, T0)

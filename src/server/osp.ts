@@ -34,6 +34,8 @@ export class Osp implements ObjectDestroyer {
   private readonly held = new Map<Import, Promise<void>>()
   private readonly connectHooks: Array<(ost: number) => void> = []
   private readonly abort = new AbortController()
+  /** The OST indices the MGS lists, as last read: null until the first read. */
+  private listed: Set<number> | null = null
   /** Per OST, the files whose objects wait for an ost_destroy. */
   private readonly destroys = new KeyedBatcher<number, Queued>(MAX_DESTROY_BATCH, (index, items) => this.sendDestroys(index, items))
 
@@ -50,7 +52,7 @@ export class Osp implements ObjectDestroyer {
       async () => {
         const cfg = await this.mgc.config()
         this.follow(cfg)
-        const osts = cfg.targets.filter((t) => t.kind === 'ost')
+        const osts = this.noteListed(cfg)
         this.log.info({ osts: osts.length }, `OSP: connecting to ${osts.length} OST(s): ${osts.map((t) => t.name).join(', ') || 'none registered yet'}`)
         for (const t of osts) await this.import(t.index)
       },
@@ -74,6 +76,22 @@ export class Osp implements ObjectDestroyer {
   /** Called with the OST's index each time its import becomes FULL (connect and every reconnect). */
   onConnect(fn: (ost: number) => void): void {
     this.connectHooks.push(fn)
+  }
+
+  /** The OSTs the MGS lists now, noted with those it listed before (an OST never leaves the configuration). */
+  private noteListed(cfg: FsConfig): FsConfig['targets'] {
+    const osts = cfg.targets.filter((t) => t.kind === 'ost')
+    this.listed = new Set([...(this.listed ?? []), ...osts.map((t) => t.index)])
+    return osts
+  }
+
+  checkOsts(osts: number[]): Promise<void> | undefined {
+    if (this.listed && osts.every((i) => this.listed!.has(i))) return undefined
+    return this.mgc.config().then((cfg) => {
+      this.noteListed(cfg)
+      const missing = osts.filter((i) => !this.listed!.has(i))
+      if (missing.length) throw new LpError('EINVAL', `the layout names OST index ${missing.join(', ')}, which the MGS does not list`)
+    })
   }
 
   /** The OSTs whose import is connected now. */
@@ -110,7 +128,10 @@ export class Osp implements ObjectDestroyer {
   private importOf(name: string): Import | undefined {
     const imp = [...this.imports.values()].find((i) => i.target === name)
     const id = parseTargetName(name)
-    if (!imp && id?.kind === 'ost' && targetName(this.fsname, id) === name && !this.abort.signal.aborted) this.import(id.index).catch(() => undefined)
+    const ours = id?.kind === 'ost' && targetName(this.fsname, id) === name
+    // Named by the MGS's configuration (a new OST registered): listed from now on.
+    if (ours) this.listed?.add(id.index)
+    if (!imp && ours && !this.abort.signal.aborted) this.import(id.index).catch(() => undefined)
     return imp
   }
 

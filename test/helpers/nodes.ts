@@ -26,6 +26,8 @@ import type { TlsFiles } from '../../src/common/tls.js'
 import { tlsArgs } from '../../src/cluster/spawn.js'
 import { formatTarget, type TargetConfig } from '../../src/server/target/config.js'
 import { logTails, noInternalErrors } from './log.js'
+import { pollUntil } from './poll.js'
+import type { NodeStatus } from '../../src/cluster/admin.js'
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export const NODE_MAIN = path.join(REPO, 'dist/server/main.js')
@@ -250,6 +252,22 @@ export class NodeSet {
 
   get running(): NodeProc[] {
     return [...this.procs]
+  }
+
+  /**
+   * Until the MDT's OSP is connected to an OST of `oss`: the OST is registered with the MGS
+   * then (an MDT refuses a layout naming an OST its MGS does not list), and a new connection
+   * to it commits no more. Timed out, the error carries the nodes' logs.
+   */
+  async ospConnected(oss: NodeProc, ms = 15_000): Promise<void> {
+    await pollUntil(
+      'the MDT to connect to the OST',
+      async () => (await oss.admin<NodeStatus>({ cmd: 'status' })).mounts.some((m) => m.targets.some((t) => t.clients.some((c) => /mdtlov/.test(c.uuid) && c.connected))),
+      ms,
+      100,
+    ).catch((e: unknown) => {
+      throw this.withLogs(e)
+    })
   }
 
   /** `e` with the end of every node's log: what a wait that timed out was waiting behind. */

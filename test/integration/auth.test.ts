@@ -126,7 +126,8 @@ describe.each([
     await formatMgsMdt({ dir: path.join(root, 'mdt0'), port, params: PARAMS, keyFile })
     await formatOst({ dir: path.join(root, 'ost1'), index: 1, mgsnode: `${MDS}@tcp`, port, params: PARAMS, keyFile })
     await nodes.start({ nid: `${MDS}@tcp`, port, dir: path.join(root, 'mdt0') })
-    await nodes.start({ nid: `${OSS}@tcp`, port, dir: path.join(root, 'ost1') })
+    // The OST registered with the MGS before a layout names it.
+    await nodes.ospConnected(await nodes.start({ nid: `${OSS}@tcp`, port, dir: path.join(root, 'ost1') }))
     const master = keyFile ? await readKeyFile(keyFile) : null
     const fsKey = master ? signingKeyOf(master, 'fs') : undefined
 

@@ -132,6 +132,8 @@ describe('crash durability', () => {
       ])
       expect(oss.targets).toEqual([OST])
       expect(mds.targets).toEqual(['MGS', MDT])
+      // The OST registered with the MGS (for good) before a layout names it.
+      if (round === 0) await nodes.ospConnected(oss)
       const ostState = await lastCommitted(oss, 'ost')
       const mdtState = await lastCommitted(mds, 'mdt')
       expect(ostState.recovering).toBe(round > 0)

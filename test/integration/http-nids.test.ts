@@ -8,10 +8,8 @@
 import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import type { NodeStatus } from '../../src/cluster/admin.js'
 import { clientImports } from '../helpers/imports.js'
 import { NodeSet, formatMgsMdt, formatOst } from '../helpers/nodes.js'
-import { pollUntil } from '../helpers/poll.js'
 
 const PORT = 28810
 const MDS = '127.0.88.11@http'
@@ -38,14 +36,7 @@ describe('@http NIDs', () => {
     let oss = await nodes.start({ nid: OSS, port: PORT, dir: ossDir })
     // A new connection commits the OST (a client must be known durably): the MDT's OSP
     // connects first, so that nothing commits the writes below.
-    await pollUntil(
-      'the MDT to connect to the OST',
-      async () => (await oss.admin<NodeStatus>({ cmd: 'status' })).mounts.some((m) => m.targets.some((t) => t.clients.some((c) => /mdtlov/.test(c.uuid) && c.connected))),
-      15_000,
-      100,
-    ).catch((e: unknown) => {
-      throw nodes.withLogs(e)
-    })
+    await nodes.ospConnected(oss)
 
     const cl = client(OSS)
     const data = [randomBytes(100_000), randomBytes(3 << 20), randomBytes(5)]

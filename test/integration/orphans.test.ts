@@ -75,6 +75,8 @@ describe('orphan objects', () => {
     await formatMgsMdt({ dir: mdsDir, port: PORT, params: PARAMS })
     await formatOst({ dir: ossDir, index: 1, mgsnode: MDS, port: PORT, params: PARAMS })
     let [mds, oss] = await Promise.all([nodes.start({ nid: MDS, port: PORT, dir: mdsDir }), nodes.start({ nid: OSS, port: PORT, dir: ossDir })])
+    // The OST registered: the MDT takes layouts on it.
+    await nodes.ospConnected(oss)
 
     // A file that lives, committed on both targets.
     const cl = client()

@@ -61,6 +61,8 @@ beforeAll(async () => {
   await formatOst({ dir: path.join(root, 'ost1'), index: 1, mgsnode: `${MDS}@tcp`, port: PORT, params: PARAMS })
   await nodes.start({ nid: `${MDS}@tcp`, port: PORT, dir: path.join(root, 'mdt0'), tls: files.mds })
   oss = await nodes.start({ nid: `${OSS}@tcp`, port: PORT, dir: path.join(root, 'ost1'), tls: files.oss })
+  // The OST registered with the MGS before a layout names it.
+  await nodes.ospConnected(oss)
 }, 60_000)
 
 /** One request straight on a transport: how it fails, and how soon. */

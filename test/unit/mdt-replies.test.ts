@@ -4,6 +4,10 @@ import type { Target } from '../../src/server/target/target.js'
 import { MAX_LOOKUP_BATCH, type DirsChanged, type MdtAttr } from '../../src/protocol/ops.js'
 import { tempDir, removeTempDirs } from '../helpers/nodes.js'
 import { openTarget, TestClient } from '../helpers/target.js'
+import { silentLogger } from '../../src/common/log.js'
+import type { Mgc } from '../../src/mgc/mgc.js'
+import type { PtlrpcClient } from '../../src/ptlrpc/client.js'
+import { Osp } from '../../src/server/osp.js'
 
 afterAll(removeTempDirs)
 
@@ -90,5 +94,58 @@ describe('MDT batch lookup (statahead)', () => {
     expect((await c.call('mdt_batch_lookup', { parent: f1, names: ['x'] })).error).toMatch(/is not a directory/)
     // The front refuses a batch longer than MAX_LOOKUP_BATCH before the MDT sees it.
     await expect(c.call('mdt_batch_lookup', { parent: d, names: Array.from({ length: MAX_LOOKUP_BATCH + 1 }, (_, i) => `f${i}`) })).rejects.toThrow(/"maximum": 256/)
+  })
+})
+
+describe('MDT layouts', () => {
+  /** The MDT's OSP, over an MGS whose configuration lists `registered` (changed at will), counting its reads. */
+  function ospOver(registered: Set<number>) {
+    const reads: number[] = []
+    const mgc = {
+      config: async () => {
+        reads.push(registered.size)
+        return { targets: [...registered].map((index) => ({ kind: 'ost', index, name: `spfs-OST${index.toString(16).padStart(4, '0')}` })) }
+      },
+    } as unknown as Mgc
+    return { osp: new Osp(undefined as unknown as PtlrpcClient, mgc, 'spfs', silentLogger), reads }
+  }
+
+  it('name only OSTs the MGS lists, looked for afresh when the OSP does not know one: another is refused with EINVAL, creating nothing; a replay is not', async () => {
+    const dir = await tempDir('lp-mdt')
+    const clock = new ManualClock()
+    const registered = new Set([1, 2, 7])
+    const first = ospOver(registered)
+    const tunables = { commitIntervalMs: 60_000 }
+    let { target } = await openTarget({ dir, kind: 'mdt', clock, destroyer: first.osp, tunables })
+    targets.push(target)
+    const c = new TestClient(target, 'client-A')
+    await c.connect()
+    const args = (name: string, osts: number[]) => ({ parent: 1, name, type: 'reg', mode: 0o644, uid: 0, gid: 0, time: 1, layout: { stripe_size: 1 << 20, osts } })
+    // Not committed: the client keeps it for replay.
+    const early = await c.ok('mdt_create', args('early', [7]))
+    const earlyXid = c.xid
+    expect((await c.call('mdt_create', args('g', [2, 1]))).status).toBe(0)
+    expect(first.reads).toEqual([3])
+    const r = await c.call('mdt_create', args('f', [1, 4242]))
+    expect([r.status, r.error]).toEqual([-22, 'the layout names OST index 4242, which the MGS does not list'])
+    expect((await c.call('mdt_lookup', { parent: 1, name: 'f' })).status).toBe(-2)
+    // An OST registered since the OSP last read the list is found there.
+    registered.add(3)
+    expect((await c.call('mdt_create', args('h', [3]))).status).toBe(0)
+    expect(first.reads).toEqual([3, 3, 4])
+    // A layout set on an empty file is checked the same way.
+    const e = (await c.ok<{ attr: MdtAttr }>('mdt_create', { parent: 1, name: 'e', type: 'reg', mode: 0o644, uid: 0, gid: 0, time: 1 })).body.attr.fid
+    expect((await c.call('mdt_setattr', { fid: e, layout: { stripe_size: 1 << 20, osts: [65535] } })).status).toBe(-22)
+
+    // OST 7 gone from the list, the MDT restarts: the create it took is replayed as it was.
+    registered.delete(7)
+    await target.stop(false)
+    targets.splice(0)
+    ;({ target } = await openTarget({ dir, kind: 'mdt', clock, destroyer: ospOver(registered).osp, tunables }))
+    targets.push(target)
+    c.target = target
+    await c.connect()
+    const replayed = await c.call('mdt_create', args('early', [7]), { flags: ['replay'], xid: earlyXid, transno: early.transno, replayReply: early.body })
+    expect(replayed.status).toBe(0)
   })
 })

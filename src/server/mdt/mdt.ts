@@ -23,6 +23,11 @@ export interface ObjectDestroyer {
   onConnect?(fn: (ost: number) => void): void
   connected?(): number[]
   osts?(): Promise<number[]>
+  /**
+   * Undefined when the MGS lists every one of `osts` (as last read); else the configuration
+   * read afresh: rejects (EINVAL) if one is still missing, resolves if all are there now.
+   */
+  checkOsts?(osts: number[]): Promise<void> | undefined
   list?(ost: number, after: number, count: number): Promise<OpReplies['ost_list']>
   destroyOrphans?(ost: number, fids: number[]): Promise<void>
 }
@@ -216,8 +221,17 @@ export class MdtBackend implements Backend {
     }
   }
 
-  /** A create takes a FID only from a committed range: the next one is granted ahead of need, and waited for when none is left. */
-  prepare(op: string): Promise<void> | undefined {
+  /**
+   * A layout names OSTs the filesystem has (Lustre's MDT refuses `lfs setstripe -i` of an OST
+   * it lacks: the destroy of its objects would wait forever for an OST that never comes); one
+   * the OSP does not know yet is looked for afresh on the MGS (it may have just registered).
+   * A create takes a FID only from a committed range: the next one is granted ahead of need,
+   * and waited for when none is left. Replays come not here: their originals were taken.
+   */
+  prepare(op: string, args: unknown): Promise<void> | undefined {
+    const layout = op === 'mdt_create' || op === 'mdt_setattr' ? (args as { layout?: Layout | null }).layout : undefined
+    const listing = layout && this.o.destroyer?.checkOsts?.([...new Set(layout.osts)])
+    if (listing) return listing
     if (op !== 'mdt_create') return undefined
     this.grantAhead()
     if (this.ns.fidReady) return undefined

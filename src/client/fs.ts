@@ -80,8 +80,10 @@ export class ClientFs {
     this.mdc = new Mdc(mdtImp, { clock: this.o.clock, log })
     const oscs = new Map<number, Osc>()
     const caches = new Map<number, OscWriteback>()
-    // Renewed by a getattr of the file, as its caller when a caller's request needs it.
-    const capas = new CapaCache(async (fid) => (await this.mdc.getattr(fid)).layout?.capa, () => this.o.clock.wallNow())
+    // Renewed by a getattr of the file, naming an open of it here if there is one: the renewal
+    // runs as whichever caller's request needs it (write-back: anyone's), so only the open
+    // says what the file's writer may do.
+    const capas = new CapaCache(async (fid) => (await this.mdc.getattr(fid, this.llite.openHandle(fid))).layout?.capa, () => this.o.clock.wallNow())
     for (const t of this.config.targets.filter((x) => x.kind === 'ost')) {
       const imp = this.newImport(t, 'osc')
       if (!t.active) imp.deactivate()

@@ -685,6 +685,16 @@ export class Llite {
     await pTimeout(all, { milliseconds: ms, message: new LpError('ETIMEDOUT', `cached data not written back within ${ms} ms`) })
   }
 
+  /**
+   * An open handle of `fid` here, a writable one first: a capability renewed with it grants
+   * what the open did, whoever's request renews it (write-back runs in any caller's context).
+   */
+  openHandle(fid: number): string | undefined {
+    let found: OpenFile | undefined
+    for (const f of this.files.values()) if (f.fid === fid && (!found || (f.writable && !found.writable))) found = f
+    return found?.handle
+  }
+
   fidOf(fd: number): number {
     return this.file(fd).fid
   }

@@ -71,8 +71,9 @@ export class Mdc {
     return (await this.request(op, cred ? { ...args, cred } : args)).body
   }
 
-  async getattr(fid: number): Promise<MdtAttr> {
-    return (await this.as('mdt_getattr', { fid })).attr
+  /** `handle`: an open of the file here, whose grant its capability then carries (see mdt_getattr). */
+  async getattr(fid: number, handle?: string): Promise<MdtAttr> {
+    return (await this.as('mdt_getattr', handle === undefined ? { fid } : { fid, handle })).attr
   }
 
   async lookup(parent: number, name: string): Promise<MdtAttr> {

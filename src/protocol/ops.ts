@@ -248,7 +248,8 @@ export const OPS = {
   statfs: { kinds: ['mdt', 'ost'], modifying: false, args: z.object({}) },
 
   // Metadata target
-  mdt_getattr: { kinds: ['mdt'], modifying: false, args: z.object({ ...cred, fid: fidSchema }) },
+  /** With `handle`, an open of the file by this client: its capability grants what the open did (a renewal for write-back). */
+  mdt_getattr: { kinds: ['mdt'], modifying: false, args: z.object({ ...cred, fid: fidSchema, handle: handleSchema.optional() }) },
   mdt_lookup: { kinds: ['mdt'], modifying: false, args: z.object({ ...cred, parent: fidSchema, name: nameSchema }) },
   /** Statahead: the entries of many names of one directory, a missing one answered as null. */
   mdt_batch_lookup: {

@@ -6,6 +6,13 @@ import { OPS, type Capa } from '../../src/protocol/ops.js'
 import { CapaCache } from '../../src/osc/capas.js'
 import { OstBackend } from '../../src/server/ost/ost.js'
 import { tempDir, removeTempDirs } from '../helpers/nodes.js'
+import path from 'node:path'
+import { ManualClock } from '../../src/common/clock.js'
+import { silentLogger } from '../../src/common/log.js'
+import { MdtBackend } from '../../src/server/mdt/mdt.js'
+import { Target } from '../../src/server/target/target.js'
+import type { MdtAttr } from '../../src/protocol/ops.js'
+import { MDT_NAME, TestClient, testTunables } from '../helpers/target.js'
 
 afterAll(removeTempDirs)
 
@@ -179,6 +186,41 @@ describe('a keyed OST backend', () => {
       plain.apply('ost_write', { fid: 7, stripe: 0, offset: 0 }, ctx('anyone'))
     } finally {
       await Promise.all([b.close(), plain.close()])
+    }
+  })
+})
+
+describe('a keyed MDT', () => {
+  it("grants, on a getattr naming an open of the file, what the open did, whoever's identity the request carries; only to that open's client", async () => {
+    const dir = await tempDir('lp-capa')
+    const clock = new ManualClock()
+    const mdt = new MdtBackend({ dir: path.join(dir, 'mdtfs'), clock, capaKey: key })
+    const target = await Target.open({ name: MDT_NAME, kind: 'mdt', dir, clock, log: silentLogger, backend: mdt, replayable: true, tunables: testTunables() })
+    target.start()
+    try {
+      const owner = { uid: 1000, gid: 1000, groups: [] }
+      const other = { uid: 2000, gid: 2000, groups: [] }
+      const a = new TestClient(target, 'client-a')
+      const b = new TestClient(target, 'client-b')
+      await a.connect()
+      await b.connect()
+      await a.ok('mdt_setattr', { fid: 1, mode: 0o777 })
+      // Made read-only by its creator, who keeps it open for writing (open(2) with O_CREAT allows it).
+      const made = await a.ok<{ attr: MdtAttr; handle: string }>('mdt_create', {
+        cred: owner, parent: 1, name: 'f', type: 'reg', mode: 0o444, uid: 1000, gid: 1000, time: 1, layout: { stripe_size: 1 << 20, osts: [1] }, open_flags: 1,
+      })
+      const fid = made.body.attr.fid
+      const ops = async (c: TestClient, args: object) => (await c.ok<{ attr: MdtAttr }>('mdt_getattr', { fid, ...args })).body.attr.layout?.capa?.ops
+      expect(made.body.attr.layout?.capa?.ops).toBe('rw')
+      expect(await ops(a, { cred: other })).toBe('r')
+      expect(await ops(a, { cred: owner })).toBe('r')
+      expect(await ops(a, { cred: other, handle: made.body.handle })).toBe('rw')
+      // Another client naming that handle, or the handle with another file: the caller's own rights.
+      expect(await ops(b, { cred: other, handle: made.body.handle })).toBe('r')
+      const g = await a.ok<{ attr: MdtAttr }>('mdt_create', { cred: owner, parent: 1, name: 'g', type: 'reg', mode: 0o444, uid: 1000, gid: 1000, time: 1, layout: { stripe_size: 1 << 20, osts: [1] } })
+      expect((await a.ok<{ attr: MdtAttr }>('mdt_getattr', { fid: g.body.attr.fid, cred: other, handle: made.body.handle })).body.attr.layout?.capa?.ops).toBe('r')
+    } finally {
+      await target.stop(false)
     }
   })
 })

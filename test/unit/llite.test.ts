@@ -136,6 +136,31 @@ describe('open(O_CREAT) of a name another client made meanwhile', () => {
   })
 })
 
+describe("a file's open handles, for a capability's renewal", () => {
+  it('names a writable open of the file first, a read-only one else, none once all are closed', async () => {
+    const f = file(10)
+    let next = 0xa0
+    const mdc = {
+      getattr: async () => f,
+      open: async () => ({ attr: f, handle: `00000000000000${(next++).toString(16)}` }),
+      close: () => undefined,
+    } as unknown as Mdc
+    const lov = { glimpse: async () => ({ size: 0, blocks: 0, mtime: 0 }), readHead: async () => ({ glimpse: { size: 0, blocks: 0, mtime: 0 }, data: [] }), flush: async () => undefined, takeError: () => undefined, cachedSize: () => 0, lost: () => false } as unknown as Lov
+    const ll = lliteOver(mdc, lov)
+    expect(ll.openHandle(10)).toBeUndefined()
+    const ro = await ll.open(10, O_RDONLY)
+    const wr = await ll.open(10, O_WRONLY)
+    const ro2 = await ll.open(10, O_RDONLY)
+    expect(ll.openHandle(10)).toBe('00000000000000a1')
+    expect(ll.openHandle(11)).toBeUndefined()
+    await ll.release(wr)
+    expect(ll.openHandle(10)).toBe('00000000000000a0')
+    await ll.release(ro)
+    await ll.release(ro2)
+    expect(ll.openHandle(10)).toBeUndefined()
+  })
+})
+
 describe('an OST import invalidated (issue 15)', () => {
   /** Files 10 (on OST 1) and 11 (on OST 2), 4 MiB each; reads of OST 1 fail once it is lost. */
   function rig() {

@@ -186,7 +186,7 @@ export class MdtBackend implements Backend {
           return ns.open(args as OpArgs<'mdt_open'>, ctx.client, replay)
         case 'mdt_close':
           // A batch: a handle this client no longer holds (an eviction dropped it) is passed over, not refused.
-          for (const h of (args as OpArgs<'mdt_close'>).handles) if (ns.openBy(h) === ctx.client) ns.close(h, ctx.client)
+          for (const h of (args as OpArgs<'mdt_close'>).handles) if (ns.openOf(h)?.client === ctx.client) ns.close(h, ctx.client)
           return {}
         default:
           throw new LpError('EOPNOTSUPP', `MDT does not modify with '${op}'`)
@@ -247,8 +247,13 @@ export class MdtBackend implements Backend {
     const args = this.asCaller(op, input as { cred?: Cred }, ctx.peer)
     switch (op) {
       // Attributes by FID need no permission (as a stat needs none on the file itself).
-      case 'mdt_getattr':
-        return { body: this.granted({ attr: ns.attr(ns.inode((args as OpArgs<'mdt_getattr'>).fid)) }, args.cred, ctx) }
+      case 'mdt_getattr': {
+        const a = args as OpArgs<'mdt_getattr'>
+        // Named by its opener (a capability renewed for write-back): what the open granted, whoever asks.
+        const o = a.handle === undefined ? undefined : ns.openOf(a.handle)
+        const opened = o && o.client === ctx.client && o.fid === a.fid ? openWants(o.flags) : 0
+        return { body: this.granted({ attr: ns.attr(ns.inode(a.fid)) }, a.cred, ctx, opened) }
+      }
       case 'mdt_lookup': {
         const a = args as OpArgs<'mdt_lookup'>
         ns.search(a.cred, a.parent)

@@ -800,9 +800,9 @@ export class Namespace {
     return { attr: this.attr(i), handle: this.openHandle(i.fid, client, a.flags, replay?.handle) }
   }
 
-  /** The client holding an open handle, if it is open. */
-  openBy(handle: string): string | undefined {
-    return this.opens.get(handle)?.client
+  /** An open handle's holder, file and flags, if it is open. */
+  openOf(handle: string): Readonly<OpenRec> | undefined {
+    return this.opens.get(handle)
   }
 
   close(handle: string, client: string): void {

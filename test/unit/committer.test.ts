@@ -1,5 +1,5 @@
 import { describe, it, expect, afterAll, afterEach, vi } from 'vitest'
-import { promises as fsp } from 'node:fs'
+import { promises as fsp, readlinkSync } from 'node:fs'
 import path from 'node:path'
 import { ManualClock } from '../../src/common/clock.js'
 import { Journal, scanJournal } from '../../src/server/target/journal.js'
@@ -209,6 +209,41 @@ describe('commit and transnos', () => {
     running.splice(0)
     const again = await ost(dir)
     expect(await read(again.c, 1)).toBe('first+second')
+  })
+
+  it('a failed checkpoint fsync turns checkpoints off: no later one covers what it left off the disk', async () => {
+    const dir = await tempDir('lp-commit')
+    const { c, target } = await ost(dir, new ManualClock(), { checkpointBytes: 1 })
+    const obj = path.join(dir, 'ostfs', 'O', 'd1', '1.0')
+    const probe = await fsp.open(dir, 'r')
+    const proto = Object.getPrototypeOf(probe) as fsp.FileHandle
+    await probe.close()
+    const realSync = proto.sync
+    let failed = false
+    // The object's fsync fails with EIO once; Linux then marks its pages clean, so the next fsync reports nothing.
+    vi.spyOn(proto, 'sync').mockImplementation(async function (this: fsp.FileHandle) {
+      if (!failed && readlinkSync(`/proc/self/fd/${this.fd}`) === obj) {
+        failed = true
+        throw Object.assign(new Error('input/output error'), { code: 'EIO' })
+      }
+      return realSync.call(this)
+    })
+    await write(c, 1, 0, 'first')
+    await c.ok('sync') // cuts a checkpoint, whose fsync of object 1 fails
+    await vi.waitFor(() => expect(failed).toBe(true))
+    // Enough batches for the journal to reach checkpointBytes again, and again.
+    for (let i = 0; i < 4; i++) {
+      await write(c, 2, i, 'x')
+      await c.ok('sync')
+    }
+    await target.stop(false) // waits for what is applying, checkpoints included
+    running.splice(0)
+    expect(await fsp.readFile(path.join(dir, CHECKPOINT)).catch(() => null)).toBeNull()
+    expect(await journaled(dir)).toEqual([1, 2, 3, 4, 5])
+    // The pages the failed fsync dropped: the journal redoes them at the restart.
+    await fsp.truncate(obj, 0)
+    const again = await ost(dir)
+    expect(await read(again.c, 1)).toBe('first')
   })
 
   it('commits early once too many bytes wait', async () => {

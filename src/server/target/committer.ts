@@ -180,7 +180,7 @@ export class Committer {
     // Cut the checkpoint image now, synchronously: memory holds exactly this batch's state,
     // unless the batch had to be split (memory is ahead of it then: no checkpoint this time).
     const cut =
-      n === this.pending.length && this.journal.bytes >= this.o.checkpointBytes
+      !this.checkpointsOff && n === this.pending.length && this.journal.bytes >= this.o.checkpointBytes
         ? { lastrcvd: this.lastrcvd.image(), backend: this.backend.snapshot() }
         : null
     const bytes = bulkLength(data)
@@ -218,7 +218,10 @@ export class Committer {
       }
       if (cut && !this.checkpointsOff)
         await this.checkpoint(cut, last, journalSeq).catch((e) => {
-          if (!this.o.fence?.fenced) this.o.log.error({ err: e }, 'checkpoint failed')
+          // A failed fsync is reported once: Linux marks the pages clean, so the next checkpoint's
+          // fsync would succeed without them on disk and cut away the journal that holds them.
+          this.checkpointsOff = true
+          if (!this.o.fence?.fenced) this.o.log.error({ err: e }, 'checkpoint failed: no more checkpoints, the journal keeps everything')
         })
     })
     // Memory holds what is committed but not applied yet: bounded, commits wait past it.

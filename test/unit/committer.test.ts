@@ -246,6 +246,34 @@ describe('commit and transnos', () => {
     expect(await read(again.c, 1)).toBe('first')
   })
 
+  it('a batch whose journal rotation fails is applied all the same; a sync waiting on that commit is answered', async () => {
+    const dir = await tempDir('lp-commit')
+    const { c, target } = await ost(dir, new ManualClock(), { checkpointBytes: 1 })
+    let second: Promise<boolean> | undefined
+    vi.spyOn(Journal.prototype, 'rotate').mockImplementationOnce(async () => {
+      // Meanwhile another write, and a sync that waits for the commit running.
+      await write(c, 2, 0, 'second')
+      second = c.call('sync').then((r) => r.status === 0)
+      throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })
+    })
+    await write(c, 1, 0, 'first')
+    expect((await c.call('sync')).status).toBe(0) // durable before the rotation
+    await vi.waitFor(() => expect(second).toBeDefined())
+    let answered: boolean | undefined
+    void second!.then((ok) => (answered = ok))
+    await vi.waitFor(() => expect(answered).toBe(true))
+    // More batches, enough to cut checkpoints were they still on.
+    for (let i = 0; i < 3; i++) {
+      await write(c, 3, i, 'x')
+      await c.ok('sync')
+    }
+    await target.stop(false)
+    running.splice(0)
+    const again = await ost(dir)
+    expect(await read(again.c, 1)).toBe('first')
+    expect(await read(again.c, 2)).toBe('second')
+  })
+
   it('commits early once too many bytes wait', async () => {
     const dir = await tempDir('lp-commit')
     const { c, target } = await ost(dir, new ManualClock(), { maxPendingBytes: 3000 })

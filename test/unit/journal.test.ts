@@ -1,5 +1,5 @@
 import { describe, it, expect, afterAll, vi } from 'vitest'
-import { promises as fsp } from 'node:fs'
+import { promises as fsp, readlinkSync } from 'node:fs'
 import path from 'node:path'
 import { Journal, MAX_RECORD_PAYLOAD, scanJournal, setAside } from '../../src/server/target/journal.js'
 import { tempDir, removeTempDirs } from '../helpers/nodes.js'
@@ -277,5 +277,34 @@ describe('journal write failures', () => {
     const scan = await scanJournal<Rec>(dir, 1)
     expect(scan.records.map((r) => r.data.toString())).toEqual(['first', 'second'])
     expect(scan.tornBytes).toBe(0)
+  })
+
+  it('a failed rotation leaves the journal on its file: nothing goes to one whose entry may not be durable', async () => {
+    const dir = await tempDir('lp-jnl')
+    const j = await Journal.openForAppend(dir, 1, 0)
+    await j.append(JSON.stringify({ n: 0, tag: 'rec 0 ✓' }), [Buffer.from('first')])
+    const real = await fsp.realpath(dir)
+    const probe = await fsp.open(dir, 'r')
+    const proto = Object.getPrototypeOf(probe) as fsp.FileHandle
+    await probe.close()
+    const realSync = proto.sync
+    let failed = false
+    // The fsync of the directory that holds the new file's entry fails.
+    const spy = vi.spyOn(proto, 'sync').mockImplementation(async function (this: fsp.FileHandle) {
+      if (!failed && readlinkSync(`/proc/self/fd/${this.fd}`) === real) {
+        failed = true
+        throw Object.assign(new Error('input/output error'), { code: 'EIO' })
+      }
+      return realSync.call(this)
+    })
+    await expect(j.rotate()).rejects.toThrow(/input\/output/)
+    spy.mockRestore()
+    expect(j.currentSeq).toBe(1)
+    await j.append(JSON.stringify({ n: 1, tag: 'rec 1 ✓' }), [Buffer.from('second')])
+    await j.close()
+    // A crash loses the new file: its entry never reached the disk.
+    await fsp.rm(file(dir, 2), { force: true })
+    const scan = await scanJournal<Rec>(dir, 1)
+    expect(scan.records.map((r) => r.data.toString())).toEqual(['first', 'second'])
   })
 })

@@ -200,7 +200,14 @@ export class Committer {
     // Durable now: syncs need not wait for the backend's files or the checkpoint (nor fail with them).
     this.wake()
     // A checkpoint covers exactly this batch: later batches go to a new journal file from now on.
-    const journalSeq = cut ? await this.journal.rotate() : 0
+    const journalSeq = cut
+      ? await this.journal.rotate().catch((e: unknown) => {
+          // The batch is durable all the same: it is applied below, and the journal keeps it (and all that follows).
+          this.checkpointsOff = true
+          if (!this.o.fence?.fenced) this.o.log.error({ err: e }, 'starting a new journal file failed: no more checkpoints, the journal keeps everything')
+          return 0
+        })
+      : 0
     // The backend applies batches (and cuts checkpoints) behind the journal, in order, while
     // the next batches commit: the journal's rate, not the files', paces last_committed.
     this.applyBacklog += bytes

@@ -108,14 +108,24 @@ export class Journal {
     this.size += HDR + len
   }
 
-  /** Start a new journal file (after a checkpoint made the older ones unnecessary). */
+  /**
+   * Start a new journal file (after a checkpoint made the older ones unnecessary). Records go
+   * there only once its entry is durable: failed, the journal goes on appending where it was.
+   */
   async rotate(): Promise<number> {
     await this.fence?.check()
-    await this.fh?.close()
+    const fh = await fsp.open(journalFile(this.dir, this.seq + 1), 'a+')
+    try {
+      await fsyncDir(this.dir)
+    } catch (e) {
+      await fh.close()
+      throw e
+    }
+    const old = this.fh
+    this.fh = fh
     this.seq += 1
-    this.fh = await fsp.open(journalFile(this.dir, this.seq), 'a+')
     this.size = 0
-    await fsyncDir(this.dir)
+    await old?.close()
     return this.seq
   }
 

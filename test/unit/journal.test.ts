@@ -263,8 +263,8 @@ describe('journal write failures', () => {
     await probe.close()
     const orig = proto.writev
     let calls = 0
-    const spy = vi.spyOn(proto, 'writev').mockImplementation(async function (this: unknown, bufs: unknown) {
-      if (calls++ === 0) return orig.call(this, (bufs as Buffer[]).slice(0, 2))
+    const spy = vi.spyOn(proto, 'writev').mockImplementation(async function (this: unknown, bufs: unknown, position: unknown) {
+      if (calls++ === 0) return orig.call(this, (bufs as Buffer[]).slice(0, 2), position)
       throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })
     })
     await expect(j.append(JSON.stringify({ n: 1, tag: 'rec 1 ✓' }), [Buffer.alloc(5000, 1)])).rejects.toThrow(/no space/)
@@ -277,6 +277,39 @@ describe('journal write failures', () => {
     const scan = await scanJournal<Rec>(dir, 1)
     expect(scan.records.map((r) => r.data.toString())).toEqual(['first', 'second'])
     expect(scan.tornBytes).toBe(0)
+  })
+
+  it('a failed record whose cut-off fails too is overwritten by the next: every acknowledged record scans back', async () => {
+    const dir = await tempDir('lp-jnl')
+    const j = await Journal.openForAppend(dir, 1, 0)
+    await j.append(JSON.stringify({ n: 0, tag: 'rec 0 ✓' }), [Buffer.from('first')])
+    const probe = await fsp.open(path.join(dir, 'probe'), 'w')
+    const proto = Object.getPrototypeOf(probe) as fsp.FileHandle
+    await probe.close()
+    // The record is written whole, then its fdatasync fails, and so does the truncate that cuts it off.
+    const eio = () => Object.assign(new Error('input/output error'), { code: 'EIO' })
+    const datasync = vi.spyOn(proto, 'datasync').mockImplementationOnce(async () => {
+      throw eio()
+    })
+    const truncate = vi.spyOn(proto, 'truncate').mockImplementationOnce(async () => {
+      throw eio()
+    })
+    await expect(j.append(JSON.stringify({ n: 1, tag: 'failed' }), [Buffer.alloc(5000, 1)])).rejects.toThrow(/input\/output/)
+    datasync.mockRestore()
+    truncate.mockRestore()
+    // Shorter than the failed one: what it leaves past its end is a torn tail, dropped.
+    await j.append(JSON.stringify({ n: 1, tag: 'rec 1 ✓' }), [Buffer.from('second')])
+    await j.close()
+    const scan = await scanJournal<Rec>(dir, 1)
+    expect(scan.records.map((r) => r.data.toString())).toEqual(['first', 'second'])
+    expect(scan.damage).toBeUndefined()
+    // A restart appends after the last whole record.
+    const again = await Journal.openForAppend(dir, scan.lastSeq, scan.validBytes)
+    await again.append(JSON.stringify({ n: 2, tag: 'rec 2 ✓' }), [Buffer.from('third')])
+    await again.close()
+    const rescan = await scanJournal<Rec>(dir, 1)
+    expect(rescan.records.map((r) => r.data.toString())).toEqual(['first', 'second', 'third'])
+    expect(rescan.tornBytes).toBe(0)
   })
 
   it('a failed rotation leaves the journal on its file: nothing goes to one whose entry may not be durable', async () => {

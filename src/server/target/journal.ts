@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs'
+import { promises as fsp, constants } from 'node:fs'
 import path from 'node:path'
 import { crc32 } from '@node-rs/crc32'
 import type { z } from 'zod'
@@ -35,6 +35,12 @@ function journalFile(dir: string, seq: number): string {
   return path.join(dir, `${String(seq).padStart(8, '0')}.jnl`)
 }
 
+/**
+ * Records are written at their offset, not with O_APPEND: a failed record that could not be
+ * cut off is overwritten by the next, whose CRC binds it there (at EOF it would follow it).
+ */
+const OPEN_FLAGS = constants.O_RDWR | constants.O_CREAT
+
 /** The CRC seed of a record at `off` of file `seq`. */
 function placeCrc(seq: number, off: number): number {
   const b = Buffer.allocUnsafe(12)
@@ -59,7 +65,7 @@ export class Journal {
     await fence?.check()
     await mkdirDurable(dir)
     const j = new Journal(dir, seq, fence)
-    j.fh = await fsp.open(journalFile(dir, seq), 'a+')
+    j.fh = await fsp.open(journalFile(dir, seq), OPEN_FLAGS)
     const st = await j.fh.stat()
     if (st.size > validBytes) {
       await j.fh.truncate(validBytes)
@@ -96,12 +102,12 @@ export class Journal {
     hdr.writeUInt32BE(crc >>> 0, 8)
     const fh = this.fh!
     try {
-      await writevAll(fh, [hdr, ...parts], null)
+      await writevAll(fh, [hdr, ...parts], this.size)
       await fh.datasync()
     } catch (e) {
-      // Cut off what part of the record got written (e.g. ENOSPC), or the next record would
-      // follow a torn one and be taken for damage at the next scan. Not once fenced: the
-      // target belongs to another node now.
+      // Cut off what part of the record got written (e.g. ENOSPC): the next record goes in its
+      // place, but a restart before it would find a torn tail or, written whole, a record never
+      // acknowledged. Not once fenced: the target belongs to another node now.
       await (this.fence?.check() ?? Promise.resolve()).then(() => fh.truncate(this.size)).catch(() => undefined)
       throw e
     }
@@ -114,7 +120,7 @@ export class Journal {
    */
   async rotate(): Promise<number> {
     await this.fence?.check()
-    const fh = await fsp.open(journalFile(this.dir, this.seq + 1), 'a+')
+    const fh = await fsp.open(journalFile(this.dir, this.seq + 1), OPEN_FLAGS)
     try {
       await fsyncDir(this.dir)
     } catch (e) {

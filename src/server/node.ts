@@ -257,13 +257,17 @@ export class ServerNode {
     for (const t of m.targets) this.targets.delete(t.name)
     await m.mgc?.close()
     await m.osp?.close()
-    for (const t of m.targets) await t.stop(clean)
+    // A target whose final commit failed is stopped all the same: the others stop too, and the
+    // MMP heartbeat ends (or the partner could never take over); the first error is thrown after.
+    const failed: unknown[] = []
+    for (const t of m.targets) await t.stop(clean).catch((e: unknown) => failed.push(e))
     await m.client?.close()
     await m.mmp.release(clean)
     if (this.mounts.size === 0 && this.starting.size === 0) {
       this.exiting = true
       this.o.onEmpty()
     }
+    if (failed.length) throw failed[0]
   }
 
   private findTarget(req: TargetSelect): Target {

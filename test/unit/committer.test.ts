@@ -348,6 +348,25 @@ describe('commit and transnos', () => {
     expect(await read(again.c, 1)).toBe('abc')
   })
 
+  it('a clean stop whose final commit fails still stops: the error reaches the caller, nothing commits after', async () => {
+    const dir = await tempDir('lp-commit')
+    const { c, target, clock } = await ost(dir)
+    await write(c, 1, 0, 'abc')
+    const append = vi.spyOn(Journal.prototype, 'append').mockImplementationOnce(async () => {
+      throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })
+    })
+    const journalClose = vi.spyOn(Journal.prototype, 'close')
+    const backendClose = vi.spyOn(OstBackend.prototype, 'close')
+    await expect(target.stop(true)).rejects.toThrow(/no space/)
+    running.splice(0)
+    // The commit timer is off: the stopped target commits nothing more.
+    await clock.advance(10 * INTERVAL)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(append).toHaveBeenCalledTimes(1)
+    expect(journalClose).toHaveBeenCalledTimes(1)
+    expect(backendClose).toHaveBeenCalledTimes(1)
+  })
+
   it('checkpoints cut the journal; a restart from checkpoint + journal gives the identical state', async () => {
     const dir = await tempDir('lp-commit')
     // Checkpoint as soon as the journal holds anything.

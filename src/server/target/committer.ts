@@ -266,15 +266,22 @@ export class Committer {
     return this.lastCommitted
   }
 
-  /** Stop; a clean stop commits what is pending first (unless frozen by a barrier). */
+  /**
+   * Stop; a clean stop commits what is pending first (unless frozen by a barrier). Its commit
+   * failed, the stop goes on all the same (the error is thrown after): no timer nor journal
+   * is left to commit for a target that is gone.
+   */
   async close(clean: boolean): Promise<void> {
-    if (clean) await this.commit()
-    else await this.running?.catch(() => undefined)
-    this.closed = true
-    this.timer?.cancel()
-    await this.running?.catch(() => undefined)
-    await this.applying
-    for (const w of this.waiters.splice(0)) w.reject(new LpError('ENODEV', 'target stopped before the commit'))
-    await this.journal.close()
+    try {
+      if (clean) await this.commit()
+      else await this.running?.catch(() => undefined)
+    } finally {
+      this.closed = true
+      this.timer?.cancel()
+      await this.running?.catch(() => undefined)
+      await this.applying
+      for (const w of this.waiters.splice(0)) w.reject(new LpError('ENODEV', 'target stopped before the commit'))
+      await this.journal.close()
+    }
   }
 }

@@ -591,8 +591,11 @@ export class Target {
     this.stopping = true
     this.evictorTimer?.cancel()
     this.recovery.close()
-    await this.committer.close(clean)
-    await this.o.backend.close()
+    try {
+      await this.committer.close(clean)
+    } finally {
+      await this.o.backend.close()
+    }
     this.log.info({ transno: this.committer.lastCommitted }, `${this.name}: stopped${clean ? '' : ' (not clean)'}`)
   }
 }

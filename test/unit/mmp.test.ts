@@ -148,6 +148,39 @@ describe('multiple-mount protection', () => {
     expect(await readMmp(dir)).toEqual(intruder)
     expect(await fsp.readdir(dir)).toEqual(['mmp'])
   })
+  it('heartbeats that fail to write (ENOSPC) leave the holder serving: the sequence left on disk is still its own, and a foreign one is still seen', async () => {
+    const dir = await tempDir('lp-mmp')
+    const seen: MmpBlock[] = []
+    const m = mmp(dir, 1, (b) => seen.push(b))
+    await m.acquire()
+    const before = (await readMmp(dir))!
+    // The disk is full for two heartbeats in a row: neither temp file can be written.
+    let failed = 0
+    const open = fsp.open.bind(fsp)
+    const spy = vi.spyOn(fsp, 'open').mockImplementation(async (...args: Parameters<typeof fsp.open>) => {
+      if (String(args[0]).startsWith(path.join(dir, 'mmp.tmp')) && failed < 2) {
+        failed += 1
+        throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })
+      }
+      return open(...args)
+    })
+    try {
+      await expect.poll(() => failed, { timeout: 5000, interval: 10 }).toBe(2)
+      expect(await readMmp(dir)).toEqual(before)
+      // Space again: the next heartbeats read the old sequence, ours, and move it on.
+      await heartbeats(dir, 2)
+    } finally {
+      spy.mockRestore()
+    }
+    expect(seen).toEqual([])
+    expect(m.fenced).toBe(false)
+    await m.check()
+    const intruder: MmpBlock = { seq: 42, state: 'active', node: 'oss9', nid: '127.0.20.9@tcp', pid: 1, time: Date.now() }
+    await writeFileAtomic(path.join(dir, 'mmp'), JSON.stringify(intruder))
+    await expect.poll(() => seen, { timeout: 5000, interval: 10 }).toEqual([intruder])
+    expect(m.fenced).toBe(true)
+  })
+
   it('a heartbeat stopped between its temp file and the rename does not land over the block a partner wrote meanwhile', async () => {
     const dir = await tempDir('lp-mmp')
     // The clock a stopped process finds on waking: everything it checked is old.

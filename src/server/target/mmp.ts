@@ -78,9 +78,17 @@ export function mmpWaitMs(intervalMs: number): number {
 }
 
 export class Mmp implements Fence {
+  /** The newest sequence we wrote or tried to write: the next heartbeat writes one more. */
   private seq = 0
-  /** Our sequence before the last write: a read racing that write may still find it. */
-  private prevSeq = 0
+  /** The newest sequence known to be on disk: its write's rename landed. */
+  private landed = 0
+  /**
+   * The oldest of our sequences the block may still show: the one on disk before the last
+   * write that landed (a read racing that write may find it). Writes that failed since may or
+   * may not have landed (one whose rename went through), so every sequence from this one up
+   * to `seq` is ours.
+   */
+  private floor = 0
   private timer: Timer | null = null
   private ticking: Promise<void> | null = null
   private stopped = false
@@ -113,7 +121,7 @@ export class Mmp implements Fence {
   }
 
   private ours(b: MmpBlock | undefined): boolean {
-    return !!b && b.nid === this.o.nid && b.pid === process.pid && (b.seq === this.seq || b.seq === this.prevSeq)
+    return !!b && b.nid === this.o.nid && b.pid === process.pid && b.seq >= this.floor && b.seq <= this.seq
   }
 
   /**
@@ -131,10 +139,14 @@ export class Mmp implements Fence {
       time: this.o.clock.wallNow(),
       interval: this.checkMs,
     }
-    this.prevSeq = this.seq
+    // Ours from now on (a read racing the rename may find it), but not yet known to be on disk:
+    // a write that fails (ENOSPC) leaves the block as it was, and that must stay ours too.
     this.seq = seq
     const t0 = this.o.clock.now()
     await writeFileAtomic(this.file(), JSON.stringify(b), held ? () => this.check() : undefined)
+    // Nothing of ours on disk before the first block: nothing older to accept.
+    this.floor = this.landed || seq
+    this.landed = seq
     this.recordedMs = b.interval!
     // ext4 adapts the same way: a slow write stretches the interval the next block records.
     const max = Math.max(this.o.intervalMs, this.o.maxIntervalMs ?? MMP_MAX_INTERVAL_MS)

@@ -1,8 +1,9 @@
-import { describe, it, expect, afterAll, afterEach } from 'vitest'
+import { describe, it, expect, afterAll, afterEach, vi } from 'vitest'
 import path from 'node:path'
 import { ManualClock } from '../../src/common/clock.js'
 import { silentLogger } from '../../src/common/log.js'
-import { Target } from '../../src/server/target/target.js'
+import { Target, type TargetReply } from '../../src/server/target/target.js'
+import { Journal } from '../../src/server/target/journal.js'
 import { MdtBackend } from '../../src/server/mdt/mdt.js'
 import type { MdtAttr } from '../../src/protocol/ops.js'
 import { captureLogger } from '../helpers/log.js'
@@ -262,6 +263,57 @@ describe('exactly once, failures too', () => {
     // The client got its answer (last_xid passed it): the saved reply goes.
     await c.ok('ping', {}, { lastXid: xid })
     expect((await resend(xid)).status).toBe(0)
+  })
+
+  it('a resend that arrives while its original waits for a FID range gets the original reply, and the create runs once', async () => {
+    const dir = await tempDir('lp-once')
+    const clock = new ManualClock()
+    const mdt = new MdtBackend({ dir: path.join(dir, 'mdtfs'), clock, fidRange: 4 })
+    const t = await Target.open({ dir, clock, log: silentLogger, replayable: true, tunables: testTunables(), name: MDT_NAME, kind: 'mdt', backend: mdt })
+    targets.push(t)
+    t.start()
+    const c = new TestClient(t, 'client-A')
+    await c.connect()
+    // A slow journal: the first FID range's commit is held, and the first create waits for it.
+    let open!: () => void
+    const gate = new Promise<void>((r) => (open = r))
+    let entered!: () => void
+    const held = new Promise<void>((r) => (entered = r))
+    const append = Journal.prototype.append
+    const spy = vi.spyOn(Journal.prototype, 'append').mockImplementation(async function (this: Journal, json, data) {
+      entered()
+      await gate
+      return append.call(this, json, data)
+    })
+    let first: TargetReply, again: TargetReply
+    let name = ''
+    let xid = 0
+    try {
+      // Creates until one finds the committed range spent and waits for the next.
+      for (let i = 0; !xid; i++) {
+        name = `f${i}`
+        const original = c.call('mdt_create', mk(1, name))
+        if (!(await Promise.race([original.then(() => false), held.then(() => true)]))) continue
+        xid = c.xid
+        // No reply in time: the client reconnects and sends the create again.
+        await c.connect()
+        const resend = c.call('mdt_create', mk(1, name), { flags: ['resend'], xid })
+        await clock.advance(0)
+        open()
+        ;[first, again] = await Promise.all([original, resend])
+      }
+    } finally {
+      open()
+      spy.mockRestore()
+    }
+    expect(first!.status).toBe(0)
+    expect([again!.status, again!.transno, again!.body]).toEqual([0, first!.transno, first!.body])
+    // The saved reply is the success, for a resend that comes later still.
+    const later = await c.call('mdt_create', mk(1, name), { flags: ['resend'], xid })
+    expect([later.status, later.transno, later.body]).toEqual([0, first!.transno, first!.body])
+    // Executed once: no transno after its own, and the file is the one the reply names.
+    expect(t.lastTransno).toBe(first!.transno)
+    expect((await lookup(c, 1, name)).body).toEqual({ attr: (first!.body as { attr: MdtAttr }).attr })
   })
 
   it('a connect of the same import with a lower conn_cnt gets EALREADY and does not lower the export', async () => {

@@ -106,6 +106,8 @@ export class Target {
   private deferred: Array<() => void> = []
   /** The replies of the replays executed in this recovery, by transno. */
   private readonly replayed = new Map<number, { client: string; body: unknown }>()
+  /** Modifying requests not answered yet, by client UUID and xid (`<uuid> <xid>`). */
+  private readonly inProgress = new Map<string, Promise<TargetReply>>()
   private readonly log: Logger
 
   private constructor(private readonly o: TargetOptions) {
@@ -291,6 +293,18 @@ export class Target {
       return this.reply(0)
     }
     if (h.flags.includes('replay')) return this.replay(h, op, args, replayReply, bulk, peer)
+    if (!OPS[op].modifying) return this.request(h, op, args, bulk, peer)
+    // One execution per xid: a resend that arrives while its original still waits (for the end
+    // of recovery, or in the backend's prepare) waits for it, then finds its saved reply.
+    const key = `${h.client} ${h.xid}`
+    for (let first = this.inProgress.get(key); first; first = this.inProgress.get(key)) await first
+    const p = this.request(h, op, args, bulk, peer).finally(() => this.inProgress.delete(key))
+    this.inProgress.set(key, p)
+    return p
+  }
+
+  /** A request other than a connect, ping, disconnect or replay. */
+  private async request(h: ReqHeader, op: OpName, args: unknown, bulk: Buffer[], peer: string | undefined): Promise<TargetReply> {
     if (this.recovery.active) {
       await this.recovery.whenComplete()
       if (this.stopping) return this.fail(new LpError('ENODEV', `${this.name} is stopping`))

@@ -2,7 +2,7 @@ import { describe, it, expect, afterAll, afterEach, vi } from 'vitest'
 import { ManualClock } from '../../src/common/clock.js'
 import { Recovery, type RecoveryOptions } from '../../src/server/target/recovery.js'
 import { Journal } from '../../src/server/target/journal.js'
-import type { Target } from '../../src/server/target/target.js'
+import type { Target, TargetReply } from '../../src/server/target/target.js'
 import { captureLogger } from '../helpers/log.js'
 import { tempDir, removeTempDirs } from '../helpers/nodes.js'
 import { openTarget, TestClient } from '../helpers/target.js'
@@ -301,6 +301,34 @@ describe('recovery window', () => {
     await done
     expect(cancelled).toEqual([12])
   })
+
+  it('a replay queued again (its client reconnected and replays anew) cancels the copy queued before; replay_done cancels what is left', () => {
+    const { r } = setup(['A', 'B'], 10)
+    const settled: string[] = []
+    const replay = (uuid: string, transno: number, copy: string) =>
+      r.replay(
+        uuid,
+        transno,
+        () => settled.push(`${copy} ran`),
+        () => settled.push(`${copy} cancelled`),
+      )
+    r.connect('A')
+    r.connect('B')
+    // 11 is B's: A's 12 waits.
+    replay('A', 12, 'first')
+    replay('A', 12, 'again')
+    expect(settled).toEqual(['first cancelled'])
+    expect(r.view(0).queued_requests).toBe(1)
+    replay('B', 11, 'B')
+    expect(settled).toEqual(['first cancelled', 'B ran', 'again ran'])
+    // 13 may be B's: A's 14 waits, and A says it is done without waiting for its reply.
+    replay('A', 14, 'third')
+    void r.replayDone('A')
+    expect(settled).toEqual(['first cancelled', 'B ran', 'again ran', 'third cancelled'])
+    expect(r.view(0).queued_requests).toBe(0)
+    r.close()
+    expect(settled).toHaveLength(4)
+  })
 })
 
 /** OSTs opened by the tests below, each stopped (as by a crash) after its test. */
@@ -472,6 +500,42 @@ describe('recovery in the target', () => {
     expect(r.target.recoveryStatus()).toMatchObject({ completed_clients: '1/1', evicted_clients: 0 })
     const names = (await c.ok<{ entries: Array<{ name: string }> }>('mdt_readdir', { fid: 1, cookie: 0, count: 100 })).body.entries.map((e) => e.name)
     expect(names).toEqual(['one', 'two'])
+  })
+
+  it('a replay sent again while its first copy waits in the queue answers the first copy (ENOTCONN) and runs once', async () => {
+    const dir = await tempDir('lp-recov')
+    const clock = new ManualClock()
+    let t = await open(dir, clock)
+    const a = new TestClient(t, 'client-A')
+    const b = new TestClient(t, 'client-B')
+    await a.connect()
+    await b.connect()
+    const kb = { xid: 0, transno: (await wr(b, 0, 'bb')).transno }
+    kb.xid = b.xid
+    const ka = { xid: 0, transno: (await wr(a, 4, 'aa')).transno }
+    ka.xid = a.xid
+    await t.stop(false)
+    targets.splice(0)
+
+    t = await open(dir, clock)
+    a.target = t
+    b.target = t
+    const replayA = () => wr(a, 4, 'aa', { flags: ['replay'], xid: ka.xid, transno: ka.transno })
+    await a.connect()
+    let first: TargetReply | undefined
+    void replayA().then((r) => (first = r))
+    await clock.advance(0)
+    // Behind B's transno, and B is not back yet.
+    expect(first).toBeUndefined()
+    // Its reply late, the client reconnects and replays it again.
+    await a.connect()
+    const again = replayA()
+    await vi.waitFor(() => expect([first?.status, first?.error]).toEqual([-107, 'evicted before this replay ran']))
+    await b.connect()
+    expect((await wr(b, 0, 'bb', { flags: ['replay'], xid: kb.xid, transno: kb.transno })).status).toBe(0)
+    expect(await again).toMatchObject({ status: 0, transno: ka.transno })
+    expect((await Promise.all([a.replayDone(), b.replayDone()])).map((r) => r.status)).toEqual([0, 0])
+    expect(t.recoveryStatus()).toMatchObject({ status: 'COMPLETE', evicted_clients: 0, replayed_requests: 2 })
   })
 
   it('evicts at expiry a client that never came back; its later requests get ENOTCONN', async () => {

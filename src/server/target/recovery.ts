@@ -134,6 +134,8 @@ export class Recovery {
    * Queue a replay; `run` executes it (synchronously) when its turn comes. A replay whose
    * transno already went by (a client that came late) runs at once. One queued replay per
    * client: clients replay one request at a time (SEMANTICS 4), which the gap rule relies on.
+   * One queued already is from the client's connection before (it reconnected and replays
+   * anew): it is cancelled, so that its request is answered and lets go of what it holds.
    */
   replay(uuid: string, transno: number, run: () => void, cancel: () => void): void {
     if (transno < this.nextTransno) {
@@ -141,6 +143,7 @@ export class Recovery {
       run()
       return
     }
+    this.unqueue(uuid)
     this.queue.set(uuid, { transno, run, cancel })
     this.extend()
     this.process()
@@ -178,7 +181,7 @@ export class Recovery {
   /** The client has replayed everything it had; resolves once recovery is over. */
   replayDone(uuid: string): Promise<void> {
     this.done.add(uuid)
-    this.queue.delete(uuid)
+    this.unqueue(uuid)
     const p = this.whenComplete()
     this.process()
     this.checkComplete()

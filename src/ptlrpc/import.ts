@@ -114,6 +114,10 @@ export class Import extends EventEmitter {
   /** Callers of whenCommitted still waiting: like kept requests, they want last_committed soon. */
   private commitWaits = 0
   private lastActivity = 0
+  /** Set by close() before its disconnect leaves: from then on nothing reconnects (a connect would give the target a new export, kept in its last_rcvd). */
+  private closing: Promise<void> | null = null
+  /** The connect on the wire: close() waits for it, as it may yet make an export to disconnect. */
+  private connecting: Promise<ConnectReply | null> | null = null
   private readonly c: PtlrpcClient
   private readonly log: Logger
 
@@ -337,7 +341,8 @@ export class Import extends EventEmitter {
   private retry(req: PtlRequest, why: string, dropConnections: boolean): void {
     this.requeue(req)
     this.failConnection(req.connCnt, why, dropConnections)
-    if (this.state === 'FULL') this.dispatch(req)
+    // Closing: the target may have dropped our export already; what waits is failed by close().
+    if (this.state === 'FULL' && !this.closing) this.dispatch(req)
     else this.dropNoDelay(req)
   }
 
@@ -410,7 +415,7 @@ export class Import extends EventEmitter {
    * invalidated at once.
    */
   private failConnection(connCnt: number, why: string, dropConnections = true): void {
-    if (connCnt !== this.connCnt || this.state !== 'FULL') return
+    if (connCnt !== this.connCnt || this.state !== 'FULL' || this.closing) return
     const nid = this.current?.nid
     const fate = this.replayable ? 'will wait for recovery to complete' : 'will fail'
     this.log.warn({ nid, why }, `${this.target}: Connection to ${this.target} (at ${nid}) was lost; in progress operations using this service ${fate}`)
@@ -436,7 +441,7 @@ export class Import extends EventEmitter {
    */
   recoverTo(nid: string, instance: number): boolean {
     // An instance we already know did not restart: a configuration change, not a recovery.
-    if (this.deactive || this.isClosed() || this.instance >= instance) return false
+    if (this.deactive || this.closing || this.instance >= instance) return false
     this.log.info({ nid, instance }, `${this.target}: imperative recovery: instance ${instance} serves at ${nid}; reconnecting now`)
     this.kick(nid)
     if (this.state !== 'FULL') return true
@@ -512,7 +517,7 @@ export class Import extends EventEmitter {
     if (this.recovering) return
     this.recovering = true
     try {
-      while (this.state !== 'CLOSED' && !this.deactive && this.state !== 'FULL') {
+      while (!this.closing && !this.deactive && this.state !== 'FULL') {
         if (this.attemptsThisCycle >= this.conns.length) {
           this.attemptsThisCycle = 0
           this.cycles += 1
@@ -522,8 +527,10 @@ export class Import extends EventEmitter {
         }
         const conn = this.pickConnection()
         this.attemptsThisCycle += 1
-        const reply = await this.tryConnect(conn)
-        if (!reply || this.deactive || this.isClosed()) continue
+        this.connecting = this.tryConnect(conn)
+        const reply = await this.connecting
+        this.connecting = null
+        if (!reply || this.deactive) continue
         try {
           await this.connected(conn, reply)
         } catch (e) {
@@ -556,7 +563,13 @@ export class Import extends EventEmitter {
         this.log.info({ nid: conn.nid, status: raw.header.status }, `${this.target}: connect to ${conn.nid} refused: ${raw.header.error ?? raw.header.status}`)
         return null
       }
-      return raw.body as ConnectReply
+      const r = raw.body as ConnectReply
+      // close() began while the connect was on the wire: the target made an export all the same; it would stay in last_rcvd.
+      if (this.closing) {
+        await this.sendDisconnect(conn.nid, r.handle)
+        return null
+      }
+      return r
     } catch (e) {
       this.lastConnectError = (e as Error).message
       this.log.debug({ nid: conn.nid, err: (e as Error).message }, `${this.target}: connect to ${conn.nid} failed`)
@@ -747,14 +760,23 @@ export class Import extends EventEmitter {
   }
 
   /** Disconnect from the target (clean umount) and fail whatever is left. */
-  async close(): Promise<void> {
-    if (this.state === 'CLOSED') return
-    if (this.state === 'FULL' && this.current) {
-      await this.sendWithin(this.current.nid, this.header(this.c.nextXid(), 'disconnect'), { a: {} }, this.c.tunables.pingTimeoutMs).catch(() => undefined)
-    }
+  close(): Promise<void> {
+    return (this.closing ??= this.shutdown())
+  }
+
+  private async shutdown(): Promise<void> {
+    // FULL: no connect is on the wire, and none starts now (failConnection and recoverLoop see `closing`).
+    if (this.state === 'FULL' && this.current && this.remoteHandle) await this.sendDisconnect(this.current.nid, this.remoteHandle)
+    else await this.connecting
     this.setState('CLOSED')
     this.wake?.()
     this.failAll('import closed')
+  }
+
+  /** The target drops the export and its client's slot in last_rcvd: a restart will not wait for us. */
+  private async sendDisconnect(nid: string, handle: string): Promise<void> {
+    const h = { ...this.header(this.c.nextXid(), 'disconnect'), handle }
+    await this.sendWithin(nid, h, { a: {} }, this.c.tunables.pingTimeoutMs).catch(() => undefined)
   }
 
   /** Every request in flight or waiting ends with EIO. */

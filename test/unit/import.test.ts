@@ -906,6 +906,45 @@ describe('close', () => {
     expect(w.imp.state).toBe('CLOSED')
     expect(w.net.ops('connect')).toHaveLength(2)
   })
+
+  it('a request answered ENOTCONN while the disconnect is out (the target dropped us first) does not reconnect: the target keeps no export', async () => {
+    const w = world()
+    await w.full()
+    w.target.holdReplies = (h) => h.op === 'disconnect'
+    const closed = w.imp.close()
+    await w.settle()
+    expect(w.target.exports.has(UUID)).toBe(false)
+    const r = w.req()
+    await w.settle()
+    expect(w.net.ops('ost_getattr')).toHaveLength(1)
+    w.target.releaseReplies()
+    await closed
+    expect(w.states).toEqual(['CONNECTING', 'FULL', 'CLOSED'])
+    expect(w.net.ops('connect')).toHaveLength(1)
+    expect(r.error?.code).toBe('EIO')
+    expect([w.target.exports.has(UUID), w.target.clients.has(UUID)]).toEqual([false, false])
+  })
+
+  it('a connect on the wire when close() runs is waited for, and the export it made is disconnected', async () => {
+    const w = world()
+    w.net.node(A).up(w.target)
+    w.target.holdReplies = (h) => h.op === 'connect'
+    w.imp.connect()
+    await w.settle()
+    expect(w.imp.state).toBe('CONNECTING')
+    let done = false
+    const closed = w.imp.close().then(() => (done = true))
+    await w.settle()
+    expect(done).toBe(false)
+    w.target.releaseReplies()
+    await closed
+    expect(w.imp.state).toBe('CLOSED')
+    expect(w.states).toEqual(['CONNECTING', 'CLOSED'])
+    expect(w.net.ops('disconnect').map((s) => s.outcome)).toEqual(['reply 0'])
+    expect([w.target.exports.has(UUID), w.target.clients.has(UUID)]).toEqual([false, false])
+    await w.clock.advance(100 * SEC)
+    expect(w.net.ops('connect')).toHaveLength(1)
+  })
 })
 
 describe('deactivate / activate', () => {

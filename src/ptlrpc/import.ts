@@ -583,7 +583,9 @@ export class Import extends EventEmitter {
   private async connected(conn: Connection, r: ConnectReply): Promise<void> {
     this.current = conn
     for (const c of this.conns) c.tried = false
-    this.conns.unshift(...this.conns.splice(this.conns.indexOf(conn), 1))
+    // Not listed when the MGS dropped its NID while the connect was out: in use all the same, it leaves the order alone.
+    const at = this.conns.indexOf(conn)
+    if (at > 0) this.conns.unshift(...this.conns.splice(at, 1))
     this.cycles = 0
     this.attemptsThisCycle = 0
     const reconnect = this.remoteHandle !== null

@@ -1341,4 +1341,19 @@ describe('connection list from the MGS configuration (tunefs)', () => {
     w.imp.setConnections([C, B])
     expect(w.imp.conns.map((c) => c.nid)).toEqual([C, B])
   })
+
+  it('a NID dropped while a connect to it is out: the connect succeeds and the list keeps its order', async () => {
+    const w = world({ nids: [A, B, C] })
+    w.net.node(A).up(w.target)
+    w.target.holdReplies = (h) => h.op === 'connect'
+    w.imp.connect()
+    await w.settle()
+    w.imp.setConnections([B, C])
+    expect(w.imp.conns.map((c) => c.nid)).toEqual([B, C])
+    w.target.releaseReplies()
+    await w.settle()
+    expect(w.imp.state).toBe('FULL')
+    expect(w.imp.currentNid).toBe(A)
+    expect(w.imp.conns.map((c) => c.nid)).toEqual([B, C])
+  })
 })

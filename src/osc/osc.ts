@@ -1,6 +1,6 @@
 import type { Capa, ObjAttr, OpArgs, OpReplies, StatfsReply } from '../protocol/ops.js'
 import type { CapaCache } from './capas.js'
-import type { Import } from '../ptlrpc/import.js'
+import type { Import, ImportState } from '../ptlrpc/import.js'
 import { bulkLength, type Bulk } from '../protocol/wire.js'
 import { OscRpcStats } from './stats.js'
 
@@ -51,13 +51,33 @@ export class Osc {
 
   /** Writers past the unstable budget wait for a commit rather than grow the replay list. */
   private async throttle(): Promise<void> {
-    while (this.imp.keptBytes >= this.tun.maxUnstableBytes) {
+    // A closed import commits nothing more: the write goes on, to fail as the closed import fails it.
+    while (this.imp.keptBytes >= this.tun.maxUnstableBytes && !this.imp.isClosed()) {
       if (!this.syncing) this.syncing = this.sync().finally(() => (this.syncing = null))
       const before = this.imp.keptBytes
       await this.syncing
       // Under a replay barrier the target commits nothing: wait for the next change instead of spinning.
-      if (this.imp.keptBytes >= before) await new Promise((r) => this.imp.once('committed', r))
+      if (this.imp.keptBytes >= before) await this.change()
     }
+  }
+
+  /** The next commit, invalidation or close of the import: any may end a throttled writer's wait. */
+  private change(): Promise<void> {
+    const imp = this.imp
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        imp.off('committed', wake)
+        imp.off('invalidate', wake)
+        imp.off('state', onState)
+        resolve()
+      }
+      const onState = (s: ImportState): void => {
+        if (s === 'CLOSED') wake()
+      }
+      imp.on('committed', wake)
+      imp.on('invalidate', wake)
+      imp.on('state', onState)
+    })
   }
 
   /**

@@ -31,6 +31,8 @@ interface Waiter {
 class Conn {
   readonly sock: net.Socket
   private readonly waiting = new Map<number, Waiter>()
+  /** xids given up on (a deadline) whose reply may still come: it answers nothing, not even a resend of the same xid. */
+  private readonly abandoned = new Set<number>()
   private readonly reader = new MsgReader('reply', REPLY_LIMITS)
   private failed = false
   private error: string | null = null
@@ -56,7 +58,7 @@ class Conn {
   }
 
   has(xid: number): boolean {
-    return this.waiting.has(xid)
+    return this.waiting.has(xid) || this.abandoned.has(xid)
   }
 
   send(h: ReqHeader, parts: Buffer[], signal: AbortSignal, signed?: SignedRequest): Promise<RawReply> {
@@ -64,6 +66,7 @@ class Conn {
       const onAbort = (): void => {
         if (this.waiting.get(h.xid) !== w) return
         this.waiting.delete(h.xid)
+        this.abandoned.add(h.xid)
         reject(timeout(signal))
       }
       const w: Waiter = {
@@ -95,6 +98,7 @@ class Conn {
   private reply(m: ReplyMsg): void {
     const w = this.waiting.get(m.xid)
     if (!w) {
+      if (this.abandoned.delete(m.xid)) return
       // A refusal for no request of ours: the peer's reason for closing the connection.
       if (m.code !== 200) this.error = `ECONNRESET: ${this.nid} closed the connection: ${m.header.error ?? m.code}`
       return
@@ -159,7 +163,7 @@ export class TcpLnd implements RpcTransport {
     if (!list) mine.set(key, (list = []))
     const max = r.lane === 'ctl' ? CTL_CONNECTIONS : (this.o.connections ?? IO_CONNECTIONS)
     let best: Conn | null = null
-    // A resend reuses its xid: it never shares a connection with its original still waiting.
+    // A resend reuses its xid: it never shares a connection with its original, still waiting or given up on with its reply due.
     for (const c of list) if (!c.has(xid) && (!best || c.busy < best.busy)) best = c
     // An idle connection, else a new one while under the limit: a small RPC shares neither the
     // outgoing bytes of a write nor the returning bytes of a read when it need not.

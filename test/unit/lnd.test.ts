@@ -3,16 +3,18 @@
  * against peers in this process on this file's own loopback net (127.0.88.x, ports
  * 28800): replies matched to requests with many in flight and answered out of order,
  * a ping not held up by bulk, deadlines by AbortSignal, a dead peer reported as 'conn', a
- * refusal reported alike; and the binary front's answer to malformed frames.
+ * refusal reported alike; a late reply to a request given up on, from a raw peer on 127.0.206.1,
+ * not taken for its resend's; and the binary front's answer to malformed frames.
  */
 import { once } from 'node:events'
 import net from 'node:net'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { errnoOf } from '../../src/protocol/errno.js'
 import { MAX_IO } from '../../src/protocol/ops.js'
-import { MSG_VERSION, MsgReader, REPLY_LIMITS, REQ_FIXED, type ReplyMsg, encodeReply, encodeRequest } from '../../src/protocol/msg.js'
-import type { ReqHeader } from '../../src/protocol/wire.js'
+import { MSG_VERSION, MsgReader, REPLY_LIMITS, REQUEST_LIMITS, REQ_FIXED, type ReplyMsg, type RequestMsg, encodeReply, encodeRequest } from '../../src/protocol/msg.js'
+import type { ReplyHeader, ReqHeader } from '../../src/protocol/wire.js'
 import { Transport, TransportError } from '../../src/ptlrpc/transport.js'
+import { pollUntil } from '../helpers/poll.js'
 import { StandIn, STANDIN_TARGET } from '../helpers/standin.js'
 
 vi.setConfig({ testTimeout: 10_000 })
@@ -190,5 +192,58 @@ describe("the binary front's answer to a malformed frame", () => {
     bytes.writeUInt8(9, 4)
     const replies = await exchange(bytes)
     expect(replies.map((r) => r.header.error)).toEqual([`unsupported message version 9 (this node speaks ${MSG_VERSION})`])
+  })
+})
+
+describe('the @tcp LND after a deadline', () => {
+  /** Holds the first request of an xid; when the resend comes, answers the original late, then the resend. */
+  const LATE = '127.0.206.1'
+  const ok: ReplyHeader = { status: 0, transno: 0, lastCommitted: 0, flags: [] }
+  let late: net.Server
+  const held = new Map<number, net.Socket>()
+  const conns = new Set<net.Socket>()
+
+  beforeAll(async () => {
+    late = net.createServer((s) => {
+      conns.add(s)
+      s.on('error', () => undefined)
+      const reader = new MsgReader('request', REQUEST_LIMITS)
+      s.on('data', (c: Buffer) =>
+        reader.push(c, (m) => {
+          const { xid } = (m as RequestMsg).h
+          const first = held.get(xid)
+          if (!first) return held.set(xid, s)
+          first.write(Buffer.concat(encodeReply(xid, 200, ok, { answer: 'original' })))
+          s.write(Buffer.concat(encodeReply(xid, 200, ok, { answer: 'resend' })))
+        }),
+      )
+    })
+    late.listen(PORT, LATE)
+    await once(late, 'listening')
+  })
+
+  afterAll(() => {
+    for (const s of conns) s.destroy()
+    late.close()
+  })
+
+  it("a resend of an xid given up on gets its own reply, not the original's late one; the late one answers nothing", async () => {
+    const t = new Transport({ port: PORT, connections: 1 })
+    const h = header('ost_getattr')
+    const ac = new AbortController()
+    const original = t.send(`${LATE}@tcp`, h, getattr, undefined, ac.signal)
+    await pollUntil('the original arrived', () => held.has(h.xid))
+    ac.abort(new Error('deadline of 5 s passed'))
+    await expect(original).rejects.toMatchObject({ kind: 'timeout' })
+    const resend = await t.send(`${LATE}@tcp`, { ...h, flags: ['resend'] }, getattr, undefined, never())
+    expect(resend.body).toEqual({ answer: 'resend' })
+    expect(conns.size).toBe(2)
+    // The connection that had the late reply still serves.
+    const next = header('ping')
+    const again = t.send(`${LATE}@tcp`, next, { a: {} }, undefined, never())
+    await pollUntil('the next request arrived', () => held.has(next.xid))
+    held.get(next.xid)!.write(Buffer.concat(encodeReply(next.xid, 200, ok, { answer: 'next' })))
+    expect((await again).body).toEqual({ answer: 'next' })
+    await t.close()
   })
 })

@@ -4,12 +4,15 @@ import { type Dispatcher, Pool, errors as undiciErrors } from 'undici'
 import { totalLength } from '../common/chunks.js'
 import { TLS_CLOSE_HINT, clientTlsOptions } from '../common/tls.js'
 import { parseNid } from '../protocol/nid.js'
-import { parseJson } from '../protocol/msg.js'
+import { REPLY_LIMITS, parseJson } from '../protocol/msg.js'
 import {
   H, RPC_PATH, SMALL_FRAME, type Bulk, authToken, bulkParts, decodeReplyHeader, encodeFrame, encodeReqHeader, jsonBytes, splitFrame, type ReplyHeader, type ReqBody, type ReqHeader,
 } from '../protocol/wire.js'
 import { CTL_CONNECTIONS, type RawReply, type Route, type RpcTransport, SHARED, TransportError, type TransportOptions, served } from './lnd.js'
 import { RequestSigner } from './sign.js'
+
+/** A reply's frame at most, as the TCP LND takes a reply (REPLY_LIMITS): the JSON's length word, the JSON, the bulk. */
+const MAX_REPLY = 4 + REPLY_LIMITS.json + REPLY_LIMITS.bulk
 
 /**
  * The LND of `@http` NIDs: one HTTP request per RPC over keep-alive undici Pools, one pool
@@ -68,7 +71,7 @@ export class HttpLnd implements RpcTransport {
           headers: { ...encodeReqHeader(h), ...(signed ? { [H.auth]: signed.token } : {}), 'content-type': 'application/x-lproxy', 'content-length': String(length) },
           body: payload,
         }
-        this.pool(nid, route).dispatch(opts, new ReplyCollector(signal, resolve, reject))
+        this.pool(nid, route).dispatch(opts, new ReplyCollector(nid, signal, resolve, reject))
       })
     } catch (e) {
       throw classify(e, signal, this.o.tls !== undefined)
@@ -80,9 +83,15 @@ export class HttpLnd implements RpcTransport {
       throw new TransportError('refused', `HTTP ${res.statusCode} from ${nid}: ${(e as Error).message}`, res.statusCode)
     }
     if (res.statusCode !== 200) return served(nid, res.statusCode, header, undefined, [])
-    const reply = splitFrame(res.body)
-    if (signed) this.signer!.check(nid, signed, h.xid, 200, header, authToken(res.headers), reply.json, reply.bulk)
-    return served(nid, 200, header, parseJson(reply.json), reply.bulk)
+    try {
+      const reply = splitFrame(res.body)
+      if (signed) this.signer!.check(nid, signed, h.xid, 200, header, authToken(res.headers), reply.json, reply.bulk)
+      return served(nid, 200, header, parseJson(reply.json), reply.bulk)
+    } catch (e) {
+      if (e instanceof TransportError) throw e
+      // A malformed frame or JSON: a protocol violation, as the TCP LND reports one.
+      throw new TransportError('conn', `EPROTO: reply ${h.xid} from ${nid}: ${(e as Error).message}`)
+    }
   }
 
   /** Drop connections to a peer (after a failure, so the next attempt dials afresh). */
@@ -121,6 +130,7 @@ class ReplyCollector implements Dispatcher.DispatchHandler {
   private statusCode = 0
   private headers: IncomingHttpHeaders = {}
   private readonly chunks: Buffer[] = []
+  private bytes = 0
   private settled = false
   private readonly onAbort = (): void => {
     this.controller?.abort(this.signal.reason as Error)
@@ -128,6 +138,7 @@ class ReplyCollector implements Dispatcher.DispatchHandler {
   }
 
   constructor(
+    private readonly nid: string,
     private readonly signal: AbortSignal,
     private readonly resolve: (r: CollectedReply) => void,
     private readonly reject: (e: unknown) => void,
@@ -150,10 +161,22 @@ class ReplyCollector implements Dispatcher.DispatchHandler {
   onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     this.statusCode = statusCode
     this.headers = headers
+    const declared = Number(headers['content-length'])
+    if (declared > MAX_REPLY) this.tooLarge(`declares ${declared} bytes`)
   }
 
   onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.settled) return
+    this.bytes += chunk.length
+    if (this.bytes > MAX_REPLY) return this.tooLarge(`goes past ${MAX_REPLY} bytes`)
     this.chunks.push(chunk)
+  }
+
+  /** Refused before it is all buffered (an endless body would exhaust memory); the connection goes with the request. */
+  private tooLarge(what: string): void {
+    const e = new TransportError('conn', `EPROTO: reply body from ${this.nid} ${what}, more than a reply may hold`)
+    this.controller?.abort(e)
+    this.settle(() => this.reject(e))
   }
 
   onResponseEnd(): void {
@@ -166,6 +189,7 @@ class ReplyCollector implements Dispatcher.DispatchHandler {
 }
 
 function classify(e: unknown, signal: AbortSignal, secure = false): TransportError {
+  if (e instanceof TransportError) return e
   if (signal.aborted) return new TransportError('timeout', String((signal.reason as Error)?.message ?? 'deadline passed'))
   if (e instanceof undiciErrors.RequestAbortedError) return new TransportError('timeout', 'request aborted')
   const code = (e as { code?: string }).code ?? ''

@@ -4,15 +4,18 @@
  * 28800): replies matched to requests with many in flight and answered out of order,
  * a ping not held up by bulk, deadlines by AbortSignal, a dead peer reported as 'conn', a
  * refusal reported alike; a late reply to a request given up on, from a raw peer on 127.0.206.1,
- * not taken for its resend's; and the binary front's answer to malformed frames.
+ * not taken for its resend's; an HTTP reply too large or malformed, from a raw peer on 127.0.206.2,
+ * refused; and the binary front's answer to malformed frames.
  */
 import { once } from 'node:events'
+import http from 'node:http'
 import net from 'node:net'
+import { Readable, pipeline } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { errnoOf } from '../../src/protocol/errno.js'
 import { MAX_IO } from '../../src/protocol/ops.js'
 import { MSG_VERSION, MsgReader, REPLY_LIMITS, REQUEST_LIMITS, REQ_FIXED, type ReplyMsg, type RequestMsg, encodeReply, encodeRequest } from '../../src/protocol/msg.js'
-import type { ReplyHeader, ReqHeader } from '../../src/protocol/wire.js'
+import { type ReplyHeader, type ReqHeader, encodeReplyHeader } from '../../src/protocol/wire.js'
 import { Transport, TransportError } from '../../src/ptlrpc/transport.js'
 import { pollUntil } from '../helpers/poll.js'
 import { StandIn, STANDIN_TARGET } from '../helpers/standin.js'
@@ -244,6 +247,71 @@ describe('the @tcp LND after a deadline', () => {
     await pollUntil('the next request arrived', () => held.has(next.xid))
     held.get(next.xid)!.write(Buffer.concat(encodeReply(next.xid, 200, ok, { answer: 'next' })))
     expect((await again).body).toEqual({ answer: 'next' })
+    await t.close()
+  })
+})
+
+describe('the @http LND against a reply too large or malformed', () => {
+  const BAD = '127.0.206.2'
+  const MiB = 1024 * 1024
+  /** The largest frame the TCP LND takes: length word, JSON, bulk. */
+  const MAX = 4 + REPLY_LIMITS.json + REPLY_LIMITS.bulk
+  const ok = encodeReplyHeader({ status: 0, transno: 0, lastCommitted: 0, flags: [] })
+  const piece = Buffer.alloc(MiB)
+  let bad: http.Server
+  /** What the next request is answered with. */
+  let answer: (res: http.ServerResponse) => void
+
+  beforeAll(async () => {
+    bad = http.createServer((req, res) => {
+      req.resume()
+      answer(res)
+    })
+    bad.listen(PORT, BAD)
+    await once(bad, 'listening')
+  })
+
+  afterAll(() => {
+    bad.closeAllConnections()
+    bad.close()
+  })
+
+  /** `total` bytes of body as the client takes them; resolves whether all of it was written before the client went. */
+  function pour(res: http.ServerResponse, total: number): Promise<boolean> {
+    function* pieces() {
+      for (let left = total; left > 0; left -= MiB) yield piece.subarray(0, Math.min(MiB, left))
+    }
+    return new Promise((resolve) => pipeline(Readable.from(pieces()), res, (err) => resolve(!err)))
+  }
+
+  it.each([
+    ['chunked, past the limit', undefined, MAX + 16 * MiB],
+    ['with a content-length past the limit', MAX + 1, MAX + 1],
+  ])('refuses a body %s before it is all sent, as a protocol violation', async (_what, length, total) => {
+    let whole!: Promise<boolean>
+    answer = (res) => {
+      res.writeHead(200, { ...ok, ...(length === undefined ? {} : { 'content-length': String(length) }) })
+      whole = pour(res, total)
+    }
+    const t = new Transport({ port: PORT })
+    const sent = t.send(`${BAD}@http`, header('ost_read'), { a: {} }, undefined, never())
+    await expect(sent).rejects.toBeInstanceOf(TransportError)
+    await expect(sent).rejects.toMatchObject({ kind: 'conn', message: expect.stringMatching(/^EPROTO: reply body from 127\.0\.206\.2@http/) })
+    // The client closed the connection: the peer could not write the whole body.
+    expect(await whole).toBe(false)
+    await t.close()
+  })
+
+  it.each([
+    ['shorter than a frame', Buffer.from('xx'), /body too short for a frame/],
+    ['with JSON that does not parse', Buffer.concat([Buffer.from([0, 0, 0, 3]), Buffer.from('{{{')]), /JSON does not parse/],
+  ])('reports a reply frame %s as a protocol violation', async (_what, body, why) => {
+    answer = (res) => res.writeHead(200, ok).end(body)
+    const t = new Transport({ port: PORT })
+    const h = header('ping')
+    const sent = t.send(`${BAD}@http`, h, { a: {} }, undefined, never())
+    await expect(sent).rejects.toBeInstanceOf(TransportError)
+    await expect(sent).rejects.toMatchObject({ kind: 'conn', message: expect.stringMatching(new RegExp(`^EPROTO: reply ${h.xid} from 127\\.0\\.206\\.2@http: .*${why.source}`)) })
     await t.close()
   })
 })

@@ -343,19 +343,26 @@ async function open(dir: string, clock: ManualClock) {
   return r.target
 }
 
+/** An OST target in a fresh directory, clients A and B connected to it. */
+async function twoClients() {
+  const dir = await tempDir('lp-recov')
+  const clock = new ManualClock()
+  const target = await open(dir, clock)
+  const a = new TestClient(target, 'client-A')
+  const b = new TestClient(target, 'client-B')
+  await a.connect()
+  await b.connect()
+  return { dir, clock, a, b, target }
+}
+
 describe('recovery in the target', () => {
 
   const wr = (c: TestClient, offset: number, data: string, o = {}) =>
     c.call('ost_write', { fid: 1, stripe: 0, offset }, { bulk: Buffer.from(data), ...o })
 
   it('refuses new clients with EBUSY while known ones recover, replays in transno order, and lets the waiting requests go', async () => {
-    const dir = await tempDir('lp-recov')
-    const clock = new ManualClock()
-    let t = await open(dir, clock)
-    const a = new TestClient(t, 'client-A')
-    const b = new TestClient(t, 'client-B')
-    await a.connect()
-    await b.connect()
+    const { dir, clock, a, b, target } = await twoClients()
+    let t = target
     // Interleaved overlapping writes; only transno order gives the final bytes.
     const kept: Array<{ c: TestClient; xid: number; transno: number; offset: number; data: string }> = []
     const plan: Array<[TestClient, number, string]> = [
@@ -503,13 +510,8 @@ describe('recovery in the target', () => {
   })
 
   it('a replay sent again while its first copy waits in the queue answers the first copy (ENOTCONN) and runs once', async () => {
-    const dir = await tempDir('lp-recov')
-    const clock = new ManualClock()
-    let t = await open(dir, clock)
-    const a = new TestClient(t, 'client-A')
-    const b = new TestClient(t, 'client-B')
-    await a.connect()
-    await b.connect()
+    const { dir, clock, a, b, target } = await twoClients()
+    let t = target
     const kb = { xid: 0, transno: (await wr(b, 0, 'bb')).transno }
     kb.xid = b.xid
     const ka = { xid: 0, transno: (await wr(a, 4, 'aa')).transno }

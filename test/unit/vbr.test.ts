@@ -183,6 +183,19 @@ describe('version-based recovery', () => {
   })
 })
 
+/** An MDT granting FIDs four at a time, its client connected. */
+async function rangesOfFour() {
+  const dir = await tempDir('lp-fid')
+  const clock = new ManualClock()
+  const mdt = new MdtBackend({ dir: path.join(dir, 'mdtfs'), clock, fidRange: 4 })
+  const t = await Target.open({ dir, clock, log: silentLogger, replayable: true, tunables: testTunables(), name: MDT_NAME, kind: 'mdt', backend: mdt })
+  targets.push(t)
+  t.start()
+  const c = new TestClient(t, 'client-A')
+  await c.connect()
+  return { t, c, clock }
+}
+
 describe('a FID is given once, ever', () => {
   it('a create lost with the uncommitted tail never has its FID given again', async () => {
     const dir = await tempDir('lp-fid')
@@ -207,14 +220,7 @@ describe('a FID is given once, ever', () => {
   })
 
   it('creates wait for the next range to commit when theirs runs out, and numbering has no holes', async () => {
-    const dir = await tempDir('lp-fid')
-    const clock = new ManualClock()
-    const mdt = new MdtBackend({ dir: path.join(dir, 'mdtfs'), clock, fidRange: 4 })
-    const t = await Target.open({ dir, clock, log: silentLogger, replayable: true, tunables: testTunables(), name: MDT_NAME, kind: 'mdt', backend: mdt })
-    targets.push(t)
-    t.start()
-    const c = new TestClient(t, 'client-A')
-    await c.connect()
+    const { c } = await rangesOfFour()
     // Ten at once: three ranges of four, each committed before its first FID is given.
     const made = await Promise.all(Array.from({ length: 10 }, (_, i) => c.ok<{ attr: MdtAttr }>('mdt_create', mk(1, `f${i}`))))
     const fids = made.map((r) => r.body.attr.fid)
@@ -266,14 +272,7 @@ describe('exactly once, failures too', () => {
   })
 
   it('a resend that arrives while its original waits for a FID range gets the original reply, and the create runs once', async () => {
-    const dir = await tempDir('lp-once')
-    const clock = new ManualClock()
-    const mdt = new MdtBackend({ dir: path.join(dir, 'mdtfs'), clock, fidRange: 4 })
-    const t = await Target.open({ dir, clock, log: silentLogger, replayable: true, tunables: testTunables(), name: MDT_NAME, kind: 'mdt', backend: mdt })
-    targets.push(t)
-    t.start()
-    const c = new TestClient(t, 'client-A')
-    await c.connect()
+    const { t, c, clock } = await rangesOfFour()
     // A slow journal: the first FID range's commit is held, and the first create waits for it.
     let open!: () => void
     const gate = new Promise<void>((r) => (open = r))

@@ -183,6 +183,30 @@ describe('version-based recovery', () => {
   })
 })
 
+/** A slow journal: appends wait until `open()`; `held` resolves at the first one held. */
+function holdJournal() {
+  let open!: () => void
+  const gate = new Promise<void>((r) => (open = r))
+  let entered!: () => void
+  const held = new Promise<void>((r) => (entered = r))
+  const append = Journal.prototype.append
+  const spy = vi.spyOn(Journal.prototype, 'append').mockImplementation(async function (this: Journal, json, data) {
+    entered()
+    await gate
+    return append.call(this, json, data)
+  })
+  return { held, open, restore: () => (open(), spy.mockRestore()) }
+}
+
+/** Creates until one finds the committed FID range spent and waits (with the journal held) for the next. */
+async function createUntilWaiting(c: TestClient, held: Promise<void>): Promise<{ name: string; xid: number; original: Promise<TargetReply> }> {
+  for (let i = 0; ; i++) {
+    const name = `f${i}`
+    const original = c.call('mdt_create', mk(1, name))
+    if (await Promise.race([original.then(() => false), held.then(() => true)])) return { name, xid: c.xid, original }
+  }
+}
+
 /** An MDT granting FIDs four at a time, its client connected. */
 async function rangesOfFour() {
   const dir = await tempDir('lp-fid')
@@ -273,37 +297,21 @@ describe('exactly once, failures too', () => {
 
   it('a resend that arrives while its original waits for a FID range gets the original reply, and the create runs once', async () => {
     const { t, c, clock } = await rangesOfFour()
-    // A slow journal: the first FID range's commit is held, and the first create waits for it.
-    let open!: () => void
-    const gate = new Promise<void>((r) => (open = r))
-    let entered!: () => void
-    const held = new Promise<void>((r) => (entered = r))
-    const append = Journal.prototype.append
-    const spy = vi.spyOn(Journal.prototype, 'append').mockImplementation(async function (this: Journal, json, data) {
-      entered()
-      await gate
-      return append.call(this, json, data)
-    })
+    const journal = holdJournal()
     let first: TargetReply, again: TargetReply
     let name = ''
     let xid = 0
     try {
-      // Creates until one finds the committed range spent and waits for the next.
-      for (let i = 0; !xid; i++) {
-        name = `f${i}`
-        const original = c.call('mdt_create', mk(1, name))
-        if (!(await Promise.race([original.then(() => false), held.then(() => true)]))) continue
-        xid = c.xid
-        // No reply in time: the client reconnects and sends the create again.
-        await c.connect()
-        const resend = c.call('mdt_create', mk(1, name), { flags: ['resend'], xid })
-        await clock.advance(0)
-        open()
-        ;[first, again] = await Promise.all([original, resend])
-      }
+      const waiting = await createUntilWaiting(c, journal.held)
+      ;({ name, xid } = waiting)
+      // No reply in time: the client reconnects and sends the create again.
+      await c.connect()
+      const resend = c.call('mdt_create', mk(1, name), { flags: ['resend'], xid })
+      await clock.advance(0)
+      journal.open()
+      ;[first, again] = await Promise.all([waiting.original, resend])
     } finally {
-      open()
-      spy.mockRestore()
+      journal.restore()
     }
     expect(first!.status).toBe(0)
     expect([again!.status, again!.transno, again!.body]).toEqual([0, first!.transno, first!.body])
@@ -313,6 +321,22 @@ describe('exactly once, failures too', () => {
     // Executed once: no transno after its own, and the file is the one the reply names.
     expect(t.lastTransno).toBe(first!.transno)
     expect((await lookup(c, 1, name)).body).toEqual({ attr: (first!.body as { attr: MdtAttr }).attr })
+  })
+
+  it('a request whose client is evicted while it waits for a FID range does not run', async () => {
+    const { t, c } = await rangesOfFour()
+    const journal = holdJournal()
+    try {
+      const { name, original } = await createUntilWaiting(c, journal.held)
+      t.evict('client-A', 'test')
+      journal.open()
+      const r = await original
+      expect([r.status, r.error]).toEqual([-107, `${t.name}: client client-A was evicted while its request waited`])
+      await c.connect()
+      expect((await lookup(c, 1, name)).status).toBe(-2)
+    } finally {
+      journal.restore()
+    }
   })
 
   it('a connect of the same import with a lower conn_cnt gets EALREADY and does not lower the export', async () => {

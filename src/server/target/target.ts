@@ -332,6 +332,8 @@ export class Target {
           await wait
         }
         if (this.stopping) return this.fail(new LpError('ENODEV', `${this.name} is stopping`))
+        // Evicted while it waited: its saved replies are gone, and a resend would run it again.
+        if (this.exports.get(h.client)?.handle !== h.handle) return this.fail(new LpError('ENOTCONN', `${this.name}: client ${h.client} was evicted while its request waited`))
         return this.executeOnce(h, op, args, bulk, peer)
       }
       if (op === 'sync') {

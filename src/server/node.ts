@@ -213,6 +213,8 @@ export class ServerNode {
       m.osp?.start()
       return m.targets.map((t) => t.name)
     } catch (e) {
+      // A target opened before the one that failed (the MGS beside a damaged MDT) is stopped: its journal open otherwise stays.
+      for (const t of m.targets) await t.stop(false).catch(() => undefined)
       await m.mmp.release(true)
       await m.osp?.close()
       await m.client?.close()

@@ -4,14 +4,15 @@ import path from 'node:path'
 import net from 'node:net'
 import { ctlRequestSchema } from '../../src/ctl/server.js'
 import { callJsonSocket, serveJsonSocket } from '../../src/common/jsonsock.js'
-import { ManualClock } from '../../src/common/clock.js'
+import { ManualClock, realClock } from '../../src/common/clock.js'
+import { ServerNode } from '../../src/server/node.js'
 import { createLogger, silentLogger } from '../../src/common/log.js'
 import { CHECKPOINT } from '../../src/server/target/ondisk.js'
 import { Target } from '../../src/server/target/target.js'
 import { MdtBackend } from '../../src/server/mdt/mdt.js'
 import { MgsBackend } from '../../src/server/mgs/mgs.js'
 import { MDT_NAME, testTunables } from '../helpers/target.js'
-import { tempDir, removeTempDirs } from '../helpers/nodes.js'
+import { formatMgsMdt, tempDir, removeTempDirs } from '../helpers/nodes.js'
 
 afterAll(removeTempDirs)
 
@@ -67,6 +68,19 @@ describe('on-disk JSON', () => {
     await fsp.writeFile(path.join(dir, 'mdtfs', 'snapshots', 'ns-000000000001.json'), JSON.stringify({ inodes: [{ fid: 0 }], dirs: [], opens: [], llog: [] }))
     await fsp.writeFile(path.join(dir, CHECKPOINT), JSON.stringify({ ...good, backend: { snapshot: 'ns-000000000001.json' } }))
     await expect(open()).rejects.toThrow(/ns-000000000001.json: inodes.0/)
+  })
+})
+
+describe('a node mounting a damaged target', () => {
+  it('fails with the reason, and stops the MGS it had opened beside it: no journal of it stays open', async () => {
+    const dir = await tempDir('lp-node')
+    await formatMgsMdt({ dir, port: 28990, params: ['mmp_interval=0.1'] })
+    await fsp.mkdir(path.join(dir, 'mdt'), { recursive: true })
+    await fsp.writeFile(path.join(dir, 'mdt', CHECKPOINT), JSON.stringify({ transno: 0, journal_seq: 1, lastrcvd: { clients: [], replies: [] }, backend: { snapshot: '../../../etc/passwd' } }))
+    const node = new ServerNode({ nid: '127.0.89.1@tcp', name: 'mds1', port: 28990, clock: realClock, log: silentLogger, onEmpty: () => undefined })
+    await expect(node.mountDir(dir)).rejects.toThrow(/snapshot/)
+    const links = await Promise.all((await fsp.readdir('/proc/self/fd')).map((fd) => fsp.readlink(`/proc/self/fd/${fd}`).catch(() => '')))
+    expect(links.filter((l) => l.startsWith(dir))).toEqual([])
   })
 })
 

@@ -220,6 +220,11 @@ export class MsgReader<V = undefined> {
     private readonly headCheck?: HeadCheck<V>,
   ) {}
 
+  /** Bytes received and not yet given out as messages. */
+  get buffered(): number {
+    return this.have
+  }
+
   /** The message under way: null between messages; its declared length (past the fixed header) once that header is read. */
   get underway(): { declared?: number } | null {
     if (this.cur) return { declared: this.cur.strings + this.cur.json + this.cur.bulk }

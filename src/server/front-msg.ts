@@ -95,7 +95,8 @@ export function serveMsgs(sock: net.Socket, targets: Map<string, FrontTarget>, l
   // Back-pressure: stop reading while replies wait in the socket's buffer or targets are busy.
   const flow = (): void => {
     if (broken) return
-    if (room() && !take(EMPTY)) return
+    // Requests that came past the cap wait in the reader: served first, as room comes.
+    if (room() && reader.buffered && !take(EMPTY)) return
     const hold = !room()
     if (hold && !sock.isPaused()) sock.pause()
     else if (!hold && sock.isPaused()) {

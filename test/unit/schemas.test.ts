@@ -1,4 +1,4 @@
-import { describe, it, expect, afterAll } from 'vitest'
+import { describe, it, expect, afterAll, vi } from 'vitest'
 import { promises as fsp } from 'node:fs'
 import path from 'node:path'
 import net from 'node:net'
@@ -6,6 +6,8 @@ import { ctlRequestSchema } from '../../src/ctl/server.js'
 import { callJsonSocket, serveJsonSocket } from '../../src/common/jsonsock.js'
 import { ManualClock, realClock } from '../../src/common/clock.js'
 import { ServerNode } from '../../src/server/node.js'
+import { Journal } from '../../src/server/target/journal.js'
+import { readMmp } from '../../src/server/target/mmp.js'
 import { createLogger, silentLogger } from '../../src/common/log.js'
 import { CHECKPOINT } from '../../src/server/target/ondisk.js'
 import { Target } from '../../src/server/target/target.js'
@@ -79,6 +81,25 @@ describe('a node mounting a damaged target', () => {
     await fsp.writeFile(path.join(dir, 'mdt', CHECKPOINT), JSON.stringify({ transno: 0, journal_seq: 1, lastrcvd: { clients: [], replies: [] }, backend: { snapshot: '../../../etc/passwd' } }))
     const node = new ServerNode({ nid: '127.0.89.1@tcp', name: 'mds1', port: 28990, clock: realClock, log: silentLogger, onEmpty: () => undefined })
     await expect(node.mountDir(dir)).rejects.toThrow(/snapshot/)
+    const links = await Promise.all((await fsp.readdir('/proc/self/fd')).map((fd) => fsp.readlink(`/proc/self/fd/${fd}`).catch(() => '')))
+    expect(links.filter((l) => l.startsWith(dir))).toEqual([])
+  })
+})
+
+describe('a node unmounting a target whose final commit fails', () => {
+  it('says why, and stops it all the same: its journal closed, the MMP block released for the partner', async () => {
+    const dir = await tempDir('lp-node')
+    await formatMgsMdt({ dir, port: 28991, params: ['mmp_interval=0.1'] })
+    const node = new ServerNode({ nid: '127.0.89.2@tcp', name: 'mds1', port: 28991, clock: realClock, log: silentLogger, onEmpty: () => undefined })
+    await node.mountDir(dir)
+    expect((await readMmp(dir))?.state).toBe('active')
+    const full = vi.spyOn(Journal.prototype, 'append').mockRejectedValue(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }))
+    try {
+      await expect(node.unmount(dir, true)).rejects.toThrow(/ENOSPC/)
+    } finally {
+      full.mockRestore()
+    }
+    expect((await readMmp(dir))?.state).toBe('clean')
     const links = await Promise.all((await fsp.readdir('/proc/self/fd')).map((fd) => fsp.readlink(`/proc/self/fd/${fd}`).catch(() => '')))
     expect(links.filter((l) => l.startsWith(dir))).toEqual([])
   })

@@ -85,11 +85,11 @@ export class Osp implements ObjectDestroyer {
     return osts
   }
 
-  checkOsts(osts: number[]): Promise<void> | undefined {
+  checkOsts(osts: readonly number[]): Promise<void> | undefined {
     if (this.listed && osts.every((i) => this.listed!.has(i))) return undefined
     return this.mgc.config().then((cfg) => {
       this.noteListed(cfg)
-      const missing = osts.filter((i) => !this.listed!.has(i))
+      const missing = [...new Set(osts.filter((i) => !this.listed!.has(i)))]
       if (missing.length) throw new LpError('EINVAL', `the layout names OST index ${missing.join(', ')}, which the MGS does not list`)
     })
   }

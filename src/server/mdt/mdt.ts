@@ -27,7 +27,7 @@ export interface ObjectDestroyer {
    * Undefined when the MGS lists every one of `osts` (as last read); else the configuration
    * read afresh: rejects (EINVAL) if one is still missing, resolves if all are there now.
    */
-  checkOsts?(osts: number[]): Promise<void> | undefined
+  checkOsts?(osts: readonly number[]): Promise<void> | undefined
   list?(ost: number, after: number, count: number): Promise<OpReplies['ost_list']>
   destroyOrphans?(ost: number, fids: number[]): Promise<void>
 }
@@ -230,7 +230,7 @@ export class MdtBackend implements Backend {
    */
   prepare(op: string, args: unknown): Promise<void> | undefined {
     const layout = op === 'mdt_create' || op === 'mdt_setattr' ? (args as { layout?: Layout | null }).layout : undefined
-    const listing = layout && this.o.destroyer?.checkOsts?.([...new Set(layout.osts)])
+    const listing = layout && this.o.destroyer?.checkOsts?.(layout.osts)
     if (listing) return listing
     if (op !== 'mdt_create') return undefined
     this.grantAhead()

@@ -112,6 +112,15 @@ describe.each(['tcp', 'http'] as const)('the @%s LND', (lnd) => {
     await t.close()
   })
 
+  it("refuses a request once closed, as 'conn', whether it had carried one before or not (the @http LND is loaded at its first)", async () => {
+    for (const used of [false, true]) {
+      const t = new Transport({ port: PORT })
+      if (used) expect((await t.send(nid(PEER), header('ping'), { a: {} }, undefined, never())).header.status).toBe(0)
+      await t.close()
+      await expect(t.send(nid(PEER), header('ping'), { a: {} }, undefined, never())).rejects.toMatchObject({ kind: 'conn', message: 'transport closed' })
+    }
+  })
+
   it("reports a refused connection and a reset in the middle of a reply as 'conn'", async () => {
     const t = new Transport({ port: PORT })
     const refused = t.send(nid(DEAD), header('ping'), { a: {} }, undefined, never())

@@ -2,9 +2,7 @@ import type { Command } from 'commander'
 import { Document, isScalar, visit } from 'yaml'
 import type { Device } from '../ctl/devices.js'
 import type { ParamValue } from '../ctl/params.js'
-import { withMgs } from '../mgc/oneshot.js'
 import { adminCall } from '../cluster/admin.js'
-import { refByDir } from '../cluster/resolve.js'
 import { DEFAULT_PORT, formatNid, nidList, parseNid } from '../protocol/nid.js'
 import { parseTargetName, targetName } from '../protocol/names.js'
 import { registerDfCommand } from './df.js'
@@ -65,6 +63,7 @@ export function registerAdminCommands(program: Command): void {
           const port = o.port ?? DEFAULT_PORT
           const id = parseTargetName(ost)
           if (id?.kind !== 'ost') throw new UsageError(`'${ost}' is not an OST name (ost2, OST0002, spfs-OST0002)`)
+          const { withMgs } = await import('../mgc/oneshot.js')
           const name = await withMgs(
             nidList(o.mgsnode),
             port,
@@ -142,6 +141,7 @@ async function serverCall<T>(o: MountOpt & ServerOpt, req: Record<string, unknow
   if (o.mount || (o.target && o.node)) throw new UsageError('get_param: give one of --mount, --target and --node')
   if (o.port !== undefined && !o.node) throw new UsageError('get_param: --port goes with --node')
   if (o.target) {
+    const { refByDir } = await import('../cluster/resolve.js')
     const ref = await refByDir(o.target)
     return adminCall<T>(ref.nid, ref.port, req, SERVER_MS)
   }

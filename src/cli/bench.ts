@@ -1,14 +1,9 @@
 import os from 'node:os'
 import { Option, type Command } from 'commander'
-import { runBench } from '../bench/bench.js'
 import type { BenchMode } from '../bench/failover.js'
 import { checkJobs, JOB_NAMES, type JobName } from '../bench/jobs.js'
-import { Live } from '../bench/live.js'
 import { PAGE } from '../bench/pattern.js'
 import { DEFAULT_OUT } from '../bench/report.js'
-import { onPath } from '../bench/install.js'
-import { runSelftest } from '../bench/selftest.js'
-import { compareTable, runSummary } from '../bench/table.js'
 import { DEFAULT_PORT } from '../cluster/layout.js'
 import { UsageError } from './errors.js'
 import { command, print } from './server.js'
@@ -59,6 +54,7 @@ export function registerBenchCommand(program: Command): void {
       const randSize = parseSize(o.randSize, '--rand-size')
       if (randSize < PAGE || randSize % PAGE) throw new UsageError(`--rand-size ${o.randSize}: a multiple of 4k`)
       const netns = !!o.netns || o.mode === 'partition'
+      const [{ runBench }, { Live }, { compareTable, runSummary }] = await Promise.all([import('../bench/bench.js'), import('../bench/live.js'), import('../bench/table.js')])
       const { report, files, skipped } = await runBench({
         mount: o.mount,
         dir: o.dir,
@@ -115,6 +111,7 @@ export function registerSelftestCommand(program: Command): void {
     .option('--key-file <path>', 'a master key file (lproxy format --key-file): every RPC signed and its reply checked, to measure what the shared key costs')
     .action(async (o: { host: string; port: number; count: number; repeat: number; metaFiles: number; tls?: boolean; name?: string; out: string; keyFile?: string }) => {
       if (!/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(o.host)) throw new UsageError(`--host ${o.host}: a loopback address (127.x.y.z)`)
+      const [{ runSelftest }, { onPath }] = await Promise.all([import('../bench/selftest.js'), import('../bench/install.js')])
       const { file } = await runSelftest(
         {
           host: o.host,

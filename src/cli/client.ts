@@ -1,6 +1,5 @@
 import { Option, type Command } from 'commander'
 import { callJsonSocket } from '../common/jsonsock.js'
-import { mountFs, umountFs } from '../client/mount.js'
 import { mountOf } from '../ctl/find.js'
 import type { MdtAttr } from '../protocol/ops.js'
 import { DEFAULT_PORT } from '../protocol/nid.js'
@@ -17,13 +16,14 @@ export function registerClientCommands(program: Command): void {
     .option('--log <file>', "the mount daemon's pino JSON log")
     .argument('<mountpoint>')
     .action(async (mountpoint: string, o: { mgsnode: string; options: string; port: number; log?: string }) => {
+      const { mountFs } = await import('../client/mount.js')
       const info = await mountFs({ mgsnode: o.mgsnode, mountpoint, options: o.options ? [o.options] : [], port: o.port, log: o.log })
       for (const w of info.warnings) process.stderr.write(`lproxy: warning: ${w}\n`)
     })
 
   command(program, 'umount', 'unmount a filesystem: flush, disconnect from the targets, stop the mount daemon')
     .argument('<mountpoint>')
-    .action(async (mountpoint: string) => umountFs(mountpoint))
+    .action(async (mountpoint: string) => (await import('../client/mount.js')).umountFs(mountpoint))
 
   command(program, 'setstripe', "set a directory's default layout for new files (like lfs setstripe)")
     .option('-c, --stripe-count <n>', 'stripes per file; -1 = every OST', stripeCountParser, 1)

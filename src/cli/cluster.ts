@@ -1,13 +1,10 @@
 import type { Command } from 'commander'
-import { clusterDown } from '../cluster/down.js'
-import { clusterFail, clusterFailback, TakeoverError, type FailMode, type MoveResult } from '../cluster/fail.js'
+import type { FailMode, MoveResult } from '../cluster/fail.js'
 import { DEFAULT_DIR, DEFAULT_NET, DEFAULT_NETNS_NET } from '../cluster/layout.js'
-import { LocalCluster } from '../cluster/local.js'
-import { clusterStatus, type ClusterStatus } from '../cluster/status.js'
-import { clusterUp } from '../cluster/up.js'
+import type { ClusterStatus } from '../cluster/status.js'
 import { parseParams } from '../server/target/config.js'
 import { UsageError } from './errors.js'
-import { isNetFaultOnly, netFault, registerHeal, type NetFaultCli } from './netfault.js'
+import { isNetFaultOnly, netFault, openCluster, registerHeal, type NetFaultCli } from './netfault.js'
 import { CLIENT } from '../cluster/netns.js'
 import { collect, command, print } from './server.js'
 import { intParser, paramParser, portParser, secondsParser } from './parse.js'
@@ -45,6 +42,7 @@ export function registerClusterCommands(program: Command): void {
         ['recovery_time_soft', o.recoverySoft],
       ]
       for (const [key, v] of tunables) if (v !== undefined) params[key] = String(v)
+      const { clusterUp } = await import('../cluster/up.js')
       const r = await clusterUp({
         dir: o.dir,
         mountpoint: typeof o.mount === 'string' ? o.mount : undefined,
@@ -69,14 +67,16 @@ export function registerClusterCommands(program: Command): void {
   dirOption(command(cluster, 'status', 'nodes, which node serves each target now, recovery, clients, the mount'))
     .option('--json', 'print JSON')
     .action(async (o: { dir: string; json?: boolean }) => {
-      const st = await clusterStatus(await LocalCluster.open(o.dir))
+      const { clusterStatus } = await import('../cluster/status.js')
+      const st = await clusterStatus(await openCluster(o.dir))
       print(o.json ? [JSON.stringify(st, null, 2)] : statusLines(st))
     })
 
   dirOption(command(cluster, 'down', 'unmount, stop every target cleanly, leave no process (keeps the data)'))
     .option('--purge', 'also remove the cluster directory')
     .action(async (o: { dir: string; purge?: boolean }) => {
-      const r = await clusterDown(await LocalCluster.open(o.dir), { purge: !!o.purge })
+      const { clusterDown } = await import('../cluster/down.js')
+      const r = await clusterDown(await openCluster(o.dir), { purge: !!o.purge })
       for (const w of r.warnings) process.stderr.write(`lproxy: warning: ${w}\n`)
       const lines = [`stopped ${r.stopped.length} target${r.stopped.length === 1 ? '' : 's'} cleanly`]
       if (r.unmounted) lines.unshift('unmounted')
@@ -104,8 +104,9 @@ export function registerClusterCommands(program: Command): void {
       const mode: FailMode = o.soft ? 'soft' : o.hang ? 'hang' : o.partition ? 'live' : 'kill'
       const deadtimeMs = o.deadtime * 1000
       const show = (r: MoveResult) => print(o.json ? [JSON.stringify(r, null, 2)] : moveLines(r))
+      const { clusterFail, TakeoverError } = await import('../cluster/fail.js')
       try {
-        show(await clusterFail(await LocalCluster.open(o.dir), { what, mode, takeover: o.takeover, deadtimeMs, partition: !!o.partition, fence: o.fence }))
+        show(await clusterFail(await openCluster(o.dir), { what, mode, takeover: o.takeover, deadtimeMs, partition: !!o.partition, fence: o.fence }))
       } catch (e) {
         // What happened before the takeover failed (the fault is in place) is part of the answer.
         if (e instanceof TakeoverError) show(e.result)
@@ -118,7 +119,8 @@ export function registerClusterCommands(program: Command): void {
     .argument('<node>', 'mds1, mds2, oss1 or oss2')
     .option('--json', 'print JSON')
     .action(async (node: string, o: { dir: string; json?: boolean }) => {
-      const r = await clusterFailback(await LocalCluster.open(o.dir), node)
+      const { clusterFailback } = await import('../cluster/fail.js')
+      const r = await clusterFailback(await openCluster(o.dir), node)
       print(o.json ? [JSON.stringify(r, null, 2)] : r.moved.length ? moveLines(r) : [`${node} already serves its targets`])
     })
 }

@@ -1,7 +1,6 @@
 import type { Command } from 'commander'
 import { DEFAULT_NET, DEFAULT_PORT } from '../cluster/layout.js'
-import { signalExitCode } from '../cluster/proc.js'
-import { mib, runDemo, type DemoReport } from '../cluster/demo.js'
+import type { DemoReport } from '../cluster/demo.js'
 import { command } from './server.js'
 import { numberParser, portParser } from './parse.js'
 
@@ -22,6 +21,7 @@ export function registerDemoCommand(program: Command): void {
         say(`${sig}: stopping the copy, tearing the cluster down`)
         stop.abort(sig)
       }
+      const [{ mib, runDemo }, { signalExitCode }] = await Promise.all([import('../cluster/demo.js'), import('../cluster/proc.js')])
       process.once('SIGINT', onSignal).once('SIGTERM', onSignal)
       let r: DemoReport
       try {

@@ -1,7 +1,4 @@
 import type { Command } from 'commander'
-import { targetStatus } from '../ha/status.js'
-import { installAgents } from '../ha/install.js'
-import { fence, parseArgv, parseStdin, usage } from '../ha/fence.js'
 import { command, print } from './server.js'
 
 /** What Pacemaker needs of lproxy: a status with OCF exit codes, the agents, the fence agent. */
@@ -10,6 +7,7 @@ export function registerHaCommands(program: Command): void {
     .argument('<dir>', 'target directory')
     .option('--nid <nid>', 'running here means served by the node on this NID')
     .action(async (dir: string, o: { nid?: string }) => {
+      const { targetStatus } = await import('../ha/status.js')
       const s = await targetStatus(dir, o.nid)
       print([s.line])
       process.exitCode = s.code
@@ -18,7 +16,10 @@ export function registerHaCommands(program: Command): void {
   const ha = program.command('ha').description('Pacemaker integration: agents for a site running lproxy targets under an HA manager')
   command(ha, 'install-agents', 'install ocf:lproxy:target and fence_lproxy (under /usr/lib/ocf and /usr/sbin)')
     .option('--root <dir>', 'install under this root instead of /', '/')
-    .action(async (o: { root: string }) => print((await installAgents(o.root)).map((f) => `installed ${f}`)))
+    .action(async (o: { root: string }) => {
+      const { installAgents } = await import('../ha/install.js')
+      print((await installAgents(o.root)).map((f) => `installed ${f}`))
+    })
 
   command(ha, 'fence-agent', 'fence_lproxy itself (fence-agents options; key=value on stdin when none are given)')
     .helpOption(false)
@@ -29,6 +30,7 @@ export function registerHaCommands(program: Command): void {
 
 async function runFenceAgent(args: string[]): Promise<number> {
   try {
+    const { fence, parseArgv, parseStdin, usage } = await import('../ha/fence.js')
     const o = args.length ? parseArgv(args) : parseStdin(await readStdin(), (m) => process.stderr.write(m + '\n'))
     if (o.help) return print([usage()]), 0
     if (o.version) return print(['0.1.0']), 0

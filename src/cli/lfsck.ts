@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs'
 import type { Command } from 'commander'
 import { adminCall } from '../cluster/admin.js'
-import { refByDir, refByName, type TargetRef } from '../cluster/resolve.js'
+import type { TargetRef } from '../cluster/resolve.js'
 import type { LfsckReport } from '../server/mdt/mdt.js'
 import { ctl } from './mountctl.js'
 import { UsageError } from './errors.js'
@@ -39,6 +39,7 @@ export function registerLfsckCommand(program: Command): void {
 }
 
 async function lfsckRef(dir: string | undefined, o: MgsAccessOpts & { mount?: string }): Promise<TargetRef> {
+  const { refByDir, refByName } = await import('../cluster/resolve.js')
   if (dir) {
     if (!existsSync(dir)) throw new UsageError(`lfsck: ${dir} does not exist (give the MDT's target directory)`)
     return refByDir(dir)

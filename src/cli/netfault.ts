@@ -1,7 +1,6 @@
 import type { Command } from 'commander'
-import { LocalCluster } from '../cluster/local.js'
+import type { LocalCluster } from '../cluster/local.js'
 import { CLIENT } from '../cluster/netns.js'
-import { cutLink, healLink, sickenLink } from '../cluster/partition.js'
 import { UsageError } from './errors.js'
 import { command, print } from './server.js'
 
@@ -21,8 +20,14 @@ export function isNetFaultOnly(what: string, o: NetFaultCli): boolean {
   return what === CLIENT || o.from !== undefined || o.loss !== undefined || o.delay !== undefined
 }
 
+/** The local cluster in `dir`, its code loaded by the command that needs it (the CLI starts lighter). */
+export async function openCluster(dir: string): Promise<LocalCluster> {
+  return (await import('../cluster/local.js')).LocalCluster.open(dir)
+}
+
 export async function netFault(what: string, o: NetFaultCli & { partition?: boolean }): Promise<void> {
-  const lc = await LocalCluster.open(o.dir)
+  const lc = await openCluster(o.dir)
+  const { cutLink, sickenLink } = await import('../cluster/partition.js')
   const sick = o.loss !== undefined || o.delay !== undefined
   if (sick && (o.partition || o.from !== undefined)) throw new UsageError('cluster fail: --loss/--delay make a link sick; --partition and --from cut it')
   if (!sick && !o.partition) throw new UsageError(`cluster fail ${what}: say what happens to its link (--partition [--from PEER], --loss P, --delay MS)`)
@@ -43,6 +48,7 @@ export function registerHeal(cluster: Command, dirOption: (c: Command) => Comman
   dirOption(command(cluster, 'heal', "restore a node's (or the client's) link after fail --partition/--loss/--delay, and resume it if hung"))
     .argument('<node>', `mds1, mds2, oss1, oss2 or ${CLIENT}`)
     .action(async (node: string, o: { dir: string }) => {
-      print(await healLink(await LocalCluster.open(o.dir), node))
+      const { healLink } = await import('../cluster/partition.js')
+      print(await healLink(await openCluster(o.dir), node))
     })
 }

@@ -5,9 +5,8 @@ import { loadTls, tlsFiles, type TlsFiles, type TlsMaterial } from '../common/tl
 import { formatNid, parseNid } from '../protocol/nid.js'
 import { parseTargetName } from '../protocol/names.js'
 import { KEY_FILE, describe, formatTarget, parseParams, readConfig } from '../server/target/config.js'
-import { probeNode } from '../cluster/admin.js'
-import { refByDir, refByName, targetRequest, type TargetRef } from '../cluster/resolve.js'
-import { defaultLog, startTarget, stopTarget } from '../cluster/target.js'
+import type { TargetRef } from '../cluster/resolve.js'
+import { defaultLog } from '../cluster/layout.js'
 import { isListenAddress } from '../common/listen.js'
 import { UsageError } from './errors.js'
 import { intParser, portParser } from './parse.js'
@@ -105,6 +104,7 @@ export function registerServerCommands(program: Command): void {
     if (o.metrics && !isListenAddress(o.metrics)) throw new UsageError(`start: --metrics '${o.metrics}' is not ADDR:PORT (e.g. 127.0.0.1:9100)`)
     const tls = tlsOption(o)
     if (o.foreground) return runForeground(dir, nid, o.name, o.log, params, discard, o.metrics, tls)
+    const { startTarget } = await import('../cluster/target.js')
     const s = await startTarget({ dir, nid, name: o.name, log: o.log, params, discardCorruptJournal: discard, metrics: o.metrics, tls })
     print([`${s.targets.join(', ')}: ${s.already ? 'already ' : ''}serving on ${s.nid} (node ${s.node}, pid ${s.pid})`])
   })
@@ -113,13 +113,14 @@ export function registerServerCommands(program: Command): void {
     .argument('<dir>', 'target directory')
     .option('--nid <nid>', 'stop it only if the node on this NID serves it')
     .action(async (dir: string, o: { nid?: string }) => {
+      const { stopTarget } = await import('../cluster/target.js')
       const r = await stopTarget(dir, o.nid)
       print([r.served ? `${r.served.name}: stopped cleanly on ${r.served.status.node} (${r.served.nid})` : `${r.why}; nothing to stop`])
     })
 
   targetCommand(program, 'barrier', 'replay barrier: commit everything, then commit nothing more until the target stops').action(
     async (what: string, o: TargetOpts) => {
-      const r = await targetRequest<{ target: string; last_committed: number }>(await targetRef(what, o), 'barrier')
+      const r = await askTarget<{ target: string; last_committed: number }>(what, o, 'barrier')
       print([`${r.target}: replay barrier set at last_committed ${r.last_committed}; nothing more is committed until it stops`])
     },
   )
@@ -127,14 +128,14 @@ export function registerServerCommands(program: Command): void {
   targetCommand(program, 'recovery-status', "a target's recovery state, like obdfilter.*.recovery_status")
     .option('--json', 'print JSON')
     .action(async (what: string, o: TargetOpts & { json?: boolean }) => {
-      const r = await targetRequest<RecoveryStatus>(await targetRef(what, o), 'recovery_status')
+      const r = await askTarget<RecoveryStatus>(what, o, 'recovery_status')
       if (o.json) print([JSON.stringify(r, null, 2)])
       else print(recoveryLines(r))
     })
 
   targetCommand(program, 'abort-recovery', 'end recovery now, evicting the clients that have not finished').action(
     async (what: string, o: TargetOpts) => {
-      const r = await targetRequest<{ target: string; aborted: boolean }>(await targetRef(what, o), 'abort_recovery')
+      const r = await askTarget<{ target: string; aborted: boolean }>(what, o, 'abort_recovery')
       print([`${r.target}: ${r.aborted ? 'recovery aborted' : 'not in recovery, nothing to abort'}`])
     },
   )
@@ -142,7 +143,7 @@ export function registerServerCommands(program: Command): void {
   targetCommand(program, 'evict', 'evict a client from a target')
     .argument('<client_uuid>', 'client UUID, as listed by recovery-status or cluster status')
     .action(async (what: string, uuid: string, o: TargetOpts) => {
-      const r = await targetRequest<{ target: string }>(await targetRef(what, o), 'evict', { client: uuid })
+      const r = await askTarget<{ target: string }>(what, o, 'evict', { client: uuid })
       print([`${r.target}: evicted ${uuid}`])
     })
 }
@@ -162,9 +163,16 @@ function targetCommand(program: Command, name: string, description: string): Com
   return withTlsOptions(cmd, 'a certificate signed by the CA, to ask an MGS that requires TLS (with --mgsnode)')
 }
 
+/** An admin request to the target `what` names, wherever it is served. */
+async function askTarget<T>(what: string, o: TargetOpts, cmd: string, args?: Record<string, unknown>): Promise<T> {
+  const { targetRequest } = await import('../cluster/resolve.js')
+  return targetRequest<T>(await targetRef(what, o), cmd, args)
+}
+
 /** With --mgsnode a target name is meant, even if a directory of that name happens to exist here. */
 async function targetRef(what: string, o: TargetOpts): Promise<TargetRef> {
   const isName = !!parseTargetName(what)
+  const { refByDir, refByName } = await import('../cluster/resolve.js')
   if (o.mgsnode && isName) return refByName(what, o.mgsnode, o.port, await mgsAccess(o))
   if (existsSync(what)) return refByDir(what)
   if (!isName) throw new UsageError(`'${what}' is neither a target directory nor a target name (e.g. ost1, spfs-OST0001, mdt0, MGS)`)
@@ -194,6 +202,7 @@ async function runForeground(
 ): Promise<void> {
   const abs = path.resolve(dir)
   const cfg = await readConfig(abs)
+  const { probeNode } = await import('../cluster/admin.js')
   const p = await probeNode(nid, cfg.port)
   if (p.state !== 'down') throw new Error(`a node already runs on ${nid} (port ${cfg.port}); without -f, 'lproxy start' mounts the target on it`)
   const { runNode } = await import('../server/main.js')

@@ -1,7 +1,6 @@
 import path from 'node:path'
 import type { Command } from 'commander'
 import { describe, type TargetConfig } from '../server/target/config.js'
-import { tunefs } from '../server/target/tunefs.js'
 import { collect, command, print } from './server.js'
 
 /** `lproxy tunefs DIR`, as tunefs.lustre (logic in src/server/target/tunefs.ts). */
@@ -16,6 +15,7 @@ export function registerTunefsCommand(program: Command): void {
     .option('--writeconf', "regenerate the configuration: the MGS's directory forgets every target, another target's next start replaces what the MGS knows of it")
     .option('-n, --dryrun', 'print what would change, change nothing')
     .action(async (dir: string, o: TunefsCli) => {
+      const { tunefs } = await import('../server/target/tunefs.js')
       const r = await tunefs({
         dir,
         failnodes: o.failnode ?? [],

@@ -7,8 +7,7 @@ import { loadSigningKey } from '../common/keyfile.js'
 import { clientSocket } from '../common/rundir.js'
 import { openFuse, type FuseBinding } from '../fuse/binding.js'
 import { serveCtl } from '../ctl/server.js'
-import { clientRegistry } from '../ctl/metrics.js'
-import { serveMetrics, type MetricsServer } from '../common/metrics.js'
+import type { MetricsServer } from '../common/metrics.js'
 import { ClientFs } from './fs.js'
 import { parseOptions } from './options.js'
 import { mountSource } from './source.js'
@@ -75,7 +74,11 @@ export async function runDaemon(a: DaemonArgs, report: (r: DaemonReport) => void
     if (!key) warnings.push('no keyfile= mount option: this client\'s RPCs are not authenticated (a filesystem formatted with a key refuses them)')
     for (const w of warnings) log.warn({}, w)
     fs = await ClientFs.connect({ mgsnode: a.mgsnode, fsname: a.fsname, port: a.port, options: opts, clock: realClock, log, key })
-    if (opts.metrics) metrics = await serveMetrics(opts.metrics, clientRegistry(fs), log)
+    if (opts.metrics) {
+      // prom-client is loaded only where metrics are served.
+      const [{ serveMetrics }, { clientRegistry }] = await Promise.all([import('../common/metrics.js'), import('../ctl/metrics.js')])
+      metrics = await serveMetrics(opts.metrics, clientRegistry(fs), log)
+    }
     // Unmounted from outside: a daemon left running would hold its imports, and its export on every target.
     const ended = () => {
       log.warn({ mountpoint: a.mountpoint }, 'the kernel ended the FUSE session (unmounted from outside, or the connection was aborted)')

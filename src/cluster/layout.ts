@@ -84,6 +84,13 @@ const clusterFileSchema = exactly<ClusterFile>()(
 )
 
 export const CLUSTER_FILE = 'cluster.json'
+/** Where a node started by `lproxy start` logs when no --log is given. */
+export const DEFAULT_LOG_DIR = '/var/log/lproxy'
+
+export function defaultLog(name: string): string {
+  return path.join(DEFAULT_LOG_DIR, `${name}.log`)
+}
+
 export const OSTS = ['ost1', 'ost2']
 
 export function checkNet(net: string): void {

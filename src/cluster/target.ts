@@ -8,13 +8,12 @@ import { adminCall, probeNode, MOUNT_MS, UMOUNT_MS, type NodeStatus } from './ad
 import { spawnNode } from './spawn.js'
 import { waitGone } from './proc.js'
 import { refuseIfPoweredOff } from '../ha/marker.js'
+import { defaultLog } from './layout.js'
 
 /**
  * One target directory on one node: `lproxy start` / `stop`, and the building block of the
  * local cluster's failover moves.
  */
-export const DEFAULT_LOG_DIR = '/var/log/lproxy'
-
 export interface Served {
   dir: string
   cfg: TargetConfig
@@ -69,10 +68,6 @@ export interface Started {
   spawned: boolean
   /** It was served there already: nothing was done. */
   already?: boolean
-}
-
-export function defaultLog(name: string): string {
-  return path.join(DEFAULT_LOG_DIR, `${name}.log`)
 }
 
 /**

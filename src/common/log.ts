@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module'
 import pino, { type Logger } from 'pino'
-import pretty from 'pino-pretty'
+import type Pretty from 'pino-pretty'
 
 export type { Logger }
 
@@ -17,6 +18,8 @@ export function createLogger(opts: { name: string; file?: string; level?: string
     return pino({ name: opts.name, level }, dest)
   }
   if (process.stderr.isTTY) {
+    // Only a person at a terminal needs it: not loaded by daemons and pipes.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof Pretty
     return pino({ name: opts.name, level }, pretty({ destination: 2, sync: true, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }))
   }
   return pino({ name: opts.name, level }, pino.destination({ dest: 2, sync: true }))

@@ -8,9 +8,9 @@ import { REPO } from '../helpers/nodes.js'
  * sense (commander's parse errors included), 1 for a failure while carrying it out. No server
  * or mount is involved.
  */
-function lproxy(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function lproxy(args: string[], nodeArgs: string[] = [path.join(REPO, 'bin', 'lproxy.js')]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) =>
-    execFile(process.execPath, [path.join(REPO, 'bin', 'lproxy.js'), ...args], { cwd: '/' }, (err, stdout, stderr) =>
+    execFile(process.execPath, [...nodeArgs, ...args], { cwd: '/' }, (err, stdout, stderr) =>
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 128) : 0, stdout, stderr }),
     ),
   )
@@ -54,5 +54,32 @@ describe('lproxy errors', () => {
     for (const l of top.stdout.split('\n')) expect(l.length, l).toBeLessThanOrEqual(160)
     expect(top.stdout).toMatch(/^ +selftest \[options\] +this machine's RPC round-trip and metadata floor/m)
     expect((await lproxy(['selftest', '--help'])).stdout.replace(/\s+/g, ' ')).toMatch(/the fastest any lproxy mount can create, stat and unlink here/)
+  })
+})
+
+/**
+ * Every module a process loads costs start-up CPU (about 0.3 s of a command's 0.75 s went on
+ * code it never ran): Pacemaker runs `lproxy target-status` at each monitor, and each node and
+ * mount daemon starts with the whole server or client. The ESM loader, hooked, names what loads.
+ */
+describe('what a process loads at start-up', () => {
+  const HOOK = `data:text/javascript,export async function load(u, c, next) { if (u.startsWith('file:')) process.stderr.write('LOADED ' + u + '\\n'); return next(u, c) }`
+  const REGISTER = `data:text/javascript,import { register } from 'node:module'; register(${JSON.stringify(HOOK)})`
+  const loaded = async (entry: string, args: string[]) =>
+    (await lproxy(args, ['--import', REGISTER, path.join(REPO, entry)])).stderr.split('\n').flatMap((l) => (l.startsWith('LOADED ') ? [l.slice(7)] : []))
+
+  it('a command loads only what its own work needs: not the server, the client stack, the bench, undici nor prom-client', async () => {
+    const mods = await loaded('bin/lproxy.js', ['target-status', '/nonexistent-h4'])
+    expect(mods).toContain(`file://${REPO}/dist/ha/status.js`)
+    for (const heavy of ['/node_modules/undici/', '/node_modules/prom-client/', '/node_modules/pino-pretty/', '/dist/server/node.js', '/dist/ptlrpc/', '/dist/llite/', '/dist/bench/bench.js', '/dist/cluster/up.js'])
+      expect(mods.filter((m) => m.includes(heavy))).toEqual([])
+  })
+
+  it('a server node and a mount daemon load neither undici (an @http NID loads it) nor prom-client (--metrics does)', async () => {
+    for (const entry of ['dist/server/main.js', 'dist/client/daemon.js']) {
+      const mods = await loaded(entry, ['--bogus'])
+      expect(mods.filter((m) => m.includes('/dist/ptlrpc/')).length, entry).toBeGreaterThan(3)
+      expect(mods.filter((m) => /\/node_modules\/(undici|prom-client|pino-pretty)\//.test(m)), entry).toEqual([])
+    }
   })
 })

@@ -4,7 +4,7 @@ import { param, parseParam } from '../common/registry.js'
 import type { Osc } from '../osc/osc.js'
 import { importDevices, setActive } from './devices.js'
 import { getParamValues, matching, type Param, type ParamValue } from '../common/params.js'
-import { importView, stateView, timeoutsView } from './views.js'
+import { importView, stateView, timeoutsView } from '../ptlrpc/views.js'
 
 /**
  * The mount's parameters as lctl names them (`osc.<dev>.import`, `osc.<dev>.max_dirty_mb`,

@@ -323,8 +323,12 @@ export class ServerNode {
       case 'status':
         return this.status()
       case 'get_param':
-        return getParamValues(serverParamTable(this.targets.values(), () => this.o.clock.wallNow()), req.patterns)
+        return getParamValues(serverParamTable(this.targets.values(), this.osps(), () => this.o.clock.wallNow()), req.patterns)
     }
+  }
+
+  private osps(): Osp[] {
+    return [...this.mounts.values()].flatMap((m) => (m.osp ? [m.osp] : []))
   }
 
   served(): Iterable<Target> {

@@ -94,6 +94,16 @@ export class Osp implements ObjectDestroyer {
     })
   }
 
+  /** Its imports, one per OST (osp.<fsname>-OSTxxxx-osc-MDT0000 in get_param). */
+  get devices(): Import[] {
+    return [...this.imports.values()]
+  }
+
+  /** The PtlrpcClient its imports share: tunables and clock for their get_param views. */
+  get ptlrpc(): PtlrpcClient {
+    return this.client
+  }
+
   /** The OSTs whose import is connected now. */
   connected(): number[] {
     return [...this.imports].filter(([, imp]) => imp.state === 'FULL' && !imp.deactive).map(([i]) => i)

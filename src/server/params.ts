@@ -1,15 +1,18 @@
 import type { Param } from '../common/params.js'
+import { importView, stateView, timeoutsView } from '../ptlrpc/views.js'
+import type { Osp } from './osp.js'
 import type { Target } from './target/target.js'
 
 /**
  * A server node's parameters as `lctl get_param` names them on a Lustre server, one set per
  * target it serves: obdfilter.<ost>.stats, mdt.<mdt>.md_stats, and for each target its
- * recovery_status, exports and instance. Read-only: servers are tuned through their
- * configuration, not here.
+ * recovery_status, exports and instance; and an MDT's OSP devices, its imports of the OSTs
+ * (osp.<fsname>-OSTxxxx-osc-MDT0000.import, state, timeouts, active), which say why an MDT
+ * cannot reach an OST. Read-only: servers are tuned through their configuration, not here.
  */
 const TYPE = { mgs: 'mgs', mdt: 'mdt', ost: 'obdfilter' } as const
 
-export function serverParamTable(targets: Iterable<Target>, wallNow: () => number): Param[] {
+export function serverParamTable(targets: Iterable<Target>, osps: Iterable<Osp>, wallNow: () => number): Param[] {
   const out: Param[] = []
   for (const t of targets) {
     const at = (leaf: string) => [TYPE[t.kind], t.name, leaf]
@@ -20,6 +23,18 @@ export function serverParamTable(targets: Iterable<Target>, wallNow: () => numbe
       { path: at('exports'), get: () => t.clients() },
       { path: at('instance'), get: () => t.instance },
     )
+  }
+  for (const osp of osps) {
+    const { tunables, clock } = osp.ptlrpc
+    for (const imp of osp.devices) {
+      const at = (leaf: string) => ['osp', imp.name, leaf]
+      out.push(
+        { path: at('import'), get: () => importView(imp, tunables, ['multi_mod_rpcs', 'imp_recov']) },
+        { path: at('state'), get: () => stateView(imp) },
+        { path: at('timeouts'), get: () => timeoutsView(imp, tunables, clock) },
+        { path: at('active'), get: () => (imp.deactive ? 0 : 1) },
+      )
+    }
   }
   return out
 }

@@ -93,6 +93,22 @@ describe('get_param / set_param', () => {
     expect(parse(blocks(await lp(`get_param 'osc.*OST0001*.timeouts'`))[`osc.spfs-OST0001-osc-${id}.timeouts`]!)).toMatchObject({ timeouts: 0, request_deadline: '10 sec' })
   })
 
+  it("shows on the MDS its OSP devices, as lctl's osp.*: the MDT's import of each OST, FULL and active", async () => {
+    const b = blocks(await lp(`get_param --target "${path.join(c.dir, 'targets', 'mdt0')}" 'osp.*.import' 'osp.*.active' 'osp.*OST0002*.state'`))
+    const dev = (ost: number) => `osp.spfs-OST000${ost}-osc-MDT0000`
+    expect(Object.keys(b).sort()).toEqual([`${dev(1)}.active`, `${dev(1)}.import`, `${dev(2)}.active`, `${dev(2)}.import`, `${dev(2)}.state`])
+    for (const ost of [1, 2]) {
+      expect(b[`${dev(ost)}.active`]).toBe('1')
+      expect(parse(b[`${dev(ost)}.import`]!).import).toMatchObject({
+        name: `spfs-OST000${ost}-osc-MDT0000`,
+        target: `spfs-OST000${ost}_UUID`,
+        state: 'FULL',
+        connection: { failover_nids: [c.nids[`oss${ost}`], c.nids[`oss${3 - ost}`]], current_connection: c.nids[`oss${ost}`] },
+      })
+    }
+    expect(parse(b[`${dev(2)}.state`]!).current_state).toBe('FULL')
+  })
+
   it('globs as lctl does, sets tunables live, refuses what it cannot set', async () => {
     expect(await lp(`get_param 'osc.spfs-OST0002*.active' timeout`)).toBe(`osc.spfs-OST0002-osc-${id}.active=1\ntimeout=10\n`)
     expect(await lp(`get_param -n 'osc.*.max_rpcs_in_flight'`)).toBe('8\n8\n')

@@ -265,8 +265,10 @@ export class NodeSet {
       async () => (await oss.admin<NodeStatus>({ cmd: 'status' })).mounts.some((m) => m.targets.some((t) => t.clients.some((c) => /mdtlov/.test(c.uuid) && c.connected))),
       ms,
       100,
-    ).catch((e: unknown) => {
-      throw this.withLogs(e)
+    ).catch(async (e: unknown) => {
+      // What the MDT's imports of the OSTs say (osp.*.import): why it has not connected.
+      const views = await Promise.all(this.running.map((p) => p.admin<unknown[]>({ cmd: 'get_param', patterns: ['osp.*.import'] }).catch((err: Error) => [err.message])))
+      throw this.withLogs(new Error(`${(e as Error).message}\nosp.*.import: ${JSON.stringify(views.flat())}`))
     })
   }
 

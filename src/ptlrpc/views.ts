@@ -1,7 +1,7 @@
 import type { Clock } from '../common/clock.js'
 import { targetUuid } from '../protocol/names.js'
-import type { Import } from '../ptlrpc/import.js'
-import type { Tunables } from '../ptlrpc/tunables.js'
+import type { Import } from './import.js'
+import type { Tunables } from './tunables.js'
 
 /**
  * What `get_param <type>.<dev>.import|state|timeouts` shows of one import, shaped as Lustre's

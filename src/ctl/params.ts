@@ -4,7 +4,7 @@ import { param, parseParam } from '../common/registry.js'
 import type { Osc } from '../osc/osc.js'
 import { importDevices, setActive } from './devices.js'
 import { getParamValues, matching, type Param, type ParamValue } from '../common/params.js'
-import { importView, stateView, timeoutsView } from '../ptlrpc/views.js'
+import { importParams } from '../ptlrpc/views.js'
 
 /**
  * The mount's parameters as lctl names them (`osc.<dev>.import`, `osc.<dev>.max_dirty_mb`,
@@ -25,11 +25,7 @@ export function paramTable(fs: ClientFs): Param[] {
   const out: Param[] = [{ path: ['timeout'], get: () => t.timeout, set: (v) => void (t.timeout = setting('timeout', v)) }]
   for (const d of importDevices(fs)) {
     const at = (leaf: string) => [d.type, d.imp.name, leaf]
-    out.push(
-      { path: at('import'), get: () => importView(d.imp, t, flags) },
-      { path: at('state'), get: () => stateView(d.imp) },
-      { path: at('timeouts'), get: () => timeoutsView(d.imp, t, fs.client.clock) },
-    )
+    out.push(...importParams(d.imp, t, fs.client.clock, flags, at))
     if (d.osc) out.push(...oscParams(fs, d.osc, at))
     if (d.type === 'mdc') out.push({ path: at('md_stats'), get: () => ({ snapshot_time: snapshot(fs), ...fs.mdc.mdStats.view() }) })
   }

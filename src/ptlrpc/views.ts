@@ -1,4 +1,5 @@
 import type { Clock } from '../common/clock.js'
+import type { Param } from '../common/params.js'
 import { targetUuid } from '../protocol/names.js'
 import type { Import } from './import.js'
 import type { Tunables } from './tunables.js'
@@ -12,7 +13,16 @@ const sec = (ms: number) => Math.round(ms) / 1000
 /** Wall-clock seconds, to the millisecond (failovers here take well under one). */
 const wallSec = (clock: Clock, monotonicMs: number) => sec(clock.wallNow() - (clock.now() - monotonicMs))
 
-export function importView(imp: Import, t: Tunables, connectFlags: string[]): { import: Record<string, unknown> } {
+/** An import's own parameters, `<type>.<dev>.import`, `.state` and `.timeouts`, on a client (osc, mdc, mgc) and an MDS (osp) alike. */
+export function importParams(imp: Import, t: Tunables, clock: Clock, connectFlags: string[], at: (leaf: string) => string[]): Param[] {
+  return [
+    { path: at('import'), get: () => importView(imp, t, connectFlags) },
+    { path: at('state'), get: () => stateView(imp) },
+    { path: at('timeouts'), get: () => timeoutsView(imp, t, clock) },
+  ]
+}
+
+function importView(imp: Import, t: Tunables, connectFlags: string[]): { import: Record<string, unknown> } {
   const flags = [imp.invalid && 'invalid', imp.deactive && 'deactivate', imp.replayable && 'replayable', 'pingable'].filter(Boolean)
   const data = (s: { rpcs: number; bytes: number; ms: number }) => ({
     bytes_per_rpc: s.rpcs ? Math.round(s.bytes / s.rpcs) : 0,
@@ -65,11 +75,11 @@ export function importView(imp: Import, t: Tunables, connectFlags: string[]): { 
   }
 }
 
-export function stateView(imp: Import): { current_state: string; state_history: Array<[number, string]> } {
+function stateView(imp: Import): { current_state: string; state_history: Array<[number, string]> } {
   return { current_state: imp.state, state_history: imp.history.map((h) => [sec(h.time), h.state]) }
 }
 
-export function timeoutsView(imp: Import, t: Tunables, clock: Clock): Record<string, unknown> {
+function timeoutsView(imp: Import, t: Tunables, clock: Clock): Record<string, unknown> {
   return {
     last_activity: imp.lastActive ? wallSec(clock, imp.lastActive) : 0,
     timeouts: imp.timeouts,

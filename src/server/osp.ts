@@ -99,8 +99,8 @@ export class Osp implements ObjectDestroyer {
     return [...this.imports.values()]
   }
 
-  /** The PtlrpcClient its imports share: tunables and clock for their get_param views. */
-  get ptlrpc(): PtlrpcClient {
+  /** What its imports' get_param views need of the PtlrpcClient they share. */
+  get ptlrpc(): Pick<PtlrpcClient, 'tunables' | 'clock'> {
     return this.client
   }
 

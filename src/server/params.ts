@@ -1,5 +1,5 @@
 import type { Param } from '../common/params.js'
-import { importView, stateView, timeoutsView } from '../ptlrpc/views.js'
+import { importParams } from '../ptlrpc/views.js'
 import type { Osp } from './osp.js'
 import type { Target } from './target/target.js'
 
@@ -28,12 +28,8 @@ export function serverParamTable(targets: Iterable<Target>, osps: Iterable<Osp>,
     const { tunables, clock } = osp.ptlrpc
     for (const imp of osp.devices) {
       const at = (leaf: string) => ['osp', imp.name, leaf]
-      out.push(
-        { path: at('import'), get: () => importView(imp, tunables, ['multi_mod_rpcs', 'imp_recov']) },
-        { path: at('state'), get: () => stateView(imp) },
-        { path: at('timeouts'), get: () => timeoutsView(imp, tunables, clock) },
-        { path: at('active'), get: () => (imp.deactive ? 0 : 1) },
-      )
+      // The OSP always follows the MGS's imperative recovery.
+      out.push(...importParams(imp, tunables, clock, ['multi_mod_rpcs', 'imp_recov'], at), { path: at('active'), get: () => (imp.deactive ? 0 : 1) })
     }
   }
   return out
